@@ -1,0 +1,21 @@
+//! millrace-ir: the typed dataflow graph every stage after import works on.
+//!
+//! A [`Graph`] holds [`Value`]s (typed, possibly symbolic shapes) and [`Node`]s in
+//! topological order; each node carries an [`Op`], the trait every operator implements
+//! (shape inference, cost, reference evaluation). [`verify`] checks the invariants every
+//! pass must keep, and [`Graph::dump`] prints the graph as text.
+//!
+//! This crate knows nothing of ONNX protobufs and nothing of kernels.
+
+mod attr;
+mod graph;
+mod op;
+mod print;
+mod types;
+mod verify;
+
+pub use attr::{Attr, Attributes};
+pub use graph::{Graph, InferError, Node, NodeId, Value, ValueId};
+pub use op::{Cost, InferCtx, Inputs, Op, OpError};
+pub use types::ValueType;
+pub use verify::{verify, VerifyError};

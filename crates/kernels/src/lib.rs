@@ -1,0 +1,6 @@
+//! millrace-kernels: CPU compute kernels.
+//!
+//! Kernels take slices and dimensions and write into output buffers they are given; they
+//! never allocate their outputs and know nothing of graphs or ONNX.
+
+pub mod gemm;

@@ -1,0 +1,18 @@
+//! millrace-ops: one file per operator.
+//!
+//! Each op file holds the op's struct (its parsed attributes), its constructor from ONNX
+//! attributes (`from_onnx`), and its [`millrace_ir::Op`] impl: shape inference, cost,
+//! reference evaluation. Files are grouped by family; each family's `mod.rs` registers
+//! its ops in the [`registry::Registry`], one line per op.
+//!
+//! Nothing here may panic on input from a model or a request: every problem is an
+//! [`millrace_ir::OpError`]. Unsupported cases are errors, never approximations.
+
+pub mod elementwise;
+pub mod nn;
+pub mod reduce;
+pub mod registry;
+pub mod tensor;
+pub mod util;
+
+pub use registry::{Builder, Registry};

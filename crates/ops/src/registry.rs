@@ -1,0 +1,47 @@
+//! The op registry: ONNX op type -> constructor.
+use millrace_ir::{Attributes, Op, OpError};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+/// Builds an op from its attributes and the model's opset version for its domain.
+pub type Builder = fn(&Attributes, i64) -> Result<Arc<dyn Op>, OpError>;
+
+/// All ops millrace can import, keyed by ONNX op type (domain `ai.onnx`).
+#[derive(Default)]
+pub struct Registry {
+    builders: HashMap<&'static str, Builder>,
+}
+
+impl Registry {
+    /// The registry of every built-in op.
+    pub fn global() -> &'static Registry {
+        static REG: OnceLock<Registry> = OnceLock::new();
+        REG.get_or_init(|| {
+            let mut r = Registry::default();
+            crate::elementwise::register(&mut r);
+            crate::tensor::register(&mut r);
+            crate::nn::register(&mut r);
+            crate::reduce::register(&mut r);
+            r
+        })
+    }
+
+    pub fn add(&mut self, op_type: &'static str, b: Builder) {
+        self.builders.insert(op_type, b);
+    }
+
+    pub fn get(&self, op_type: &str) -> Option<Builder> {
+        self.builders.get(op_type).copied()
+    }
+
+    pub fn contains(&self, op_type: &str) -> bool {
+        self.builders.contains_key(op_type)
+    }
+
+    /// Registered op types, sorted.
+    pub fn op_types(&self) -> Vec<&'static str> {
+        let mut v: Vec<_> = self.builders.keys().copied().collect();
+        v.sort();
+        v
+    }
+}
