@@ -1,0 +1,515 @@
+//! ONNX `ModelProto` -> IR [`Graph`].
+use crate::error::{ImportError, NodeIssue};
+use crate::proto::{
+    self, attr_type, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, TypeProto,
+};
+use crate::tensor::{sparse_to_dense, tensor_from_proto};
+use millrace_core::{DType, Dim};
+use millrace_ir::{verify, Attr, Attributes, Graph, ValueId, ValueType};
+use millrace_ops::Registry;
+use prost::Message;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+
+/// Newest `ai.onnx` opset millrace imports.
+pub const MAX_OPSET: i64 = 22;
+
+/// An imported model: its graph and what the file said about itself.
+#[derive(Clone, Debug)]
+pub struct OnnxModel {
+    pub graph: Graph,
+    pub opset: i64,
+    pub ir_version: i64,
+    pub producer: String,
+}
+
+/// Reads and imports a model file; external data is looked up beside it.
+pub fn load_model(path: &Path) -> Result<OnnxModel, ImportError> {
+    let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    import_model(&bytes, path.parent())
+}
+
+/// Imports a serialized model. `base_dir` is where external data files live, if any.
+pub fn import_model(bytes: &[u8], base_dir: Option<&Path>) -> Result<OnnxModel, ImportError> {
+    let model = ModelProto::decode(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
+    let graph_proto = model.graph.as_ref().ok_or(ImportError::NoGraph)?;
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .ok_or_else(|| {
+            ImportError::Model("the model declares no ai.onnx opset (opset_import)".into())
+        })?;
+    if !(1..=MAX_OPSET).contains(&opset) {
+        return Err(ImportError::Model(format!(
+            "ai.onnx opset {opset} is not supported (millrace imports opsets 1 to {MAX_OPSET})"
+        )));
+    }
+    let mut ctx = Ctx {
+        opset,
+        base_dir,
+        anon: 0,
+        functions: &model.functions,
+    };
+    let mut graph = ctx.import_graph(graph_proto)?;
+    verify(&graph)?;
+    graph.infer_types().map_err(|e| ImportError::Nodes {
+        issues: vec![NodeIssue {
+            node: e.node.clone(),
+            op: op_of(&graph, &e.node),
+            msg: format!("shape inference failed: {}", e.source),
+        }],
+    })?;
+    Ok(OnnxModel {
+        graph,
+        opset,
+        ir_version: model.ir_version,
+        producer: model.producer_name.clone(),
+    })
+}
+
+fn op_of(g: &Graph, node: &str) -> String {
+    g.nodes
+        .iter()
+        .find(|n| n.name == node)
+        .map(|n| n.op.name().to_string())
+        .unwrap_or_default()
+}
+
+struct Ctx<'a> {
+    opset: i64,
+    base_dir: Option<&'a Path>,
+    anon: usize,
+    functions: &'a [proto::FunctionProto],
+}
+
+/// The IR type of a declared ONNX type; `None` for non-tensor types.
+fn value_type(tp: &TypeProto, anon: &mut usize) -> Option<ValueType> {
+    let type_proto::Value::TensorType(t) = tp.value.as_ref()? else {
+        return None;
+    };
+    let dtype = DType::from_onnx_code(t.elem_type);
+    let shape = t.shape.as_ref().map(|s| {
+        s.dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(proto::tensor_shape_proto::dimension::Value::DimValue(v)) if *v >= 0 => {
+                    Dim::Known(*v as usize)
+                }
+                Some(proto::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
+                    Dim::Sym(p.clone())
+                }
+                _ => {
+                    *anon += 1;
+                    Dim::Sym(format!("unk__{anon}"))
+                }
+            })
+            .collect()
+    });
+    Some(ValueType { dtype, shape })
+}
+
+impl Ctx<'_> {
+    fn import_graph(&mut self, g: &GraphProto) -> Result<Graph, ImportError> {
+        let mut graph = Graph::new(if g.name.is_empty() {
+            "main"
+        } else {
+            g.name.as_str()
+        });
+        let mut names: HashMap<String, ValueId> = HashMap::new();
+
+        for t in &g.initializer {
+            let tensor = tensor_from_proto(t, self.base_dir)?;
+            if names.contains_key(&t.name) || t.name.is_empty() {
+                return Err(ImportError::Tensor {
+                    name: t.name.clone(),
+                    msg: "initializer name is empty or repeated".into(),
+                });
+            }
+            names.insert(t.name.clone(), graph.add_constant(t.name.clone(), tensor));
+        }
+        for s in &g.sparse_initializer {
+            let name = s
+                .values
+                .as_ref()
+                .map(|v| v.name.clone())
+                .unwrap_or_default();
+            let tensor = sparse_to_dense(s, self.base_dir)?;
+            if names.contains_key(&name) || name.is_empty() {
+                return Err(ImportError::Tensor {
+                    name,
+                    msg: "sparse initializer name is empty or repeated".into(),
+                });
+            }
+            names.insert(name.clone(), graph.add_constant(name, tensor));
+        }
+        for vi in &g.input {
+            let declared = vi
+                .r#type
+                .as_ref()
+                .and_then(|t| value_type(t, &mut self.anon));
+            if let Some(&id) = names.get(&vi.name) {
+                // IR < 4 lists initializers among inputs: they stay constants.
+                let _ = id;
+                continue;
+            }
+            if vi.name.is_empty() {
+                return Err(ImportError::Value {
+                    name: vi.name.clone(),
+                    msg: "graph input without a name".into(),
+                });
+            }
+            let ty = match declared {
+                Some(t) => t,
+                None if vi.r#type.is_some() => {
+                    return Err(ImportError::Value {
+                        name: vi.name.clone(),
+                        msg: "only tensor-typed graph inputs are supported (not sequence, map or optional)".into(),
+                    })
+                }
+                None => ValueType::unknown(),
+            };
+            let id = graph.add_value(vi.name.clone(), ty);
+            names.insert(vi.name.clone(), id);
+            graph.inputs.push(id);
+        }
+        let mut declared: HashMap<&str, ValueType> = HashMap::new();
+        for vi in g.value_info.iter().chain(&g.output) {
+            if let Some(t) = vi
+                .r#type
+                .as_ref()
+                .and_then(|t| value_type(t, &mut self.anon))
+            {
+                declared.insert(vi.name.as_str(), t);
+            }
+        }
+
+        let nodes = self.expand_functions(&g.node)?;
+        let order = topo_order(&nodes, &names)?;
+        let registry = Registry::global();
+        let mut issues = Vec::new();
+        for (i, &ni) in order.iter().enumerate() {
+            let n = &nodes[ni];
+            let node_name = if n.name.is_empty() {
+                format!("{}_{}", n.op_type, i)
+            } else {
+                n.name.clone()
+            };
+            let issue = |msg: String| NodeIssue {
+                node: node_name.clone(),
+                op: n.op_type.clone(),
+                msg,
+            };
+            // Inputs.
+            let mut inputs = Vec::with_capacity(n.input.len());
+            for name in &n.input {
+                if name.is_empty() {
+                    inputs.push(None);
+                } else if let Some(&id) = names.get(name) {
+                    inputs.push(Some(id));
+                } else {
+                    issues.push(issue(format!(
+                        "input `{name}` is not defined by any node, initializer or graph input"
+                    )));
+                    inputs.push(None);
+                }
+            }
+            // Outputs (created even when the op fails, so later nodes can be checked too).
+            let mut outputs = Vec::with_capacity(n.output.len());
+            for name in &n.output {
+                let vname = if name.is_empty() {
+                    self.anon += 1;
+                    format!("{node_name}:unused{}", self.anon)
+                } else {
+                    name.clone()
+                };
+                if names.contains_key(&vname) {
+                    issues.push(issue(format!(
+                        "output `{vname}` is already defined elsewhere"
+                    )));
+                    continue;
+                }
+                let ty = declared.get(vname.as_str()).cloned().unwrap_or_default();
+                let id = graph.add_value(vname.clone(), ty);
+                names.insert(vname, id);
+                outputs.push(id);
+            }
+            if !(n.domain.is_empty() || n.domain == "ai.onnx") {
+                issues.push(issue(format!(
+                    "domain `{}` is not supported (only ai.onnx)",
+                    n.domain
+                )));
+                continue;
+            }
+            let Some(build) = registry.get(&n.op_type) else {
+                issues.push(issue("operator is not supported".into()));
+                continue;
+            };
+            let attrs = match self.convert_attrs(n) {
+                Ok(a) => a,
+                Err(msg) => {
+                    issues.push(issue(msg));
+                    continue;
+                }
+            };
+            match build(&attrs, self.opset) {
+                Ok(op) => {
+                    let unread = attrs.unread();
+                    if !unread.is_empty() {
+                        issues.push(issue(format!(
+                            "unsupported attribute(s): {}",
+                            unread.join(", ")
+                        )));
+                        continue;
+                    }
+                    graph.add_node(node_name, op, inputs, outputs);
+                }
+                Err(e) => issues.push(issue(e.to_string())),
+            }
+        }
+        if !issues.is_empty() {
+            return Err(ImportError::Nodes { issues });
+        }
+        for vi in &g.output {
+            let id = *names.get(&vi.name).ok_or_else(|| ImportError::Value {
+                name: vi.name.clone(),
+                msg: "graph output is not produced by any node, initializer or input".into(),
+            })?;
+            graph.outputs.push(id);
+        }
+        Ok(graph)
+    }
+
+    fn convert_attrs(&self, n: &NodeProto) -> Result<Attributes, String> {
+        let mut items = Vec::with_capacity(n.attribute.len());
+        let mut seen = HashSet::new();
+        for a in &n.attribute {
+            if !seen.insert(a.name.as_str()) {
+                return Err(format!("attribute `{}` is repeated", a.name));
+            }
+            items.push((a.name.clone(), self.convert_attr(a)?));
+        }
+        Ok(Attributes::new(n.op_type.clone(), items))
+    }
+
+    fn convert_attr(&self, a: &AttributeProto) -> Result<Attr, String> {
+        let tensor = |t: &proto::TensorProto| {
+            tensor_from_proto(t, self.base_dir).map_err(|e| format!("attribute `{}`: {e}", a.name))
+        };
+        if !a.ref_attr_name.is_empty() {
+            return Err(format!(
+                "attribute `{}` refers to a function attribute outside a function",
+                a.name
+            ));
+        }
+        let kind = if a.r#type != attr_type::UNDEFINED {
+            a.r#type
+        } else {
+            guess_kind(a)
+        };
+        Ok(match kind {
+            attr_type::FLOAT => Attr::Float(a.f),
+            attr_type::INT => Attr::Int(a.i),
+            attr_type::STRING => Attr::String(a.s.clone()),
+            attr_type::TENSOR => Attr::Tensor(tensor(
+                a.t.as_ref()
+                    .ok_or_else(|| format!("attribute `{}` has no tensor", a.name))?,
+            )?),
+            attr_type::FLOATS => Attr::Floats(a.floats.clone()),
+            attr_type::INTS => Attr::Ints(a.ints.clone()),
+            attr_type::STRINGS => Attr::Strings(a.strings.clone()),
+            attr_type::TENSORS => {
+                Attr::Tensors(a.tensors.iter().map(tensor).collect::<Result<_, _>>()?)
+            }
+            attr_type::SPARSE_TENSOR => Attr::Tensor(
+                sparse_to_dense(
+                    a.sparse_tensor
+                        .as_ref()
+                        .ok_or_else(|| format!("attribute `{}` has no sparse tensor", a.name))?,
+                    self.base_dir,
+                )
+                .map_err(|e| e.to_string())?,
+            ),
+            attr_type::TYPE_PROTO => {
+                let mut anon = 0;
+                Attr::Type(
+                    a.tp.as_ref()
+                        .and_then(|t| value_type(t, &mut anon))
+                        .unwrap_or_default(),
+                )
+            }
+            attr_type::GRAPH | attr_type::GRAPHS => {
+                return Err(format!(
+                    "attribute `{}`: subgraphs (control flow) are not supported yet",
+                    a.name
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "attribute `{}` has unsupported kind {other}",
+                    a.name
+                ))
+            }
+        })
+    }
+
+    /// Inlines calls to model-local functions (`ModelProto.functions`).
+    fn expand_functions(&mut self, nodes: &[NodeProto]) -> Result<Vec<NodeProto>, ImportError> {
+        if self.functions.is_empty() {
+            return Ok(nodes.to_vec());
+        }
+        let mut out = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            self.expand_node(n, &mut out, 0)?;
+        }
+        Ok(out)
+    }
+
+    fn expand_node(
+        &mut self,
+        n: &NodeProto,
+        out: &mut Vec<NodeProto>,
+        depth: usize,
+    ) -> Result<(), ImportError> {
+        let Some(f) = self
+            .functions
+            .iter()
+            .find(|f| f.name == n.op_type && f.domain == n.domain)
+        else {
+            out.push(n.clone());
+            return Ok(());
+        };
+        if depth > 16 {
+            return Err(ImportError::Model(format!(
+                "function `{}` nests too deeply (recursive?)",
+                f.name
+            )));
+        }
+        self.anon += 1;
+        let prefix = format!(
+            "{}__{}__",
+            if n.name.is_empty() {
+                &n.op_type
+            } else {
+                &n.name
+            },
+            self.anon
+        );
+        let mut rename: HashMap<&str, String> = HashMap::new();
+        for (i, formal) in f.input.iter().enumerate() {
+            rename.insert(formal, n.input.get(i).cloned().unwrap_or_default());
+        }
+        for (i, formal) in f.output.iter().enumerate() {
+            rename.insert(formal, n.output.get(i).cloned().unwrap_or_default());
+        }
+        let map = |name: &String, rename: &HashMap<&str, String>| -> String {
+            if name.is_empty() {
+                return String::new();
+            }
+            rename
+                .get(name.as_str())
+                .cloned()
+                .unwrap_or_else(|| format!("{prefix}{name}"))
+        };
+        for inner in &f.node {
+            let mut m = inner.clone();
+            m.name = format!("{prefix}{}", inner.name);
+            m.input = inner.input.iter().map(|x| map(x, &rename)).collect();
+            m.output = inner.output.iter().map(|x| map(x, &rename)).collect();
+            let mut attrs = Vec::with_capacity(m.attribute.len());
+            for a in &inner.attribute {
+                if a.ref_attr_name.is_empty() {
+                    attrs.push(a.clone());
+                    continue;
+                }
+                let given = n.attribute.iter().find(|c| c.name == a.ref_attr_name);
+                let default = f.attribute_proto.iter().find(|d| d.name == a.ref_attr_name);
+                if let Some(v) = given.or(default) {
+                    let mut v = v.clone();
+                    v.name = a.name.clone();
+                    attrs.push(v);
+                }
+            }
+            m.attribute = attrs;
+            self.expand_node(&m, out, depth + 1)?;
+        }
+        Ok(())
+    }
+}
+
+fn guess_kind(a: &AttributeProto) -> i32 {
+    if a.t.is_some() {
+        attr_type::TENSOR
+    } else if a.g.is_some() {
+        attr_type::GRAPH
+    } else if !a.floats.is_empty() {
+        attr_type::FLOATS
+    } else if !a.ints.is_empty() {
+        attr_type::INTS
+    } else if !a.strings.is_empty() {
+        attr_type::STRINGS
+    } else if !a.s.is_empty() {
+        attr_type::STRING
+    } else if a.f != 0.0 {
+        attr_type::FLOAT
+    } else {
+        attr_type::INT
+    }
+}
+
+/// Node indices in an order where every input is defined before use (ONNX requires sorted
+/// graphs, but exporters are not always careful). Inputs no one defines are left for the
+/// per-node checks to report.
+fn topo_order(
+    nodes: &[NodeProto],
+    known: &HashMap<String, ValueId>,
+) -> Result<Vec<usize>, ImportError> {
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            producer.entry(o.as_str()).or_insert(i);
+        }
+    }
+    let mut indegree = vec![0usize; nodes.len()];
+    let mut users: Vec<Vec<usize>> = vec![vec![]; nodes.len()];
+    for (i, n) in nodes.iter().enumerate() {
+        let mut deps: Vec<usize> = n
+            .input
+            .iter()
+            .filter(|x| !x.is_empty() && !known.contains_key(*x))
+            .filter_map(|x| producer.get(x.as_str()).copied())
+            .filter(|&p| p != i)
+            .collect();
+        deps.sort_unstable();
+        deps.dedup();
+        indegree[i] = deps.len();
+        for p in deps {
+            users[p].push(i);
+        }
+    }
+    let mut queue: VecDeque<usize> = (0..nodes.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(nodes.len());
+    while let Some(i) = queue.pop_front() {
+        order.push(i);
+        for &u in &users[i] {
+            indegree[u] -= 1;
+            if indegree[u] == 0 {
+                queue.push_back(u);
+            }
+        }
+    }
+    if order.len() != nodes.len() {
+        let stuck = (0..nodes.len())
+            .find(|&i| indegree[i] > 0)
+            .map(|i| nodes[i].name.clone())
+            .unwrap_or_default();
+        return Err(ImportError::Model(format!(
+            "the graph has a cycle (through node `{stuck}`)"
+        )));
+    }
+    Ok(order)
+}
