@@ -211,6 +211,12 @@ pub trait Op: fmt::Debug + Send + Sync + Any {
     /// and return an error (never panic, never approximate) for anything else.
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError>;
 
+    /// Outputs computable from input *types* alone, without input data (Shape, Size):
+    /// lets constant folding resolve shape subgraphs whose inputs are not constant.
+    fn fold_from_types(&self, _inputs: &[ValueType]) -> Option<Vec<Tensor>> {
+        None
+    }
+
     /// Attribute summary for dumps, e.g. `strides=[2,2] pads=[3,3,3,3]`.
     fn describe(&self) -> String {
         String::new()

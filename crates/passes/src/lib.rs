@@ -1,1 +1,15 @@
-//! placeholder
+//! millrace-passes: graph rewrites, one per file, run by [`Pipeline`] in a plain order
+//! with the verifier after each.
+//!
+//! A pass reports what it did through [`PassStats`] counters (how often each rewrite fired,
+//! and why a candidate was refused), which `millrace plan` prints.
+
+mod const_fold;
+mod dead_node_elim;
+mod pipeline;
+
+pub use const_fold::ConstFold;
+pub use dead_node_elim::DeadNodeElim;
+pub use pipeline::{
+    default_pipeline, Pass, PassError, PassOptions, PassReport, PassStats, Pipeline,
+};

@@ -1,1 +1,17 @@
-//! placeholder
+//! millrace-runtime: load -> optimize -> plan -> run.
+//!
+//! [`Model`] is an imported ONNX model. [`Model::compile`] fixes input shapes, runs the
+//! pass pipeline and builds an execution plan: a [`CompiledModel`], which is `Send + Sync`
+//! and whose [`CompiledModel::run`] may be called from many threads at once, sharing one
+//! copy of the weights.
+
+mod error;
+mod inputs;
+pub mod npz;
+mod plan;
+mod session;
+
+pub use error::Error;
+pub use inputs::{input_specs, random_inputs, InputSpec};
+pub use npz::{read_npy_file, read_npz, write_npz, NpzError};
+pub use session::{CompileOptions, CompiledModel, IoInfo, Model};

@@ -1,0 +1,158 @@
+//! The execution plan: nodes in order with their inputs resolved to slots, and the step
+//! after which each intermediate value is dropped.
+use crate::error::Error;
+use millrace_core::Tensor;
+use millrace_ir::{Graph, Inputs, Op};
+use std::sync::Arc;
+
+pub(crate) struct Step {
+    pub name: String,
+    pub op: Arc<dyn Op>,
+    pub inputs: Vec<Option<usize>>,
+    pub outputs: Vec<usize>,
+    /// Values whose last reader is this step.
+    pub frees: Vec<usize>,
+}
+
+pub(crate) struct Plan {
+    pub steps: Vec<Step>,
+    pub n_values: usize,
+    pub constants: Vec<Option<Arc<Tensor>>>,
+    /// (name, value index) of runtime inputs.
+    pub inputs: Vec<(String, usize)>,
+    pub outputs: Vec<(String, usize)>,
+}
+
+impl Plan {
+    pub fn build(g: &Graph) -> Plan {
+        let n = g.values.len();
+        let mut constants = vec![None; n];
+        for (v, t) in &g.constants {
+            constants[v.index()] = Some(t.clone());
+        }
+        let mut last_use = vec![usize::MAX; n];
+        for (si, node) in g.nodes.iter().enumerate() {
+            for v in node.inputs.iter().flatten() {
+                last_use[v.index()] = si;
+            }
+        }
+        let is_output: Vec<bool> = (0..n)
+            .map(|i| g.outputs.iter().any(|o| o.index() == i))
+            .collect();
+        let steps = g
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(si, node)| {
+                let mut frees: Vec<usize> = node
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .map(|v| v.index())
+                    .filter(|&i| last_use[i] == si && !is_output[i] && constants[i].is_none())
+                    .collect();
+                // Outputs nobody reads (unused optional outputs) are dropped at once.
+                frees.extend(
+                    node.outputs
+                        .iter()
+                        .map(|v| v.index())
+                        .filter(|&i| last_use[i] == usize::MAX && !is_output[i]),
+                );
+                frees.sort_unstable();
+                frees.dedup();
+                Step {
+                    name: node.name.clone(),
+                    op: node.op.clone(),
+                    inputs: node.inputs.iter().map(|i| i.map(|v| v.index())).collect(),
+                    outputs: node.outputs.iter().map(|v| v.index()).collect(),
+                    frees,
+                }
+            })
+            .collect();
+        Plan {
+            steps,
+            n_values: n,
+            constants,
+            inputs: g
+                .runtime_inputs()
+                .map(|v| (g.value(v).name.clone(), v.index()))
+                .collect(),
+            outputs: g
+                .outputs
+                .iter()
+                .map(|v| (g.value(*v).name.clone(), v.index()))
+                .collect(),
+        }
+    }
+
+    /// Runs every step. `feeds[i]` is the tensor for value `i` when it is a runtime input.
+    pub fn execute(&self, feeds: &[Option<&Tensor>]) -> Result<Vec<(String, Tensor)>, Error> {
+        let mut vals: Vec<Option<Tensor>> = (0..self.n_values).map(|_| None).collect();
+        for step in &self.steps {
+            let mut args: Vec<Option<&Tensor>> = Vec::with_capacity(step.inputs.len());
+            for i in &step.inputs {
+                args.push(match i {
+                    None => None,
+                    Some(i) => Some(self.lookup(*i, feeds, &vals).ok_or_else(|| {
+                        Error::Internal(format!(
+                            "node `{}` reads value #{i} before it is computed",
+                            step.name
+                        ))
+                    })?),
+                });
+            }
+            let outs = step
+                .op
+                .eval(&Inputs::new(step.op.name(), &args))
+                .map_err(|source| Error::Node {
+                    node: step.name.clone(),
+                    op: step.op.name().to_string(),
+                    source,
+                })?;
+            if outs.len() < step.outputs.len() {
+                return Err(Error::Internal(format!(
+                    "node `{}` ({}) produced {} outputs, the graph expects {}",
+                    step.name,
+                    step.op.name(),
+                    outs.len(),
+                    step.outputs.len()
+                )));
+            }
+            drop(args);
+            for (&slot, t) in step.outputs.iter().zip(outs) {
+                vals[slot] = Some(t);
+            }
+            for &f in &step.frees {
+                vals[f] = None;
+            }
+        }
+        let mut result = Vec::with_capacity(self.outputs.len());
+        for (k, (name, i)) in self.outputs.iter().enumerate() {
+            let needed_again = self.outputs[k + 1..].iter().any(|(_, j)| j == i);
+            let t = match (&self.constants[*i], feeds.get(*i).copied().flatten()) {
+                (Some(c), _) => Some(c.as_ref().clone()),
+                (None, Some(f)) => Some(f.clone()),
+                _ if needed_again => vals[*i].clone(),
+                _ => vals[*i].take(),
+            }
+            .ok_or_else(|| Error::Internal(format!("output `{name}` was never computed")))?;
+            result.push((name.clone(), t));
+        }
+        Ok(result)
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        i: usize,
+        feeds: &[Option<&'a Tensor>],
+        vals: &'a [Option<Tensor>],
+    ) -> Option<&'a Tensor> {
+        if let Some(c) = &self.constants[i] {
+            return Some(c);
+        }
+        if let Some(f) = feeds.get(i).copied().flatten() {
+            return Some(f);
+        }
+        vals[i].as_ref()
+    }
+}

@@ -1,0 +1,314 @@
+//! Models and compiled models: the public API.
+use crate::error::Error;
+use crate::plan::Plan;
+use millrace_core::{DType, Dim, Tensor};
+use millrace_ir::{Graph, ValueType};
+use millrace_onnx::{import_model, load_model, OnnxModel};
+use millrace_passes::{default_pipeline, PassOptions, PassReport};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+/// A graph input or output as the user sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IoInfo {
+    pub name: String,
+    pub dtype: Option<DType>,
+    /// `None` when even the rank is unknown.
+    pub shape: Option<Vec<Dim>>,
+}
+
+impl fmt::Display for IoInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            self.name,
+            ValueType {
+                dtype: self.dtype,
+                shape: self.shape.clone()
+            }
+        )
+    }
+}
+
+fn io_info(g: &Graph, id: millrace_ir::ValueId) -> IoInfo {
+    let v = g.value(id);
+    IoInfo {
+        name: v.name.clone(),
+        dtype: v.ty.dtype,
+        shape: v.ty.shape.clone(),
+    }
+}
+
+/// An imported ONNX model, not yet compiled.
+#[derive(Clone, Debug)]
+pub struct Model {
+    onnx: OnnxModel,
+}
+
+/// How to compile a model.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// Concrete shapes for inputs whose declared shape has symbolic or unknown dims.
+    /// Inputs left out keep their declared shape (symbolic dims then resolve at run time).
+    pub input_shapes: HashMap<String, Vec<usize>>,
+    /// Threads for intra-op parallelism; `None` uses the machine's available parallelism.
+    pub threads: Option<usize>,
+    /// Which passes to skip or where to stop.
+    pub passes: PassOptions,
+}
+
+impl Model {
+    /// Loads a model file (external data is read from beside it).
+    pub fn load(path: impl AsRef<Path>) -> Result<Model, Error> {
+        Ok(Model {
+            onnx: load_model(path.as_ref())?,
+        })
+    }
+
+    /// Loads a model from bytes. Models with external data need [`Model::load`], or a `base_dir`.
+    pub fn from_bytes(bytes: &[u8], base_dir: Option<&Path>) -> Result<Model, Error> {
+        Ok(Model {
+            onnx: import_model(bytes, base_dir)?,
+        })
+    }
+
+    /// The imported graph, before optimization.
+    pub fn graph(&self) -> &Graph {
+        &self.onnx.graph
+    }
+
+    pub fn opset(&self) -> i64 {
+        self.onnx.opset
+    }
+
+    pub fn producer(&self) -> &str {
+        &self.onnx.producer
+    }
+
+    /// The inputs a caller must feed (initializers excluded).
+    pub fn inputs(&self) -> Vec<IoInfo> {
+        self.graph()
+            .runtime_inputs()
+            .map(|v| io_info(self.graph(), v))
+            .collect()
+    }
+
+    pub fn outputs(&self) -> Vec<IoInfo> {
+        self.graph()
+            .outputs
+            .iter()
+            .map(|&v| io_info(self.graph(), v))
+            .collect()
+    }
+
+    /// Fixes input shapes, optimizes, and plans the model.
+    pub fn compile(&self, opts: &CompileOptions) -> Result<CompiledModel, Error> {
+        let mut g = self.onnx.graph.clone();
+        bind_input_shapes(&mut g, &opts.input_shapes)?;
+        g.infer_types()?;
+        let reports = default_pipeline().run(&mut g, &opts.passes)?;
+        let threads = opts.threads.unwrap_or_else(default_threads).max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("millrace-{i}"))
+            .build()
+            .map_err(|e| Error::ThreadPool(e.to_string()))?;
+        let plan = Plan::build(&g);
+        Ok(CompiledModel {
+            graph: g,
+            plan,
+            pool,
+            threads,
+            reports,
+        })
+    }
+}
+
+/// The number of threads used when none is asked for.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Checks user shapes against the declared input types and binds symbolic dims.
+fn bind_input_shapes(g: &mut Graph, shapes: &HashMap<String, Vec<usize>>) -> Result<(), Error> {
+    let inputs: Vec<_> = g.runtime_inputs().collect();
+    let expected = || {
+        inputs
+            .iter()
+            .map(|v| g.value(*v).name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for name in shapes.keys() {
+        if !inputs.iter().any(|v| &g.value(*v).name == name) {
+            return Err(Error::UnknownInput {
+                name: name.clone(),
+                expected: expected(),
+            });
+        }
+    }
+    let mut bindings: HashMap<String, usize> = HashMap::new();
+    for &v in &inputs {
+        let value = g.value(v);
+        let Some(shape) = shapes.get(&value.name) else {
+            continue;
+        };
+        check_shape(&value.name, &value.ty, shape)?;
+        if let Some(decl) = &value.ty.shape {
+            for (d, &n) in decl.iter().zip(shape) {
+                if let Dim::Sym(s) = d {
+                    if let Some(&prev) = bindings.get(s) {
+                        if prev != n {
+                            return Err(Error::SymbolConflict {
+                                symbol: s.clone(),
+                                first: prev,
+                                second: n,
+                            });
+                        }
+                    }
+                    bindings.insert(s.clone(), n);
+                }
+            }
+        }
+        g.values[v.index()].ty.shape = Some(shape.iter().map(|&d| Dim::Known(d)).collect());
+    }
+    g.bind_symbols(&bindings);
+    Ok(())
+}
+
+/// Does a concrete shape fit a declared type?
+fn check_shape(name: &str, ty: &ValueType, got: &[usize]) -> Result<(), Error> {
+    if let Some(decl) = &ty.shape {
+        let fits = decl.len() == got.len()
+            && decl
+                .iter()
+                .zip(got)
+                .all(|(d, &g)| d.known().is_none_or(|k| k == g));
+        if !fits {
+            return Err(Error::InputShape {
+                name: name.to_string(),
+                expected: ty.to_string(),
+                got: got.to_vec(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A model ready to run: optimized graph, plan, and its own thread pool.
+///
+/// `Send + Sync`: share it (e.g. in an `Arc`) and call [`CompiledModel::run`] from any
+/// number of threads; the weights are held once.
+pub struct CompiledModel {
+    graph: Graph,
+    plan: Plan,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    reports: Vec<PassReport>,
+}
+
+impl CompiledModel {
+    /// Runs the model on named inputs and returns the outputs in graph order.
+    pub fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
+        let feeds = self.feeds(inputs)?;
+        self.pool.install(|| self.plan.execute(&feeds))
+    }
+
+    /// Like [`CompiledModel::run`] with owned names.
+    pub fn run_named(&self, inputs: &[(String, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
+        let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        self.run(&refs)
+    }
+
+    /// Validates inputs and lays them out by value index.
+    fn feeds<'a>(&self, inputs: &[(&str, &'a Tensor)]) -> Result<Vec<Option<&'a Tensor>>, Error> {
+        let mut feeds: Vec<Option<&Tensor>> = vec![None; self.plan.n_values];
+        let expected = || {
+            self.plan
+                .inputs
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (name, t) in inputs {
+            let Some((_, idx)) = self.plan.inputs.iter().find(|(n, _)| n == name) else {
+                return Err(Error::UnknownInput {
+                    name: name.to_string(),
+                    expected: expected(),
+                });
+            };
+            if feeds[*idx].is_some() {
+                return Err(Error::DuplicateInput {
+                    name: name.to_string(),
+                });
+            }
+            let ty = &self.graph.values[*idx].ty;
+            if let Some(dt) = ty.dtype {
+                if dt != t.dtype() {
+                    return Err(Error::InputDType {
+                        name: name.to_string(),
+                        expected: dt,
+                        got: t.dtype(),
+                    });
+                }
+            }
+            check_shape(name, ty, t.shape())?;
+            feeds[*idx] = Some(*t);
+        }
+        for (name, idx) in &self.plan.inputs {
+            if feeds[*idx].is_none() {
+                return Err(Error::MissingInput {
+                    name: name.clone(),
+                    ty: self.graph.values[*idx].ty.to_string(),
+                });
+            }
+        }
+        Ok(feeds)
+    }
+
+    /// The optimized graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// What each pass did during compilation.
+    pub fn pass_reports(&self) -> &[PassReport] {
+        &self.reports
+    }
+
+    pub fn inputs(&self) -> Vec<IoInfo> {
+        self.graph
+            .runtime_inputs()
+            .map(|v| io_info(&self.graph, v))
+            .collect()
+    }
+
+    pub fn outputs(&self) -> Vec<IoInfo> {
+        self.graph
+            .outputs
+            .iter()
+            .map(|&v| io_info(&self.graph, v))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn compiled_model_is_send_and_sync() {
+        assert_send_sync::<CompiledModel>();
+    }
+}
