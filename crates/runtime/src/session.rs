@@ -312,3 +312,13 @@ mod tests {
         assert_send_sync::<CompiledModel>();
     }
 }
+
+impl fmt::Debug for CompiledModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledModel")
+            .field("graph", &self.graph.name)
+            .field("nodes", &self.graph.nodes.len())
+            .field("threads", &self.threads)
+            .finish()
+    }
+}

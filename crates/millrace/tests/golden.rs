@@ -1,0 +1,103 @@
+//! Every model in ../shared/models, run on its stored inputs, against ONNX Runtime's stored
+//! outputs: relative L2 error at most 1e-4 and the same argmax.
+mod common;
+
+use common::{assert_matches, shared_models};
+use millrace::{read_npz, CompileOptions, Model};
+
+fn golden(name: &str) {
+    let dir = shared_models();
+    let model =
+        Model::load(dir.join(format!("{name}.onnx"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let inputs = read_npz(&dir.join(format!("{name}.inputs.npz"))).unwrap();
+    let want = read_npz(&dir.join(format!("{name}.outputs.npz"))).unwrap();
+    let mut opts = CompileOptions::default();
+    for (n, t) in &inputs {
+        opts.input_shapes.insert(n.clone(), t.shape().to_vec());
+    }
+    let compiled = model
+        .compile(&opts)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let got = compiled
+        .run_named(&inputs)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_matches(name, &got, &want, 1e-4);
+}
+
+#[test]
+fn resnet50_matches_onnxruntime() {
+    golden("resnet50");
+}
+
+#[test]
+fn mobilenet_v2_matches_onnxruntime() {
+    golden("mobilenet_v2");
+}
+
+#[test]
+fn squeezenet1_1_matches_onnxruntime() {
+    golden("squeezenet1_1");
+}
+
+#[test]
+fn googlenet_matches_onnxruntime() {
+    golden("googlenet");
+}
+
+#[test]
+fn bert_small_matches_onnxruntime() {
+    golden("bert_small");
+}
+
+/// Any other model dropped into ../shared/models is checked too.
+#[test]
+fn every_shared_model_matches() {
+    let known = [
+        "resnet50",
+        "mobilenet_v2",
+        "squeezenet1_1",
+        "googlenet",
+        "bert_small",
+    ];
+    for entry in std::fs::read_dir(shared_models()).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".onnx"))
+        else {
+            continue;
+        };
+        if !known.contains(&stem) && path.with_file_name(format!("{stem}.outputs.npz")).exists() {
+            golden(stem);
+        }
+    }
+}
+
+/// The compiled model runs from many threads at once and gives the same answer.
+#[test]
+fn concurrent_runs_share_one_model() {
+    let dir = shared_models();
+    let model = Model::load(dir.join("squeezenet1_1.onnx")).unwrap();
+    let inputs = read_npz(&dir.join("squeezenet1_1.inputs.npz")).unwrap();
+    let want = read_npz(&dir.join("squeezenet1_1.outputs.npz")).unwrap();
+    let compiled = std::sync::Arc::new(
+        model
+            .compile(&CompileOptions {
+                threads: Some(1),
+                ..Default::default()
+            })
+            .unwrap(),
+    );
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (c, inputs, want) = (compiled.clone(), &inputs, &want);
+            s.spawn(move || {
+                for _ in 0..2 {
+                    let got = c.run_named(inputs).unwrap();
+                    assert_matches("squeezenet1_1 (threaded)", &got, want, 1e-4);
+                }
+            });
+        }
+    });
+}
