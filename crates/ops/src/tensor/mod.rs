@@ -1,4 +1,25 @@
-//! tensor ops.
+//! tensor ops: data movement and shape ops.
 use crate::registry::Registry;
 
-pub fn register(_r: &mut Registry) {}
+mod common;
+pub mod concat;
+pub mod flatten;
+pub mod identity;
+pub mod reshape;
+pub mod shape;
+pub mod size;
+pub mod squeeze;
+pub mod transpose;
+pub mod unsqueeze;
+
+pub fn register(r: &mut Registry) {
+    r.add("Concat", concat::Concat::from_onnx);
+    r.add("Flatten", flatten::Flatten::from_onnx);
+    r.add("Identity", identity::Identity::from_onnx);
+    r.add("Reshape", reshape::Reshape::from_onnx);
+    r.add("Shape", shape::Shape::from_onnx);
+    r.add("Size", size::Size::from_onnx);
+    r.add("Squeeze", squeeze::Squeeze::from_onnx);
+    r.add("Transpose", transpose::Transpose::from_onnx);
+    r.add("Unsqueeze", unsqueeze::Unsqueeze::from_onnx);
+}

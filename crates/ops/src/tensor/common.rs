@@ -1,0 +1,189 @@
+//! Helpers shared by the tensor ops: dtype-generic gathers, index iteration, symbolic dims.
+use millrace_core::{Dim, Elem, Tensor, TensorData};
+use millrace_ir::{InferCtx, Inputs, OpError};
+
+/// Builds a tensor of `shape` whose elements are `data[idx[k]]`, for any dtype.
+/// An out-of-range index is an error, never a panic.
+pub(crate) fn take(
+    op: &str,
+    data: &TensorData,
+    idx: &[usize],
+    shape: Vec<usize>,
+) -> Result<Tensor, OpError> {
+    let n = data.len();
+    if let Some(&bad) = idx.iter().find(|&&i| i >= n) {
+        return Err(OpError::invalid(
+            op,
+            format!("internal index {bad} out of range for {n} elements"),
+        ));
+    }
+    let out = data.gather(idx.iter().copied());
+    Tensor::new(shape, out).map_err(|e| OpError::tensor(op, e))
+}
+
+/// The same data under a new shape (pure metadata: the buffer is cloned, not recomputed).
+pub(crate) fn with_shape(op: &str, t: &Tensor, shape: Vec<usize>) -> Result<Tensor, OpError> {
+    Tensor::new(shape, t.data().clone()).map_err(|e| OpError::tensor(op, e))
+}
+
+/// Number of elements of a shape, an error on overflow.
+pub(crate) fn checked_numel(op: &str, shape: &[usize]) -> Result<usize, OpError> {
+    shape.iter().try_fold(1usize, |acc, &d| {
+        acc.checked_mul(d)
+            .ok_or_else(|| OpError::invalid(op, format!("shape {shape:?} is too large")))
+    })
+}
+
+/// Calls `f` with every multi-index of `shape` in row-major order.
+pub(crate) fn for_each_index(shape: &[usize], mut f: impl FnMut(&[usize])) {
+    if shape.contains(&0) {
+        return;
+    }
+    let mut idx = vec![0usize; shape.len()];
+    loop {
+        f(&idx);
+        let mut ax = shape.len();
+        loop {
+            if ax == 0 {
+                return;
+            }
+            ax -= 1;
+            idx[ax] += 1;
+            if idx[ax] < shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+}
+
+/// Flat source indices for an output of `out_shape` where output axis `i` advances the
+/// source by `strides[i]` (possibly negative or zero) from `offset`.
+pub(crate) fn strided_indices(out_shape: &[usize], strides: &[isize], offset: isize) -> Vec<usize> {
+    let n: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    for_each_index(out_shape, |ix| {
+        let mut p = offset;
+        for (i, s) in ix.iter().zip(strides) {
+            p += *i as isize * s;
+        }
+        out.push(p.max(0) as usize);
+    });
+    out
+}
+
+/// Row-major strides as isize.
+pub(crate) fn istrides(shape: &[usize]) -> Vec<isize> {
+    millrace_core::strides_of(shape)
+        .into_iter()
+        .map(|s| s as isize)
+        .collect()
+}
+
+/// Integer values of a constant input during inference, if known.
+pub(crate) fn const_ints(ctx: &InferCtx<'_>, i: usize) -> Option<Vec<i64>> {
+    ctx.constant(i).and_then(|t| t.to_i64_vec().ok())
+}
+
+/// Integer values of an optional input during evaluation.
+pub(crate) fn opt_ints(op: &str, inputs: &Inputs<'_>, i: usize) -> Result<Option<Vec<i64>>, OpError> {
+    match inputs.opt(i) {
+        None => Ok(None),
+        Some(t) => Ok(Some(crate::util::ints_of(op, t)?)),
+    }
+}
+
+/// A single integer from a scalar-like input (a rank-0 or one-element tensor).
+pub(crate) fn scalar_int(op: &str, t: &Tensor, what: &str) -> Result<i64, OpError> {
+    let v = crate::util::ints_of(op, t)?;
+    if v.len() != 1 {
+        return Err(OpError::invalid(
+            op,
+            format!("{what} must hold one element, got {}", v.len()),
+        ));
+    }
+    Ok(v[0])
+}
+
+/// Product of dims: known when all are known, otherwise a symbolic expression.
+pub(crate) fn dim_product(dims: &[Dim]) -> Dim {
+    let mut known = 1usize;
+    let mut syms: Vec<String> = vec![];
+    for d in dims {
+        match d {
+            Dim::Known(n) => known = known.saturating_mul(*n),
+            Dim::Sym(s) => syms.push(s.clone()),
+        }
+    }
+    if known == 0 {
+        return Dim::Known(0);
+    }
+    if syms.is_empty() {
+        return Dim::Known(known);
+    }
+    if known != 1 {
+        syms.push(known.to_string());
+    }
+    Dim::Sym(syms.join("*"))
+}
+
+/// Sum of dims: known when all are known, otherwise a symbolic expression.
+pub(crate) fn dim_sum(dims: &[Dim]) -> Dim {
+    let mut known = 0usize;
+    let mut syms: Vec<String> = vec![];
+    for d in dims {
+        match d {
+            Dim::Known(n) => known = known.saturating_add(*n),
+            Dim::Sym(s) => syms.push(s.clone()),
+        }
+    }
+    if syms.is_empty() {
+        return Dim::Known(known);
+    }
+    if known != 0 {
+        syms.push(known.to_string());
+    }
+    Dim::Sym(syms.join("+"))
+}
+
+/// Combines two dims that must be equal: known wins over symbolic; an error if both are
+/// known and differ.
+pub(crate) fn unify_dim(op: &str, a: &Dim, b: &Dim) -> Result<Dim, OpError> {
+    match (a, b) {
+        (Dim::Known(x), Dim::Known(y)) if x != y => Err(OpError::invalid(
+            op,
+            format!("dimensions {x} and {y} must match"),
+        )),
+        (Dim::Known(_), _) => Ok(a.clone()),
+        (_, Dim::Known(_)) => Ok(b.clone()),
+        _ => Ok(a.clone()),
+    }
+}
+
+/// Resolves an axis in `[-rank, rank]` (negative counts from the end) to `0..=rank`
+/// (Flatten-style: `axis == rank` is allowed).
+pub(crate) fn normalize_axis_incl(op: &str, axis: i64, rank: usize) -> Result<usize, OpError> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a > r {
+        return Err(OpError::invalid(
+            op,
+            format!("axis {axis} is out of range for rank {rank}"),
+        ));
+    }
+    Ok(a as usize)
+}
+
+/// Typed slice of another tensor with the same element type as `_like`.
+pub(crate) fn same_typed<'a, T: Elem>(
+    op: &str,
+    _like: &[T],
+    t: &'a Tensor,
+) -> Result<&'a [T], OpError> {
+    T::slice(t.data()).ok_or_else(|| {
+        OpError::invalid(
+            op,
+            format!("dtype mismatch: expected {}, got {}", T::DTYPE, t.dtype()),
+        )
+    })
+}
