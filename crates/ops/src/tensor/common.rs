@@ -1,5 +1,5 @@
 //! Helpers shared by the tensor ops: dtype-generic gathers, index iteration, symbolic dims.
-use millrace_core::{Dim, Elem, Tensor, TensorData};
+use millrace_core::{with_data, DType, Dim, Elem, Tensor, TensorData};
 use millrace_ir::{InferCtx, Inputs, OpError};
 
 /// Builds a tensor of `shape` whose elements are `data[idx[k]]`, for any dtype.
@@ -86,7 +86,11 @@ pub(crate) fn const_ints(ctx: &InferCtx<'_>, i: usize) -> Option<Vec<i64>> {
 }
 
 /// Integer values of an optional input during evaluation.
-pub(crate) fn opt_ints(op: &str, inputs: &Inputs<'_>, i: usize) -> Result<Option<Vec<i64>>, OpError> {
+pub(crate) fn opt_ints(
+    op: &str,
+    inputs: &Inputs<'_>,
+    i: usize,
+) -> Result<Option<Vec<i64>>, OpError> {
     match inputs.opt(i) {
         None => Ok(None),
         Some(t) => Ok(Some(crate::util::ints_of(op, t)?)),
@@ -186,4 +190,86 @@ pub(crate) fn same_typed<'a, T: Elem>(
             format!("dtype mismatch: expected {}, got {}", T::DTYPE, t.dtype()),
         )
     })
+}
+
+/// Like [`take`], but `None` picks the single element of `fill` (same dtype as `data`).
+pub(crate) fn take_or(
+    op: &str,
+    data: &TensorData,
+    idx: &[Option<usize>],
+    fill: &TensorData,
+    shape: Vec<usize>,
+) -> Result<Tensor, OpError> {
+    let out = with_data!(data, v => {
+        let f = same_typed_data(op, v, fill)?
+            .first()
+            .ok_or_else(|| OpError::invalid(op, "empty fill value"))?;
+        let mut out = Vec::with_capacity(idx.len());
+        for i in idx {
+            out.push(match i {
+                Some(i) => v
+                    .get(*i)
+                    .ok_or_else(|| OpError::invalid(op, "internal index out of range"))?
+                    .clone(),
+                None => f.clone(),
+            });
+        }
+        Elem::wrap(out)
+    });
+    Tensor::new(shape, out).map_err(|e| OpError::tensor(op, e))
+}
+
+fn same_typed_data<'a, T: Elem>(
+    op: &str,
+    _like: &[T],
+    d: &'a TensorData,
+) -> Result<&'a [T], OpError> {
+    T::slice(d).ok_or_else(|| {
+        OpError::invalid(
+            op,
+            format!("dtype mismatch: expected {}, got {}", T::DTYPE, d.dtype()),
+        )
+    })
+}
+
+/// A one-element buffer of `dtype` holding `v` (numeric and bool dtypes; strings get `""`
+/// for 0 and an error otherwise).
+pub(crate) fn scalar_data(op: &str, dtype: DType, v: f64) -> Result<TensorData, OpError> {
+    use half::{bf16, f16};
+    Ok(match dtype {
+        DType::F32 => TensorData::F32(vec![v as f32]),
+        DType::F64 => TensorData::F64(vec![v]),
+        DType::F16 => TensorData::F16(vec![f16::from_f64(v)]),
+        DType::BF16 => TensorData::BF16(vec![bf16::from_f64(v)]),
+        DType::I8 => TensorData::I8(vec![v as i8]),
+        DType::I16 => TensorData::I16(vec![v as i16]),
+        DType::I32 => TensorData::I32(vec![v as i32]),
+        DType::I64 => TensorData::I64(vec![v as i64]),
+        DType::U8 => TensorData::U8(vec![v as u8]),
+        DType::U16 => TensorData::U16(vec![v as u16]),
+        DType::U32 => TensorData::U32(vec![v as u32]),
+        DType::U64 => TensorData::U64(vec![v as u64]),
+        DType::Bool => TensorData::Bool(vec![v != 0.0]),
+        DType::String if v == 0.0 => TensorData::String(vec![String::new()]),
+        DType::String => {
+            return Err(OpError::unsupported(
+                op,
+                "a numeric value for a string tensor",
+            ))
+        }
+    })
+}
+
+/// Cost of a gather-like op: reads the inputs from `first_small` on (indices, params)
+/// plus as many data bytes as it writes.
+pub(crate) fn gather_cost(
+    inputs: &[millrace_ir::ValueType],
+    outputs: &[millrace_ir::ValueType],
+    first_small: usize,
+) -> millrace_ir::Cost {
+    let c = millrace_ir::Cost::movement(inputs.get(first_small..).unwrap_or(&[]), outputs);
+    millrace_ir::Cost {
+        bytes_read: c.bytes_read + c.bytes_written,
+        ..c
+    }
 }

@@ -120,7 +120,11 @@ impl Op for Concat {
             {
                 return Err(OpError::invalid(
                     op,
-                    format!("shapes {:?} and {:?} do not match off axis {axis}", first.shape(), s),
+                    format!(
+                        "shapes {:?} and {:?} do not match off axis {axis}",
+                        first.shape(),
+                        s
+                    ),
                 ));
             }
             if p.dtype() != first.dtype() {
@@ -131,7 +135,8 @@ impl Op for Concat {
         let outer: usize = first.shape()[..axis].iter().product();
         let inner: usize = first.shape()[axis + 1..].iter().product();
         let chunks: Vec<usize> = parts.iter().map(|p| p.shape()[axis] * inner).collect();
-        let data = with_data!(first.data(), v => Elem::wrap(concat_typed(op, v, &parts, outer, &chunks)?));
+        let data =
+            with_data!(first.data(), v => Elem::wrap(concat_typed(op, v, &parts, outer, &chunks)?));
         Ok(vec![
             Tensor::new(out_shape, data).map_err(|e| OpError::tensor(op, e))?
         ])
@@ -173,8 +178,14 @@ mod tests {
     #[test]
     fn infers_symbolic() {
         let t = [
-            Some(ValueType::new(DType::F32, vec![Dim::Sym("b".into()), Dim::Known(2)])),
-            Some(ValueType::new(DType::F32, vec![Dim::Known(3), Dim::Known(2)])),
+            Some(ValueType::new(
+                DType::F32,
+                vec![Dim::Sym("b".into()), Dim::Known(2)],
+            )),
+            Some(ValueType::new(
+                DType::F32,
+                vec![Dim::Known(3), Dim::Known(2)],
+            )),
         ];
         let out = Concat { axis: 1 }
             .infer(&InferCtx::new("Concat", &t, &[None, None]))
@@ -183,6 +194,9 @@ mod tests {
         let out = Concat { axis: 0 }
             .infer(&InferCtx::new("Concat", &t, &[None, None]))
             .unwrap();
-        assert_eq!(out[0].shape, Some(vec![Dim::Sym("b+3".into()), Dim::Known(2)]));
+        assert_eq!(
+            out[0].shape,
+            Some(vec![Dim::Sym("b+3".into()), Dim::Known(2)])
+        );
     }
 }

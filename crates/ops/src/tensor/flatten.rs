@@ -67,7 +67,13 @@ mod tests {
     #[test]
     fn flattens_at_axis() {
         let x = Tensor::zeros(DType::F32, vec![2, 3, 4]);
-        for (axis, want) in [(0, [1, 24]), (1, [2, 12]), (-1, [6, 4]), (3, [24, 1]), (-3, [1, 24])] {
+        for (axis, want) in [
+            (0, [1, 24]),
+            (1, [2, 12]),
+            (-1, [6, 4]),
+            (3, [24, 1]),
+            (-3, [1, 24]),
+        ] {
             let y = Flatten { axis }
                 .eval(&Inputs::new("Flatten", &[Some(&x)]))
                 .unwrap();
@@ -87,6 +93,9 @@ mod tests {
         let out = Flatten { axis: 1 }
             .infer(&InferCtx::new("Flatten", &t, &[None]))
             .unwrap();
-        assert_eq!(out[0].shape, Some(vec![Dim::Sym("n".into()), Dim::Known(12)]));
+        assert_eq!(
+            out[0].shape,
+            Some(vec![Dim::Sym("n".into()), Dim::Known(12)])
+        );
     }
 }

@@ -42,7 +42,9 @@ mod tests {
     #[test]
     fn passes_any_dtype_through() {
         let x = Tensor::from_vec(vec![2], vec![true, false]).unwrap();
-        let y = Identity.eval(&Inputs::new("Identity", &[Some(&x)])).unwrap();
+        let y = Identity
+            .eval(&Inputs::new("Identity", &[Some(&x)]))
+            .unwrap();
         assert_eq!(y[0], x);
         assert!(Identity.eval(&Inputs::new("Identity", &[])).is_err());
     }

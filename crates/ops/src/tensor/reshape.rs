@@ -256,8 +256,11 @@ mod tests {
 
     #[test]
     fn evaluates_for_strings() {
-        let x = Tensor::from_vec(vec![2, 2], vec!["a".to_string(), "b".into(), "c".into(), "d".into()])
-            .unwrap();
+        let x = Tensor::from_vec(
+            vec![2, 2],
+            vec!["a".to_string(), "b".into(), "c".into(), "d".into()],
+        )
+        .unwrap();
         let s = Tensor::from_vec(vec![1], vec![-1i64]).unwrap();
         let y = op(false)
             .eval(&Inputs::new("Reshape", &[Some(&x), Some(&s)]))
@@ -272,7 +275,10 @@ mod tests {
             vec![Dim::Sym("b".into()), Dim::Known(3), Dim::Known(4)],
         );
         let s = Tensor::from_vec(vec![2], vec![0i64, -1]).unwrap();
-        let types = [Some(x), Some(ValueType::concrete(millrace_core::DType::I64, &[2]))];
+        let types = [
+            Some(x),
+            Some(ValueType::concrete(millrace_core::DType::I64, &[2])),
+        ];
         let consts = [None, Some(&s)];
         let out = op(false)
             .infer(&InferCtx::new("Reshape", &types, &consts))
@@ -286,6 +292,9 @@ mod tests {
         let out = op(false)
             .infer(&InferCtx::new("Reshape", &types, &consts))
             .unwrap();
-        assert_eq!(out[0].shape, Some(vec![Dim::Sym("b*3".into()), Dim::Known(4)]));
+        assert_eq!(
+            out[0].shape,
+            Some(vec![Dim::Sym("b*3".into()), Dim::Known(4)])
+        );
     }
 }

@@ -104,9 +104,12 @@ mod tests {
             DType::F32,
             vec![Dim::Sym("b".into()), Dim::Known(3)],
         ))];
-        let out = Shape { start: 0, end: None }
-            .infer(&InferCtx::new("Shape", &t, &[None]))
-            .unwrap();
+        let out = Shape {
+            start: 0,
+            end: None,
+        }
+        .infer(&InferCtx::new("Shape", &t, &[None]))
+        .unwrap();
         assert_eq!(out[0], ValueType::concrete(DType::I64, &[2]));
     }
 }

@@ -73,7 +73,12 @@ impl Op for Squeeze {
                 None => None,
                 Some(_) => match const_ints(ctx, 1) {
                     Some(a) => Some(a),
-                    None => return Ok(vec![ValueType { dtype: x.dtype, shape: None }]),
+                    None => {
+                        return Ok(vec![ValueType {
+                            dtype: x.dtype,
+                            shape: None,
+                        }])
+                    }
                 },
             }
         } else {
