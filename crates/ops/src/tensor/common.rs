@@ -273,3 +273,145 @@ pub(crate) fn gather_cost(
         ..c
     }
 }
+
+/// Exact arithmetic for scatter reductions and cumulative sums (wrapping for integers;
+/// f16/bf16 through f32).
+pub(crate) trait Arith: crate::util::Num {
+    fn add(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+}
+
+macro_rules! arith_int {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            fn add(self, o: Self) -> Self { self.wrapping_add(o) }
+            fn mul(self, o: Self) -> Self { self.wrapping_mul(o) }
+        }
+    )*};
+}
+arith_int!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+macro_rules! arith_float {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            fn add(self, o: Self) -> Self { self + o }
+            fn mul(self, o: Self) -> Self { self * o }
+        }
+    )*};
+}
+arith_float!(f32, f64);
+
+macro_rules! arith_half {
+    ($($t:ty),*) => {$(
+        impl Arith for $t {
+            fn add(self, o: Self) -> Self { <$t>::from_f32(self.to_f32() + o.to_f32()) }
+            fn mul(self, o: Self) -> Self { <$t>::from_f32(self.to_f32() * o.to_f32()) }
+        }
+    )*};
+}
+arith_half!(half::f16, half::bf16);
+
+/// How a scatter combines an update with the existing value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    None,
+    Add,
+    Mul,
+    Max,
+    Min,
+}
+
+impl Reduction {
+    pub(crate) fn parse(op: &str, s: &str, opset: i64) -> Result<Reduction, OpError> {
+        Ok(match s {
+            "none" => Reduction::None,
+            "add" if opset >= 16 => Reduction::Add,
+            "mul" if opset >= 16 => Reduction::Mul,
+            "max" if opset >= 18 => Reduction::Max,
+            "min" if opset >= 18 => Reduction::Min,
+            _ => {
+                return Err(OpError::attribute(
+                    op,
+                    "reduction",
+                    format!("unknown reduction {s}"),
+                ))
+            }
+        })
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Reduction::None => "none",
+            Reduction::Add => "add",
+            Reduction::Mul => "mul",
+            Reduction::Max => "max",
+            Reduction::Min => "min",
+        }
+    }
+}
+
+/// Writes `updates[k]` into `out[pos[k]]` in order, combining per `red`. Any dtype for
+/// `Reduction::None`; numeric dtypes otherwise.
+pub(crate) fn scatter_into(
+    op: &str,
+    data: &Tensor,
+    pos: &[usize],
+    updates: &Tensor,
+    red: Reduction,
+) -> Result<Tensor, OpError> {
+    if data.dtype() != updates.dtype() {
+        return Err(OpError::invalid(op, "updates dtype differs from data"));
+    }
+    if pos.len() != updates.len() {
+        return Err(OpError::invalid(op, "updates size does not match the indices"));
+    }
+    let n = data.len();
+    if pos.iter().any(|&p| p >= n) {
+        return Err(OpError::invalid(op, "internal position out of range"));
+    }
+    let mut out = data.clone();
+    if red == Reduction::None {
+        let src = updates.data();
+        with_data!(out.data_mut(), v => {
+            let u = same_typed_data(op, v, src)?;
+            for (&p, x) in pos.iter().zip(u) {
+                v[p] = x.clone();
+            }
+        });
+        return Ok(out);
+    }
+    fn apply<T: Arith>(v: &mut [T], pos: &[usize], u: &[T], red: Reduction) {
+        for (&p, &x) in pos.iter().zip(u) {
+            let c = v[p];
+            v[p] = match red {
+                Reduction::None => x,
+                Reduction::Add => c.add(x),
+                Reduction::Mul => c.mul(x),
+                Reduction::Max => {
+                    if x > c {
+                        x
+                    } else {
+                        c
+                    }
+                }
+                Reduction::Min => {
+                    if x < c {
+                        x
+                    } else {
+                        c
+                    }
+                }
+            };
+        }
+    }
+    let mut d = out.data().clone();
+    {
+        let dd = &mut d;
+        crate::dispatch_num!(op, updates, |u: T| {
+            let v = T::slice_mut(dd).ok_or_else(|| OpError::invalid(op, "dtype mismatch"))?;
+            apply::<T>(v, pos, u, red);
+        });
+    }
+    *out.data_mut() = d;
+    Ok(out)
+}

@@ -2,11 +2,15 @@
 use crate::registry::Registry;
 
 mod common;
+pub use common::Reduction;
 pub mod concat;
 pub mod flatten;
 pub mod gather;
 pub mod gather_elements;
 pub mod identity;
+pub mod scatter_elements;
+pub mod scatter_nd;
+pub mod gather_nd;
 pub mod eye_like;
 pub mod dropout;
 pub mod range;
@@ -39,6 +43,10 @@ pub fn register(r: &mut Registry) {
     r.add("Range", range::Range::from_onnx);
     r.add("Dropout", dropout::Dropout::from_onnx);
     r.add("EyeLike", eye_like::EyeLike::from_onnx);
+    r.add("GatherND", gather_nd::GatherND::from_onnx);
+    r.add("ScatterND", scatter_nd::ScatterND::from_onnx);
+    r.add("ScatterElements", scatter_elements::ScatterElements::from_onnx);
+    r.add("Scatter", scatter_elements::ScatterElements::from_onnx_scatter);
     r.add("Identity", identity::Identity::from_onnx);
     r.add("Reshape", reshape::Reshape::from_onnx);
     r.add("Shape", shape::Shape::from_onnx);
