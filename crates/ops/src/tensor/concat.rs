@@ -1,0 +1,202 @@
+//! Concat (ONNX opsets 1, 4, 11, 13): joins tensors along `axis`.
+use super::common::{dim_sum, same_typed, unify_dim};
+use crate::util::normalize_axis;
+use millrace_core::{with_data, Elem, Tensor};
+use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use std::any::Any;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Concat {
+    pub axis: i64,
+}
+
+impl Concat {
+    pub fn from_onnx(attrs: &Attributes, opset: i64) -> Result<Arc<dyn Op>, OpError> {
+        let axis = if opset < 4 {
+            attrs.int_or("axis", 1)?
+        } else {
+            attrs.req_int("axis")?
+        };
+        Ok(Arc::new(Concat { axis }))
+    }
+}
+
+/// Concatenates typed parts: for each outer index, a chunk of `chunk[k]` from each part.
+fn concat_typed<T: Elem>(
+    op: &str,
+    first: &[T],
+    parts: &[&Tensor],
+    outer: usize,
+    chunks: &[usize],
+) -> Result<Vec<T>, OpError> {
+    let slices = parts
+        .iter()
+        .map(|t| same_typed(op, first, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let total: usize = chunks.iter().sum::<usize>() * outer;
+    let mut out = Vec::with_capacity(total);
+    for o in 0..outer {
+        for (s, &c) in slices.iter().zip(chunks) {
+            let part = s
+                .get(o * c..(o + 1) * c)
+                .ok_or_else(|| OpError::invalid(op, "input too short"))?;
+            out.extend_from_slice(part);
+        }
+    }
+    Ok(out)
+}
+
+impl Op for Concat {
+    fn name(&self) -> &'static str {
+        "Concat"
+    }
+
+    fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
+        let op = self.name();
+        let tys: Vec<&ValueType> = (0..ctx.len()).filter_map(|i| ctx.opt_input(i)).collect();
+        if tys.is_empty() {
+            return Err(OpError::MissingInput {
+                op: op.into(),
+                index: 0,
+            });
+        }
+        let dtype = tys.iter().find_map(|t| t.dtype);
+        let Some(shapes) = tys
+            .iter()
+            .map(|t| t.shape.clone())
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(vec![ValueType { dtype, shape: None }]);
+        };
+        let rank = shapes[0].len();
+        let axis = normalize_axis(op, self.axis, rank)?;
+        if shapes.iter().any(|s| s.len() != rank) {
+            return Err(OpError::invalid(op, "inputs have different ranks"));
+        }
+        let mut out = shapes[0].clone();
+        for s in &shapes[1..] {
+            for (i, d) in s.iter().enumerate() {
+                if i != axis {
+                    out[i] = unify_dim(op, &out[i], d)?;
+                }
+            }
+        }
+        if rank > 0 {
+            let along: Vec<_> = shapes.iter().map(|s| s[axis].clone()).collect();
+            out[axis] = dim_sum(&along);
+        }
+        Ok(vec![ValueType {
+            dtype,
+            shape: Some(out),
+        }])
+    }
+
+    fn cost(&self, inputs: &[ValueType], outputs: &[ValueType]) -> Cost {
+        Cost::movement(inputs, outputs)
+    }
+
+    fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
+        let op = self.name();
+        let parts: Vec<&Tensor> = inputs.present().collect();
+        let first = *parts.first().ok_or(OpError::MissingInput {
+            op: op.into(),
+            index: 0,
+        })?;
+        let rank = first.rank();
+        if rank == 0 {
+            return Err(OpError::invalid(op, "cannot concatenate scalars"));
+        }
+        let axis = normalize_axis(op, self.axis, rank)?;
+        let mut out_shape = first.shape().to_vec();
+        out_shape[axis] = 0;
+        for p in &parts {
+            let s = p.shape();
+            if s.len() != rank
+                || s.iter()
+                    .zip(first.shape())
+                    .enumerate()
+                    .any(|(i, (a, b))| i != axis && a != b)
+            {
+                return Err(OpError::invalid(
+                    op,
+                    format!(
+                        "shapes {:?} and {:?} do not match off axis {axis}",
+                        first.shape(),
+                        s
+                    ),
+                ));
+            }
+            if p.dtype() != first.dtype() {
+                return Err(OpError::invalid(op, "inputs have different dtypes"));
+            }
+            out_shape[axis] += s[axis];
+        }
+        let outer: usize = first.shape()[..axis].iter().product();
+        let inner: usize = first.shape()[axis + 1..].iter().product();
+        let chunks: Vec<usize> = parts.iter().map(|p| p.shape()[axis] * inner).collect();
+        let data =
+            with_data!(first.data(), v => Elem::wrap(concat_typed(op, v, &parts, outer, &chunks)?));
+        Ok(vec![
+            Tensor::new(out_shape, data).map_err(|e| OpError::tensor(op, e))?
+        ])
+    }
+
+    fn describe(&self) -> String {
+        format!("axis={}", self.axis)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use millrace_core::{DType, Dim};
+
+    #[test]
+    fn joins_along_axes() {
+        let a = Tensor::from_vec(vec![2, 2], vec![1i64, 2, 3, 4]).unwrap();
+        let b = Tensor::from_vec(vec![2, 1], vec![5i64, 6]).unwrap();
+        let e = Tensor::from_vec(vec![2, 0], Vec::<i64>::new()).unwrap();
+        let y = Concat { axis: -1 }
+            .eval(&Inputs::new("Concat", &[Some(&a), Some(&e), Some(&b)]))
+            .unwrap();
+        assert_eq!(y[0].shape(), &[2, 3]);
+        assert_eq!(y[0].as_slice::<i64>().unwrap(), &[1, 2, 5, 3, 4, 6]);
+        let y = Concat { axis: 0 }
+            .eval(&Inputs::new("Concat", &[Some(&a), Some(&a)]))
+            .unwrap();
+        assert_eq!(y[0].as_slice::<i64>().unwrap(), &[1, 2, 3, 4, 1, 2, 3, 4]);
+        assert!(Concat { axis: 0 }
+            .eval(&Inputs::new("Concat", &[Some(&a), Some(&b)]))
+            .is_err());
+    }
+
+    #[test]
+    fn infers_symbolic() {
+        let t = [
+            Some(ValueType::new(
+                DType::F32,
+                vec![Dim::Sym("b".into()), Dim::Known(2)],
+            )),
+            Some(ValueType::new(
+                DType::F32,
+                vec![Dim::Known(3), Dim::Known(2)],
+            )),
+        ];
+        let out = Concat { axis: 1 }
+            .infer(&InferCtx::new("Concat", &t, &[None, None]))
+            .unwrap();
+        assert_eq!(out[0].shape, Some(vec![Dim::Known(3), Dim::Known(4)]));
+        let out = Concat { axis: 0 }
+            .infer(&InferCtx::new("Concat", &t, &[None, None]))
+            .unwrap();
+        assert_eq!(
+            out[0].shape,
+            Some(vec![Dim::Sym("b+3".into()), Dim::Known(2)])
+        );
+    }
+}
