@@ -4,3 +4,5 @@
 //! never allocate their outputs and know nothing of graphs or ONNX.
 
 pub mod gemm;
+pub mod conv;
+pub mod dgemm;
