@@ -83,7 +83,9 @@ mod tests {
         let at: Vec<f64> = (0..k * m).map(|x| x as f64).collect();
         let b: Vec<f64> = (0..k * n).map(|x| x as f64 - 2.0).collect();
         let mut c = vec![0.0; m * n];
-        dgemm(m, k, n, 1.0, &at, 1, m as isize, &b, n as isize, 1, 0.0, &mut c, n as isize, 1);
+        dgemm(
+            m, k, n, 1.0, &at, 1, m as isize, &b, n as isize, 1, 0.0, &mut c, n as isize, 1,
+        );
         for i in 0..m {
             for j in 0..n {
                 let want: f64 = (0..k).map(|p| at[p * m + i] * b[p * n + j]).sum();

@@ -1,4 +1,9 @@
-//! nn ops.
+//! nn ops: convolution, GEMM/MatMul, pooling, normalization, softmax.
 use crate::registry::Registry;
 
-pub fn register(_r: &mut Registry) {}
+pub mod common;
+pub mod conv;
+
+pub fn register(r: &mut Registry) {
+    r.add("Conv", conv::Conv::from_onnx);
+}
