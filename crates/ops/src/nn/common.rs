@@ -550,3 +550,56 @@ mod tests {
         assert!(out_dim("T", 2, 5, 1, 1, 0, 0, AutoPad::NotSet, false).is_err());
     }
 }
+
+/// Builds an integer output of `dtype` from i64 values computed with wrapping arithmetic
+/// (narrowing wraps like a two's-complement cast).
+pub fn int_out(op: &str, dtype: DType, shape: Vec<usize>, v: Vec<i64>) -> Result<Tensor, OpError> {
+    match dtype {
+        DType::I8 => output(op, shape, v.into_iter().map(|x| x as i8).collect()),
+        DType::I16 => output(op, shape, v.into_iter().map(|x| x as i16).collect()),
+        DType::I32 => output(op, shape, v.into_iter().map(|x| x as i32).collect()),
+        DType::I64 => output(op, shape, v),
+        DType::U8 => output(op, shape, v.into_iter().map(|x| x as u8).collect()),
+        DType::U16 => output(op, shape, v.into_iter().map(|x| x as u16).collect()),
+        DType::U32 => output(op, shape, v.into_iter().map(|x| x as u32).collect()),
+        DType::U64 => output(op, shape, v.into_iter().map(|x| x as u64).collect()),
+        d => Err(OpError::unsupported(op, format!("dtype {d}"))),
+    }
+}
+
+/// Integer elements as i64 (u64 wraps, which wrapping arithmetic undoes on output).
+pub fn ints_wrapping(op: &str, t: &Tensor) -> Result<Vec<i64>, OpError> {
+    if !t.dtype().is_int() {
+        return Err(OpError::invalid(
+            op,
+            format!("expected integers, got {}", t.dtype()),
+        ));
+    }
+    t.to_i64_vec().map_err(|e| OpError::tensor(op, e))
+}
+
+/// Naive integer matrix multiply with wrapping arithmetic, strided like [`Float::gemm`]
+/// with alpha 1: `C += A * B`.
+#[allow(clippy::too_many_arguments)]
+pub fn int_gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[i64],
+    rsa: usize,
+    csa: usize,
+    b: &[i64],
+    rsb: usize,
+    csb: usize,
+    c: &mut [i64],
+) {
+    for i in 0..m {
+        for p in 0..k {
+            let av = a[i * rsa + p * csa];
+            for j in 0..n {
+                let cv = &mut c[i * n + j];
+                *cv = cv.wrapping_add(av.wrapping_mul(b[p * rsb + j * csb]));
+            }
+        }
+    }
+}
