@@ -1,13 +1,30 @@
 //! nn ops: convolution, GEMM/MatMul, pooling, normalization, softmax.
 use crate::registry::Registry;
 
+pub mod average_pool;
+pub mod batch_norm;
 pub mod common;
 pub mod conv;
 pub mod gemm;
+pub mod global_average_pool;
+pub mod global_max_pool;
 pub mod matmul;
+pub mod max_pool;
+pub mod pooling;
 
 pub fn register(r: &mut Registry) {
     r.add("Conv", conv::Conv::from_onnx);
     r.add("Gemm", gemm::Gemm::from_onnx);
     r.add("MatMul", matmul::MatMul::from_onnx);
+    r.add(
+        "BatchNormalization",
+        batch_norm::BatchNormalization::from_onnx,
+    );
+    r.add("MaxPool", max_pool::MaxPool::from_onnx);
+    r.add("AveragePool", average_pool::AveragePool::from_onnx);
+    r.add(
+        "GlobalAveragePool",
+        global_average_pool::GlobalAveragePool::from_onnx,
+    );
+    r.add("GlobalMaxPool", global_max_pool::GlobalMaxPool::from_onnx);
 }
