@@ -8,9 +8,12 @@ pub mod conv;
 pub mod gemm;
 pub mod global_average_pool;
 pub mod global_max_pool;
+pub mod hardmax;
+pub mod log_softmax;
 pub mod matmul;
 pub mod max_pool;
 pub mod pooling;
+pub mod softmax;
 
 pub fn register(r: &mut Registry) {
     r.add("Conv", conv::Conv::from_onnx);
@@ -27,4 +30,7 @@ pub fn register(r: &mut Registry) {
         global_average_pool::GlobalAveragePool::from_onnx,
     );
     r.add("GlobalMaxPool", global_max_pool::GlobalMaxPool::from_onnx);
+    r.add("Softmax", softmax::Softmax::from_onnx);
+    r.add("LogSoftmax", log_softmax::LogSoftmax::from_onnx);
+    r.add("Hardmax", hardmax::Hardmax::from_onnx);
 }
