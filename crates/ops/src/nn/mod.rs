@@ -1,4 +1,36 @@
-//! nn ops.
+//! nn ops: convolution, GEMM/MatMul, pooling, normalization, softmax.
 use crate::registry::Registry;
 
-pub fn register(_r: &mut Registry) {}
+pub mod average_pool;
+pub mod batch_norm;
+pub mod common;
+pub mod conv;
+pub mod gemm;
+pub mod global_average_pool;
+pub mod global_max_pool;
+pub mod hardmax;
+pub mod log_softmax;
+pub mod matmul;
+pub mod max_pool;
+pub mod pooling;
+pub mod softmax;
+
+pub fn register(r: &mut Registry) {
+    r.add("Conv", conv::Conv::from_onnx);
+    r.add("Gemm", gemm::Gemm::from_onnx);
+    r.add("MatMul", matmul::MatMul::from_onnx);
+    r.add(
+        "BatchNormalization",
+        batch_norm::BatchNormalization::from_onnx,
+    );
+    r.add("MaxPool", max_pool::MaxPool::from_onnx);
+    r.add("AveragePool", average_pool::AveragePool::from_onnx);
+    r.add(
+        "GlobalAveragePool",
+        global_average_pool::GlobalAveragePool::from_onnx,
+    );
+    r.add("GlobalMaxPool", global_max_pool::GlobalMaxPool::from_onnx);
+    r.add("Softmax", softmax::Softmax::from_onnx);
+    r.add("LogSoftmax", log_softmax::LogSoftmax::from_onnx);
+    r.add("Hardmax", hardmax::Hardmax::from_onnx);
+}

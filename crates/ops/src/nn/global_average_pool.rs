@@ -1,0 +1,94 @@
+//! GlobalAveragePool (ONNX opset 1, 22): mean over all spatial dims, keeping them as 1s.
+use super::common::{float_out, prod, Float};
+use super::pooling::global_infer;
+use crate::float_run;
+use millrace_core::Tensor;
+use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use rayon::prelude::*;
+use std::any::Any;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalAveragePool;
+
+const NAME: &str = "GlobalAveragePool";
+
+impl GlobalAveragePool {
+    pub fn from_onnx(_attrs: &Attributes, _opset: i64) -> Result<Arc<dyn Op>, OpError> {
+        Ok(Arc::new(GlobalAveragePool))
+    }
+}
+
+/// Output shape of a global pool: spatial dims become 1.
+pub fn global_shape(op: &str, x: &[usize]) -> Result<Vec<usize>, OpError> {
+    if x.len() < 2 {
+        return Err(OpError::invalid(op, "input must be N x C x ..."));
+    }
+    Ok(x.iter()
+        .enumerate()
+        .map(|(i, &d)| if i < 2 { d } else { 1 })
+        .collect())
+}
+
+fn eval_as<F: Float>(x: &Tensor) -> Result<Vec<Tensor>, OpError> {
+    let shape = global_shape(NAME, x.shape())?;
+    let planes = x.shape()[0] * x.shape()[1];
+    let plane = prod(&x.shape()[2..]);
+    let xs = F::cow(NAME, x)?;
+    let n = F::from_f64(plane as f64);
+    let y: Vec<F> = (0..planes)
+        .into_par_iter()
+        .map(|p| {
+            let mut s = F::ZERO;
+            for &v in &xs[p * plane..(p + 1) * plane] {
+                s += v;
+            }
+            s / n
+        })
+        .collect();
+    Ok(vec![float_out(NAME, x.dtype(), shape, y)?])
+}
+
+impl Op for GlobalAveragePool {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
+        Ok(vec![global_infer(NAME, ctx)?])
+    }
+
+    fn cost(&self, inputs: &[ValueType], outputs: &[ValueType]) -> Cost {
+        let mut c = Cost::movement(inputs, outputs);
+        c.flops = inputs.first().and_then(|t| t.numel()).unwrap_or(0) as u64;
+        c
+    }
+
+    fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
+        let x = inputs.req(0)?;
+        float_run!(NAME, x.dtype(), eval_as(x))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn averages_each_plane() {
+        let x = Tensor::from_vec(vec![1, 2, 2, 1], vec![1.0f32, 3.0, 10.0, 20.0]).unwrap();
+        let y = GlobalAveragePool
+            .eval(&Inputs::new(NAME, &[Some(&x)]))
+            .unwrap();
+        assert_eq!(y[0].shape(), &[1, 2, 1, 1]);
+        assert_eq!(y[0].as_slice::<f32>().unwrap(), &[2.0, 15.0]);
+        let bad = Tensor::from_vec(vec![2], vec![1.0f32, 2.0]).unwrap();
+        assert!(GlobalAveragePool
+            .eval(&Inputs::new(NAME, &[Some(&bad)]))
+            .is_err());
+    }
+}

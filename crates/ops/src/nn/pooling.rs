@@ -1,0 +1,157 @@
+//! Shared pooling machinery: a window table (for each output position, the flat plane
+//! indices it reads and its padded size) built once and applied to every N x C plane.
+use super::common::{prod, Resolved, Window};
+use millrace_core::Dim;
+use millrace_ir::{InferCtx, OpError, ValueType};
+
+/// For each output position, the input plane indices its window reads.
+pub struct Table {
+    pub starts: Vec<usize>,
+    pub taps: Vec<usize>,
+    /// Window size clipped to the padded input (for count_include_pad).
+    pub padded: Vec<usize>,
+    pub in_plane: usize,
+    pub out_plane: usize,
+}
+
+impl Table {
+    pub fn new(input: &[usize], r: &Resolved) -> Table {
+        let n = input.len();
+        // Per dim, per output index: valid input positions and padded count.
+        let mut valid: Vec<Vec<Vec<usize>>> = Vec::with_capacity(n);
+        let mut padc: Vec<Vec<usize>> = Vec::with_capacity(n);
+        for d in 0..n {
+            let mut vd = Vec::with_capacity(r.output[d]);
+            let mut pd = Vec::with_capacity(r.output[d]);
+            for o in 0..r.output[d] {
+                let mut v = vec![];
+                let mut cnt = 0;
+                for k in 0..r.kernel[d] {
+                    let p =
+                        (o * r.strides[d] + k * r.dilations[d]) as isize - r.pads_begin[d] as isize;
+                    if p >= -(r.pads_begin[d] as isize) && p < (input[d] + r.pads_end[d]) as isize {
+                        cnt += 1;
+                    }
+                    if p >= 0 && p < input[d] as isize {
+                        v.push(p as usize);
+                    }
+                }
+                vd.push(v);
+                pd.push(cnt);
+            }
+            valid.push(vd);
+            padc.push(pd);
+        }
+        let out_plane = prod(&r.output);
+        let mut t = Table {
+            starts: Vec::with_capacity(out_plane + 1),
+            taps: vec![],
+            padded: Vec::with_capacity(out_plane),
+            in_plane: prod(input),
+            out_plane,
+        };
+        t.starts.push(0);
+        if out_plane == 0 {
+            return t;
+        }
+        let mut counter = vec![0usize; n];
+        for _ in 0..out_plane {
+            let lists: Vec<&Vec<usize>> = (0..n).map(|d| &valid[d][counter[d]]).collect();
+            t.padded
+                .push((0..n).map(|d| padc[d][counter[d]]).product::<usize>());
+            if lists.iter().all(|l| !l.is_empty()) {
+                let mut kc = vec![0usize; n];
+                'product: loop {
+                    let mut idx = 0;
+                    for d in 0..n {
+                        idx = idx * input[d] + lists[d][kc[d]];
+                    }
+                    t.taps.push(idx);
+                    let mut d = n;
+                    loop {
+                        if d == 0 {
+                            break 'product;
+                        }
+                        d -= 1;
+                        kc[d] += 1;
+                        if kc[d] < lists[d].len() {
+                            break;
+                        }
+                        kc[d] = 0;
+                    }
+                }
+            }
+            t.starts.push(t.taps.len());
+            for d in (0..n).rev() {
+                counter[d] += 1;
+                if counter[d] < r.output[d] {
+                    break;
+                }
+                counter[d] = 0;
+            }
+        }
+        t
+    }
+
+    /// Input plane indices read by output position `o`.
+    pub fn window(&self, o: usize) -> &[usize] {
+        &self.taps[self.starts[o]..self.starts[o + 1]]
+    }
+}
+
+/// Validates a pooling input shape and resolves the window.
+pub fn resolve(op: &str, w: &Window, x: &[usize]) -> Result<Resolved, OpError> {
+    if x.len() < 3 {
+        return Err(OpError::invalid(
+            op,
+            format!("input must be N x C x D1..., got shape {x:?}"),
+        ));
+    }
+    w.resolve(op, &x[2..], None)
+}
+
+/// Shape inference for pooling: `[N, C, out...]`.
+pub fn infer(op: &str, w: &Window, ctx: &InferCtx<'_>) -> Result<ValueType, OpError> {
+    let x = ctx.input(0)?;
+    let shape = match &x.shape {
+        Some(s) if s.len() < 3 => {
+            return Err(OpError::invalid(op, "input must be N x C x D1..."));
+        }
+        Some(s) => {
+            let mut out: Vec<Dim> = s[..2].to_vec();
+            out.extend(w.infer(op, &s[2..], None));
+            Some(out)
+        }
+        None => None,
+    };
+    Ok(ValueType {
+        dtype: x.dtype,
+        shape,
+    })
+}
+
+/// Global pooling output shape: `[N, C, 1, ...]`.
+pub fn global_infer(op: &str, ctx: &InferCtx<'_>) -> Result<ValueType, OpError> {
+    let x = ctx.input(0)?;
+    let shape = match &x.shape {
+        Some(s) if s.len() < 2 => return Err(OpError::invalid(op, "input must be N x C x ...")),
+        Some(s) => Some(
+            s.iter()
+                .enumerate()
+                .map(|(i, d)| if i < 2 { d.clone() } else { Dim::Known(1) })
+                .collect(),
+        ),
+        None => None,
+    };
+    Ok(ValueType {
+        dtype: x.dtype,
+        shape,
+    })
+}
+
+/// Output shape `[N, C, out...]` for a concrete input.
+pub fn out_shape(x: &[usize], r: &Resolved) -> Vec<usize> {
+    let mut s = x[..2].to_vec();
+    s.extend(&r.output);
+    s
+}
