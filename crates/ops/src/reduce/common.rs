@@ -570,3 +570,147 @@ mod tests {
         assert_eq!(y.as_slice::<f32>().unwrap(), &[want]);
     }
 }
+
+/// Splits a shape around `axis` into (outer, len, inner) element counts.
+pub fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    let outer = shape.iter().take(axis).product();
+    let len = shape.get(axis).copied().unwrap_or(1);
+    let inner = shape.iter().skip(axis + 1).product();
+    (outer, len, inner)
+}
+
+/// Total order for sorting numeric values: NaN compares above everything (and equal to NaN).
+pub fn total_cmp<T: PartialOrd>(a: &T, b: &T) -> std::cmp::Ordering {
+    match a.partial_cmp(b) {
+        Some(o) => o,
+        None => {
+            let an = a.partial_cmp(a).is_none();
+            let bn = b.partial_cmp(b).is_none();
+            an.cmp(&bn)
+        }
+    }
+}
+
+/// ArgMax / ArgMin shared op: index of the extreme value along `axis`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArgReduce {
+    pub max: bool,
+    pub axis: i64,
+    pub keepdims: bool,
+    pub select_last_index: bool,
+}
+
+impl ArgReduce {
+    pub fn parse(max: bool, attrs: &Attributes) -> Result<ArgReduce, OpError> {
+        Ok(ArgReduce {
+            max,
+            axis: attrs.int_or("axis", 0)?,
+            keepdims: attrs.int_or("keepdims", 1)? != 0,
+            select_last_index: attrs.int_or("select_last_index", 0)? != 0,
+        })
+    }
+
+    fn arg<T: PartialOrd + Copy>(&self, x: &[T], shape: &[usize], axis: usize) -> Vec<i64> {
+        let (outer, len, inner) = split_at_axis(shape, axis);
+        let mut out = Vec::with_capacity(outer * inner);
+        for o in 0..outer {
+            for i in 0..inner {
+                let base = o * len * inner + i;
+                let mut best = 0usize;
+                let mut bv = x[base];
+                for j in 1..len {
+                    let v = x[base + j * inner];
+                    let better = if self.max {
+                        v > bv || (self.select_last_index && v == bv)
+                    } else {
+                        v < bv || (self.select_last_index && v == bv)
+                    };
+                    if better {
+                        best = j;
+                        bv = v;
+                    }
+                }
+                out.push(best as i64);
+            }
+        }
+        out
+    }
+}
+
+impl Op for ArgReduce {
+    fn name(&self) -> &'static str {
+        if self.max {
+            "ArgMax"
+        } else {
+            "ArgMin"
+        }
+    }
+
+    fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
+        let x = ctx.input(0)?;
+        let shape = match &x.shape {
+            Some(s) => {
+                let ax = crate::util::normalize_axis(self.name(), self.axis, s.len())?;
+                let mut mask = vec![false; s.len()];
+                if let Some(m) = mask.get_mut(ax) {
+                    *m = true;
+                }
+                Some(reduced_shape(s, &mask, self.keepdims, Dim::Known(1)))
+            }
+            None => None,
+        };
+        Ok(vec![ValueType {
+            dtype: Some(millrace_core::DType::I64),
+            shape,
+        }])
+    }
+
+    fn cost(&self, inputs: &[ValueType], outputs: &[ValueType]) -> Cost {
+        let mut c = Cost::elementwise(inputs, outputs, 0);
+        c.flops = inputs.first().and_then(|t| t.numel()).unwrap_or(0) as u64;
+        c
+    }
+
+    fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
+        let x = inputs.req(0)?;
+        let name = self.name();
+        if x.rank() == 0 {
+            return Err(OpError::invalid(name, "input must have rank >= 1"));
+        }
+        let axis = crate::util::normalize_axis(name, self.axis, x.rank())?;
+        let shape = x.shape();
+        let mut mask = vec![false; shape.len()];
+        mask[axis] = true;
+        let out_shape = reduced_shape(shape, &mask, self.keepdims, 1usize);
+        let n_out: usize = out_shape.iter().product();
+        if shape[axis] == 0 && n_out > 0 {
+            return Err(OpError::invalid(
+                name,
+                format!("cannot take {name} over the empty axis {axis}"),
+            ));
+        }
+        let idx = if n_out == 0 {
+            vec![]
+        } else {
+            crate::dispatch_num!(name, x, |v: T| self.arg::<T>(v, shape, axis))
+        };
+        Ok(vec![output(name, out_shape, idx)?])
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "axis={} keepdims={}{}",
+            self.axis,
+            self.keepdims as i64,
+            if self.select_last_index {
+                " select_last_index=1"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,6 +1,8 @@
 //! Reduce ops: Reduce*, ArgMax/ArgMin, TopK, Resize/Upsample, Einsum and friends.
 use crate::registry::Registry;
 
+pub mod argmax;
+pub mod argmin;
 pub mod common;
 pub mod reduce_l1;
 pub mod reduce_l2;
@@ -12,8 +14,11 @@ pub mod reduce_min;
 pub mod reduce_prod;
 pub mod reduce_sum;
 pub mod reduce_sum_square;
+pub mod topk;
 
 pub fn register(r: &mut Registry) {
+    r.add("ArgMax", argmax::ArgMax::from_onnx);
+    r.add("ArgMin", argmin::ArgMin::from_onnx);
     r.add("ReduceL1", reduce_l1::ReduceL1::from_onnx);
     r.add("ReduceL2", reduce_l2::ReduceL2::from_onnx);
     r.add("ReduceLogSum", reduce_log_sum::ReduceLogSum::from_onnx);
