@@ -31,11 +31,13 @@ mod tests {
         Ok(op.eval(&Inputs::new("ArgMax", &[Some(x)]))?.remove(0))
     }
 
+    type Case = (i64, i64, i64, &'static [usize], &'static [i64]);
+
     #[test]
     fn cases() {
         // Ties at both ends: [[1, 5, 5, 1], [2, 2, 0, 9]].
         let x = Tensor::from_vec(vec![2, 4], vec![1f32, 5., 5., 1., 2., 2., 0., 9.]).unwrap();
-        let want: [(i64, i64, i64, &[usize], &[i64]); 4] = if true {
+        let want: [Case; 4] = if true {
             [
                 (-1, 1, 0, &[2, 1], &[1, 3]),
                 (-1, 1, 1, &[2, 1], &[2, 3]),

@@ -208,10 +208,19 @@ mod tests {
         op.eval(&Inputs::new("TopK", &[Some(x), kt.as_ref()]))
     }
 
+    type Case = (
+        i64,
+        Vec<(&'static str, Attr)>,
+        i64,
+        &'static [usize],
+        &'static [f32],
+        &'static [i64],
+    );
+
     #[test]
     fn cases() {
         let x = Tensor::from_vec(vec![2, 4], vec![1f32, 5., 5., 3., 4., 2., 4., 0.]).unwrap();
-        let cases: Vec<(i64, Vec<(&str, Attr)>, i64, &[usize], &[f32], &[i64])> = vec![
+        let cases: Vec<Case> = vec![
             (11, vec![], 2, &[2, 2], &[5., 5., 4., 4.], &[1, 2, 0, 2]),
             (
                 11,
