@@ -14,7 +14,9 @@ pub mod reduce_min;
 pub mod reduce_prod;
 pub mod reduce_sum;
 pub mod reduce_sum_square;
+pub mod resize;
 pub mod topk;
+pub mod upsample;
 
 pub fn register(r: &mut Registry) {
     r.add("ArgMax", argmax::ArgMax::from_onnx);
