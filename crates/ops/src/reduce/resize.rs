@@ -265,7 +265,7 @@ impl Resize {
                     scale[ax] = sc;
                     let (a, b) = roi_v[ax];
                     let len = in_shape[ax] as f32 * (b - a) * sc;
-                    if len.is_nan() || len < 0.0 || len > 1e12 {
+                    if !(0.0..=1e12).contains(&len) {
                         return Err(OpError::invalid(n, format!("bad output size {len}")));
                     }
                     out[ax] = len.floor() as usize;
@@ -303,7 +303,7 @@ impl Resize {
                         for &ax in &axes {
                             scale[ax] = c;
                             let v = (c * in_shape[ax] as f32 + 0.5).floor();
-                            if v.is_nan() || v < 0.0 || v > 1e12 {
+                            if !(0.0..=1e12).contains(&v) {
                                 return Err(OpError::invalid(n, "bad output size"));
                             }
                             out[ax] = v as usize;
