@@ -363,7 +363,10 @@ pub(crate) fn scatter_into(
         return Err(OpError::invalid(op, "updates dtype differs from data"));
     }
     if pos.len() != updates.len() {
-        return Err(OpError::invalid(op, "updates size does not match the indices"));
+        return Err(OpError::invalid(
+            op,
+            "updates size does not match the indices",
+        ));
     }
     let n = data.len();
     if pos.iter().any(|&p| p >= n) {

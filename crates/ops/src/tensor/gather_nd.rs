@@ -96,7 +96,13 @@ impl Op for GatherND {
         let op = self.name();
         let x = inputs.req(0)?;
         let ind = inputs.req(1)?;
-        let (starts, slice) = nd_offsets(op, x.shape(), ind.shape(), &ints_of(op, ind)?, self.batch_dims)?;
+        let (starts, slice) = nd_offsets(
+            op,
+            x.shape(),
+            ind.shape(),
+            &ints_of(op, ind)?,
+            self.batch_dims,
+        )?;
         let m = ind.shape().last().copied().unwrap_or(0);
         let mut idx = Vec::with_capacity(starts.len() * slice);
         for s in starts {
@@ -125,9 +131,24 @@ mod tests {
     fn gathers_nd() {
         let x = Tensor::from_vec(vec![2, 2], vec![0i32, 1, 2, 3]).unwrap();
         let cases: &[(usize, Tensor, &[usize], &[i32])] = &[
-            (0, Tensor::from_vec(vec![2, 2], vec![0i64, 0, 1, 1]).unwrap(), &[2], &[0, 3]),
-            (0, Tensor::from_vec(vec![2, 1], vec![1i64, -2]).unwrap(), &[2, 2], &[2, 3, 0, 1]),
-            (1, Tensor::from_vec(vec![2, 1], vec![1i64, 0]).unwrap(), &[2], &[1, 2]),
+            (
+                0,
+                Tensor::from_vec(vec![2, 2], vec![0i64, 0, 1, 1]).unwrap(),
+                &[2],
+                &[0, 3],
+            ),
+            (
+                0,
+                Tensor::from_vec(vec![2, 1], vec![1i64, -2]).unwrap(),
+                &[2, 2],
+                &[2, 3, 0, 1],
+            ),
+            (
+                1,
+                Tensor::from_vec(vec![2, 1], vec![1i64, 0]).unwrap(),
+                &[2],
+                &[1, 2],
+            ),
         ];
         for (b, i, shape, want) in cases {
             let y = GatherND { batch_dims: *b }
