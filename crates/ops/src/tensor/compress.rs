@@ -109,6 +109,7 @@ impl Op for Compress {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

@@ -89,6 +89,7 @@ impl Op for CumSum {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

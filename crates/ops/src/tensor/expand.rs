@@ -68,6 +68,7 @@ impl Op for Expand {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

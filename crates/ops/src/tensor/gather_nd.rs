@@ -49,7 +49,7 @@ pub(crate) fn nd_offsets(
     let tuples = idx.len() / m.max(1);
     let mut out = Vec::with_capacity(tuples);
     for t in 0..idx_shape[..q - 1].iter().product::<usize>() {
-        let batch = if per_batch == 0 { 0 } else { t / per_batch };
+        let batch = t.checked_div(per_batch).unwrap_or(0);
         let mut p = batch * batch_stride;
         for k in 0..m {
             let v = *idx
@@ -124,6 +124,7 @@ impl Op for GatherND {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

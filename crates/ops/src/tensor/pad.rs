@@ -232,6 +232,7 @@ impl Op for Pad {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

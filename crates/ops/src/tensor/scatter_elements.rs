@@ -88,6 +88,7 @@ impl Op for ScatterElements {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

@@ -69,6 +69,7 @@ impl Op for ScatterND {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

@@ -76,6 +76,7 @@ impl Op for Trilu {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 
