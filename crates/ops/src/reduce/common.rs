@@ -392,6 +392,19 @@ fn reduce_tensor(
         TD::U16(v) => int!(v),
         TD::U32(v) => int!(v),
         TD::U64(v) => int!(v),
+        TD::Bool(v) if matches!(kind, ReduceKind::Max | ReduceKind::Min) => {
+            // ReduceMax/ReduceMin-20 on bool: any / all.
+            let max = kind == ReduceKind::Max;
+            let mut acc = vec![!max; n_out];
+            for_each_reduced(shape, mask, |i, o| {
+                if max {
+                    acc[o] |= v[i];
+                } else {
+                    acc[o] &= v[i];
+                }
+            });
+            output(op, out_shape, acc)?
+        }
         other => return Err(OpError::unsupported(op, format!("dtype {}", other.dtype()))),
     })
 }

@@ -4,6 +4,7 @@ use crate::registry::Registry;
 pub mod argmax;
 pub mod argmin;
 pub mod common;
+pub mod einsum;
 pub mod reduce_l1;
 pub mod reduce_l2;
 pub mod reduce_log_sum;
@@ -21,6 +22,7 @@ pub mod upsample;
 pub fn register(r: &mut Registry) {
     r.add("ArgMax", argmax::ArgMax::from_onnx);
     r.add("ArgMin", argmin::ArgMin::from_onnx);
+    r.add("Einsum", einsum::Einsum::from_onnx);
     r.add("ReduceL1", reduce_l1::ReduceL1::from_onnx);
     r.add("ReduceL2", reduce_l2::ReduceL2::from_onnx);
     r.add("ReduceLogSum", reduce_log_sum::ReduceLogSum::from_onnx);

@@ -56,6 +56,9 @@ mod tests {
         let xi = Tensor::from_vec(vec![2], vec![u64::MAX, 1]).unwrap();
         let y = run(&op, &xi, None).unwrap();
         assert_eq!(y.as_slice::<u64>().unwrap(), &[u64::MAX]);
+        let xb = Tensor::from_vec(vec![2, 2], vec![false, true, false, false]).unwrap();
+        let y = run(&op, &xb, Some(&axes(&[1]))).unwrap();
+        assert_eq!(y.as_slice::<bool>().unwrap(), &[true, false]);
     }
 
     #[test]

@@ -200,23 +200,46 @@ pub(crate) fn take_or(
     fill: &TensorData,
     shape: Vec<usize>,
 ) -> Result<Tensor, OpError> {
-    let out = with_data!(data, v => {
-        let f = same_typed_data(op, v, fill)?
-            .first()
-            .ok_or_else(|| OpError::invalid(op, "empty fill value"))?;
-        let mut out = Vec::with_capacity(idx.len());
-        for i in idx {
-            out.push(match i {
-                Some(i) => v
-                    .get(*i)
-                    .ok_or_else(|| OpError::invalid(op, "internal index out of range"))?
-                    .clone(),
-                None => f.clone(),
-            });
-        }
-        Elem::wrap(out)
-    });
+    let out = with_data!(data, v => Elem::wrap(take_or_typed(op, v, idx, fill)?));
     Tensor::new(shape, out).map_err(|e| OpError::tensor(op, e))
+}
+
+fn take_or_typed<T: Elem>(
+    op: &str,
+    v: &[T],
+    idx: &[Option<usize>],
+    fill: &TensorData,
+) -> Result<Vec<T>, OpError> {
+    let f = same_typed_data(op, v, fill)?
+        .first()
+        .ok_or_else(|| OpError::invalid(op, "empty fill value"))?;
+    let mut out = Vec::with_capacity(idx.len());
+    for i in idx {
+        out.push(match i {
+            Some(i) => v
+                .get(*i)
+                .ok_or_else(|| OpError::invalid(op, "internal index out of range"))?
+                .clone(),
+            None => f.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn assign_typed<T: Elem>(
+    op: &str,
+    v: &mut [T],
+    pos: &[usize],
+    src: &TensorData,
+) -> Result<(), OpError> {
+    let u = same_typed_data(op, v, src)?;
+    for (&p, x) in pos.iter().zip(u) {
+        let slot = v
+            .get_mut(p)
+            .ok_or_else(|| OpError::invalid(op, "internal position out of range"))?;
+        *slot = x.clone();
+    }
+    Ok(())
 }
 
 fn same_typed_data<'a, T: Elem>(
@@ -363,7 +386,10 @@ pub(crate) fn scatter_into(
         return Err(OpError::invalid(op, "updates dtype differs from data"));
     }
     if pos.len() != updates.len() {
-        return Err(OpError::invalid(op, "updates size does not match the indices"));
+        return Err(OpError::invalid(
+            op,
+            "updates size does not match the indices",
+        ));
     }
     let n = data.len();
     if pos.iter().any(|&p| p >= n) {
@@ -372,12 +398,7 @@ pub(crate) fn scatter_into(
     let mut out = data.clone();
     if red == Reduction::None {
         let src = updates.data();
-        with_data!(out.data_mut(), v => {
-            let u = same_typed_data(op, v, src)?;
-            for (&p, x) in pos.iter().zip(u) {
-                v[p] = x.clone();
-            }
-        });
+        with_data!(out.data_mut(), v => assign_typed(op, v, pos, src)?);
         return Ok(out);
     }
     fn apply<T: Arith>(v: &mut [T], pos: &[usize], u: &[T], red: Reduction) {

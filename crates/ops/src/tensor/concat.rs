@@ -152,6 +152,7 @@ impl Op for Concat {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use millrace_core::{DType, Dim};

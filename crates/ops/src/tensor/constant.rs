@@ -41,7 +41,10 @@ impl Constant {
         if found.len() != 1 {
             return Err(OpError::invalid(
                 name,
-                format!("exactly one value attribute is required, found {}", found.len()),
+                format!(
+                    "exactly one value attribute is required, found {}",
+                    found.len()
+                ),
             ));
         }
         Ok(Arc::new(Constant {
@@ -87,9 +90,18 @@ mod tests {
     #[test]
     fn builds_from_each_attribute() {
         let cases = vec![
-            (Attr::Float(1.5), ValueType::concrete(millrace_core::DType::F32, &[])),
-            (Attr::Ints(vec![1, 2]), ValueType::concrete(millrace_core::DType::I64, &[2])),
-            (Attr::Strings(vec![b"a".to_vec()]), ValueType::concrete(millrace_core::DType::String, &[1])),
+            (
+                Attr::Float(1.5),
+                ValueType::concrete(millrace_core::DType::F32, &[]),
+            ),
+            (
+                Attr::Ints(vec![1, 2]),
+                ValueType::concrete(millrace_core::DType::I64, &[2]),
+            ),
+            (
+                Attr::Strings(vec![b"a".to_vec()]),
+                ValueType::concrete(millrace_core::DType::String, &[1]),
+            ),
         ];
         let names = ["value_float", "value_ints", "value_strings"];
         for ((a, want), n) in cases.into_iter().zip(names) {
@@ -102,6 +114,8 @@ mod tests {
         let none = Attributes::new("Constant", vec![]);
         assert!(Constant::from_onnx(&none, 13).is_err());
         let sparse = Attributes::new("Constant", vec![("sparse_value".into(), Attr::Int(0))]);
-        assert!(Constant::from_onnx(&sparse, 13).unwrap_err().is_unsupported());
+        assert!(Constant::from_onnx(&sparse, 13)
+            .unwrap_err()
+            .is_unsupported());
     }
 }

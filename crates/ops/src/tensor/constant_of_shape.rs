@@ -33,7 +33,9 @@ impl ConstantOfShape {
 
 fn to_shape(op: &str, v: &[i64]) -> Result<Vec<usize>, OpError> {
     v.iter()
-        .map(|&d| usize::try_from(d).map_err(|_| OpError::invalid(op, format!("negative dimension {d}"))))
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| OpError::invalid(op, format!("negative dimension {d}")))
+        })
         .collect()
 }
 
@@ -45,9 +47,15 @@ impl Op for ConstantOfShape {
     fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
         let dtype = self.value.dtype();
         if let Some(s) = const_ints(ctx, 0) {
-            return Ok(vec![ValueType::concrete(dtype, &to_shape(self.name(), &s)?)]);
+            return Ok(vec![ValueType::concrete(
+                dtype,
+                &to_shape(self.name(), &s)?,
+            )]);
         }
-        let rank = ctx.input(0)?.concrete_shape().and_then(|s| s.first().copied());
+        let rank = ctx
+            .input(0)?
+            .concrete_shape()
+            .and_then(|s| s.first().copied());
         Ok(vec![match rank {
             Some(0) => ValueType::concrete(dtype, &[]),
             _ => ValueType::of_dtype(dtype),
@@ -87,13 +95,19 @@ mod tests {
         let op = ConstantOfShape {
             value: Tensor::from_vec(vec![1], vec![7i32]).unwrap(),
         };
-        let y = op.eval(&Inputs::new("ConstantOfShape", &[Some(&s)])).unwrap();
+        let y = op
+            .eval(&Inputs::new("ConstantOfShape", &[Some(&s)]))
+            .unwrap();
         assert_eq!(y[0].shape(), &[2, 3]);
         assert_eq!(y[0].as_slice::<i32>().unwrap(), &[7; 6]);
         let e = Tensor::from_vec(vec![0], Vec::<i64>::new()).unwrap();
-        let y = op.eval(&Inputs::new("ConstantOfShape", &[Some(&e)])).unwrap();
+        let y = op
+            .eval(&Inputs::new("ConstantOfShape", &[Some(&e)]))
+            .unwrap();
         assert_eq!(y[0].shape(), &[] as &[usize]);
         let bad = Tensor::from_vec(vec![1], vec![-1i64]).unwrap();
-        assert!(op.eval(&Inputs::new("ConstantOfShape", &[Some(&bad)])).is_err());
+        assert!(op
+            .eval(&Inputs::new("ConstantOfShape", &[Some(&bad)]))
+            .is_err());
     }
 }

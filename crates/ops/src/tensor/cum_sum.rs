@@ -89,6 +89,7 @@ impl Op for CumSum {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 
@@ -103,14 +104,20 @@ mod tests {
         ];
         for (axis, excl, rev, want) in cases {
             let a = Tensor::scalar(*axis);
-            let y = CumSum { exclusive: *excl, reverse: *rev }
-                .eval(&Inputs::new("CumSum", &[Some(&x), Some(&a)]))
-                .unwrap();
+            let y = CumSum {
+                exclusive: *excl,
+                reverse: *rev,
+            }
+            .eval(&Inputs::new("CumSum", &[Some(&x), Some(&a)]))
+            .unwrap();
             assert_eq!(y[0].as_slice::<f64>().unwrap(), *want);
         }
         let a = Tensor::scalar(2i32);
-        assert!(CumSum { exclusive: false, reverse: false }
-            .eval(&Inputs::new("CumSum", &[Some(&x), Some(&a)]))
-            .is_err());
+        assert!(CumSum {
+            exclusive: false,
+            reverse: false
+        }
+        .eval(&Inputs::new("CumSum", &[Some(&x), Some(&a)]))
+        .is_err());
     }
 }

@@ -32,7 +32,13 @@ impl DepthToSpace {
         let crd = match attrs.string_or("mode", "DCR")?.as_str() {
             "DCR" => false,
             "CRD" => true,
-            m => return Err(OpError::attribute("DepthToSpace", "mode", format!("unknown mode {m}"))),
+            m => {
+                return Err(OpError::attribute(
+                    "DepthToSpace",
+                    "mode",
+                    format!("unknown mode {m}"),
+                ))
+            }
         };
         Ok(Arc::new(DepthToSpace {
             blocksize: blocksize("DepthToSpace", attrs)?,
@@ -78,14 +84,20 @@ fn infer4(
             if to_space {
                 if let Dim::Known(c) = s[1] {
                     if c % bb != 0 {
-                        return Err(OpError::invalid(op, "channels not divisible by blocksize^2"));
+                        return Err(OpError::invalid(
+                            op,
+                            "channels not divisible by blocksize^2",
+                        ));
                     }
                 }
             } else {
                 for d in &s[2..] {
                     if let Dim::Known(n) = d {
                         if n % b != 0 {
-                            return Err(OpError::invalid(op, "spatial dims not divisible by blocksize"));
+                            return Err(OpError::invalid(
+                                op,
+                                "spatial dims not divisible by blocksize",
+                            ));
                         }
                     }
                 }
@@ -125,7 +137,10 @@ impl Op for DepthToSpace {
         let [n, c, h, w] = nchw(op, x)?;
         let b = self.blocksize;
         if c % (b * b) != 0 {
-            return Err(OpError::invalid(op, "channels not divisible by blocksize^2"));
+            return Err(OpError::invalid(
+                op,
+                "channels not divisible by blocksize^2",
+            ));
         }
         let c2 = c / (b * b);
         let (view, perm) = if self.crd {
@@ -169,7 +184,10 @@ impl Op for SpaceToDepth {
         let [n, c, h, w] = nchw(op, x)?;
         let b = self.blocksize;
         if h % b != 0 || w % b != 0 {
-            return Err(OpError::invalid(op, "spatial dims not divisible by blocksize"));
+            return Err(OpError::invalid(
+                op,
+                "spatial dims not divisible by blocksize",
+            ));
         }
         let view = vec![n, c, h / b, b, w / b, b];
         let t = transpose(op, &with_shape(op, x, view)?, &[0, 3, 5, 1, 2, 4])?;
@@ -192,27 +210,39 @@ mod tests {
     #[test]
     fn round_trips_and_modes() {
         let x = Tensor::from_vec(vec![1, 4, 1, 1], vec![0i32, 1, 2, 3]).unwrap();
-        let dcr = DepthToSpace { blocksize: 2, crd: false }
-            .eval(&Inputs::new("DepthToSpace", &[Some(&x)]))
-            .unwrap();
+        let dcr = DepthToSpace {
+            blocksize: 2,
+            crd: false,
+        }
+        .eval(&Inputs::new("DepthToSpace", &[Some(&x)]))
+        .unwrap();
         assert_eq!(dcr[0].shape(), &[1, 1, 2, 2]);
         assert_eq!(dcr[0].as_slice::<i32>().unwrap(), &[0, 1, 2, 3]);
         let x8 = Tensor::from_vec(vec![1, 8, 1, 1], (0..8).collect::<Vec<i32>>()).unwrap();
-        let dcr = DepthToSpace { blocksize: 2, crd: false }
-            .eval(&Inputs::new("DepthToSpace", &[Some(&x8)]))
-            .unwrap();
+        let dcr = DepthToSpace {
+            blocksize: 2,
+            crd: false,
+        }
+        .eval(&Inputs::new("DepthToSpace", &[Some(&x8)]))
+        .unwrap();
         assert_eq!(dcr[0].as_slice::<i32>().unwrap(), &[0, 2, 4, 6, 1, 3, 5, 7]);
-        let crd = DepthToSpace { blocksize: 2, crd: true }
-            .eval(&Inputs::new("DepthToSpace", &[Some(&x8)]))
-            .unwrap();
+        let crd = DepthToSpace {
+            blocksize: 2,
+            crd: true,
+        }
+        .eval(&Inputs::new("DepthToSpace", &[Some(&x8)]))
+        .unwrap();
         assert_eq!(crd[0].as_slice::<i32>().unwrap(), &[0, 1, 2, 3, 4, 5, 6, 7]);
         let back = SpaceToDepth { blocksize: 2 }
             .eval(&Inputs::new("SpaceToDepth", &[Some(&dcr[0])]))
             .unwrap();
         assert_eq!(back[0], x8);
         let bad = Tensor::from_vec(vec![1, 3, 1, 1], vec![0i32; 3]).unwrap();
-        assert!(DepthToSpace { blocksize: 2, crd: false }
-            .eval(&Inputs::new("DepthToSpace", &[Some(&bad)]))
-            .is_err());
+        assert!(DepthToSpace {
+            blocksize: 2,
+            crd: false
+        }
+        .eval(&Inputs::new("DepthToSpace", &[Some(&bad)]))
+        .is_err());
     }
 }

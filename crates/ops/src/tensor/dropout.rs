@@ -21,7 +21,11 @@ impl Dropout {
             return Err(OpError::unsupported("Dropout", "training mode (is_test=0)"));
         }
         if attrs.ints("consumed_inputs")?.is_some() && opset >= 6 {
-            return Err(OpError::attribute("Dropout", "consumed_inputs", "removed in opset 6"));
+            return Err(OpError::attribute(
+                "Dropout",
+                "consumed_inputs",
+                "removed in opset 6",
+            ));
         }
         Ok(Arc::new(Dropout {
             ratio,
@@ -32,7 +36,11 @@ impl Dropout {
 
     fn mask_type(&self, x: &ValueType) -> ValueType {
         ValueType {
-            dtype: if self.bool_mask { Some(DType::Bool) } else { x.dtype },
+            dtype: if self.bool_mask {
+                Some(DType::Bool)
+            } else {
+                x.dtype
+            },
             shape: x.shape.clone(),
         }
     }
@@ -46,7 +54,12 @@ impl Op for Dropout {
     fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
         let x = ctx.input(0)?;
         if let Some(t) = ctx.constant(2) {
-            if t.to_i64_vec().ok().and_then(|v| v.first().copied()).unwrap_or(0) != 0 {
+            if t.to_i64_vec()
+                .ok()
+                .and_then(|v| v.first().copied())
+                .unwrap_or(0)
+                != 0
+            {
                 return Err(OpError::unsupported(self.name(), "training_mode=true"));
             }
         }
@@ -93,7 +106,11 @@ mod tests {
     #[test]
     fn passes_through_in_inference() {
         let x = Tensor::from_vec(vec![2], vec![1.0f32, 2.0]).unwrap();
-        let op = Dropout { ratio: 0.5, seed: None, bool_mask: true };
+        let op = Dropout {
+            ratio: 0.5,
+            seed: None,
+            bool_mask: true,
+        };
         let y = op.eval(&Inputs::new("Dropout", &[Some(&x)])).unwrap();
         assert_eq!(y[0], x);
         assert_eq!(y[1].as_slice::<bool>().unwrap(), &[true, true]);

@@ -68,6 +68,7 @@ impl Op for Expand {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 
@@ -75,7 +76,11 @@ mod tests {
     fn expands_both_ways() {
         let x = Tensor::from_vec(vec![3, 1], vec![1i64, 2, 3]).unwrap();
         let cases: &[(&[i64], Option<&[usize]>, &[i64])] = &[
-            (&[2, 1, 2], Some(&[2, 3, 2]), &[1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3]),
+            (
+                &[2, 1, 2],
+                Some(&[2, 3, 2]),
+                &[1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3],
+            ),
             (&[1, 1], Some(&[3, 1]), &[1, 2, 3]),
             (&[4], Some(&[3, 4]), &[1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]),
             (&[2, 2], None, &[]),

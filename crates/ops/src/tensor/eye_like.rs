@@ -20,7 +20,11 @@ impl EyeLike {
             None => None,
         };
         if dtype == Some(DType::String) {
-            return Err(OpError::attribute("EyeLike", "dtype", "string is not allowed"));
+            return Err(OpError::attribute(
+                "EyeLike",
+                "dtype",
+                "string is not allowed",
+            ));
         }
         Ok(Arc::new(EyeLike {
             dtype,
@@ -88,16 +92,26 @@ mod tests {
     #[test]
     fn builds_diagonals() {
         let x = Tensor::zeros(DType::I32, vec![2, 3]);
-        for (k, want) in [(0, [1, 0, 0, 0, 1, 0]), (1, [0, 1, 0, 0, 0, 1]), (-1, [0, 0, 0, 1, 0, 0])] {
+        for (k, want) in [
+            (0, [1, 0, 0, 0, 1, 0]),
+            (1, [0, 1, 0, 0, 0, 1]),
+            (-1, [0, 0, 0, 1, 0, 0]),
+        ] {
             let y = EyeLike { dtype: None, k }
                 .eval(&Inputs::new("EyeLike", &[Some(&x)]))
                 .unwrap();
             assert_eq!(y[0].as_slice::<i32>().unwrap(), &want);
         }
-        let y = EyeLike { dtype: Some(DType::Bool), k: 0 }
-            .eval(&Inputs::new("EyeLike", &[Some(&x)]))
-            .unwrap();
-        assert_eq!(y[0].as_slice::<bool>().unwrap(), &[true, false, false, false, true, false]);
+        let y = EyeLike {
+            dtype: Some(DType::Bool),
+            k: 0,
+        }
+        .eval(&Inputs::new("EyeLike", &[Some(&x)]))
+        .unwrap();
+        assert_eq!(
+            y[0].as_slice::<bool>().unwrap(),
+            &[true, false, false, false, true, false]
+        );
         let bad = Tensor::zeros(DType::I32, vec![3]);
         assert!(EyeLike { dtype: None, k: 0 }
             .eval(&Inputs::new("EyeLike", &[Some(&bad)]))

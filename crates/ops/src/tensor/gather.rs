@@ -102,6 +102,7 @@ impl Op for Gather {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

@@ -49,7 +49,7 @@ pub(crate) fn nd_offsets(
     let tuples = idx.len() / m.max(1);
     let mut out = Vec::with_capacity(tuples);
     for t in 0..idx_shape[..q - 1].iter().product::<usize>() {
-        let batch = if per_batch == 0 { 0 } else { t / per_batch };
+        let batch = t.checked_div(per_batch).unwrap_or(0);
         let mut p = batch * batch_stride;
         for k in 0..m {
             let v = *idx
@@ -96,7 +96,13 @@ impl Op for GatherND {
         let op = self.name();
         let x = inputs.req(0)?;
         let ind = inputs.req(1)?;
-        let (starts, slice) = nd_offsets(op, x.shape(), ind.shape(), &ints_of(op, ind)?, self.batch_dims)?;
+        let (starts, slice) = nd_offsets(
+            op,
+            x.shape(),
+            ind.shape(),
+            &ints_of(op, ind)?,
+            self.batch_dims,
+        )?;
         let m = ind.shape().last().copied().unwrap_or(0);
         let mut idx = Vec::with_capacity(starts.len() * slice);
         for s in starts {
@@ -118,6 +124,7 @@ impl Op for GatherND {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 
@@ -125,9 +132,24 @@ mod tests {
     fn gathers_nd() {
         let x = Tensor::from_vec(vec![2, 2], vec![0i32, 1, 2, 3]).unwrap();
         let cases: &[(usize, Tensor, &[usize], &[i32])] = &[
-            (0, Tensor::from_vec(vec![2, 2], vec![0i64, 0, 1, 1]).unwrap(), &[2], &[0, 3]),
-            (0, Tensor::from_vec(vec![2, 1], vec![1i64, -2]).unwrap(), &[2, 2], &[2, 3, 0, 1]),
-            (1, Tensor::from_vec(vec![2, 1], vec![1i64, 0]).unwrap(), &[2], &[1, 2]),
+            (
+                0,
+                Tensor::from_vec(vec![2, 2], vec![0i64, 0, 1, 1]).unwrap(),
+                &[2],
+                &[0, 3],
+            ),
+            (
+                0,
+                Tensor::from_vec(vec![2, 1], vec![1i64, -2]).unwrap(),
+                &[2, 2],
+                &[2, 3, 0, 1],
+            ),
+            (
+                1,
+                Tensor::from_vec(vec![2, 1], vec![1i64, 0]).unwrap(),
+                &[2],
+                &[1, 2],
+            ),
         ];
         for (b, i, shape, want) in cases {
             let y = GatherND { batch_dims: *b }

@@ -29,7 +29,13 @@ impl Pad {
             "reflect" => PadMode::Reflect,
             "edge" => PadMode::Edge,
             "wrap" if opset >= 19 => PadMode::Wrap,
-            m => return Err(OpError::attribute("Pad", "mode", format!("unknown mode {m}"))),
+            m => {
+                return Err(OpError::attribute(
+                    "Pad",
+                    "mode",
+                    format!("unknown mode {m}"),
+                ))
+            }
         };
         let a = if opset < 11 {
             let name = if opset < 2 { "paddings" } else { "pads" };
@@ -162,7 +168,10 @@ impl Op for Pad {
                 let fill = match inputs.opt(2) {
                     Some(c) if !c.is_empty() => {
                         if c.dtype() != x.dtype() {
-                            return Err(OpError::invalid(op, "constant_value dtype differs from data"));
+                            return Err(OpError::invalid(
+                                op,
+                                "constant_value dtype differs from data",
+                            ));
                         }
                         c.data().clone()
                     }
@@ -183,7 +192,10 @@ impl Op for Pad {
         }
         let n: usize = out.iter().product();
         if n > 0 && self.mode != PadMode::Constant && s.contains(&0) {
-            return Err(OpError::invalid(op, "cannot pad an empty axis in this mode"));
+            return Err(OpError::invalid(
+                op,
+                "cannot pad an empty axis in this mode",
+            ));
         }
         let st = strides_of(s);
         let mut idx = Vec::with_capacity(n);
@@ -220,6 +232,7 @@ impl Op for Pad {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 
@@ -235,9 +248,12 @@ mod tests {
         ];
         let v = Tensor::scalar(9.0f32);
         for (mode, want) in cases {
-            let y = Pad { mode: *mode, attrs: None }
-                .eval(&Inputs::new("Pad", &[Some(&x), Some(&pads), Some(&v)]))
-                .unwrap();
+            let y = Pad {
+                mode: *mode,
+                attrs: None,
+            }
+            .eval(&Inputs::new("Pad", &[Some(&x), Some(&pads), Some(&v)]))
+            .unwrap();
             assert_eq!(y[0].shape(), &[1, 6]);
             assert_eq!(y[0].as_slice::<f32>().unwrap(), *want, "{mode:?}");
         }
@@ -248,13 +264,22 @@ mod tests {
         let x = Tensor::from_vec(vec![2, 3], vec![1i32, 2, 3, 4, 5, 6]).unwrap();
         let pads = Tensor::from_vec(vec![2], vec![-1i64, 1]).unwrap();
         let axes = Tensor::from_vec(vec![1], vec![-1i64]).unwrap();
-        let y = Pad { mode: PadMode::Constant, attrs: None }
-            .eval(&Inputs::new("Pad", &[Some(&x), Some(&pads), None, Some(&axes)]))
-            .unwrap();
+        let y = Pad {
+            mode: PadMode::Constant,
+            attrs: None,
+        }
+        .eval(&Inputs::new(
+            "Pad",
+            &[Some(&x), Some(&pads), None, Some(&axes)],
+        ))
+        .unwrap();
         assert_eq!(y[0].as_slice::<i32>().unwrap(), &[2, 3, 0, 5, 6, 0]);
         let bad = Tensor::from_vec(vec![2], vec![0i64, 1]).unwrap();
-        assert!(Pad { mode: PadMode::Constant, attrs: None }
-            .eval(&Inputs::new("Pad", &[Some(&x), Some(&bad)]))
-            .is_err());
+        assert!(Pad {
+            mode: PadMode::Constant,
+            attrs: None
+        }
+        .eval(&Inputs::new("Pad", &[Some(&x), Some(&bad)]))
+        .is_err());
     }
 }

@@ -17,7 +17,10 @@ impl Range {
 /// Number of elements: `max(ceil((limit - start) / delta), 0)`.
 fn count(op: &str, start: f64, limit: f64, delta: f64) -> Result<usize, OpError> {
     if delta == 0.0 || !delta.is_finite() || !start.is_finite() || !limit.is_finite() {
-        return Err(OpError::invalid(op, "delta must be non-zero and values finite"));
+        return Err(OpError::invalid(
+            op,
+            "delta must be non-zero and values finite",
+        ));
     }
     let n = ((limit - start) / delta).ceil();
     if n > 1e12 {
@@ -48,7 +51,9 @@ fn range_int<T: Num>(op: &str, v: [i64; 3]) -> Result<Vec<T>, OpError> {
     if n > 1_000_000_000_000 {
         return Err(OpError::invalid(op, "range too large"));
     }
-    Ok((0..n as i64).map(|i| T::from_f64((s + i * d) as f64)).collect())
+    Ok((0..n as i64)
+        .map(|i| T::from_f64((s + i * d) as f64))
+        .collect())
 }
 
 impl Op for Range {
@@ -82,7 +87,10 @@ impl Op for Range {
         one(op, l, "limit")?;
         one(op, d, "delta")?;
         if s.dtype() != l.dtype() || s.dtype() != d.dtype() {
-            return Err(OpError::invalid(op, "start, limit and delta differ in dtype"));
+            return Err(OpError::invalid(
+                op,
+                "start, limit and delta differ in dtype",
+            ));
         }
         let dtype = s.dtype();
         let t = if dtype.is_int() {
@@ -145,14 +153,39 @@ mod tests {
 
     #[test]
     fn ranges() {
-        let y = run(Tensor::scalar(3i64), Tensor::scalar(10i64), Tensor::scalar(3i64)).unwrap();
+        let y = run(
+            Tensor::scalar(3i64),
+            Tensor::scalar(10i64),
+            Tensor::scalar(3i64),
+        )
+        .unwrap();
         assert_eq!(y.as_slice::<i64>().unwrap(), &[3, 6, 9]);
-        let y = run(Tensor::scalar(10i32), Tensor::scalar(4i32), Tensor::scalar(-2i32)).unwrap();
+        let y = run(
+            Tensor::scalar(10i32),
+            Tensor::scalar(4i32),
+            Tensor::scalar(-2i32),
+        )
+        .unwrap();
         assert_eq!(y.as_slice::<i32>().unwrap(), &[10, 8, 6]);
-        let y = run(Tensor::scalar(1.0f32), Tensor::scalar(2.0f32), Tensor::scalar(0.25f32)).unwrap();
+        let y = run(
+            Tensor::scalar(1.0f32),
+            Tensor::scalar(2.0f32),
+            Tensor::scalar(0.25f32),
+        )
+        .unwrap();
         assert_eq!(y.as_slice::<f32>().unwrap(), &[1.0, 1.25, 1.5, 1.75]);
-        let y = run(Tensor::scalar(5i64), Tensor::scalar(1i64), Tensor::scalar(1i64)).unwrap();
+        let y = run(
+            Tensor::scalar(5i64),
+            Tensor::scalar(1i64),
+            Tensor::scalar(1i64),
+        )
+        .unwrap();
         assert_eq!(y.shape(), &[0]);
-        assert!(run(Tensor::scalar(0i64), Tensor::scalar(1i64), Tensor::scalar(0i64)).is_err());
+        assert!(run(
+            Tensor::scalar(0i64),
+            Tensor::scalar(1i64),
+            Tensor::scalar(0i64)
+        )
+        .is_err());
     }
 }

@@ -77,7 +77,7 @@ pub(crate) fn resolve_shape(
         .try_fold(1usize, |a, (_, &d)| a.checked_mul(d))
         .ok_or_else(|| OpError::invalid(op, "shape too large"))?;
     if let Some(i) = infer_at {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(OpError::invalid(
                 op,
                 format!("cannot reshape {inp:?} to {spec:?}"),
@@ -147,7 +147,7 @@ pub(crate) fn resolve_dims(
                 },
             }
         }
-        let inferred = if ok && out_known != 0 && in_known % out_known == 0 {
+        let inferred = if ok && out_known != 0 && in_known.is_multiple_of(out_known) {
             let rest = in_known / out_known;
             let mut parts: Vec<Dim> = in_syms.into_iter().map(Dim::Sym).collect();
             parts.push(Dim::Known(rest));
@@ -226,6 +226,7 @@ impl Op for Reshape {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

@@ -88,6 +88,7 @@ impl Op for ScatterElements {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 
@@ -102,16 +103,30 @@ mod tests {
             (Reduction::Max, &[1., 2., 3., 4., 5.]),
         ];
         for (red, want) in cases {
-            let op = ScatterElements { axis: -1, reduction: *red, legacy: false };
+            let op = ScatterElements {
+                axis: -1,
+                reduction: *red,
+                legacy: false,
+            };
             let y = op
-                .eval(&Inputs::new("ScatterElements", &[Some(&x), Some(&i), Some(&u)]))
+                .eval(&Inputs::new(
+                    "ScatterElements",
+                    &[Some(&x), Some(&i), Some(&u)],
+                ))
                 .unwrap();
             assert_eq!(y[0].as_slice::<f32>().unwrap(), *want, "{red:?}");
         }
         let bad = Tensor::from_vec(vec![1, 2], vec![5i64, 0]).unwrap();
-        let op = ScatterElements { axis: 1, reduction: Reduction::None, legacy: false };
+        let op = ScatterElements {
+            axis: 1,
+            reduction: Reduction::None,
+            legacy: false,
+        };
         assert!(op
-            .eval(&Inputs::new("ScatterElements", &[Some(&x), Some(&bad), Some(&u)]))
+            .eval(&Inputs::new(
+                "ScatterElements",
+                &[Some(&x), Some(&bad), Some(&u)]
+            ))
             .is_err());
     }
 }

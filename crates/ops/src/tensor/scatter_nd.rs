@@ -69,6 +69,7 @@ impl Op for ScatterND {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 
@@ -91,13 +92,17 @@ mod tests {
         let m = Tensor::from_vec(vec![2, 2], vec![true, false, false, false]).unwrap();
         let i = Tensor::from_vec(vec![1, 1], vec![1i64]).unwrap();
         let u = Tensor::from_vec(vec![1, 2], vec![true, true]).unwrap();
-        let y = ScatterND { reduction: Reduction::None }
-            .eval(&Inputs::new("ScatterND", &[Some(&m), Some(&i), Some(&u)]))
-            .unwrap();
+        let y = ScatterND {
+            reduction: Reduction::None,
+        }
+        .eval(&Inputs::new("ScatterND", &[Some(&m), Some(&i), Some(&u)]))
+        .unwrap();
         assert_eq!(y[0].as_slice::<bool>().unwrap(), &[true, false, true, true]);
         let bad = Tensor::from_vec(vec![1], vec![1i64]).unwrap();
-        assert!(ScatterND { reduction: Reduction::None }
-            .eval(&Inputs::new("ScatterND", &[Some(&m), Some(&i), Some(&bad)]))
-            .is_err());
+        assert!(ScatterND {
+            reduction: Reduction::None
+        }
+        .eval(&Inputs::new("ScatterND", &[Some(&m), Some(&i), Some(&bad)]))
+        .is_err());
     }
 }

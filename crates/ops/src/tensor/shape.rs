@@ -73,6 +73,7 @@ impl Op for Shape {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

@@ -9,8 +9,14 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Slice {
     /// Opset < 10: `(starts, ends, axes)` attributes; otherwise they are inputs.
-    pub attrs: Option<(Vec<i64>, Vec<i64>, Option<Vec<i64>>)>,
+    pub attrs: Option<AttrParams>,
 }
+
+/// Opset < 10 attributes: starts, ends, optional axes.
+pub type AttrParams = (Vec<i64>, Vec<i64>, Option<Vec<i64>>);
+
+/// Resolved (start, end, step) per axis; `None` for axes left whole.
+type PerAxis = Vec<Option<(i64, i64, i64)>>;
 
 impl Slice {
     pub fn from_onnx(attrs: &Attributes, opset: i64) -> Result<Arc<dyn Op>, OpError> {
@@ -77,7 +83,7 @@ pub(crate) fn slice_axis(
 type Params = (Vec<i64>, Vec<i64>, Option<Vec<i64>>, Option<Vec<i64>>);
 
 /// Per-axis (start, end, step) for a tensor of rank `rank`; axes not named are whole.
-fn per_axis(op: &str, rank: usize, p: &Params) -> Result<Vec<Option<(i64, i64, i64)>>, OpError> {
+fn per_axis(op: &str, rank: usize, p: &Params) -> Result<PerAxis, OpError> {
     let (starts, ends, axes, steps) = p;
     let n = starts.len();
     if ends.len() != n {
@@ -156,7 +162,9 @@ impl Op for Slice {
                             if sp == 0 {
                                 return Err(OpError::invalid(op, "step cannot be 0"));
                             }
-                            if st == 0 && sp == 1 && en >= i32::MAX as i64 {
+                            if (st == 0 && sp == 1 && en >= i32::MAX as i64)
+                                || (st == -1 && sp == -1 && en <= i32::MIN as i64)
+                            {
                                 d.clone()
                             } else {
                                 Dim::Sym(format!("{name}[{st}:{en}:{sp}]"))
@@ -224,6 +232,7 @@ impl Op for Slice {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

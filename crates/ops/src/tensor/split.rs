@@ -199,6 +199,7 @@ impl Op for Split {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 

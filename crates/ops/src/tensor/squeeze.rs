@@ -138,6 +138,7 @@ impl Op for Squeeze {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use millrace_core::DType;

@@ -23,7 +23,9 @@ fn check(op: &str, rank: usize, reps: &[i64]) -> Result<Vec<usize>, OpError> {
         ));
     }
     reps.iter()
-        .map(|&r| usize::try_from(r).map_err(|_| OpError::invalid(op, format!("negative repeat {r}"))))
+        .map(|&r| {
+            usize::try_from(r).map_err(|_| OpError::invalid(op, format!("negative repeat {r}")))
+        })
         .collect()
 }
 
@@ -89,13 +91,19 @@ mod tests {
     fn tiles() {
         let x = Tensor::from_vec(vec![2, 2], vec![1i32, 2, 3, 4]).unwrap();
         let r = Tensor::from_vec(vec![2], vec![1i64, 2]).unwrap();
-        let y = Tile.eval(&Inputs::new("Tile", &[Some(&x), Some(&r)])).unwrap();
+        let y = Tile
+            .eval(&Inputs::new("Tile", &[Some(&x), Some(&r)]))
+            .unwrap();
         assert_eq!(y[0].shape(), &[2, 4]);
         assert_eq!(y[0].as_slice::<i32>().unwrap(), &[1, 2, 1, 2, 3, 4, 3, 4]);
         let r = Tensor::from_vec(vec![2], vec![2i64, 0]).unwrap();
-        let y = Tile.eval(&Inputs::new("Tile", &[Some(&x), Some(&r)])).unwrap();
+        let y = Tile
+            .eval(&Inputs::new("Tile", &[Some(&x), Some(&r)]))
+            .unwrap();
         assert_eq!(y[0].shape(), &[4, 0]);
         let r = Tensor::from_vec(vec![1], vec![2i64]).unwrap();
-        assert!(Tile.eval(&Inputs::new("Tile", &[Some(&x), Some(&r)])).is_err());
+        assert!(Tile
+            .eval(&Inputs::new("Tile", &[Some(&x), Some(&r)]))
+            .is_err());
     }
 }

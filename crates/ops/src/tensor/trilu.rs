@@ -57,7 +57,13 @@ impl Op for Trilu {
             idx.push(keep.then_some(p));
         }
         let zero = TensorData::zeros(x.dtype(), 1);
-        Ok(vec![take_or(op, x.data(), &idx, &zero, x.shape().to_vec())?])
+        Ok(vec![take_or(
+            op,
+            x.data(),
+            &idx,
+            &zero,
+            x.shape().to_vec(),
+        )?])
     }
 
     fn describe(&self) -> String {
@@ -70,6 +76,7 @@ impl Op for Trilu {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
 
@@ -90,6 +97,8 @@ mod tests {
             assert_eq!(y[0].as_slice::<i64>().unwrap(), *want);
         }
         let v = Tensor::from_vec(vec![2], vec![1i64, 2]).unwrap();
-        assert!(Trilu { upper: true }.eval(&Inputs::new("Trilu", &[Some(&v)])).is_err());
+        assert!(Trilu { upper: true }
+            .eval(&Inputs::new("Trilu", &[Some(&v)]))
+            .is_err());
     }
 }

@@ -100,6 +100,7 @@ impl Op for Unsqueeze {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
     use millrace_core::DType;
