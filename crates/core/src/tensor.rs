@@ -93,9 +93,13 @@ impl TensorData {
         }
     }
 
-    /// Gathers elements by flat index into a new buffer of the same dtype.
-    pub fn gather(&self, indices: impl Iterator<Item = usize>) -> TensorData {
-        with_data!(self, v => Elem::wrap(indices.map(|i| v[i].clone()).collect()))
+    /// Gathers elements by flat index into a new buffer of the same dtype; `None` if an
+    /// index is out of range.
+    pub fn gather(&self, indices: impl Iterator<Item = usize>) -> Option<TensorData> {
+        with_data!(self, v => {
+            let out: Option<Vec<_>> = indices.map(|i| v.get(i).cloned()).collect();
+            out.map(Elem::wrap)
+        })
     }
 }
 

@@ -52,6 +52,7 @@ pub struct Attributes {
     op: String,
     items: Vec<(String, Attr)>,
     read: RefCell<Vec<bool>>,
+    outputs: usize,
 }
 
 impl Attributes {
@@ -61,7 +62,20 @@ impl Attributes {
             op: op.into(),
             items,
             read: RefCell::new(vec![false; n]),
+            outputs: 0,
         }
+    }
+
+    /// Records how many outputs the node declares (for ops such as Split whose output
+    /// count is implied by the node rather than an attribute).
+    pub fn with_outputs(mut self, n: usize) -> Attributes {
+        self.outputs = n;
+        self
+    }
+
+    /// How many outputs the node declares (0 if unknown).
+    pub fn node_outputs(&self) -> usize {
+        self.outputs
     }
 
     pub fn op(&self) -> &str {

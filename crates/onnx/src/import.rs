@@ -293,7 +293,7 @@ impl Ctx<'_> {
             }
             items.push((a.name.clone(), self.convert_attr(a)?));
         }
-        Ok(Attributes::new(n.op_type.clone(), items))
+        Ok(Attributes::new(n.op_type.clone(), items).with_outputs(n.output.len()))
     }
 
     fn convert_attr(&self, a: &AttributeProto) -> Result<Attr, String> {

@@ -700,7 +700,10 @@ impl Op for Resize {
                         coord[ax] = 0;
                     }
                 }
-                let data = x.data().gather(idx.into_iter());
+                let data = x
+                    .data()
+                    .gather(idx.into_iter())
+                    .ok_or_else(|| OpError::invalid(n, "source index out of range"))?;
                 Tensor::new(out_shape, data).map_err(|e| OpError::tensor(n, e))?
             }
         } else {

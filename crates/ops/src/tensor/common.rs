@@ -17,7 +17,9 @@ pub(crate) fn take(
             format!("internal index {bad} out of range for {n} elements"),
         ));
     }
-    let out = data.gather(idx.iter().copied());
+    let out = data
+        .gather(idx.iter().copied())
+        .ok_or_else(|| OpError::invalid(op, "index out of range"))?;
     Tensor::new(shape, out).map_err(|e| OpError::tensor(op, e))
 }
 

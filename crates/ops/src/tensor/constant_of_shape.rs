@@ -70,7 +70,11 @@ impl Op for ConstantOfShape {
         let op = self.name();
         let shape = to_shape(op, &ints_of(op, inputs.req(0)?)?)?;
         let n = checked_numel(op, &shape)?;
-        let data = self.value.data().gather(std::iter::repeat_n(0, n));
+        let data = self
+            .value
+            .data()
+            .gather(std::iter::repeat_n(0, n))
+            .ok_or_else(|| OpError::attribute(op, "value", "must hold exactly one element"))?;
         Ok(vec![
             Tensor::new(shape, data).map_err(|e| OpError::tensor(op, e))?
         ])

@@ -85,6 +85,7 @@ impl Op for Dropout {
         } else {
             let one = super::common::scalar_data(op, x.dtype(), 1.0)?;
             one.gather(std::iter::repeat_n(0, n))
+                .ok_or_else(|| OpError::invalid(op, "empty mask value"))?
         };
         let mask = Tensor::new(x.shape().to_vec(), mask).map_err(|e| OpError::tensor(op, e))?;
         Ok(vec![x.clone(), mask])

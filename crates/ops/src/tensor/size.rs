@@ -27,6 +27,10 @@ impl Op for Size {
         Cost::movement(&[], outputs)
     }
 
+    fn fold_from_types(&self, inputs: &[ValueType]) -> Option<Vec<Tensor>> {
+        Some(vec![Tensor::scalar(inputs.first()?.numel()? as i64)])
+    }
+
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
         Ok(vec![Tensor::scalar(x.len() as i64)])
