@@ -603,3 +603,34 @@ pub fn int_gemm(
         }
     }
 }
+
+/// Mean and (biased) variance of a slice, two-pass.
+pub fn mean_var<F: Float>(v: &[F]) -> (F, F) {
+    if v.is_empty() {
+        return (F::ZERO, F::ZERO);
+    }
+    let n = F::from_f64(v.len() as f64);
+    let mut s = F::ZERO;
+    for &x in v {
+        s += x;
+    }
+    let mean = s / n;
+    let mut q = F::ZERO;
+    for &x in v {
+        let d = x - mean;
+        q += d * d;
+    }
+    (mean, q / n)
+}
+
+/// A float parameter tensor converted to the compute type (any float dtype accepted).
+pub fn param<F: Float>(op: &str, t: &Tensor, what: &str) -> Result<Vec<F>, OpError> {
+    if !t.dtype().is_float() {
+        return Err(OpError::invalid(op, format!("{what} must be float")));
+    }
+    Ok(t.to_f64_vec()
+        .map_err(|e| OpError::tensor(op, e))?
+        .into_iter()
+        .map(F::from_f64)
+        .collect())
+}

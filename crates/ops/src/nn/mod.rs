@@ -8,7 +8,10 @@ pub mod conv;
 pub mod gemm;
 pub mod global_average_pool;
 pub mod global_max_pool;
+pub mod group_norm;
 pub mod hardmax;
+pub mod instance_norm;
+pub mod layer_norm;
 pub mod log_softmax;
 pub mod matmul;
 pub mod max_pool;
@@ -33,4 +36,16 @@ pub fn register(r: &mut Registry) {
     r.add("Softmax", softmax::Softmax::from_onnx);
     r.add("LogSoftmax", log_softmax::LogSoftmax::from_onnx);
     r.add("Hardmax", hardmax::Hardmax::from_onnx);
+    r.add(
+        "LayerNormalization",
+        layer_norm::LayerNormalization::from_onnx,
+    );
+    r.add(
+        "InstanceNormalization",
+        instance_norm::InstanceNormalization::from_onnx,
+    );
+    r.add(
+        "GroupNormalization",
+        group_norm::GroupNormalization::from_onnx,
+    );
 }
