@@ -5,6 +5,7 @@ pub mod average_pool;
 pub mod batch_norm;
 pub mod common;
 pub mod conv;
+pub mod conv_transpose;
 pub mod gemm;
 pub mod global_average_pool;
 pub mod global_max_pool;
@@ -20,6 +21,7 @@ pub mod softmax;
 
 pub fn register(r: &mut Registry) {
     r.add("Conv", conv::Conv::from_onnx);
+    r.add("ConvTranspose", conv_transpose::ConvTranspose::from_onnx);
     r.add("Gemm", gemm::Gemm::from_onnx);
     r.add("MatMul", matmul::MatMul::from_onnx);
     r.add(
