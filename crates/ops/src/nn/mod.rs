@@ -14,8 +14,12 @@ pub mod hardmax;
 pub mod instance_norm;
 pub mod layer_norm;
 pub mod log_softmax;
+pub mod lp_normalization;
+pub mod lp_pool;
+pub mod lrn;
 pub mod matmul;
 pub mod max_pool;
+pub mod mvn;
 pub mod pooling;
 pub mod softmax;
 
