@@ -523,34 +523,6 @@ pub fn prod(v: &[usize]) -> usize {
     v.iter().product()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_padding_splits_odd_totals() {
-        // in 5, k 4, s 1: total 3
-        assert_eq!(
-            out_dim("T", 5, 4, 1, 1, 0, 0, AutoPad::SameUpper, false).unwrap(),
-            (5, 1, 2)
-        );
-        assert_eq!(
-            out_dim("T", 5, 4, 1, 1, 0, 0, AutoPad::SameLower, false).unwrap(),
-            (5, 2, 1)
-        );
-        assert_eq!(
-            out_dim("T", 5, 3, 2, 1, 0, 0, AutoPad::Valid, false).unwrap(),
-            (2, 0, 0)
-        );
-        // ceil_mode: (5 + 0 - 2) / 2 -> ceil 2 + 1 = 3
-        assert_eq!(
-            out_dim("T", 5, 2, 2, 1, 0, 0, AutoPad::NotSet, true).unwrap(),
-            (3, 0, 0)
-        );
-        assert!(out_dim("T", 2, 5, 1, 1, 0, 0, AutoPad::NotSet, false).is_err());
-    }
-}
-
 /// Builds an integer output of `dtype` from i64 values computed with wrapping arithmetic
 /// (narrowing wraps like a two's-complement cast).
 pub fn int_out(op: &str, dtype: DType, shape: Vec<usize>, v: Vec<i64>) -> Result<Tensor, OpError> {
@@ -633,4 +605,32 @@ pub fn param<F: Float>(op: &str, t: &Tensor, what: &str) -> Result<Vec<F>, OpErr
         .into_iter()
         .map(F::from_f64)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_splits_odd_totals() {
+        // in 5, k 4, s 1: total 3
+        assert_eq!(
+            out_dim("T", 5, 4, 1, 1, 0, 0, AutoPad::SameUpper, false).unwrap(),
+            (5, 1, 2)
+        );
+        assert_eq!(
+            out_dim("T", 5, 4, 1, 1, 0, 0, AutoPad::SameLower, false).unwrap(),
+            (5, 2, 1)
+        );
+        assert_eq!(
+            out_dim("T", 5, 3, 2, 1, 0, 0, AutoPad::Valid, false).unwrap(),
+            (2, 0, 0)
+        );
+        // ceil_mode: (5 + 0 - 2) / 2 -> ceil 2 + 1 = 3
+        assert_eq!(
+            out_dim("T", 5, 2, 2, 1, 0, 0, AutoPad::NotSet, true).unwrap(),
+            (3, 0, 0)
+        );
+        assert!(out_dim("T", 2, 5, 1, 1, 0, 0, AutoPad::NotSet, false).is_err());
+    }
 }

@@ -361,6 +361,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn matches_naive_reference() {
         let ints = |v: &[i64]| Attr::Ints(v.to_vec());
         // (x shape, w shape, group, extra attrs, expected spatial out)
