@@ -523,34 +523,6 @@ pub fn prod(v: &[usize]) -> usize {
     v.iter().product()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_padding_splits_odd_totals() {
-        // in 5, k 4, s 1: total 3
-        assert_eq!(
-            out_dim("T", 5, 4, 1, 1, 0, 0, AutoPad::SameUpper, false).unwrap(),
-            (5, 1, 2)
-        );
-        assert_eq!(
-            out_dim("T", 5, 4, 1, 1, 0, 0, AutoPad::SameLower, false).unwrap(),
-            (5, 2, 1)
-        );
-        assert_eq!(
-            out_dim("T", 5, 3, 2, 1, 0, 0, AutoPad::Valid, false).unwrap(),
-            (2, 0, 0)
-        );
-        // ceil_mode: (5 + 0 - 2) / 2 -> ceil 2 + 1 = 3
-        assert_eq!(
-            out_dim("T", 5, 2, 2, 1, 0, 0, AutoPad::NotSet, true).unwrap(),
-            (3, 0, 0)
-        );
-        assert!(out_dim("T", 2, 5, 1, 1, 0, 0, AutoPad::NotSet, false).is_err());
-    }
-}
-
 /// Builds an integer output of `dtype` from i64 values computed with wrapping arithmetic
 /// (narrowing wraps like a two's-complement cast).
 pub fn int_out(op: &str, dtype: DType, shape: Vec<usize>, v: Vec<i64>) -> Result<Tensor, OpError> {
@@ -601,5 +573,64 @@ pub fn int_gemm(
                 *cv = cv.wrapping_add(av.wrapping_mul(b[p * rsb + j * csb]));
             }
         }
+    }
+}
+
+/// Mean and (biased) variance of a slice, two-pass.
+pub fn mean_var<F: Float>(v: &[F]) -> (F, F) {
+    if v.is_empty() {
+        return (F::ZERO, F::ZERO);
+    }
+    let n = F::from_f64(v.len() as f64);
+    let mut s = F::ZERO;
+    for &x in v {
+        s += x;
+    }
+    let mean = s / n;
+    let mut q = F::ZERO;
+    for &x in v {
+        let d = x - mean;
+        q += d * d;
+    }
+    (mean, q / n)
+}
+
+/// A float parameter tensor converted to the compute type (any float dtype accepted).
+pub fn param<F: Float>(op: &str, t: &Tensor, what: &str) -> Result<Vec<F>, OpError> {
+    if !t.dtype().is_float() {
+        return Err(OpError::invalid(op, format!("{what} must be float")));
+    }
+    Ok(t.to_f64_vec()
+        .map_err(|e| OpError::tensor(op, e))?
+        .into_iter()
+        .map(F::from_f64)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_padding_splits_odd_totals() {
+        // in 5, k 4, s 1: total 3
+        assert_eq!(
+            out_dim("T", 5, 4, 1, 1, 0, 0, AutoPad::SameUpper, false).unwrap(),
+            (5, 1, 2)
+        );
+        assert_eq!(
+            out_dim("T", 5, 4, 1, 1, 0, 0, AutoPad::SameLower, false).unwrap(),
+            (5, 2, 1)
+        );
+        assert_eq!(
+            out_dim("T", 5, 3, 2, 1, 0, 0, AutoPad::Valid, false).unwrap(),
+            (2, 0, 0)
+        );
+        // ceil_mode: (5 + 0 - 2) / 2 -> ceil 2 + 1 = 3
+        assert_eq!(
+            out_dim("T", 5, 2, 2, 1, 0, 0, AutoPad::NotSet, true).unwrap(),
+            (3, 0, 0)
+        );
+        assert!(out_dim("T", 2, 5, 1, 1, 0, 0, AutoPad::NotSet, false).is_err());
     }
 }

@@ -209,9 +209,11 @@ pub(crate) mod tests {
         Attr::Ints(v.to_vec())
     }
 
-    /// (kernel, strides, dilations, pads, auto_pad, ceil_mode) cases over a 7x6 input.
-    #[allow(clippy::type_complexity)]
-    pub fn cases() -> Vec<(Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, &'static str, i64)> {
+    /// (kernel, strides, dilations, pads, auto_pad, ceil_mode).
+    pub type PoolCase = (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, &'static str, i64);
+
+    /// Pooling cases over a 7x6 input.
+    pub fn cases() -> Vec<PoolCase> {
         vec![
             (
                 vec![3, 3],
@@ -251,11 +253,7 @@ pub(crate) mod tests {
         ]
     }
 
-    pub fn case_attrs(
-        op: &str,
-        c: &(Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, &'static str, i64),
-        extra: Vec<(&str, Attr)>,
-    ) -> Attributes {
+    pub fn case_attrs(op: &str, c: &PoolCase, extra: Vec<(&str, Attr)>) -> Attributes {
         let mut items = vec![
             ("kernel_shape", ints(&c.0)),
             ("strides", ints(&c.1)),

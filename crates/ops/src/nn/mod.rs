@@ -5,18 +5,27 @@ pub mod average_pool;
 pub mod batch_norm;
 pub mod common;
 pub mod conv;
+pub mod conv_transpose;
 pub mod gemm;
 pub mod global_average_pool;
 pub mod global_max_pool;
+pub mod group_norm;
 pub mod hardmax;
+pub mod instance_norm;
+pub mod layer_norm;
 pub mod log_softmax;
+pub mod lp_normalization;
+pub mod lp_pool;
+pub mod lrn;
 pub mod matmul;
 pub mod max_pool;
+pub mod mvn;
 pub mod pooling;
 pub mod softmax;
 
 pub fn register(r: &mut Registry) {
     r.add("Conv", conv::Conv::from_onnx);
+    r.add("ConvTranspose", conv_transpose::ConvTranspose::from_onnx);
     r.add("Gemm", gemm::Gemm::from_onnx);
     r.add("MatMul", matmul::MatMul::from_onnx);
     r.add(
@@ -33,4 +42,16 @@ pub fn register(r: &mut Registry) {
     r.add("Softmax", softmax::Softmax::from_onnx);
     r.add("LogSoftmax", log_softmax::LogSoftmax::from_onnx);
     r.add("Hardmax", hardmax::Hardmax::from_onnx);
+    r.add(
+        "LayerNormalization",
+        layer_norm::LayerNormalization::from_onnx,
+    );
+    r.add(
+        "InstanceNormalization",
+        instance_norm::InstanceNormalization::from_onnx,
+    );
+    r.add(
+        "GroupNormalization",
+        group_norm::GroupNormalization::from_onnx,
+    );
 }

@@ -15,6 +15,7 @@ pub struct Table {
 }
 
 impl Table {
+    #[allow(clippy::needless_range_loop)]
     pub fn new(input: &[usize], r: &Resolved) -> Table {
         let n = input.len();
         // Per dim, per output index: valid input positions and padded count.
