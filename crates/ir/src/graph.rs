@@ -75,6 +75,27 @@ pub struct InferError {
     pub source: OpError,
 }
 
+/// Why two types for one value cannot both hold, if they cannot.
+fn contradiction(a: &ValueType, b: &ValueType) -> Option<&'static str> {
+    if let (Some(x), Some(y)) = (a.dtype, b.dtype) {
+        if x != y {
+            return Some("dtype");
+        }
+    }
+    if let (Some(x), Some(y)) = (&a.shape, &b.shape) {
+        if x.len() != y.len() {
+            return Some("rank");
+        }
+        if x.iter()
+            .zip(y)
+            .any(|(p, q)| matches!((p, q), (Dim::Known(m), Dim::Known(n)) if m != n))
+        {
+            return Some("dimension");
+        }
+    }
+    None
+}
+
 impl Graph {
     pub fn new(name: impl Into<String>) -> Graph {
         Graph {
@@ -185,7 +206,19 @@ impl Graph {
             })?;
             let outputs = node.outputs.clone();
             for (v, t) in outputs.iter().zip(out) {
-                let cur = &mut self.values[v.index()].ty;
+                let value = &mut self.values[v.index()];
+                let cur = &mut value.ty;
+                if let Some(why) = contradiction(&t, cur) {
+                    let msg = format!(
+                        "output `{}`: inferred {t} contradicts the known {cur} ({why})",
+                        value.name
+                    );
+                    let node = &self.nodes[ni];
+                    return Err(InferError {
+                        node: node.name.clone(),
+                        source: OpError::invalid(node.op.name(), msg),
+                    });
+                }
                 *cur = t.merge(cur);
             }
         }

@@ -35,17 +35,32 @@ pub enum Dim {
 
 /// `int` attribute.
 pub fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::INT, i: v, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::INT,
+        i: v,
+        ..Default::default()
+    }
 }
 
 /// `ints` attribute.
 pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::INTS, ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::INTS,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 /// `float` attribute.
 pub fn attr_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::FLOAT, f: v, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::FLOAT,
+        f: v,
+        ..Default::default()
+    }
 }
 
 /// `string` attribute.
@@ -60,12 +75,21 @@ pub fn attr_string(name: &str, v: &str) -> AttributeProto {
 
 /// `tensor` attribute.
 pub fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::TENSOR, t: Some(t), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::TENSOR,
+        t: Some(t),
+        ..Default::default()
+    }
 }
 
 /// A float tensor proto with raw little-endian data.
 pub fn f32_proto(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
-    assert_eq!(dims.iter().product::<usize>(), data.len(), "tensor {name}: shape/data mismatch");
+    assert_eq!(
+        dims.iter().product::<usize>(),
+        data.len(),
+        "tensor {name}: shape/data mismatch"
+    );
     let mut raw = Vec::with_capacity(data.len() * 4);
     for &x in data {
         raw.extend_from_slice(&x.to_le_bytes());
@@ -81,7 +105,11 @@ pub fn f32_proto(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
 
 /// An int64 tensor proto with raw little-endian data.
 pub fn i64_proto(name: &str, dims: &[usize], data: &[i64]) -> TensorProto {
-    assert_eq!(dims.iter().product::<usize>(), data.len(), "tensor {name}: shape/data mismatch");
+    assert_eq!(
+        dims.iter().product::<usize>(),
+        data.len(),
+        "tensor {name}: shape/data mismatch"
+    );
     let mut raw = Vec::with_capacity(data.len() * 8);
     for &x in data {
         raw.extend_from_slice(&x.to_le_bytes());
@@ -109,7 +137,10 @@ impl Builder {
     /// A new, empty graph whose weights are drawn from a generator seeded with `seed`.
     pub fn new(graph_name: &str, seed: u64) -> Builder {
         Builder {
-            graph: GraphProto { name: graph_name.into(), ..Default::default() },
+            graph: GraphProto {
+                name: graph_name.into(),
+                ..Default::default()
+            },
             rng: StdRng::seed_from_u64(seed),
             node_names: HashSet::new(),
             values: HashSet::new(),
@@ -119,7 +150,10 @@ impl Builder {
     }
 
     fn claim_value(&mut self, name: &str) {
-        assert!(self.values.insert(name.to_string()), "value name {name:?} defined twice");
+        assert!(
+            self.values.insert(name.to_string()),
+            "value name {name:?} defined twice"
+        );
     }
 
     fn value_info(name: &str, elem_type: i32, dims: &[Dim]) -> ValueInfoProto {
@@ -149,14 +183,18 @@ impl Builder {
     /// Declares a graph input; returns its name.
     pub fn input(&mut self, name: &str, elem_type: i32, dims: &[Dim]) -> String {
         self.claim_value(name);
-        self.graph.input.push(Self::value_info(name, elem_type, dims));
+        self.graph
+            .input
+            .push(Self::value_info(name, elem_type, dims));
         name.to_string()
     }
 
     /// Declares a graph output (the value must be produced by a node).
     pub fn output(&mut self, name: &str, elem_type: i32, dims: &[Dim]) {
         assert!(self.values.contains(name), "output {name:?} is not defined");
-        self.graph.output.push(Self::value_info(name, elem_type, dims));
+        self.graph
+            .output
+            .push(Self::value_info(name, elem_type, dims));
     }
 
     /// Adds an initializer; returns its name.
@@ -177,7 +215,13 @@ impl Builder {
         self.initializer(i64_proto(name, dims, &data))
     }
 
-    fn constant(&mut self, elem: i32, dims: &[usize], bits: Vec<u64>, make: impl FnOnce(&str) -> TensorProto) -> String {
+    fn constant(
+        &mut self,
+        elem: i32,
+        dims: &[usize],
+        bits: Vec<u64>,
+        make: impl FnOnce(&str) -> TensorProto,
+    ) -> String {
         let key = (elem, dims.to_vec(), bits);
         if let Some(n) = self.consts.get(&key) {
             return n.clone();
@@ -208,7 +252,13 @@ impl Builder {
 
     /// Adds a node named like PyTorch's exporter does (`{scope}/{op}`, with `_1`, `_2`, ...
     /// appended when taken) with one output `{node}_output_0`; returns the output name.
-    pub fn node(&mut self, op: &str, scope: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
+    pub fn node(
+        &mut self,
+        op: &str,
+        scope: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> String {
         self.node_named_output(op, scope, inputs, attrs, None)
     }
 
@@ -222,7 +272,10 @@ impl Builder {
         out: Option<&str>,
     ) -> String {
         for i in inputs {
-            assert!(i.is_empty() || self.values.contains(*i), "node {scope}/{op}: input {i:?} undefined");
+            assert!(
+                i.is_empty() || self.values.contains(*i),
+                "node {scope}/{op}: input {i:?} undefined"
+            );
         }
         let base = format!("{scope}/{op}");
         let mut name = base.clone();
@@ -232,7 +285,9 @@ impl Builder {
             k += 1;
         }
         self.node_names.insert(name.clone());
-        let output = out.map(str::to_string).unwrap_or_else(|| format!("{name}_output_0"));
+        let output = out
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{name}_output_0"));
         self.claim_value(&output);
         self.graph.node.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
@@ -266,7 +321,10 @@ impl Builder {
     pub fn finish(self, doc: &str) -> ModelProto {
         ModelProto {
             ir_version: IR_VERSION,
-            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET,
+            }],
             producer_name: PRODUCER.into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             doc_string: doc.into(),
@@ -355,7 +413,14 @@ impl Builder {
     }
 
     /// `nn.Linear` as `Gemm` (transB = 1), weight N(0, 0.01^2), bias 0.
-    pub fn linear_gemm(&mut self, module: &str, x: &str, fin: usize, fout: usize, out: Option<&str>) -> String {
+    pub fn linear_gemm(
+        &mut self,
+        module: &str,
+        x: &str,
+        fin: usize,
+        fout: usize,
+        out: Option<&str>,
+    ) -> String {
         let w = self.normal(fin * fout, 0.0, 0.01);
         let wn = self.init_f32(&format!("{module}.weight"), &[fout, fin], w);
         let bn = self.init_f32(&format!("{module}.bias"), &[fout], vec![0.0; fout]);
@@ -363,7 +428,11 @@ impl Builder {
             "Gemm",
             &torch_scope(module),
             &[x, &wn, &bn],
-            vec![attr_float("alpha", 1.0), attr_float("beta", 1.0), attr_int("transB", 1)],
+            vec![
+                attr_float("alpha", 1.0),
+                attr_float("beta", 1.0),
+                attr_int("transB", 1),
+            ],
             out,
         )
     }
@@ -390,7 +459,13 @@ impl Builder {
 
     /// `GlobalAveragePool` + `Flatten(axis 1)` + the classifier `Gemm` writing `output`:
     /// the common head of the vision models.
-    pub fn classifier_head(&mut self, x: &str, fc_module: &str, fin: usize, classes: usize) -> String {
+    pub fn classifier_head(
+        &mut self,
+        x: &str,
+        fc_module: &str,
+        fin: usize,
+        classes: usize,
+    ) -> String {
         let p = self.node("GlobalAveragePool", "", &[x], vec![]);
         let f = self.node("Flatten", "", &[&p], vec![attr_int("axis", 1)]);
         self.linear_gemm(fc_module, &f, fin, classes, Some("output"))
@@ -398,7 +473,16 @@ impl Builder {
 
     /// Declares the vision input `input` f32 [batch, 3, 224, 224].
     pub fn vision_input(&mut self) -> String {
-        self.input("input", FLOAT, &[Dim::Sym("batch"), Dim::Fixed(3), Dim::Fixed(224), Dim::Fixed(224)])
+        self.input(
+            "input",
+            FLOAT,
+            &[
+                Dim::Sym("batch"),
+                Dim::Fixed(3),
+                Dim::Fixed(224),
+                Dim::Fixed(224),
+            ],
+        )
     }
 
     /// Declares the vision output `output` f32 [batch, classes].
@@ -414,7 +498,10 @@ mod tests {
     #[test]
     fn scopes_follow_the_exporter() {
         assert_eq!(torch_scope("layer1.0.conv1"), "/layer1/layer1.0/conv1");
-        assert_eq!(torch_scope("features.0.0"), "/features/features.0/features.0.0");
+        assert_eq!(
+            torch_scope("features.0.0"),
+            "/features/features.0/features.0.0"
+        );
         assert_eq!(torch_scope("fc"), "/fc");
         assert_eq!(torch_scope(""), "");
     }

@@ -163,18 +163,19 @@ impl Op for Gemm {
     fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
         let a = ctx.input(0)?;
         let b = ctx.input(1)?;
-        let pick = |t: &ValueType, trans: bool, first: bool| -> Result<Dim, OpError> {
+        // Y is M x N: M from A (A[0], or A[1] when transposed), N from B (B[1], or B[0]).
+        let pick = |t: &ValueType, idx: usize, what: &str| -> Result<Dim, OpError> {
             match &t.shape {
-                Some(s) if s.len() == 2 => Ok(s[usize::from(trans == first)].clone()),
+                Some(s) if s.len() == 2 => Ok(s[idx].clone()),
                 Some(s) => Err(OpError::invalid(
                     NAME,
                     format!("operands must be matrices, got rank {}", s.len()),
                 )),
-                None => Ok(Dim::Sym(format!("Gemm_{}", if first { "M" } else { "N" }))),
+                None => Ok(Dim::Sym(format!("Gemm_{what}"))),
             }
         };
-        let m = pick(a, !self.trans_a, true)?;
-        let n = pick(b, self.trans_b, false)?;
+        let m = pick(a, usize::from(self.trans_a), "M")?;
+        let n = pick(b, usize::from(!self.trans_b), "N")?;
         Ok(vec![ValueType {
             dtype: a.dtype,
             shape: Some(vec![m, n]),
@@ -231,6 +232,37 @@ impl Op for Gemm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn infers_m_by_n_for_every_transpose() {
+        for (ta, tb, a, b) in [
+            (0, 0, [2, 3], [3, 4]),
+            (1, 0, [3, 2], [3, 4]),
+            (0, 1, [2, 3], [4, 3]),
+            (1, 1, [3, 2], [4, 3]),
+        ] {
+            let attrs = Attributes::new(
+                "Gemm",
+                vec![
+                    ("transA".into(), millrace_ir::Attr::Int(ta)),
+                    ("transB".into(), millrace_ir::Attr::Int(tb)),
+                ],
+            );
+            let op = Gemm::from_onnx(&attrs, 13).unwrap();
+            let types = [
+                Some(ValueType::concrete(millrace_core::DType::F32, &a)),
+                Some(ValueType::concrete(millrace_core::DType::F32, &b)),
+            ];
+            let out = op
+                .infer(&InferCtx::new("Gemm", &types, &[None, None]))
+                .unwrap();
+            assert_eq!(
+                out[0].concrete_shape(),
+                Some(vec![2, 4]),
+                "transA={ta} transB={tb}"
+            );
+        }
+    }
     use crate::nn::conv::tests::{attrs, rnd};
     use millrace_ir::Attr;
 

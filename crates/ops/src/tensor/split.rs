@@ -28,7 +28,9 @@ impl Split {
         };
         // Without `split` or `num_outputs`, the parts are as many as the node's outputs.
         let declared = attrs.node_outputs();
-        let num_outputs = attrs.int("num_outputs")?.or((declared > 0).then_some(declared as i64));
+        let num_outputs = attrs
+            .int("num_outputs")?
+            .or((declared > 0).then_some(declared as i64));
         if let Some(n) = num_outputs {
             if n < 1 {
                 return Err(OpError::attribute("Split", "num_outputs", "must be >= 1"));
