@@ -98,13 +98,18 @@ impl Loaded {
                 shapes.insert(n.to_string(), s);
             }
         }
+        let inputs = self.model.inputs();
         for s in &self.args.shapes {
             let (n, d) = parse_shape(s)?;
+            if !inputs.iter().any(|i| i.name == n) {
+                let known: Vec<_> = inputs.iter().map(|i| i.name.as_str()).collect();
+                bail!("--shape: unknown input `{n}`; the model's inputs are: {}", known.join(", "));
+            }
             shapes.insert(n, d);
         }
         let mut symbols = HashMap::new();
         if let Some(b) = self.args.batch {
-            for i in self.model.inputs() {
+            for i in &inputs {
                 match i.shape.as_ref().and_then(|s| s.first()) {
                     Some(millrace::Dim::Sym(s)) => {
                         symbols.insert(s.clone(), b);
