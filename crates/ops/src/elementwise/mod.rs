@@ -22,6 +22,8 @@ pub mod bitwise_and;
 pub mod bitwise_not;
 pub mod bitwise_or;
 pub mod bitwise_xor;
+pub mod cast;
+pub mod cast_like;
 pub mod ceil;
 pub mod celu;
 pub mod clip;
@@ -76,6 +78,8 @@ pub mod xor;
 
 pub fn register(r: &mut Registry) {
     r.add("Add", add::Add::from_onnx);
+    r.add("Cast", cast::Cast::from_onnx);
+    r.add("CastLike", cast_like::CastLike::from_onnx);
     r.add("LeakyRelu", leaky_relu::LeakyRelu::from_onnx);
     r.add("HardSigmoid", hard_sigmoid::HardSigmoid::from_onnx);
     r.add("Elu", elu::Elu::from_onnx);
