@@ -341,7 +341,7 @@ pub fn eval_arith<K: ArithKernel>(
     let y = crate::dispatch_num!(op, a, |x: T| {
         let y = typed::<T>(op, b)?;
         k.check(op, y)?;
-        let (shape, v) = map2(op, x, a.shape(), y, b.shape(), |p, q| k.apply(p, q))?;
+        let (shape, v) = map2(op, x, a.shape(), y, b.shape(), |&p, &q| k.apply(p, q))?;
         output(op, shape, v)?
     });
     Ok(vec![y])
@@ -371,7 +371,7 @@ pub fn eval_variadic<K: ArithKernel>(
         let mut acc: Vec<T> = x.to_vec();
         for t in &rest {
             let y = typed::<T>(op, t)?;
-            let (s, v) = map2(op, &acc, &shape, y, t.shape(), |p, q| k.apply(p, q))?;
+            let (s, v) = map2(op, &acc, &shape, y, t.shape(), |&p, &q| k.apply(p, q))?;
             shape = s;
             acc = v;
         }

@@ -89,16 +89,16 @@ impl<const K: usize> Plan<K> {
 }
 
 /// `f(a, b)` elementwise with numpy broadcasting; returns the output shape and data.
-pub fn map2<A: Copy, B: Copy, O>(
+pub fn map2<A, B, O>(
     op: &str,
     a: &[A],
     ash: &[usize],
     b: &[B],
     bsh: &[usize],
-    f: impl Fn(A, B) -> O,
+    f: impl Fn(&A, &B) -> O,
 ) -> Result<(Vec<usize>, Vec<O>), OpError> {
     if ash == bsh {
-        let v = a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        let v = a.iter().zip(b).map(|(x, y)| f(x, y)).collect();
         return Ok((ash.to_vec(), v));
     }
     let out = broadcast_all(op, &[ash, bsh])?;
@@ -106,13 +106,11 @@ pub fn map2<A: Copy, B: Copy, O>(
     if n == 0 {
         return Ok((out, Vec::new()));
     }
-    if b.len() == 1 && a.len() == n {
-        let y = b[0];
-        return Ok((out, a.iter().map(|&x| f(x, y)).collect()));
+    if let ([y], true) = (b, a.len() == n) {
+        return Ok((out, a.iter().map(|x| f(x, y)).collect()));
     }
-    if a.len() == 1 && b.len() == n {
-        let x = a[0];
-        return Ok((out, b.iter().map(|&y| f(x, y)).collect()));
+    if let ([x], true) = (a, b.len() == n) {
+        return Ok((out, b.iter().map(|y| f(x, y)).collect()));
     }
     let plan = Plan::new(&out, [ash, bsh]);
     let inner = plan.inner;
@@ -122,18 +120,18 @@ pub fn map2<A: Copy, B: Copy, O>(
             a[oa..oa + inner]
                 .iter()
                 .zip(&b[ob..ob + inner])
-                .map(|(&x, &y)| f(x, y)),
+                .map(|(x, y)| f(x, y)),
         ),
         [1, _] => {
-            let y = b[ob];
-            res.extend(a[oa..oa + inner].iter().map(|&x| f(x, y)))
+            let y = &b[ob];
+            res.extend(a[oa..oa + inner].iter().map(|x| f(x, y)))
         }
         [_, 1] => {
-            let x = a[oa];
-            res.extend(b[ob..ob + inner].iter().map(|&y| f(x, y)))
+            let x = &a[oa];
+            res.extend(b[ob..ob + inner].iter().map(|y| f(x, y)))
         }
         _ => {
-            let (x, y) = (a[oa], b[ob]);
+            let (x, y) = (&a[oa], &b[ob]);
             res.extend((0..inner).map(|_| f(x, y)))
         }
     });
@@ -141,7 +139,7 @@ pub fn map2<A: Copy, B: Copy, O>(
 }
 
 /// `f(a, b, c)` elementwise with numpy broadcasting of three inputs (values cloned).
-pub fn map3<A: Clone, B: Clone, C: Clone, O>(
+pub fn map3<A, B, C, O>(
     op: &str,
     (a, ash): (&[A], &[usize]),
     (b, bsh): (&[B], &[usize]),
@@ -205,7 +203,7 @@ mod tests {
             let nb: usize = bsh.iter().product();
             let a: Vec<usize> = (0..na).collect();
             let b: Vec<usize> = (0..nb).collect();
-            let (_, got) = map2("T", &a, ash, &b, bsh, |x, y| (x, y)).unwrap();
+            let (_, got) = map2("T", &a, ash, &b, bsh, |&x, &y| (x, y)).unwrap();
             assert_eq!(got, reference(ash, bsh), "{ash:?} {bsh:?}");
             let (_, got3) = map3("T", (&a, ash), (&b, bsh), (&a, ash), |x, y, _| (*x, *y)).unwrap();
             assert_eq!(got3, reference(ash, bsh), "{ash:?} {bsh:?}");
@@ -214,7 +212,11 @@ mod tests {
 
     #[test]
     fn incompatible_shapes_are_an_error() {
-        assert!(map2("T", &[1, 2], &[2], &[1, 2, 3], &[3], |x: i32, y: i32| x + y).is_err());
+        assert!(
+            map2("T", &[1, 2], &[2], &[1, 2, 3], &[3], |x: &i32, y: &i32| x
+                + y)
+            .is_err()
+        );
         assert!(unidirectional("T", &[3], &[2, 3]).is_err());
         assert!(unidirectional("T", &[2, 3], &[3]).is_ok());
     }

@@ -35,14 +35,14 @@ fn pow_all<T: Arith>(
             let shape = broadcast_all(op, &[xs, es])?;
             return Ok((shape, x.iter().map(|&a| T::mul(a, a)).collect()));
         }
-        map2(op, x, xs, &ev, es, |a, b| a.pow_int(b))
+        map2(op, x, xs, &ev, es, |&a, &b| a.pow_int(b))
     } else if e.dtype().is_float() {
         let ev = e.to_f64_vec().map_err(|err| OpError::tensor(op, err))?;
         if let [2.0] = ev[..] {
             let shape = broadcast_all(op, &[xs, es])?;
             return Ok((shape, x.iter().map(|&a| T::mul(a, a)).collect()));
         }
-        map2(op, x, xs, &ev, es, |a, b| a.pow_float(b))
+        map2(op, x, xs, &ev, es, |&a, &b| a.pow_float(b))
     } else {
         Err(OpError::unsupported(
             op,

@@ -1,0 +1,36 @@
+//! Floor (ONNX opsets 6, 13): round down to an integer value, elementwise for float dtypes.
+crate::simple_float_op!(Floor, 1, |x| x.floor());
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::{close, run, t, vals};
+    use super::*;
+
+    #[test]
+    fn matches_reference_values() {
+        let x = t::<f32>(&[4], vec![-1.5, -0.0, 1.2, 2.0]);
+        close(&vals::<f32>(&Floor, &[&x]), &[-2.0, 0.0, 1.0, 2.0], 2e-6);
+        let x64 = t::<f64>(&[4], vec![-1.5, -0.0, 1.2, 2.0]);
+        let y64 = vals::<f64>(&Floor, &[&x64]);
+        let want: [f64; 4] = [-2.0, 0.0, 1.0, 2.0];
+        for (g, w) in y64.iter().zip(want) {
+            assert!(
+                (g.is_nan() && w.is_nan()) || g == &w || (g - w).abs() <= 1e-12 * w.abs().max(1.0)
+            );
+        }
+        let h = t(&[1, 1], vec![half::f16::from_f64(2.0)]);
+        let out = run(&Floor, &[&h]).unwrap();
+        assert_eq!(out[0].shape(), &[1, 1]);
+        assert_eq!(out[0].dtype(), millrace_core::DType::F16);
+    }
+
+    #[test]
+    fn integers_are_unsupported() {
+        let x = t(&[1], vec![1i32]);
+        assert!(run(&Floor, &[&x]).unwrap_err().is_unsupported());
+        assert_eq!(
+            run(&Floor, &[&t(&[0], Vec::<f32>::new())]).unwrap()[0].len(),
+            0
+        );
+    }
+}
