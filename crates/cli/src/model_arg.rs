@@ -103,7 +103,10 @@ impl Loaded {
             let (n, d) = parse_shape(s)?;
             if !inputs.iter().any(|i| i.name == n) {
                 let known: Vec<_> = inputs.iter().map(|i| i.name.as_str()).collect();
-                bail!("--shape: unknown input `{n}`; the model's inputs are: {}", known.join(", "));
+                bail!(
+                    "--shape: unknown input `{n}`; the model's inputs are: {}",
+                    known.join(", ")
+                );
             }
             shapes.insert(n, d);
         }

@@ -3,7 +3,10 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn millrace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_millrace")).args(args).output().expect("run millrace")
+    Command::new(env!("CARGO_BIN_EXE_millrace"))
+        .args(args)
+        .output()
+        .expect("run millrace")
 }
 
 fn models() -> PathBuf {
@@ -17,7 +20,11 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -36,7 +43,10 @@ fn run_writes_outputs_that_match_the_reference() {
     let got = millrace::read_npz(&out).unwrap();
     let want = millrace::read_npz(&m.join("squeezenet1_1.outputs.npz")).unwrap();
     assert_eq!(got[0].0, "output");
-    let (g, w) = (got[0].1.to_f64_vec().unwrap(), want[0].1.to_f64_vec().unwrap());
+    let (g, w) = (
+        got[0].1.to_f64_vec().unwrap(),
+        want[0].1.to_f64_vec().unwrap(),
+    );
     let num: f64 = g.iter().zip(&w).map(|(a, b)| (a - b).powi(2)).sum();
     let den: f64 = w.iter().map(|b| b * b).sum();
     assert!((num / den).sqrt() < 1e-4);
@@ -47,10 +57,24 @@ fn run_accepts_a_single_npy_and_random_inputs() {
     let m = models();
     let arrays = millrace::read_npz(&m.join("squeezenet1_1.inputs.npz")).unwrap();
     let npy = tmp("in.npy");
-    std::fs::write(&npy, millrace::npz::write_npy("input", &arrays[0].1).unwrap()).unwrap();
-    let o = millrace(&["run", m.join("squeezenet1_1.onnx").to_str().unwrap(), "--inputs", npy.to_str().unwrap()]);
+    std::fs::write(
+        &npy,
+        millrace::npz::write_npy("input", &arrays[0].1).unwrap(),
+    )
+    .unwrap();
+    let o = millrace(&[
+        "run",
+        m.join("squeezenet1_1.onnx").to_str().unwrap(),
+        "--inputs",
+        npy.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = millrace(&["run", m.join("squeezenet1_1.onnx").to_str().unwrap(), "--seed", "3"]);
+    let o = millrace(&[
+        "run",
+        m.join("squeezenet1_1.onnx").to_str().unwrap(),
+        "--seed",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("output: f32 [1, 1000]"), "{}", text(&o));
 }
@@ -86,7 +110,14 @@ fn info_reports_structure_and_macs() {
     let o = millrace(&["info", models().join("resnet50.onnx").to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
-    for needle in ["input: f32[batch,3,224,224]", "output: f32[batch,1000]", "Conv", "parameters:", "weight bytes:", "MACs:         40"] {
+    for needle in [
+        "input: f32[batch,3,224,224]",
+        "output: f32[batch,1000]",
+        "Conv",
+        "parameters:",
+        "weight bytes:",
+        "MACs:         40",
+    ] {
         assert!(t.contains(needle), "missing `{needle}` in:\n{t}");
     }
 }
@@ -94,12 +125,20 @@ fn info_reports_structure_and_macs() {
 #[test]
 fn zoo_writes_a_model_that_loads() {
     let o = millrace(&["zoo"]);
-    assert!(o.status.success() && text(&o).contains("resnet50"), "{}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains("resnet50"),
+        "{}",
+        text(&o)
+    );
     let f = tmp("mnv2.onnx");
     let o = millrace(&["zoo", "mobilenet_v2", "-o", f.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let o = millrace(&["info", f.to_str().unwrap()]);
-    assert!(o.status.success() && text(&o).contains("Conv"), "{}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains("Conv"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -107,11 +146,26 @@ fn bad_arguments_fail_with_a_message_not_a_panic() {
     let m = models();
     let sq = m.join("squeezenet1_1.onnx");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["run", "no-such-model"], "neither a file nor a built-in"),
-        (vec!["run", sq.to_str().unwrap(), "--inputs", "/nonexistent.npz"], "nonexistent"),
-        (vec!["run", sq.to_str().unwrap(), "--shape", "input=1x3x9"], "input"),
-        (vec!["run", sq.to_str().unwrap(), "--shape", "bogus=1"], "unknown input `bogus`"),
-        (vec!["bench", sq.to_str().unwrap(), "--threads", "0"], "--threads"),
+        (
+            vec!["run", "no-such-model"],
+            "neither a file nor a built-in",
+        ),
+        (
+            vec!["run", sq.to_str().unwrap(), "--inputs", "/nonexistent.npz"],
+            "nonexistent",
+        ),
+        (
+            vec!["run", sq.to_str().unwrap(), "--shape", "input=1x3x9"],
+            "input",
+        ),
+        (
+            vec!["run", sq.to_str().unwrap(), "--shape", "bogus=1"],
+            "unknown input `bogus`",
+        ),
+        (
+            vec!["bench", sq.to_str().unwrap(), "--threads", "0"],
+            "--threads",
+        ),
         (vec!["info", "/etc/hostname"], "not a valid ONNX model"),
         (vec!["zoo", "alexnet", "-o", "/tmp/x.onnx"], "unknown"),
     ];
@@ -129,7 +183,12 @@ fn wrong_input_names_in_npz_are_reported() {
     let npz = tmp("wrong.npz");
     let t = millrace::Tensor::from_vec(vec![1, 3, 224, 224], vec![0.0f32; 3 * 224 * 224]).unwrap();
     millrace::write_npz(&npz, &[("image".into(), t)]).unwrap();
-    let o = millrace(&["run", models().join("squeezenet1_1.onnx").to_str().unwrap(), "--inputs", npz.to_str().unwrap()]);
+    let o = millrace(&[
+        "run",
+        models().join("squeezenet1_1.onnx").to_str().unwrap(),
+        "--inputs",
+        npz.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("unknown input `image`"), "{}", text(&o));
 }
