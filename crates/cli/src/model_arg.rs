@@ -3,7 +3,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use millrace::{CompileOptions, CompiledModel, InputSpec, Model, PassOptions, Tensor};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Args, Clone)]
 pub struct LoadArgs {
@@ -170,10 +170,9 @@ impl Loaded {
         shapes: HashMap<String, Vec<usize>>,
         threads: Option<usize>,
     ) -> Result<CompiledModel> {
-        Ok(self
-            .model
+        self.model
             .compile(&self.options(shapes, threads))
-            .context("compiling")?)
+            .context("compiling")
     }
 
     pub fn compile_stop_after(&self, stop_after: Option<String>) -> Result<CompiledModel> {
@@ -184,12 +183,12 @@ impl Loaded {
             .collect();
         let mut opts = self.options(shapes, None);
         opts.passes.stop_after = stop_after;
-        Ok(self.model.compile(&opts).context("compiling")?)
+        self.model.compile(&opts).context("compiling")
     }
 }
 
 /// Reads `--inputs`: an .npz keyed by input name, or one .npy for a single-input model.
-pub fn read_inputs(path: &PathBuf, loaded: &Loaded) -> Result<Vec<(String, Tensor)>> {
+pub fn read_inputs(path: &Path, loaded: &Loaded) -> Result<Vec<(String, Tensor)>> {
     let is_npy = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"));

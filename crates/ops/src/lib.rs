@@ -8,6 +8,9 @@
 //! Nothing here may panic on input from a model or a request: every problem is an
 //! [`millrace_ir::OpError`]. Unsupported cases are errors, never approximations.
 
+// Test reference values are written out in full on purpose.
+#![cfg_attr(test, allow(clippy::approx_constant, clippy::excessive_precision))]
+
 pub mod elementwise;
 pub mod nn;
 pub mod reduce;

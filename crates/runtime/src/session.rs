@@ -301,6 +301,16 @@ impl CompiledModel {
     }
 }
 
+impl fmt::Debug for CompiledModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledModel")
+            .field("graph", &self.graph.name)
+            .field("nodes", &self.graph.nodes.len())
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,15 +320,5 @@ mod tests {
     #[test]
     fn compiled_model_is_send_and_sync() {
         assert_send_sync::<CompiledModel>();
-    }
-}
-
-impl fmt::Debug for CompiledModel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CompiledModel")
-            .field("graph", &self.graph.name)
-            .field("nodes", &self.graph.nodes.len())
-            .field("threads", &self.threads)
-            .finish()
     }
 }

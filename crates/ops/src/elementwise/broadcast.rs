@@ -73,14 +73,14 @@ impl<const K: usize> Plan<K> {
             f(offs);
             for ax in (0..r).rev() {
                 counter[ax] += 1;
-                for k in 0..K {
-                    offs[k] += self.strides[k][ax];
+                for (o, st) in offs.iter_mut().zip(&self.strides) {
+                    *o += st[ax];
                 }
                 if counter[ax] < self.outer[ax] {
                     break;
                 }
-                for k in 0..K {
-                    offs[k] -= self.strides[k][ax] * counter[ax];
+                for (o, st) in offs.iter_mut().zip(&self.strides) {
+                    *o -= st[ax] * counter[ax];
                 }
                 counter[ax] = 0;
             }

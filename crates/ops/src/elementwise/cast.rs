@@ -157,7 +157,7 @@ pub fn format_g8(v: f64) -> String {
             s.to_string()
         }
     };
-    if exp < -4 || exp >= P {
+    if !(-4..P).contains(&exp) {
         let sign = if exp < 0 { '-' } else { '+' };
         format!("{}e{}{:02}", strip(mant), sign, exp.abs())
     } else {

@@ -12,8 +12,8 @@ pub struct Selu {
 impl Default for Selu {
     fn default() -> Self {
         Selu {
-            alpha: 1.6732631921768188,
-            gamma: 1.0507010221481323,
+            alpha: 1.673_263_2,
+            gamma: 1.050_701,
         }
     }
 }
@@ -21,8 +21,8 @@ impl Default for Selu {
 impl Selu {
     pub fn from_onnx(attrs: &Attributes, _opset: i64) -> Result<Arc<dyn Op>, OpError> {
         let op = Selu {
-            alpha: attrs.float_or("alpha", 1.6732631921768188)?,
-            gamma: attrs.float_or("gamma", 1.0507010221481323)?,
+            alpha: attrs.float_or("alpha", 1.673_263_2)?,
+            gamma: attrs.float_or("gamma", 1.050_701)?,
         };
         Ok(Arc::new(op))
     }

@@ -35,7 +35,7 @@ pub fn close(got: &[f32], want: &[f32], tol: f32) {
 
 /// Builds an op through its ONNX constructor.
 pub fn build(
-    f: fn(&millrace_ir::Attributes, i64) -> Result<std::sync::Arc<dyn Op>, OpError>,
+    f: crate::registry::Builder,
     name: &str,
     attrs: Vec<(&str, millrace_ir::Attr)>,
     opset: i64,

@@ -49,6 +49,7 @@ impl Op for Where {
         Cost::elementwise(inputs, outputs, 1)
     }
 
+    #[allow(clippy::clone_on_copy)] // generic over every dtype, String included
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let op = self.name();
         let c = inputs.req(0)?;
