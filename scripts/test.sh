@@ -11,4 +11,9 @@ if ! "$PY" -c "import numpy, onnxruntime" 2>/dev/null; then
 fi
 "$PY" -c "import onnxruntime; print('onnxruntime', onnxruntime.__version__)"
 
+if ! "$PY" -c "import onnx, sys; sys.exit(onnx.__version__ != '1.22.0')" 2>/dev/null; then
+    echo "installing onnx==1.22.0 (the ONNX backend node test suite)..."
+    "$PY" -m pip install --quiet --disable-pip-version-check onnx==1.22.0
+fi
+
 cargo test --release --workspace "$@"

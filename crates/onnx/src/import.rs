@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 
 /// Newest `ai.onnx` opset millrace imports.
-pub const MAX_OPSET: i64 = 22;
+pub const MAX_OPSET: i64 = 27;
 
 /// An imported model: its graph and what the file said about itself.
 #[derive(Clone, Debug)]

@@ -11,10 +11,15 @@
 // Test reference values are written out in full on purpose.
 #![cfg_attr(test, allow(clippy::approx_constant, clippy::excessive_precision))]
 
+pub mod attention;
 pub mod elementwise;
+pub mod loss;
 pub mod nn;
+pub mod quant;
 pub mod reduce;
 pub mod registry;
+pub mod rnn;
+pub mod signal;
 pub mod tensor;
 pub mod util;
 

@@ -22,6 +22,11 @@ impl Registry {
             crate::tensor::register(&mut r);
             crate::nn::register(&mut r);
             crate::reduce::register(&mut r);
+            crate::loss::register(&mut r);
+            crate::attention::register(&mut r);
+            crate::quant::register(&mut r);
+            crate::signal::register(&mut r);
+            crate::rnn::register(&mut r);
             r
         })
     }
@@ -43,5 +48,28 @@ impl Registry {
         let mut v: Vec<_> = self.builders.keys().copied().collect();
         v.sort();
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Registry;
+
+    /// The vision and transformer set millrace promises to run.
+    #[test]
+    fn registers_the_promised_ops() {
+        let promised = "Conv ConvTranspose BatchNormalization MaxPool AveragePool GlobalAveragePool GlobalMaxPool \
+            Gemm MatMul Relu LeakyRelu PRelu Clip Sigmoid HardSigmoid HardSwish Tanh Erf Gelu Softplus Exp Log Sqrt \
+            Pow Reciprocal Neg Abs Add Sub Mul Div Min Max Sum Mean Equal Less Greater Where Not And Or Reshape \
+            Flatten Transpose Concat Split Slice Gather GatherElements Squeeze Unsqueeze Expand Tile Pad Shape Size \
+            Constant ConstantOfShape Range Cast Identity Dropout Softmax LogSoftmax LayerNormalization ReduceMean \
+            ReduceSum ReduceMax ReduceMin ReduceProd ReduceL2 ArgMax TopK Resize Upsample DepthToSpace SpaceToDepth \
+            Einsum CumSum Trilu LRN LpPool LpNormalization MeanVarianceNormalization InstanceNormalization";
+        let r = Registry::global();
+        let missing: Vec<_> = promised
+            .split_whitespace()
+            .filter(|op| !r.contains(op))
+            .collect();
+        assert!(missing.is_empty(), "not registered: {missing:?}");
     }
 }

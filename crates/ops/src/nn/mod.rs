@@ -42,6 +42,16 @@ pub fn register(r: &mut Registry) {
     r.add("Softmax", softmax::Softmax::from_onnx);
     r.add("LogSoftmax", log_softmax::LogSoftmax::from_onnx);
     r.add("Hardmax", hardmax::Hardmax::from_onnx);
+    r.add("LRN", lrn::Lrn::from_onnx);
+    r.add("LpPool", lp_pool::LpPool::from_onnx);
+    r.add(
+        "LpNormalization",
+        lp_normalization::LpNormalization::from_onnx,
+    );
+    r.add(
+        "MeanVarianceNormalization",
+        mvn::MeanVarianceNormalization::from_onnx,
+    );
     r.add(
         "LayerNormalization",
         layer_norm::LayerNormalization::from_onnx,

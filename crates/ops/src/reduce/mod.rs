@@ -35,6 +35,9 @@ pub fn register(r: &mut Registry) {
     r.add("ReduceMin", reduce_min::ReduceMin::from_onnx);
     r.add("ReduceProd", reduce_prod::ReduceProd::from_onnx);
     r.add("ReduceSum", reduce_sum::ReduceSum::from_onnx);
+    r.add("Resize", resize::Resize::from_onnx);
+    r.add("TopK", topk::TopK::from_onnx);
+    r.add("Upsample", upsample::Upsample::from_onnx);
     r.add(
         "ReduceSumSquare",
         reduce_sum_square::ReduceSumSquare::from_onnx,
