@@ -32,8 +32,7 @@ pub const INIT_STD: f32 = 0.02;
 
 /// `MatMul` + `Add` linear in `scope`, weights `{module}.weight` ([in, out]) and `{module}.bias`.
 fn linear(b: &mut Builder, module: &str, scope: &str, x: &str, fin: usize, fout: usize) -> String {
-    let w = b.normal(fin * fout, 0.0, INIT_STD);
-    let w = b.init_f32(&format!("{module}.weight"), &[fin, fout], w);
+    let w = b.init_normal(&format!("{module}.weight"), &[fin, fout], INIT_STD);
     let bias = b.init_f32(&format!("{module}.bias"), &[fout], vec![0.0; fout]);
     let m = b.node("MatMul", scope, &[x, &w], vec![]);
     b.node("Add", scope, &[&bias, &m], vec![])
@@ -54,35 +53,87 @@ fn layer_norm(b: &mut Builder, module: &str, scope: &str, x: &str, out: Option<&
 /// Builds the model.
 pub fn build() -> ModelProto {
     let mut b = Builder::new("bert", SEED);
-    let ids = b.input("input_ids", INT64, &[Dim::Sym("batch"), Dim::Sym("sequence")]);
-    let mask = b.input("attention_mask", INT64, &[Dim::Sym("batch"), Dim::Sym("sequence")]);
+    let ids = b.input(
+        "input_ids",
+        INT64,
+        &[Dim::Sym("batch"), Dim::Sym("sequence")],
+    );
+    let mask = b.input(
+        "attention_mask",
+        INT64,
+        &[Dim::Sym("batch"), Dim::Sym("sequence")],
+    );
 
     // Embeddings.
-    let w = b.normal(VOCAB * HIDDEN, 0.0, INIT_STD);
-    let word = b.init_f32("embeddings.word_embeddings.weight", &[VOCAB, HIDDEN], w);
-    let w = b.normal(MAX_POSITIONS * HIDDEN, 0.0, INIT_STD);
-    let pos = b.init_f32("embeddings.position_embeddings.weight", &[MAX_POSITIONS, HIDDEN], w);
-    let w = b.normal(TYPE_VOCAB * HIDDEN, 0.0, INIT_STD);
-    let ttype = b.init_f32("embeddings.token_type_embeddings.weight", &[TYPE_VOCAB, HIDDEN], w);
-    let pos_ids = b.init_i64("embeddings.position_ids", &[1, MAX_POSITIONS], (0..MAX_POSITIONS as i64).collect());
+    let word = b.init_normal(
+        "embeddings.word_embeddings.weight",
+        &[VOCAB, HIDDEN],
+        INIT_STD,
+    );
+    let pos = b.init_normal(
+        "embeddings.position_embeddings.weight",
+        &[MAX_POSITIONS, HIDDEN],
+        INIT_STD,
+    );
+    let ttype = b.init_normal(
+        "embeddings.token_type_embeddings.weight",
+        &[TYPE_VOCAB, HIDDEN],
+        INIT_STD,
+    );
+    let pos_ids = b.init_i64(
+        "embeddings.position_ids",
+        &[1, MAX_POSITIONS],
+        (0..MAX_POSITIONS as i64).collect(),
+    );
 
-    let we = b.node("Gather", "/embeddings/word_embeddings", &[&word, &ids], vec![attr_int("axis", 0)]);
+    let we = b.node(
+        "Gather",
+        "/embeddings/word_embeddings",
+        &[&word, &ids],
+        vec![attr_int("axis", 0)],
+    );
     // token_type_ids are all zeros: every token adds row 0 of the token type table.
     let zero = b.const_i64(&[], &[0]);
-    let te = b.node("Gather", "/embeddings/token_type_embeddings", &[&ttype, &zero], vec![attr_int("axis", 0)]);
+    let te = b.node(
+        "Gather",
+        "/embeddings/token_type_embeddings",
+        &[&ttype, &zero],
+        vec![attr_int("axis", 0)],
+    );
     let e = b.node("Add", "/embeddings", &[&we, &te], vec![]);
     // position_ids[:, 0:sequence]
     let shape = b.node("Shape", "/embeddings", &[&ids], vec![]);
     let one = b.const_i64(&[], &[1]);
-    let seq = b.node("Gather", "/embeddings", &[&shape, &one], vec![attr_int("axis", 0)]);
+    let seq = b.node(
+        "Gather",
+        "/embeddings",
+        &[&shape, &one],
+        vec![attr_int("axis", 0)],
+    );
     let axes0 = b.const_i64(&[1], &[0]);
     let seq1 = b.node("Unsqueeze", "/embeddings", &[&seq, &axes0], vec![]);
     let starts = b.const_i64(&[1], &[0]);
     let axes1 = b.const_i64(&[1], &[1]);
-    let pids = b.node("Slice", "/embeddings", &[&pos_ids, &starts, &seq1, &axes1], vec![]);
-    let pe = b.node("Gather", "/embeddings/position_embeddings", &[&pos, &pids], vec![attr_int("axis", 0)]);
+    let pids = b.node(
+        "Slice",
+        "/embeddings",
+        &[&pos_ids, &starts, &seq1, &axes1],
+        vec![],
+    );
+    let pe = b.node(
+        "Gather",
+        "/embeddings/position_embeddings",
+        &[&pos, &pids],
+        vec![attr_int("axis", 0)],
+    );
     let e = b.node("Add", "/embeddings", &[&e, &pe], vec![]);
-    let mut h = layer_norm(&mut b, "embeddings.LayerNorm", "/embeddings/LayerNorm", &e, None);
+    let mut h = layer_norm(
+        &mut b,
+        "embeddings.LayerNorm",
+        "/embeddings/LayerNorm",
+        &e,
+        None,
+    );
 
     // Extended attention mask: (1 - mask[:, None, None, :]) * finfo(f32).min.
     let axes12 = b.const_i64(&[2], &[1, 2]);
@@ -105,7 +156,14 @@ pub fn build() -> ModelProto {
         let sp = format!("/encoder/layer.{l}");
         let ss = format!("{sp}/attention/self");
         let heads = |b: &mut Builder, name: &str, x: &str, perm: &[i64]| {
-            let t = linear(b, &format!("{mp}.attention.self.{name}"), &format!("{ss}/{name}"), x, HIDDEN, HIDDEN);
+            let t = linear(
+                b,
+                &format!("{mp}.attention.self.{name}"),
+                &format!("{ss}/{name}"),
+                x,
+                HIDDEN,
+                HIDDEN,
+            );
             let r = b.node("Reshape", &ss, &[&t, &split_shape], vec![]);
             b.node("Transpose", &ss, &[&r], vec![attr_ints("perm", perm)])
         };
@@ -117,15 +175,40 @@ pub fn build() -> ModelProto {
         let s = b.node("Add", &ss, &[&s, &ext], vec![]);
         let p = b.node("Softmax", &ss, &[&s], vec![attr_int("axis", -1)]);
         let c = b.node("MatMul", &ss, &[&p, &v], vec![]);
-        let c = b.node("Transpose", &ss, &[&c], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+        let c = b.node(
+            "Transpose",
+            &ss,
+            &[&c],
+            vec![attr_ints("perm", &[0, 2, 1, 3])],
+        );
         let c = b.node("Reshape", &ss, &[&c, &merge_shape], vec![]);
         let so = format!("{sp}/attention/output");
-        let d = linear(&mut b, &format!("{mp}.attention.output.dense"), &format!("{so}/dense"), &c, HIDDEN, HIDDEN);
+        let d = linear(
+            &mut b,
+            &format!("{mp}.attention.output.dense"),
+            &format!("{so}/dense"),
+            &c,
+            HIDDEN,
+            HIDDEN,
+        );
         let r = b.node("Add", &so, &[&d, &h], vec![]);
-        let a = layer_norm(&mut b, &format!("{mp}.attention.output.LayerNorm"), &format!("{so}/LayerNorm"), &r, None);
+        let a = layer_norm(
+            &mut b,
+            &format!("{mp}.attention.output.LayerNorm"),
+            &format!("{so}/LayerNorm"),
+            &r,
+            None,
+        );
 
         let si = format!("{sp}/intermediate");
-        let i = linear(&mut b, &format!("{mp}.intermediate.dense"), &format!("{si}/dense"), &a, HIDDEN, INTERMEDIATE);
+        let i = linear(
+            &mut b,
+            &format!("{mp}.intermediate.dense"),
+            &format!("{si}/dense"),
+            &a,
+            HIDDEN,
+            INTERMEDIATE,
+        );
         // Exact GELU as the exporter writes it: x * (erf(x / sqrt2) + 1) * 0.5.
         let ga = format!("{si}/intermediate_act_fn");
         let g = b.node("Div", &ga, &[&i, &sqrt2], vec![]);
@@ -135,11 +218,32 @@ pub fn build() -> ModelProto {
         let g = b.node("Mul", &ga, &[&g, &half], vec![]);
 
         let sout = format!("{sp}/output");
-        let d = linear(&mut b, &format!("{mp}.output.dense"), &format!("{sout}/dense"), &g, INTERMEDIATE, HIDDEN);
+        let d = linear(
+            &mut b,
+            &format!("{mp}.output.dense"),
+            &format!("{sout}/dense"),
+            &g,
+            INTERMEDIATE,
+            HIDDEN,
+        );
         let r = b.node("Add", &sout, &[&d, &a], vec![]);
         let out = (l == LAYERS - 1).then_some("last_hidden_state");
-        h = layer_norm(&mut b, &format!("{mp}.output.LayerNorm"), &format!("{sout}/LayerNorm"), &r, out);
+        h = layer_norm(
+            &mut b,
+            &format!("{mp}.output.LayerNorm"),
+            &format!("{sout}/LayerNorm"),
+            &r,
+            out,
+        );
     }
-    b.output("last_hidden_state", FLOAT, &[Dim::Sym("batch"), Dim::Sym("sequence"), Dim::Fixed(HIDDEN as i64)]);
+    b.output(
+        "last_hidden_state",
+        FLOAT,
+        &[
+            Dim::Sym("batch"),
+            Dim::Sym("sequence"),
+            Dim::Fixed(HIDDEN as i64),
+        ],
+    );
     b.finish("BERT-base encoder (HuggingFace BertModel last_hidden_state, no pooler) with seeded random weights")
 }

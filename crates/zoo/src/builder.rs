@@ -9,7 +9,7 @@ use millrace_onnx::proto::{
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 /// The opset every zoo model is built at.
@@ -35,17 +35,32 @@ pub enum Dim {
 
 /// `int` attribute.
 pub fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::INT, i: v, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::INT,
+        i: v,
+        ..Default::default()
+    }
 }
 
 /// `ints` attribute.
 pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::INTS, ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::INTS,
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 /// `float` attribute.
 pub fn attr_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::FLOAT, f: v, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::FLOAT,
+        f: v,
+        ..Default::default()
+    }
 }
 
 /// `string` attribute.
@@ -60,12 +75,21 @@ pub fn attr_string(name: &str, v: &str) -> AttributeProto {
 
 /// `tensor` attribute.
 pub fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: attr_type::TENSOR, t: Some(t), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: attr_type::TENSOR,
+        t: Some(t),
+        ..Default::default()
+    }
 }
 
 /// A float tensor proto with raw little-endian data.
 pub fn f32_proto(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
-    assert_eq!(dims.iter().product::<usize>(), data.len(), "tensor {name}: shape/data mismatch");
+    assert_eq!(
+        dims.iter().product::<usize>(),
+        data.len(),
+        "tensor {name}: shape/data mismatch"
+    );
     let mut raw = Vec::with_capacity(data.len() * 4);
     for &x in data {
         raw.extend_from_slice(&x.to_le_bytes());
@@ -81,7 +105,11 @@ pub fn f32_proto(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
 
 /// An int64 tensor proto with raw little-endian data.
 pub fn i64_proto(name: &str, dims: &[usize], data: &[i64]) -> TensorProto {
-    assert_eq!(dims.iter().product::<usize>(), data.len(), "tensor {name}: shape/data mismatch");
+    assert_eq!(
+        dims.iter().product::<usize>(),
+        data.len(),
+        "tensor {name}: shape/data mismatch"
+    );
     let mut raw = Vec::with_capacity(data.len() * 8);
     for &x in data {
         raw.extend_from_slice(&x.to_le_bytes());
@@ -93,6 +121,64 @@ pub fn i64_proto(name: &str, dims: &[usize], data: &[i64]) -> TensorProto {
         raw_data: raw,
         ..Default::default()
     }
+}
+
+/// SplitMix64: a small, fast generator for the bulk of the weights (seeded per chunk).
+struct SplitMix64(u64);
+
+impl RngCore for SplitMix64 {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for c in dest.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+/// Elements per independently seeded chunk of a large random tensor.
+const CHUNK: usize = 1 << 18;
+
+/// Fills `raw` (little-endian f32s) with N(0, std^2) samples.
+fn fill_normal_bytes(raw: &mut [u8], seed: u64, std: f32) {
+    let fill = |(i, chunk): (usize, &mut [u8])| {
+        let mut g = SplitMix64(seed ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        g.next_u64();
+        for c in chunk.chunks_exact_mut(4) {
+            let z: f32 = StandardNormal.sample(&mut g);
+            c.copy_from_slice(&(std * z).to_le_bytes());
+        }
+    };
+    let chunks: Vec<(usize, &mut [u8])> = raw.chunks_mut(CHUNK * 4).enumerate().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks.len());
+    if threads <= 1 {
+        chunks.into_iter().for_each(fill);
+        return;
+    }
+    let per = chunks.len().div_ceil(threads);
+    let mut chunks = chunks;
+    std::thread::scope(|s| {
+        while !chunks.is_empty() {
+            let rest = chunks.split_off(per.min(chunks.len()));
+            let mine = std::mem::replace(&mut chunks, rest);
+            s.spawn(move || mine.into_iter().for_each(fill));
+        }
+    });
 }
 
 /// Builds one ONNX graph.
@@ -109,7 +195,10 @@ impl Builder {
     /// A new, empty graph whose weights are drawn from a generator seeded with `seed`.
     pub fn new(graph_name: &str, seed: u64) -> Builder {
         Builder {
-            graph: GraphProto { name: graph_name.into(), ..Default::default() },
+            graph: GraphProto {
+                name: graph_name.into(),
+                ..Default::default()
+            },
             rng: StdRng::seed_from_u64(seed),
             node_names: HashSet::new(),
             values: HashSet::new(),
@@ -119,7 +208,10 @@ impl Builder {
     }
 
     fn claim_value(&mut self, name: &str) {
-        assert!(self.values.insert(name.to_string()), "value name {name:?} defined twice");
+        assert!(
+            self.values.insert(name.to_string()),
+            "value name {name:?} defined twice"
+        );
     }
 
     fn value_info(name: &str, elem_type: i32, dims: &[Dim]) -> ValueInfoProto {
@@ -149,14 +241,18 @@ impl Builder {
     /// Declares a graph input; returns its name.
     pub fn input(&mut self, name: &str, elem_type: i32, dims: &[Dim]) -> String {
         self.claim_value(name);
-        self.graph.input.push(Self::value_info(name, elem_type, dims));
+        self.graph
+            .input
+            .push(Self::value_info(name, elem_type, dims));
         name.to_string()
     }
 
     /// Declares a graph output (the value must be produced by a node).
     pub fn output(&mut self, name: &str, elem_type: i32, dims: &[Dim]) {
         assert!(self.values.contains(name), "output {name:?} is not defined");
-        self.graph.output.push(Self::value_info(name, elem_type, dims));
+        self.graph
+            .output
+            .push(Self::value_info(name, elem_type, dims));
     }
 
     /// Adds an initializer; returns its name.
@@ -177,7 +273,13 @@ impl Builder {
         self.initializer(i64_proto(name, dims, &data))
     }
 
-    fn constant(&mut self, elem: i32, dims: &[usize], bits: Vec<u64>, make: impl FnOnce(&str) -> TensorProto) -> String {
+    fn constant(
+        &mut self,
+        elem: i32,
+        dims: &[usize],
+        bits: Vec<u64>,
+        make: impl FnOnce(&str) -> TensorProto,
+    ) -> String {
         let key = (elem, dims.to_vec(), bits);
         if let Some(n) = self.consts.get(&key) {
             return n.clone();
@@ -208,7 +310,13 @@ impl Builder {
 
     /// Adds a node named like PyTorch's exporter does (`{scope}/{op}`, with `_1`, `_2`, ...
     /// appended when taken) with one output `{node}_output_0`; returns the output name.
-    pub fn node(&mut self, op: &str, scope: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
+    pub fn node(
+        &mut self,
+        op: &str,
+        scope: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> String {
         self.node_named_output(op, scope, inputs, attrs, None)
     }
 
@@ -222,7 +330,10 @@ impl Builder {
         out: Option<&str>,
     ) -> String {
         for i in inputs {
-            assert!(i.is_empty() || self.values.contains(*i), "node {scope}/{op}: input {i:?} undefined");
+            assert!(
+                i.is_empty() || self.values.contains(*i),
+                "node {scope}/{op}: input {i:?} undefined"
+            );
         }
         let base = format!("{scope}/{op}");
         let mut name = base.clone();
@@ -232,7 +343,9 @@ impl Builder {
             k += 1;
         }
         self.node_names.insert(name.clone());
-        let output = out.map(str::to_string).unwrap_or_else(|| format!("{name}_output_0"));
+        let output = out
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{name}_output_0"));
         self.claim_value(&output);
         self.graph.node.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
@@ -245,7 +358,7 @@ impl Builder {
         output
     }
 
-    /// Draws `n` values from N(mean, std^2).
+    /// Draws `n` values from N(mean, std^2) (small tensors).
     pub fn normal(&mut self, n: usize, mean: f32, std: f32) -> Vec<f32> {
         let rng = &mut self.rng;
         (0..n)
@@ -254,6 +367,23 @@ impl Builder {
                 mean + std * z
             })
             .collect()
+    }
+
+    /// Adds a float initializer drawn from N(0, std^2). The data is generated straight into
+    /// the tensor's raw bytes in fixed-size chunks, each from its own fast generator seeded
+    /// from the model's `StdRng`, on all cores: deterministic whatever the core count.
+    pub fn init_normal(&mut self, name: &str, dims: &[usize], std: f32) -> String {
+        let n: usize = dims.iter().product();
+        let seed = self.rng.next_u64();
+        let mut raw = vec![0u8; n * 4];
+        fill_normal_bytes(&mut raw, seed, std);
+        self.initializer(TensorProto {
+            name: name.into(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: FLOAT,
+            raw_data: raw,
+            ..Default::default()
+        })
     }
 
     /// Draws `n` values from U[lo, hi).
@@ -266,7 +396,10 @@ impl Builder {
     pub fn finish(self, doc: &str) -> ModelProto {
         ModelProto {
             ir_version: IR_VERSION,
-            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET,
+            }],
             producer_name: PRODUCER.into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             doc_string: doc.into(),
@@ -315,8 +448,11 @@ impl Builder {
     ) -> String {
         let fan_out = cout * k * k;
         let std = (2.0 / fan_out as f32).sqrt();
-        let w = self.normal(cout * (cin / groups) * k * k, 0.0, std);
-        let wn = self.init_f32(&format!("{module}.weight"), &[cout, cin / groups, k, k], w);
+        let wn = self.init_normal(
+            &format!("{module}.weight"),
+            &[cout, cin / groups, k, k],
+            std,
+        );
         let mut inputs = vec![x.to_string(), wn];
         if bias {
             inputs.push(self.init_f32(&format!("{module}.bias"), &[cout], vec![0.0; cout]));
@@ -355,15 +491,25 @@ impl Builder {
     }
 
     /// `nn.Linear` as `Gemm` (transB = 1), weight N(0, 0.01^2), bias 0.
-    pub fn linear_gemm(&mut self, module: &str, x: &str, fin: usize, fout: usize, out: Option<&str>) -> String {
-        let w = self.normal(fin * fout, 0.0, 0.01);
-        let wn = self.init_f32(&format!("{module}.weight"), &[fout, fin], w);
+    pub fn linear_gemm(
+        &mut self,
+        module: &str,
+        x: &str,
+        fin: usize,
+        fout: usize,
+        out: Option<&str>,
+    ) -> String {
+        let wn = self.init_normal(&format!("{module}.weight"), &[fout, fin], 0.01);
         let bn = self.init_f32(&format!("{module}.bias"), &[fout], vec![0.0; fout]);
         self.node_named_output(
             "Gemm",
             &torch_scope(module),
             &[x, &wn, &bn],
-            vec![attr_float("alpha", 1.0), attr_float("beta", 1.0), attr_int("transB", 1)],
+            vec![
+                attr_float("alpha", 1.0),
+                attr_float("beta", 1.0),
+                attr_int("transB", 1),
+            ],
             out,
         )
     }
@@ -390,7 +536,13 @@ impl Builder {
 
     /// `GlobalAveragePool` + `Flatten(axis 1)` + the classifier `Gemm` writing `output`:
     /// the common head of the vision models.
-    pub fn classifier_head(&mut self, x: &str, fc_module: &str, fin: usize, classes: usize) -> String {
+    pub fn classifier_head(
+        &mut self,
+        x: &str,
+        fc_module: &str,
+        fin: usize,
+        classes: usize,
+    ) -> String {
         let p = self.node("GlobalAveragePool", "", &[x], vec![]);
         let f = self.node("Flatten", "", &[&p], vec![attr_int("axis", 1)]);
         self.linear_gemm(fc_module, &f, fin, classes, Some("output"))
@@ -398,7 +550,16 @@ impl Builder {
 
     /// Declares the vision input `input` f32 [batch, 3, 224, 224].
     pub fn vision_input(&mut self) -> String {
-        self.input("input", FLOAT, &[Dim::Sym("batch"), Dim::Fixed(3), Dim::Fixed(224), Dim::Fixed(224)])
+        self.input(
+            "input",
+            FLOAT,
+            &[
+                Dim::Sym("batch"),
+                Dim::Fixed(3),
+                Dim::Fixed(224),
+                Dim::Fixed(224),
+            ],
+        )
     }
 
     /// Declares the vision output `output` f32 [batch, classes].
@@ -414,7 +575,10 @@ mod tests {
     #[test]
     fn scopes_follow_the_exporter() {
         assert_eq!(torch_scope("layer1.0.conv1"), "/layer1/layer1.0/conv1");
-        assert_eq!(torch_scope("features.0.0"), "/features/features.0/features.0.0");
+        assert_eq!(
+            torch_scope("features.0.0"),
+            "/features/features.0/features.0.0"
+        );
         assert_eq!(torch_scope("fc"), "/fc");
         assert_eq!(torch_scope(""), "");
     }
@@ -430,5 +594,30 @@ mod tests {
         let k1 = b.scalar_f32(1.0);
         let k2 = b.scalar_f32(1.0);
         assert_eq!(k1, k2);
+    }
+}
+
+#[cfg(test)]
+mod sampler_tests {
+    use super::*;
+
+    #[test]
+    fn bulk_normal_has_the_asked_std() {
+        let n = 3 * CHUNK + 1234;
+        let mut raw = vec![0u8; n * 4];
+        fill_normal_bytes(&mut raw, 7, 0.5);
+        let v: Vec<f64> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect();
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let std = (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64).sqrt();
+        assert!(mean.abs() < 0.005, "mean {mean}");
+        assert!((std - 0.5).abs() < 0.005, "std {std}");
+        // Chunks are independent streams.
+        assert_ne!(&raw[..64], &raw[CHUNK * 4..CHUNK * 4 + 64]);
+        let mut again = vec![0u8; n * 4];
+        fill_normal_bytes(&mut again, 7, 0.5);
+        assert_eq!(raw, again);
     }
 }

@@ -8,7 +8,16 @@ use crate::builder::{torch_scope, Builder};
 pub const SEED: u64 = 22;
 
 /// `BasicConv2d`: `{m}.conv` (no bias), `{m}.bn` (eps 0.001), `Relu` in scope `{m}`.
-fn basic_conv(b: &mut Builder, m: &str, x: &str, cin: usize, cout: usize, k: usize, stride: usize, pad: usize) -> String {
+fn basic_conv(
+    b: &mut Builder,
+    m: &str,
+    x: &str,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+) -> String {
     let c = b.conv(&format!("{m}.conv"), x, cin, cout, k, stride, pad, 1, false);
     let n = b.batch_norm(&format!("{m}.bn"), &c, cout, 1e-3, 1.0);
     b.relu(&torch_scope(m), &n)
@@ -25,7 +34,12 @@ fn inception(b: &mut Builder, m: &str, x: &str, cin: usize, ch: [usize; 6]) -> (
     let b3 = basic_conv(b, &format!("{m}.branch3.1"), &t, c5r, c5, 3, 1, 1);
     let p = b.max_pool(&torch_scope(&format!("{m}.branch4.0")), x, 3, 1, 1, true);
     let b4 = basic_conv(b, &format!("{m}.branch4.1"), &p, cin, pp, 1, 1, 0);
-    let o = b.node("Concat", &torch_scope(m), &[&b1, &b2, &b3, &b4], vec![crate::builder::attr_int("axis", 1)]);
+    let o = b.node(
+        "Concat",
+        &torch_scope(m),
+        &[&b1, &b2, &b3, &b4],
+        vec![crate::builder::attr_int("axis", 1)],
+    );
     (o, c1 + c3 + c5 + pp)
 }
 

@@ -41,7 +41,10 @@ pub fn names() -> &'static [&'static str] {
 }
 
 fn unknown(name: &str) -> ZooError {
-    ZooError::Unknown { name: name.to_string(), known: NAMES.iter().map(|s| s.to_string()).collect() }
+    ZooError::Unknown {
+        name: name.to_string(),
+        known: NAMES.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 /// Builds a model by name.
@@ -77,8 +80,13 @@ pub fn describe(name: &str) -> Option<&'static str> {
 /// Default shapes of a model's inputs (batch 1; BERT sequence 128).
 pub fn default_input_shapes(name: &str) -> Option<Vec<(&'static str, Vec<usize>)>> {
     match name {
-        "resnet50" | "mobilenet_v2" | "googlenet" | "vgg16" => Some(vec![("input", vec![1, 3, 224, 224])]),
-        "bert" => Some(vec![("input_ids", vec![1, 128]), ("attention_mask", vec![1, 128])]),
+        "resnet50" | "mobilenet_v2" | "googlenet" | "vgg16" => {
+            Some(vec![("input", vec![1, 3, 224, 224])])
+        }
+        "bert" => Some(vec![
+            ("input_ids", vec![1, 128]),
+            ("attention_mask", vec![1, 128]),
+        ]),
         _ => None,
     }
 }

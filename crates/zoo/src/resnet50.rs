@@ -27,16 +27,63 @@ fn conv_bn(
     b.batch_norm(bn, &c, cout, 1e-5, gamma)
 }
 
-fn bottleneck(b: &mut Builder, m: &str, x: &str, cin: usize, width: usize, stride: usize) -> String {
+fn bottleneck(
+    b: &mut Builder,
+    m: &str,
+    x: &str,
+    cin: usize,
+    width: usize,
+    stride: usize,
+) -> String {
     let cout = width * 4;
     let scope = torch_scope(m);
-    let o = conv_bn(b, &format!("{m}.conv1"), &format!("{m}.bn1"), x, cin, width, 1, 1, 1.0);
+    let o = conv_bn(
+        b,
+        &format!("{m}.conv1"),
+        &format!("{m}.bn1"),
+        x,
+        cin,
+        width,
+        1,
+        1,
+        1.0,
+    );
     let o = b.relu(&format!("{scope}/relu"), &o);
-    let o = conv_bn(b, &format!("{m}.conv2"), &format!("{m}.bn2"), &o, width, width, 3, stride, 1.0);
+    let o = conv_bn(
+        b,
+        &format!("{m}.conv2"),
+        &format!("{m}.bn2"),
+        &o,
+        width,
+        width,
+        3,
+        stride,
+        1.0,
+    );
     let o = b.relu(&format!("{scope}/relu_1"), &o);
-    let o = conv_bn(b, &format!("{m}.conv3"), &format!("{m}.bn3"), &o, width, cout, 1, 1, BN3_GAMMA);
+    let o = conv_bn(
+        b,
+        &format!("{m}.conv3"),
+        &format!("{m}.bn3"),
+        &o,
+        width,
+        cout,
+        1,
+        1,
+        BN3_GAMMA,
+    );
     let identity = if stride != 1 || cin != cout {
-        conv_bn(b, &format!("{m}.downsample.0"), &format!("{m}.downsample.1"), x, cin, cout, 1, stride, 1.0)
+        conv_bn(
+            b,
+            &format!("{m}.downsample.0"),
+            &format!("{m}.downsample.1"),
+            x,
+            cin,
+            cout,
+            1,
+            stride,
+            1.0,
+        )
     } else {
         x.to_string()
     };
@@ -52,7 +99,10 @@ pub fn build() -> ModelProto {
     let o = b.relu("/relu", &o);
     let mut o = b.max_pool("/maxpool", &o, 3, 2, 1, false);
     let mut cin = 64;
-    for (li, (blocks, width, stride)) in [(3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2)].into_iter().enumerate() {
+    for (li, (blocks, width, stride)) in [(3, 64, 1), (4, 128, 2), (6, 256, 2), (3, 512, 2)]
+        .into_iter()
+        .enumerate()
+    {
         for bi in 0..blocks {
             let m = format!("layer{}.{bi}", li + 1);
             o = bottleneck(&mut b, &m, &o, cin, width, if bi == 0 { stride } else { 1 });

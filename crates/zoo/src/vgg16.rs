@@ -11,7 +11,9 @@ pub const SEED: u64 = 16;
 pub fn build() -> ModelProto {
     let mut b = Builder::new("vgg16", SEED);
     let x = b.vision_input();
-    const CFG: [usize; 18] = [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0];
+    const CFG: [usize; 18] = [
+        64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
+    ];
     let mut o = x;
     let mut cin = 3;
     let mut idx = 0;
@@ -27,7 +29,12 @@ pub fn build() -> ModelProto {
         }
     }
     // AdaptiveAvgPool2d((7, 7)) on the 7x7 map of a 224x224 input is the identity: omitted.
-    let f = b.node("Flatten", "", &[&o], vec![crate::builder::attr_int("axis", 1)]);
+    let f = b.node(
+        "Flatten",
+        "",
+        &[&o],
+        vec![crate::builder::attr_int("axis", 1)],
+    );
     let h = b.linear_gemm("classifier.0", &f, 512 * 7 * 7, 4096, None);
     let h = b.relu("/classifier/classifier.1", &h);
     let h = b.linear_gemm("classifier.3", &h, 4096, 4096, None);

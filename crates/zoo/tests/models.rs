@@ -3,8 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use millrace_onnx::proto::{tensor_shape_proto::dimension, type_proto, AttributeProto, ModelProto, NodeProto};
-use millrace_zoo::{build, build_bytes, default_input_shapes, describe, names, parameter_count, ZooError};
+use millrace_onnx::proto::{
+    tensor_shape_proto::dimension, type_proto, AttributeProto, ModelProto, NodeProto,
+};
+use millrace_zoo::{
+    build, build_bytes, default_input_shapes, describe, names, parameter_count, ZooError,
+};
 use prost::Message;
 
 fn check_model(name: &str, params: usize) -> ModelProto {
@@ -27,16 +31,27 @@ fn check_model(name: &str, params: usize) -> ModelProto {
     }
     for t in &g.initializer {
         assert!(defined.insert(&t.name), "duplicate value {}", t.name);
-        assert_eq!(t.raw_data.len(), t.dims.iter().product::<i64>() as usize * if t.data_type == 7 { 8 } else { 4 });
+        assert_eq!(
+            t.raw_data.len(),
+            t.dims.iter().product::<i64>() as usize * if t.data_type == 7 { 8 } else { 4 }
+        );
     }
     for n in &g.node {
         assert!(!n.name.is_empty());
-        assert!(node_names.insert(n.name.clone()), "duplicate node name {}", n.name);
+        assert!(
+            node_names.insert(n.name.clone()),
+            "duplicate node name {}",
+            n.name
+        );
         for a in &n.attribute {
             assert_ne!(a.r#type, 0, "{}: attribute {} has no type", n.name, a.name);
         }
         for i in &n.input {
-            assert!(defined.contains(i.as_str()), "{}: input {i} undefined", n.name);
+            assert!(
+                defined.contains(i.as_str()),
+                "{}: input {i} undefined",
+                n.name
+            );
         }
         for o in &n.output {
             assert!(defined.insert(o), "duplicate value {o}");
@@ -51,17 +66,28 @@ fn check_model(name: &str, params: usize) -> ModelProto {
     assert_eq!(shapes.len(), g.input.len());
     for ((n, s), i) in shapes.iter().zip(&g.input) {
         assert_eq!(*n, i.name);
-        assert_eq!(s.len(), dims_of(i.r#type.as_ref().unwrap(), &HashMap::new()).len());
+        assert_eq!(
+            s.len(),
+            dims_of(i.r#type.as_ref().unwrap(), &HashMap::new()).len()
+        );
     }
 
     // Shapes propagate to the declared output, for two sizes of the symbolic dims.
     for (batch, seq) in [(1, 128), (2, 7)] {
         let syms = HashMap::from([("batch".to_string(), batch), ("sequence".to_string(), seq)]);
-        let inputs: Vec<(String, Vec<i64>)> =
-            g.input.iter().map(|i| (i.name.clone(), dims_of(i.r#type.as_ref().unwrap(), &syms))).collect();
+        let inputs: Vec<(String, Vec<i64>)> = g
+            .input
+            .iter()
+            .map(|i| (i.name.clone(), dims_of(i.r#type.as_ref().unwrap(), &syms)))
+            .collect();
         let out = infer(&m, &inputs);
         for o in &g.output {
-            assert_eq!(out[&o.name], dims_of(o.r#type.as_ref().unwrap(), &syms), "{name}: output {}", o.name);
+            assert_eq!(
+                out[&o.name],
+                dims_of(o.r#type.as_ref().unwrap(), &syms),
+                "{name}: output {}",
+                o.name
+            );
         }
     }
 
@@ -79,7 +105,9 @@ fn check_model(name: &str, params: usize) -> ModelProto {
 }
 
 fn dims_of(t: &millrace_onnx::proto::TypeProto, syms: &HashMap<String, i64>) -> Vec<i64> {
-    let Some(type_proto::Value::TensorType(tt)) = &t.value else { panic!("not a tensor type") };
+    let Some(type_proto::Value::TensorType(tt)) = &t.value else {
+        panic!("not a tensor type")
+    };
     tt.shape
         .as_ref()
         .unwrap()
@@ -104,8 +132,16 @@ fn broadcast(a: &[i64], b: &[i64]) -> Vec<i64> {
     let r = a.len().max(b.len());
     (0..r)
         .map(|i| {
-            let x = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
-            let y = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+            let x = if i + a.len() >= r {
+                a[i + a.len() - r]
+            } else {
+                1
+            };
+            let y = if i + b.len() >= r {
+                b[i + b.len() - r]
+            } else {
+                1
+            };
             assert!(x == y || x == 1 || y == 1, "broadcast {a:?} {b:?}");
             x.max(y)
         })
@@ -120,7 +156,13 @@ fn infer(m: &ModelProto, inputs: &[(String, Vec<i64>)]) -> HashMap<String, Vec<i
     for t in &g.initializer {
         sh.insert(t.name.clone(), t.dims.clone());
         if t.data_type == 7 {
-            val.insert(t.name.clone(), t.raw_data.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect());
+            val.insert(
+                t.name.clone(),
+                t.raw_data
+                    .chunks(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+            );
         }
     }
     for n in &g.node {
@@ -144,7 +186,11 @@ fn infer(m: &ModelProto, inputs: &[(String, Vec<i64>)]) -> HashMap<String, Vec<i
                 let ceil = attr(n, "ceil_mode").unwrap().i == 1;
                 let sp = |i: usize| {
                     let num = x[2 + i] + p[i] + p[i + 2] - k[i];
-                    let mut o = if ceil { (num + st[i] - 1) / st[i] + 1 } else { num / st[i] + 1 };
+                    let mut o = if ceil {
+                        (num + st[i] - 1) / st[i] + 1
+                    } else {
+                        num / st[i] + 1
+                    };
                     // PyTorch: the last window must start inside the input or left padding.
                     if ceil && (o - 1) * st[i] >= x[2 + i] + p[i] {
                         o -= 1;
@@ -238,9 +284,18 @@ fn infer(m: &ModelProto, inputs: &[(String, Vec<i64>)]) -> HashMap<String, Vec<i
             "Reshape" => {
                 let x = s(0);
                 let t = &val[&n.input[1]];
-                let mut o: Vec<i64> = t.iter().enumerate().map(|(i, &d)| if d == 0 { x[i] } else { d }).collect();
+                let mut o: Vec<i64> = t
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &d)| if d == 0 { x[i] } else { d })
+                    .collect();
                 assert!(!o.contains(&-1));
-                assert_eq!(o.iter().product::<i64>(), x.iter().product::<i64>(), "{}", n.name);
+                assert_eq!(
+                    o.iter().product::<i64>(),
+                    x.iter().product::<i64>(),
+                    "{}",
+                    n.name
+                );
                 o.shrink_to_fit();
                 o
             }
@@ -260,8 +315,14 @@ fn resnet50() {
     let m = check_model("resnet50", 25_557_032);
     let g = m.graph.unwrap();
     assert_eq!(g.node.iter().filter(|n| n.op_type == "Conv").count(), 53);
-    assert!(g.initializer.iter().any(|t| t.name == "layer1.0.conv1.weight"));
-    assert!(g.initializer.iter().any(|t| t.name == "layer4.2.bn3.running_var"));
+    assert!(g
+        .initializer
+        .iter()
+        .any(|t| t.name == "layer1.0.conv1.weight"));
+    assert!(g
+        .initializer
+        .iter()
+        .any(|t| t.name == "layer4.2.bn3.running_var"));
 }
 
 #[test]
@@ -293,15 +354,27 @@ fn vgg16() {
 fn bert() {
     let m = check_model("bert", 108_891_648);
     let g = m.graph.unwrap();
-    assert_eq!(g.node.iter().filter(|n| n.op_type == "LayerNormalization").count(), 25);
+    assert_eq!(
+        g.node
+            .iter()
+            .filter(|n| n.op_type == "LayerNormalization")
+            .count(),
+        25
+    );
     assert_eq!(g.node.iter().filter(|n| n.op_type == "Softmax").count(), 12);
     assert_eq!(g.node.iter().filter(|n| n.op_type == "Erf").count(), 12);
-    assert_eq!(g.node.iter().filter(|n| n.op_type == "MatMul").count(), 12 * 8);
+    assert_eq!(
+        g.node.iter().filter(|n| n.op_type == "MatMul").count(),
+        12 * 8
+    );
 }
 
 #[test]
 fn builds_are_deterministic() {
-    assert_eq!(build_bytes("mobilenet_v2").unwrap(), build_bytes("mobilenet_v2").unwrap());
+    assert_eq!(
+        build_bytes("mobilenet_v2").unwrap(),
+        build_bytes("mobilenet_v2").unwrap()
+    );
 }
 
 #[test]
@@ -309,10 +382,16 @@ fn unknown_names_list_the_known_ones() {
     let e = build("resnet51").unwrap_err();
     let ZooError::Unknown { name, known } = &e;
     assert_eq!(name, "resnet51");
-    assert_eq!(known, &names().iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        known,
+        &names().iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    );
     assert!(e.to_string().contains("mobilenet_v2"));
     assert!(build_bytes("nope").is_err());
     assert!(describe("nope").is_none());
     assert!(default_input_shapes("nope").is_none());
-    assert_eq!(names(), ["resnet50", "mobilenet_v2", "googlenet", "vgg16", "bert"]);
+    assert_eq!(
+        names(),
+        ["resnet50", "mobilenet_v2", "googlenet", "vgg16", "bert"]
+    );
 }
