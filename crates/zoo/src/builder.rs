@@ -432,7 +432,7 @@ pub fn torch_scope(path: &str) -> String {
 /// Vision-model layers shared by the CNNs: torch-named Conv / BatchNorm / Linear.
 impl Builder {
     /// `nn.Conv2d` as a `Conv` node, weight Kaiming-normal (fan_out, ReLU gain) as torchvision
-    /// initializes it, bias (when present) zero. `module` is the torch module path.
+    /// initializes it (fan_out counted per group), bias (when present) zero. `module` is the torch module path.
     #[allow(clippy::too_many_arguments)]
     pub fn conv(
         &mut self,
@@ -446,7 +446,9 @@ impl Builder {
         groups: usize,
         bias: bool,
     ) -> String {
-        let fan_out = cout * k * k;
+        // fan_out per group: for a depthwise conv, torch's `cout * k * k` would shrink the
+        // activations ~C-fold per layer, as nothing (no trained BN statistics) rescales them.
+        let fan_out = (cout / groups) * k * k;
         let std = (2.0 / fan_out as f32).sqrt();
         let wn = self.init_normal(
             &format!("{module}.weight"),
