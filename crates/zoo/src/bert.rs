@@ -32,8 +32,7 @@ pub const INIT_STD: f32 = 0.02;
 
 /// `MatMul` + `Add` linear in `scope`, weights `{module}.weight` ([in, out]) and `{module}.bias`.
 fn linear(b: &mut Builder, module: &str, scope: &str, x: &str, fin: usize, fout: usize) -> String {
-    let w = b.normal(fin * fout, 0.0, INIT_STD);
-    let w = b.init_f32(&format!("{module}.weight"), &[fin, fout], w);
+    let w = b.init_normal(&format!("{module}.weight"), &[fin, fout], INIT_STD);
     let bias = b.init_f32(&format!("{module}.bias"), &[fout], vec![0.0; fout]);
     let m = b.node("MatMul", scope, &[x, &w], vec![]);
     b.node("Add", scope, &[&bias, &m], vec![])
@@ -66,19 +65,20 @@ pub fn build() -> ModelProto {
     );
 
     // Embeddings.
-    let w = b.normal(VOCAB * HIDDEN, 0.0, INIT_STD);
-    let word = b.init_f32("embeddings.word_embeddings.weight", &[VOCAB, HIDDEN], w);
-    let w = b.normal(MAX_POSITIONS * HIDDEN, 0.0, INIT_STD);
-    let pos = b.init_f32(
+    let word = b.init_normal(
+        "embeddings.word_embeddings.weight",
+        &[VOCAB, HIDDEN],
+        INIT_STD,
+    );
+    let pos = b.init_normal(
         "embeddings.position_embeddings.weight",
         &[MAX_POSITIONS, HIDDEN],
-        w,
+        INIT_STD,
     );
-    let w = b.normal(TYPE_VOCAB * HIDDEN, 0.0, INIT_STD);
-    let ttype = b.init_f32(
+    let ttype = b.init_normal(
         "embeddings.token_type_embeddings.weight",
         &[TYPE_VOCAB, HIDDEN],
-        w,
+        INIT_STD,
     );
     let pos_ids = b.init_i64(
         "embeddings.position_ids",

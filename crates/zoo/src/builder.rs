@@ -9,7 +9,7 @@ use millrace_onnx::proto::{
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 /// The opset every zoo model is built at.
@@ -121,6 +121,64 @@ pub fn i64_proto(name: &str, dims: &[usize], data: &[i64]) -> TensorProto {
         raw_data: raw,
         ..Default::default()
     }
+}
+
+/// SplitMix64: a small, fast generator for the bulk of the weights (seeded per chunk).
+struct SplitMix64(u64);
+
+impl RngCore for SplitMix64 {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for c in dest.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            c.copy_from_slice(&v[..c.len()]);
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+/// Elements per independently seeded chunk of a large random tensor.
+const CHUNK: usize = 1 << 18;
+
+/// Fills `raw` (little-endian f32s) with N(0, std^2) samples.
+fn fill_normal_bytes(raw: &mut [u8], seed: u64, std: f32) {
+    let fill = |(i, chunk): (usize, &mut [u8])| {
+        let mut g = SplitMix64(seed ^ (i as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+        g.next_u64();
+        for c in chunk.chunks_exact_mut(4) {
+            let z: f32 = StandardNormal.sample(&mut g);
+            c.copy_from_slice(&(std * z).to_le_bytes());
+        }
+    };
+    let chunks: Vec<(usize, &mut [u8])> = raw.chunks_mut(CHUNK * 4).enumerate().collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks.len());
+    if threads <= 1 {
+        chunks.into_iter().for_each(fill);
+        return;
+    }
+    let per = chunks.len().div_ceil(threads);
+    let mut chunks = chunks;
+    std::thread::scope(|s| {
+        while !chunks.is_empty() {
+            let rest = chunks.split_off(per.min(chunks.len()));
+            let mine = std::mem::replace(&mut chunks, rest);
+            s.spawn(move || mine.into_iter().for_each(fill));
+        }
+    });
 }
 
 /// Builds one ONNX graph.
@@ -300,7 +358,7 @@ impl Builder {
         output
     }
 
-    /// Draws `n` values from N(mean, std^2).
+    /// Draws `n` values from N(mean, std^2) (small tensors).
     pub fn normal(&mut self, n: usize, mean: f32, std: f32) -> Vec<f32> {
         let rng = &mut self.rng;
         (0..n)
@@ -309,6 +367,23 @@ impl Builder {
                 mean + std * z
             })
             .collect()
+    }
+
+    /// Adds a float initializer drawn from N(0, std^2). The data is generated straight into
+    /// the tensor's raw bytes in fixed-size chunks, each from its own fast generator seeded
+    /// from the model's `StdRng`, on all cores: deterministic whatever the core count.
+    pub fn init_normal(&mut self, name: &str, dims: &[usize], std: f32) -> String {
+        let n: usize = dims.iter().product();
+        let seed = self.rng.next_u64();
+        let mut raw = vec![0u8; n * 4];
+        fill_normal_bytes(&mut raw, seed, std);
+        self.initializer(TensorProto {
+            name: name.into(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: FLOAT,
+            raw_data: raw,
+            ..Default::default()
+        })
     }
 
     /// Draws `n` values from U[lo, hi).
@@ -357,7 +432,7 @@ pub fn torch_scope(path: &str) -> String {
 /// Vision-model layers shared by the CNNs: torch-named Conv / BatchNorm / Linear.
 impl Builder {
     /// `nn.Conv2d` as a `Conv` node, weight Kaiming-normal (fan_out, ReLU gain) as torchvision
-    /// initializes it, bias (when present) zero. `module` is the torch module path.
+    /// initializes it (fan_out counted per group), bias (when present) zero. `module` is the torch module path.
     #[allow(clippy::too_many_arguments)]
     pub fn conv(
         &mut self,
@@ -371,10 +446,15 @@ impl Builder {
         groups: usize,
         bias: bool,
     ) -> String {
-        let fan_out = cout * k * k;
+        // fan_out per group: for a depthwise conv, torch's `cout * k * k` would shrink the
+        // activations ~C-fold per layer, as nothing (no trained BN statistics) rescales them.
+        let fan_out = (cout / groups) * k * k;
         let std = (2.0 / fan_out as f32).sqrt();
-        let w = self.normal(cout * (cin / groups) * k * k, 0.0, std);
-        let wn = self.init_f32(&format!("{module}.weight"), &[cout, cin / groups, k, k], w);
+        let wn = self.init_normal(
+            &format!("{module}.weight"),
+            &[cout, cin / groups, k, k],
+            std,
+        );
         let mut inputs = vec![x.to_string(), wn];
         if bias {
             inputs.push(self.init_f32(&format!("{module}.bias"), &[cout], vec![0.0; cout]));
@@ -421,8 +501,7 @@ impl Builder {
         fout: usize,
         out: Option<&str>,
     ) -> String {
-        let w = self.normal(fin * fout, 0.0, 0.01);
-        let wn = self.init_f32(&format!("{module}.weight"), &[fout, fin], w);
+        let wn = self.init_normal(&format!("{module}.weight"), &[fout, fin], 0.01);
         let bn = self.init_f32(&format!("{module}.bias"), &[fout], vec![0.0; fout]);
         self.node_named_output(
             "Gemm",
@@ -517,5 +596,30 @@ mod tests {
         let k1 = b.scalar_f32(1.0);
         let k2 = b.scalar_f32(1.0);
         assert_eq!(k1, k2);
+    }
+}
+
+#[cfg(test)]
+mod sampler_tests {
+    use super::*;
+
+    #[test]
+    fn bulk_normal_has_the_asked_std() {
+        let n = 3 * CHUNK + 1234;
+        let mut raw = vec![0u8; n * 4];
+        fill_normal_bytes(&mut raw, 7, 0.5);
+        let v: Vec<f64> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect();
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let std = (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64).sqrt();
+        assert!(mean.abs() < 0.005, "mean {mean}");
+        assert!((std - 0.5).abs() < 0.005, "std {std}");
+        // Chunks are independent streams.
+        assert_ne!(&raw[..64], &raw[CHUNK * 4..CHUNK * 4 + 64]);
+        let mut again = vec![0u8; n * 4];
+        fill_normal_bytes(&mut again, 7, 0.5);
+        assert_eq!(raw, again);
     }
 }

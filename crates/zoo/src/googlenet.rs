@@ -8,7 +8,7 @@ use crate::builder::{torch_scope, Builder};
 pub const SEED: u64 = 22;
 
 /// `BasicConv2d`: `{m}.conv` (no bias), `{m}.bn` (eps 0.001), `Relu` in scope `{m}`.
-#[allow(clippy::too_many_arguments)] // one argument per Inception branch width, as in torchvision
+#[allow(clippy::too_many_arguments)]
 fn basic_conv(
     b: &mut Builder,
     m: &str,
