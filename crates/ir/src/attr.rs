@@ -53,6 +53,7 @@ pub struct Attributes {
     items: Vec<(String, Attr)>,
     read: RefCell<Vec<bool>>,
     outputs: usize,
+    inputs: usize,
 }
 
 impl Attributes {
@@ -63,6 +64,7 @@ impl Attributes {
             items,
             read: RefCell::new(vec![false; n]),
             outputs: 0,
+            inputs: 0,
         }
     }
 
@@ -71,6 +73,18 @@ impl Attributes {
     pub fn with_outputs(mut self, n: usize) -> Attributes {
         self.outputs = n;
         self
+    }
+
+    /// Records how many inputs the node declares in the model (before any captured
+    /// outer-scope values the importer appends for subgraphs).
+    pub fn with_inputs(mut self, n: usize) -> Attributes {
+        self.inputs = n;
+        self
+    }
+
+    /// How many inputs the node declares in the model (0 if unknown).
+    pub fn node_inputs(&self) -> usize {
+        self.inputs
     }
 
     /// How many outputs the node declares (0 if unknown).

@@ -64,6 +64,9 @@ pub struct Graph {
     pub outputs: Vec<ValueId>,
     /// Values known before running: initializers, folded constants.
     pub constants: HashMap<ValueId, Arc<Tensor>>,
+    /// For a subgraph (If/Loop/Scan bodies): values taken from the enclosing scope, named
+    /// as there. The node that owns the subgraph passes them as its trailing inputs.
+    pub captures: Vec<ValueId>,
 }
 
 /// A node failed shape inference.

@@ -8,6 +8,7 @@
 //! This crate knows nothing of ONNX protobufs and nothing of kernels.
 
 mod attr;
+mod eval;
 mod graph;
 mod op;
 mod print;

@@ -26,6 +26,14 @@ impl Graph {
             sig(&ins),
             sig(&self.outputs)
         );
+        for v in &self.captures {
+            let _ = writeln!(
+                s,
+                "  capture %{}: {}",
+                self.value(*v).name,
+                self.value(*v).ty
+            );
+        }
         let mut consts: Vec<_> = self.constants.keys().copied().collect();
         consts.sort();
         for v in consts {

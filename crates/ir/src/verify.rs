@@ -36,7 +36,7 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             return Err(VerifyError::DuplicateName(v.name.clone()));
         }
     }
-    for &v in g.inputs.iter().chain(g.constants.keys()) {
+    for &v in g.inputs.iter().chain(g.constants.keys()).chain(&g.captures) {
         check(v.0)?;
         if defined[v.index()] && !g.inputs.contains(&v) {
             return Err(VerifyError::Redefined {

@@ -55,7 +55,7 @@ pub fn import_model(bytes: &[u8], base_dir: Option<&Path>) -> Result<OnnxModel, 
         anon: 0,
         functions: &model.functions,
     };
-    let mut graph = ctx.import_graph(graph_proto)?;
+    let mut graph = ctx.import_graph(graph_proto, &[])?;
     verify(&graph)?;
     graph.infer_types().map_err(|e| ImportError::Nodes {
         issues: vec![NodeIssue {
@@ -114,13 +114,31 @@ fn value_type(tp: &TypeProto, anon: &mut usize) -> Option<ValueType> {
 }
 
 impl Ctx<'_> {
-    fn import_graph(&mut self, g: &GraphProto) -> Result<Graph, ImportError> {
+    /// Imports a graph. `captures` are the enclosing scope's values a subgraph uses (its
+    /// free variables), with their types; they become [`Graph::captures`].
+    fn import_graph(
+        &mut self,
+        g: &GraphProto,
+        captures: &[(String, ValueType)],
+    ) -> Result<Graph, ImportError> {
         let mut graph = Graph::new(if g.name.is_empty() {
             "main"
         } else {
             g.name.as_str()
         });
         let mut names: HashMap<String, ValueId> = HashMap::new();
+        let local = defined_names(g);
+        for (name, ty) in captures {
+            // A name the subgraph defines itself shadows the outer one.
+            let vname = if local.contains(name.as_str()) {
+                format!("outer::{name}")
+            } else {
+                name.clone()
+            };
+            let id = graph.add_value(vname.clone(), ty.clone());
+            graph.captures.push(id);
+            names.insert(vname, id);
+        }
 
         for t in &g.initializer {
             let tensor = tensor_from_proto(t, self.base_dir)?;
@@ -204,8 +222,24 @@ impl Ctx<'_> {
                 op: n.op_type.clone(),
                 msg,
             };
+            // Values of this scope that the node's subgraphs use: appended as inputs.
+            let mut free = std::collections::BTreeSet::new();
+            for a in &n.attribute {
+                for sg in a.g.iter().map(|b| b.as_ref()).chain(&a.graphs) {
+                    free_vars(sg, &mut free);
+                }
+            }
+            let mut captures = Vec::with_capacity(free.len());
+            for name in &free {
+                match names.get(name) {
+                    Some(&id) => captures.push((name.clone(), id)),
+                    None => issues.push(issue(format!(
+                        "subgraph uses `{name}`, which is not defined in an enclosing scope"
+                    ))),
+                }
+            }
             // Inputs.
-            let mut inputs = Vec::with_capacity(n.input.len());
+            let mut inputs = Vec::with_capacity(n.input.len() + captures.len());
             for name in &n.input {
                 if name.is_empty() {
                     inputs.push(None);
@@ -218,6 +252,11 @@ impl Ctx<'_> {
                     inputs.push(None);
                 }
             }
+            inputs.extend(captures.iter().map(|(_, id)| Some(*id)));
+            let capture_types: Vec<(String, ValueType)> = captures
+                .iter()
+                .map(|(name, id)| (name.clone(), graph.value(*id).ty.clone()))
+                .collect();
             // Outputs (created even when the op fails, so later nodes can be checked too).
             let mut outputs = Vec::with_capacity(n.output.len());
             for name in &n.output {
@@ -249,7 +288,7 @@ impl Ctx<'_> {
                 issues.push(issue("operator is not supported".into()));
                 continue;
             };
-            let attrs = match self.convert_attrs(n) {
+            let attrs = match self.convert_attrs(n, &capture_types) {
                 Ok(a) => a,
                 Err(msg) => {
                     issues.push(issue(msg));
@@ -284,19 +323,29 @@ impl Ctx<'_> {
         Ok(graph)
     }
 
-    fn convert_attrs(&self, n: &NodeProto) -> Result<Attributes, String> {
+    fn convert_attrs(
+        &mut self,
+        n: &NodeProto,
+        captures: &[(String, ValueType)],
+    ) -> Result<Attributes, String> {
         let mut items = Vec::with_capacity(n.attribute.len());
         let mut seen = HashSet::new();
         for a in &n.attribute {
             if !seen.insert(a.name.as_str()) {
                 return Err(format!("attribute `{}` is repeated", a.name));
             }
-            items.push((a.name.clone(), self.convert_attr(a)?));
+            items.push((a.name.clone(), self.convert_attr(a, captures)?));
         }
-        Ok(Attributes::new(n.op_type.clone(), items).with_outputs(n.output.len()))
+        Ok(Attributes::new(n.op_type.clone(), items)
+            .with_outputs(n.output.len())
+            .with_inputs(n.input.len()))
     }
 
-    fn convert_attr(&self, a: &AttributeProto) -> Result<Attr, String> {
+    fn convert_attr(
+        &mut self,
+        a: &AttributeProto,
+        captures: &[(String, ValueType)],
+    ) -> Result<Attr, String> {
         let tensor = |t: &proto::TensorProto| {
             tensor_from_proto(t, self.base_dir).map_err(|e| format!("attribute `{}`: {e}", a.name))
         };
@@ -342,12 +391,23 @@ impl Ctx<'_> {
                         .unwrap_or_default(),
                 )
             }
-            attr_type::GRAPH | attr_type::GRAPHS => {
-                return Err(format!(
-                    "attribute `{}`: subgraphs (control flow) are not supported yet",
-                    a.name
+            attr_type::GRAPH => {
+                let g =
+                    a.g.as_ref()
+                        .ok_or_else(|| format!("attribute `{}` has no graph", a.name))?;
+                Attr::Graph(std::sync::Arc::new(
+                    self.import_subgraph(&a.name, g, captures)?,
                 ))
             }
+            attr_type::GRAPHS => Attr::Graphs(
+                a.graphs
+                    .iter()
+                    .map(|g| {
+                        self.import_subgraph(&a.name, g, captures)
+                            .map(std::sync::Arc::new)
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             other => {
                 return Err(format!(
                     "attribute `{}` has unsupported kind {other}",
@@ -355,6 +415,22 @@ impl Ctx<'_> {
                 ))
             }
         })
+    }
+
+    /// Imports, verifies and types a subgraph attribute.
+    fn import_subgraph(
+        &mut self,
+        attr: &str,
+        g: &GraphProto,
+        captures: &[(String, ValueType)],
+    ) -> Result<Graph, String> {
+        let mut sub = self
+            .import_graph(g, captures)
+            .map_err(|e| format!("subgraph `{attr}`: {e}"))?;
+        verify(&sub).map_err(|e| format!("subgraph `{attr}`: {e}"))?;
+        sub.infer_types()
+            .map_err(|e| format!("subgraph `{attr}`: shape inference failed at {e}"))?;
+        Ok(sub)
     }
 
     /// Inlines calls to model-local functions (`ModelProto.functions`).
@@ -439,6 +515,46 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// Names a graph defines itself: inputs, initializers, node outputs.
+fn defined_names(g: &GraphProto) -> HashSet<&str> {
+    let mut d: HashSet<&str> = g.input.iter().map(|v| v.name.as_str()).collect();
+    d.extend(g.initializer.iter().map(|t| t.name.as_str()));
+    d.extend(
+        g.sparse_initializer
+            .iter()
+            .filter_map(|s| s.values.as_ref())
+            .map(|t| t.name.as_str()),
+    );
+    d.extend(
+        g.node
+            .iter()
+            .flat_map(|n| n.output.iter().map(|s| s.as_str())),
+    );
+    d
+}
+
+/// Names a graph (or any subgraph nested in it) reads without defining them.
+fn free_vars(g: &GraphProto, out: &mut std::collections::BTreeSet<String>) {
+    let defined = defined_names(g);
+    let mut inner = std::collections::BTreeSet::new();
+    for n in &g.node {
+        for i in n.input.iter().filter(|i| !i.is_empty()) {
+            inner.insert(i.clone());
+        }
+        for a in &n.attribute {
+            for sg in a.g.iter().map(|b| b.as_ref()).chain(&a.graphs) {
+                free_vars(sg, &mut inner);
+            }
+        }
+    }
+    inner.extend(g.output.iter().map(|o| o.name.clone()));
+    out.extend(
+        inner
+            .into_iter()
+            .filter(|n| !n.is_empty() && !defined.contains(n.as_str())),
+    );
 }
 
 fn guess_kind(a: &AttributeProto) -> i32 {

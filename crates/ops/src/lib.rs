@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::approx_constant, clippy::excessive_precision))]
 
 pub mod attention;
+pub mod control;
 pub mod elementwise;
 pub mod loss;
 pub mod nn;

@@ -27,6 +27,7 @@ impl Registry {
             crate::quant::register(&mut r);
             crate::signal::register(&mut r);
             crate::rnn::register(&mut r);
+            crate::control::register(&mut r);
             r
         })
     }
