@@ -47,9 +47,14 @@ fn eval_as<F: Float>(op: &LpNormalization, x: &Tensor) -> Result<Vec<Tensor>, Op
                 s += if op.p == 1 { e.abs() } else { e * e };
             }
             let norm = if op.p == 1 { s } else { s.sqrt() };
+            // A zero vector normalizes to zeros (the spec's reference: 0 / 0 = 0).
             for i in 0..n {
                 let k = at(i);
-                v[k] = v[k] / norm;
+                v[k] = if norm == F::ZERO {
+                    F::ZERO
+                } else {
+                    v[k] / norm
+                };
             }
         }
     }
@@ -100,6 +105,9 @@ mod tests {
             y[0].as_slice::<f32>().unwrap(),
             &[0.75, 4.0 / 7.0, 0.25, -3.0 / 7.0]
         );
+        let z = Tensor::from_vec(vec![2, 2], vec![0.0f32, 1.0, 0.0, 0.0]).unwrap();
+        let y = l2.eval(&Inputs::new(NAME, &[Some(&z)])).unwrap();
+        assert_eq!(y[0].as_slice::<f32>().unwrap(), &[0.0, 1.0, 0.0, 0.0]);
         let bad = LpNormalization { axis: 2, p: 2 };
         assert!(bad.eval(&Inputs::new(NAME, &[Some(&x)])).is_err());
     }

@@ -88,6 +88,18 @@ fn mode_of(name: &str, s: &str) -> Result<Mode, OpError> {
     })
 }
 
+/// Keys' cubic convolution kernel with coefficient `a` at distance `d`.
+fn cubic_weight(a: f64, d: f64) -> f64 {
+    let d = d.abs();
+    if d <= 1.0 {
+        ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+    } else if d < 2.0 {
+        ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
+    } else {
+        0.0
+    }
+}
+
 impl Resize {
     pub fn from_onnx(attrs: &Attributes, opset: i64) -> Result<Arc<dyn Op>, OpError> {
         Ok(Arc::new(Resize::parse(attrs, opset)?))
@@ -221,7 +233,7 @@ impl Resize {
         roi: Option<Vec<f32>>,
         scales: Option<Vec<f32>>,
         sizes: Option<Vec<i64>>,
-    ) -> Result<(Vec<f32>, Vec<usize>, Vec<(f32, f32)>), OpError> {
+    ) -> Result<(Vec<f64>, Vec<usize>, Vec<(f32, f32)>), OpError> {
         let n = self.name;
         let rank = in_shape.len();
         let axes: Vec<usize> = match &self.axes {
@@ -229,7 +241,7 @@ impl Resize {
             None => (0..rank).collect(),
         };
         let k = axes.len();
-        let mut scale = vec![1f32; rank];
+        let mut scale = vec![1f64; rank];
         let mut out: Vec<usize> = in_shape.to_vec();
         let mut roi_v = vec![(0f32, 1f32); rank];
         if self.coord == Coord::TfCropAndResize {
@@ -262,9 +274,9 @@ impl Resize {
                     if self.name == "Upsample" && sc < 1.0 {
                         return Err(OpError::invalid(n, format!("scale {sc} must be >= 1")));
                     }
-                    scale[ax] = sc;
+                    scale[ax] = sc as f64;
                     let (a, b) = roi_v[ax];
-                    let len = in_shape[ax] as f32 * (b - a) * sc;
+                    let len = in_shape[ax] as f64 * (b as f64 - a as f64) * sc as f64;
                     if !(0.0..=1e12).contains(&len) {
                         return Err(OpError::invalid(n, format!("bad output size {len}")));
                     }
@@ -281,7 +293,7 @@ impl Resize {
                 if z.iter().any(|&v| v < 0) {
                     return Err(OpError::invalid(n, "sizes must be >= 0"));
                 }
-                let ratio = |i: usize, ax: usize| z[i] as f32 / in_shape[ax] as f32;
+                let ratio = |i: usize, ax: usize| z[i] as f64 / in_shape[ax] as f64;
                 match self.policy {
                     Policy::Stretch => {
                         for (i, &ax) in axes.iter().enumerate() {
@@ -290,7 +302,7 @@ impl Resize {
                         }
                     }
                     p => {
-                        let mut common: Option<f32> = None;
+                        let mut common: Option<f64> = None;
                         for (i, &ax) in axes.iter().enumerate() {
                             let r = ratio(i, ax);
                             common = Some(match common {
@@ -302,7 +314,7 @@ impl Resize {
                         let c = common.unwrap_or(1.0);
                         for &ax in &axes {
                             scale[ax] = c;
-                            let v = (c * in_shape[ax] as f32 + 0.5).floor();
+                            let v = (c * in_shape[ax] as f64 + 0.5).floor();
                             if !(0.0..=1e12).contains(&v) {
                                 return Err(OpError::invalid(n, "bad output size"));
                             }
@@ -322,65 +334,126 @@ impl Resize {
         Ok((scale, out, roi_v))
     }
 
-    /// Input coordinate of output coordinate `x` on one axis.
+    /// Input coordinate of output coordinate `x` on one axis, computed as ONNX's reference
+    /// does: in f64, with `output_width = scale * len_in` (fractional when `scales` gives a
+    /// non-integral size) for align_corners, pytorch_half_pixel, half_pixel_symmetric and
+    /// tf_crop_and_resize.
     fn transform(
         &self,
         x: usize,
-        scale: f32,
+        scale: f64,
         len_out: usize,
         len_in: usize,
         roi: (f32, f32),
-    ) -> f32 {
-        let x = x as f32;
-        let (lo, li) = (len_out as f32, len_in as f32);
+    ) -> f64 {
+        let x = x as f64;
+        let li = len_in as f64;
+        let ow = scale * li;
         match self.coord {
             Coord::HalfPixel => (x + 0.5) / scale - 0.5,
             Coord::HalfPixelSymmetric => {
-                let adj = lo / (scale * li);
+                let adj = len_out as f64 / ow;
                 let center = li / 2.0;
                 let off = center * (1.0 - adj);
                 off + (x + 0.5) / scale - 0.5
             }
             Coord::PytorchHalfPixel => {
-                if len_out > 1 {
-                    (x + 0.5) / scale - 0.5
-                } else {
+                // The reference uses -0.5 where the spec says 0 for a length-1 output;
+                // `pytorch_ambiguous` rejects the cases where the two differ.
+                if ow == 1.0 {
                     0.0
+                } else {
+                    (x + 0.5) / scale - 0.5
                 }
             }
             Coord::AlignCorners => {
-                if len_out == 1 {
+                if ow == 1.0 {
                     0.0
                 } else {
-                    x * (li - 1.0) / (lo - 1.0)
+                    x * (li - 1.0) / (ow - 1.0)
                 }
             }
             Coord::Asymmetric => x / scale,
             Coord::TfHalfPixelForNn => (x + 0.5) / scale,
             Coord::TfCropAndResize => {
-                let (a, b) = roi;
-                if len_out > 1 {
-                    a * (li - 1.0) + x * (b - a) * (li - 1.0) / (lo - 1.0)
-                } else {
+                let (a, b) = (roi.0 as f64, roi.1 as f64);
+                if ow == 1.0 {
                     0.5 * (a + b) * (li - 1.0)
+                } else {
+                    a * (li - 1.0) + x * (b - a) * (li - 1.0) / (ow - 1.0)
                 }
             }
         }
     }
 
+    /// True where pytorch_half_pixel's length-1 rule is ambiguous (reference: x = -0.5,
+    /// spec: x = 0) and the choice changes the result (cubic, antialias), or where the
+    /// output length is 1 but `scale * len_in` is not.
+    fn pytorch_ambiguous(&self, scale: f64, len_out: usize, len_in: usize) -> bool {
+        if self.coord != Coord::PytorchHalfPixel {
+            return false;
+        }
+        let ow = scale * len_in as f64;
+        let one = ow == 1.0;
+        if len_out == 1 && !one {
+            return true;
+        }
+        one && (self.mode == Mode::Cubic
+            || (self.antialias && self.mode != Mode::Nearest && scale < 1.0))
+    }
+
+    /// Filter weights for an even-length kernel at fractional offset `r` in (0, 1]: the
+    /// taps sit at `base + start + k` where `base = x - r` is the pixel left of `x`.
+    fn kernel(&self, r: f64, scale: f64) -> (i64, Vec<f64>) {
+        let aa = self.antialias && scale < 1.0;
+        let s = scale.min(1.0);
+        match self.mode {
+            Mode::Linear if aa => {
+                let start = (-1.0 / s).floor() as i64 + 1;
+                let n = 2 - 2 * start;
+                let mut w: Vec<f64> = (0..n)
+                    .map(|k| (1.0 - (((start + k) as f64 - r) * s).abs()).clamp(0.0, 1.0))
+                    .collect();
+                let sum: f64 = w.iter().sum();
+                w.iter_mut().for_each(|c| *c /= sum);
+                (start, w)
+            }
+            Mode::Cubic if aa => {
+                let a = self.cubic_a as f64;
+                let start = (-2.0 / s).floor() as i64 + 1;
+                let n = 2 - 2 * start;
+                let mut w: Vec<f64> = (0..n)
+                    .map(|k| cubic_weight(a, s * ((start + k) as f64 - r)))
+                    .collect();
+                let sum: f64 = w.iter().sum();
+                w.iter_mut().for_each(|c| *c /= sum);
+                (start, w)
+            }
+            Mode::Cubic => {
+                let a = self.cubic_a as f64;
+                let w = [r + 1.0, r, 1.0 - r, 2.0 - r]
+                    .iter()
+                    .map(|&d| cubic_weight(a, d))
+                    .collect();
+                (-1, w)
+            }
+            _ => (0, vec![1.0 - r, r]),
+        }
+    }
+
     /// Taps (input index, weight) for each output coordinate of one axis; `None` means the
     /// coordinate lies outside the input (tf_crop_and_resize extrapolation).
-    fn taps(&self, scale: f32, len_out: usize, len_in: usize, roi: (f32, f32)) -> AxisTaps {
+    fn taps(&self, scale: f64, len_out: usize, len_in: usize, roi: (f32, f32)) -> AxisTaps {
         let last = len_in.saturating_sub(1);
         let clampi = |i: i64| i.clamp(0, last as i64) as usize;
         let mut v = Vec::with_capacity(len_out);
         for x in 0..len_out {
             let xo = self.transform(x, scale, len_out, len_in, roi);
-            if self.coord == Coord::TfCropAndResize && (xo < 0.0 || xo > last as f32) {
+            if self.coord == Coord::TfCropAndResize && (xo < 0.0 || xo > last as f64) {
                 v.push(None);
                 continue;
             }
-            if len_in == 0 {
+            if len_in == 0 || !xo.is_finite() {
                 v.push(None);
                 continue;
             }
@@ -407,49 +480,28 @@ impl Resize {
                     };
                     vec![(clampi(r as i64), 1.0)]
                 }
-                Mode::Linear => {
-                    let c = xo.clamp(0.0, last as f32);
-                    let i0 = (c as usize).min(last);
-                    let i1 = (i0 + 1).min(last);
-                    let f = (c - i0 as f32) as f64;
-                    if i0 == i1 || f == 0.0 {
-                        vec![(i0, 1.0)]
-                    } else {
-                        vec![(i0, 1.0 - f), (i1, f)]
-                    }
-                }
-                Mode::Cubic => {
-                    let a = self.cubic_a as f64;
+                Mode::Linear | Mode::Cubic => {
+                    // As the reference: r in (0, 1], 1 when x is integral.
                     let fl = xo.floor();
-                    let s = (xo - fl) as f64;
-                    let base = fl as i64;
-                    let w = |d: f64| {
-                        let d = d.abs();
-                        if d <= 1.0 {
-                            ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
-                        } else if d < 2.0 {
-                            ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
-                        } else {
-                            0.0
+                    let r = if xo == fl { 1.0 } else { xo - fl };
+                    let base = (xo - r).round() as i64;
+                    let (start, mut w) = self.kernel(r, scale);
+                    let idx: Vec<i64> = (0..w.len() as i64).map(|k| base + start + k).collect();
+                    if self.exclude_outside {
+                        for (c, &i) in w.iter_mut().zip(&idx) {
+                            if i < 0 || i > last as i64 {
+                                *c = 0.0;
+                            }
                         }
-                    };
-                    let mut taps = Vec::with_capacity(4);
-                    let mut sum = 0.0;
-                    for (k, d) in [(-1i64, s + 1.0), (0, s), (1, 1.0 - s), (2, 2.0 - s)] {
-                        let idx = base + k;
-                        let wt = w(d);
-                        if self.exclude_outside && (idx < 0 || idx > last as i64) {
-                            continue;
-                        }
-                        sum += wt;
-                        taps.push((clampi(idx), wt));
+                        let sum: f64 = w.iter().sum();
+                        let sum = if sum == 0.0 { 1.0 } else { sum };
+                        w.iter_mut().for_each(|c| *c /= sum);
                     }
-                    if self.exclude_outside && sum != 0.0 {
-                        for t in taps.iter_mut() {
-                            t.1 /= sum;
-                        }
-                    }
-                    taps
+                    idx.into_iter()
+                        .zip(w)
+                        .filter(|&(_, c)| c != 0.0)
+                        .map(|(i, c)| (clampi(i), c))
+                        .collect()
                 }
             };
             v.push(Some(t));
@@ -643,8 +695,13 @@ impl Op for Resize {
         let (roi, sc, sz) = self.inputs_of(|i| inputs.opt(i))?;
         let in_shape = x.shape();
         let (scale, out_shape, roi_v) = self.plan(in_shape, roi, sc, sz)?;
-        if self.antialias && self.mode != Mode::Nearest && scale.iter().any(|&s| s < 1.0) {
-            return Err(OpError::unsupported(n, "antialias=1 when downscaling"));
+        if (0..in_shape.len())
+            .any(|ax| self.pytorch_ambiguous(scale[ax], out_shape[ax], in_shape[ax]))
+        {
+            return Err(OpError::unsupported(
+                n,
+                "pytorch_half_pixel with a length-1 output (spec and reference differ)",
+            ));
         }
         let n_out: usize = out_shape.iter().product();
         let n_in = x.len();
@@ -894,8 +951,23 @@ mod tests {
         assert!(run(&o, &x, None, None, None).is_err());
         assert!(run(&o, &x, None, Some(&f(&[1], &[2.])), None).is_err());
         assert!(run(&o, &x, None, Some(&f(&[2], &[0., 1.])), None).is_err());
+        // Antialiased linear downscaling (values from ONNX's reference implementation).
         let o = op(18, vec![("mode", s("linear")), ("antialias", Attr::Int(1))]);
-        assert!(run(&o, &x, None, Some(&f(&[2], &[0.5, 0.5])), None)
+        let y = run(&o, &x, None, Some(&f(&[2], &[0.5, 0.5])), None).unwrap();
+        close(y.as_slice::<f32>().unwrap(), &[2.5]);
+        let r = f(&[1, 8], &[1., 2., 3., 4., 5., 6., 7., 8.]);
+        let y = run(&o, &r, None, Some(&f(&[2], &[1., 0.5])), None).unwrap();
+        close(y.as_slice::<f32>().unwrap(), &[1.625, 3.5, 5.5, 7.375]);
+        // pytorch_half_pixel to length 1 with cubic: spec and reference disagree.
+        let o = op(
+            18,
+            vec![
+                ("mode", s("cubic")),
+                ("coordinate_transformation_mode", s("pytorch_half_pixel")),
+            ],
+        );
+        let sz = Tensor::from_vec(vec![2], vec![2i64, 1]).unwrap();
+        assert!(run(&o, &x, None, None, Some(&sz))
             .unwrap_err()
             .is_unsupported());
         let a = Attributes::new("Resize", vec![("mode".into(), s("bogus"))]);
