@@ -3,13 +3,36 @@
 //! Used for subgraphs (If/Loop/Scan bodies), which run once per branch or iteration and
 //! are not planned or optimized separately.
 use crate::graph::Graph;
-use crate::op::{Inputs, OpError};
+use crate::op::OpError;
+use crate::value::{invoke, ArgRef, Value};
 use millrace_core::Tensor;
 
 impl Graph {
-    /// Runs the graph on `inputs` (in [`Graph::inputs`] order) and `captures` (in
-    /// [`Graph::captures`] order); returns the outputs in order.
+    /// Runs the graph on tensor `inputs` (in [`Graph::inputs`] order) and `captures` (in
+    /// [`Graph::captures`] order); every output must be a tensor.
     pub fn eval(&self, inputs: &[&Tensor], captures: &[&Tensor]) -> Result<Vec<Tensor>, OpError> {
+        let ins: Vec<ArgRef<'_>> = inputs.iter().map(|t| ArgRef::Tensor(t)).collect();
+        let caps: Vec<ArgRef<'_>> = captures.iter().map(|t| ArgRef::Tensor(t)).collect();
+        self.eval_args(&ins, &caps)?
+            .into_iter()
+            .map(|v| {
+                let kind = v.kind();
+                v.into_tensor().ok_or_else(|| {
+                    OpError::unsupported(
+                        &self.name,
+                        format!("a {kind} output where a tensor is expected"),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Runs the graph on values of any kind.
+    pub fn eval_args(
+        &self,
+        inputs: &[ArgRef<'_>],
+        captures: &[ArgRef<'_>],
+    ) -> Result<Vec<Value>, OpError> {
         let op = self.name.as_str();
         let runtime: Vec<_> = self.runtime_inputs().collect();
         if inputs.len() != runtime.len() || captures.len() != self.captures.len() {
@@ -35,15 +58,18 @@ impl Graph {
         for v in &self.outputs {
             last_use[v.index()] = usize::MAX - 1;
         }
-        let mut fed: Vec<Option<&Tensor>> = vec![None; n];
-        for (v, t) in runtime
+        let mut fed: Vec<Option<ArgRef<'_>>> = vec![None; n];
+        for (v, a) in runtime
             .iter()
             .zip(inputs)
             .chain(self.captures.iter().zip(captures))
         {
-            fed[v.index()] = Some(*t);
+            fed[v.index()] = Some(*a);
         }
-        let mut vals: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+        for (v, t) in &self.constants {
+            fed[v.index()] = Some(ArgRef::Tensor(t));
+        }
+        let mut vals: Vec<Option<Value>> = (0..n).map(|_| None).collect();
         for (i, node) in self.nodes.iter().enumerate() {
             let outs = {
                 let mut args = Vec::with_capacity(node.inputs.len());
@@ -51,11 +77,8 @@ impl Graph {
                     args.push(match v {
                         None => None,
                         Some(v) => Some(
-                            self.constants
-                                .get(v)
-                                .map(|t| t.as_ref())
-                                .or(fed[v.index()])
-                                .or(vals[v.index()].as_ref())
+                            fed[v.index()]
+                                .or(vals[v.index()].as_ref().map(ArgRef::Value))
                                 .ok_or_else(|| {
                                     OpError::invalid(
                                         node.op.name(),
@@ -69,7 +92,7 @@ impl Graph {
                         ),
                     });
                 }
-                node.op.eval(&Inputs::new(node.op.name(), &args))?
+                invoke(node.op.as_ref(), &args)?
             };
             if outs.len() < node.outputs.len() {
                 return Err(OpError::invalid(
@@ -94,23 +117,21 @@ impl Graph {
         self.outputs
             .iter()
             .map(|v| {
-                let t = self
-                    .constants
-                    .get(v)
-                    .map(|t| t.as_ref().clone())
-                    .or_else(|| fed[v.index()].cloned());
-                match t {
-                    Some(t) => Ok(t),
-                    None => vals[v.index()].clone().ok_or_else(|| {
-                        OpError::invalid(
-                            op,
-                            format!(
-                                "subgraph output `{}` was never computed",
-                                self.value(*v).name
-                            ),
-                        )
-                    }),
+                if let Some(a) = fed[v.index()] {
+                    return Ok(match a {
+                        ArgRef::Tensor(t) => Value::Tensor(t.clone()),
+                        ArgRef::Value(v) => v.clone(),
+                    });
                 }
+                vals[v.index()].clone().ok_or_else(|| {
+                    OpError::invalid(
+                        op,
+                        format!(
+                            "subgraph output `{}` was never computed",
+                            self.value(*v).name
+                        ),
+                    )
+                })
             })
             .collect()
     }

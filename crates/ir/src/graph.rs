@@ -28,7 +28,7 @@ impl NodeId {
 
 /// A tensor-valued edge of the graph.
 #[derive(Clone, Debug)]
-pub struct Value {
+pub struct ValueInfo {
     pub name: String,
     pub ty: ValueType,
 }
@@ -58,7 +58,7 @@ impl fmt::Debug for Node {
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     pub name: String,
-    pub values: Vec<Value>,
+    pub values: Vec<ValueInfo>,
     pub nodes: Vec<Node>,
     pub inputs: Vec<ValueId>,
     pub outputs: Vec<ValueId>,
@@ -67,6 +67,9 @@ pub struct Graph {
     /// For a subgraph (If/Loop/Scan bodies): values taken from the enclosing scope, named
     /// as there. The node that owns the subgraph passes them as its trailing inputs.
     pub captures: Vec<ValueId>,
+    /// Graph inputs and outputs that are sequences or optionals (all others are tensors);
+    /// their [`ValueInfo::ty`] describes the element tensor.
+    pub kinds: HashMap<ValueId, crate::ValueKind>,
 }
 
 /// A node failed shape inference.
@@ -109,7 +112,7 @@ impl Graph {
 
     pub fn add_value(&mut self, name: impl Into<String>, ty: ValueType) -> ValueId {
         let id = ValueId(self.values.len() as u32);
-        self.values.push(Value {
+        self.values.push(ValueInfo {
             name: name.into(),
             ty,
         });
@@ -141,7 +144,7 @@ impl Graph {
         id
     }
 
-    pub fn value(&self, id: ValueId) -> &Value {
+    pub fn value(&self, id: ValueId) -> &ValueInfo {
         &self.values[id.index()]
     }
 

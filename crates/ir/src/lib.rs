@@ -13,10 +13,12 @@ mod graph;
 mod op;
 mod print;
 mod types;
+mod value;
 mod verify;
 
 pub use attr::{Attr, Attributes};
-pub use graph::{Graph, InferError, Node, NodeId, Value, ValueId};
+pub use graph::{Graph, InferError, Node, NodeId, ValueId, ValueInfo};
 pub use op::{Cost, InferCtx, Inputs, Op, OpError};
 pub use types::ValueType;
+pub use value::{invoke, ArgRef, Value, ValueKind};
 pub use verify::{verify, VerifyError};

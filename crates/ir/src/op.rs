@@ -211,6 +211,20 @@ pub trait Op: fmt::Debug + Send + Sync + Any {
     /// and return an error (never panic, never approximate) for anything else.
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError>;
 
+    /// Whether the op takes or produces sequences or optionals; such ops implement
+    /// [`Op::eval_values`] and are called through it.
+    fn takes_values(&self) -> bool {
+        false
+    }
+
+    /// Evaluation over [`crate::Value`]s, for ops whose [`Op::takes_values`] is true.
+    fn eval_values(&self, _inputs: &[Option<&crate::Value>]) -> Result<Vec<crate::Value>, OpError> {
+        Err(OpError::unsupported(
+            self.name(),
+            "sequence or optional values",
+        ))
+    }
+
     /// Outputs computable from input *types* alone, without input data (Shape, Size):
     /// lets constant folding resolve shape subgraphs whose inputs are not constant.
     fn fold_from_types(&self, _inputs: &[ValueType]) -> Option<Vec<Tensor>> {

@@ -9,7 +9,9 @@
 //! (`scripts/test.sh` installs onnx==1.22.0).
 mod common;
 
-use millrace::{onnx::tensor_from_pb_bytes, CompileOptions, Error, Model, Tensor, TensorData};
+use millrace::{
+    onnx::value_from_pb_bytes, CompileOptions, Error, Model, Tensor, TensorData, Value, ValueKind,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -53,9 +55,30 @@ fn node_dir() -> PathBuf {
     PathBuf::from(dir).join("backend/test/data/node")
 }
 
-fn read_pb(path: &Path) -> Result<Tensor, String> {
+fn read_pb(path: &Path, kind: &ValueKind) -> Result<Value, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    tensor_from_pb_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    value_from_pb_bytes(&bytes, kind).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn compare_values(got: &Value, want: &Value) -> Result<(), String> {
+    match (got, want) {
+        (Value::Tensor(g), Value::Tensor(w)) => compare(g, w),
+        (Value::Sequence(g), Value::Sequence(w)) => {
+            if g.len() != w.len() {
+                return Err(format!("sequence of {} != expected {}", g.len(), w.len()));
+            }
+            g.iter()
+                .zip(w)
+                .enumerate()
+                .try_for_each(|(i, (a, b))| compare(a, b).map_err(|e| format!("element {i}: {e}")))
+        }
+        (Value::Optional(None), Value::Optional(None)) => Ok(()),
+        (Value::Optional(Some(g)), Value::Optional(Some(w))) => compare_values(g, w),
+        // An optional output holding a value compares with the value itself.
+        (Value::Optional(Some(g)), w) => compare_values(g, w),
+        (g, Value::Optional(Some(w))) => compare_values(g, w),
+        (g, w) => Err(format!("a {} where a {} is expected", g.kind(), w.kind())),
+    }
 }
 
 fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -141,7 +164,12 @@ fn run_case(dir: &Path) -> Outcome {
         Ok(m) => m,
         Err(e) => return Outcome::UnsupportedLoad(e.to_string()),
     };
-    let names: Vec<String> = model.inputs().into_iter().map(|i| i.name).collect();
+    let ins: Vec<(String, ValueKind)> = model
+        .inputs()
+        .into_iter()
+        .map(|i| (i.name, i.kind))
+        .collect();
+    let out_kinds: Vec<ValueKind> = model.outputs().into_iter().map(|o| o.kind).collect();
     let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|it| {
             it.filter_map(|e| e.ok().map(|e| e.path()))
@@ -153,18 +181,18 @@ fn run_case(dir: &Path) -> Outcome {
     for set in sets {
         let mut inputs = Vec::new();
         for (i, p) in numbered(&set, "input_").into_iter().enumerate() {
-            let t = match read_pb(&p) {
-                Ok(t) => t,
-                Err(e) => return Outcome::UnsupportedLoad(format!("input data: {e}")),
-            };
-            let Some(name) = names.get(i) else {
+            let Some((name, kind)) = ins.get(i) else {
                 return Outcome::Fail(format!("more input files than inputs ({p:?})"));
             };
-            inputs.push((name.clone(), t));
+            let v = match read_pb(&p, kind) {
+                Ok(v) => v,
+                Err(e) => return Outcome::UnsupportedLoad(format!("input data: {e}")),
+            };
+            inputs.push((name.clone(), v));
         }
         let mut wants = Vec::new();
-        for p in numbered(&set, "output_") {
-            match read_pb(&p) {
+        for (i, p) in numbered(&set, "output_").into_iter().enumerate() {
+            match read_pb(&p, out_kinds.get(i).unwrap_or(&ValueKind::Tensor)) {
                 Ok(t) => wants.push(t),
                 Err(e) => return Outcome::UnsupportedLoad(format!("output data: {e}")),
             }
@@ -172,7 +200,7 @@ fn run_case(dir: &Path) -> Outcome {
         let opts = CompileOptions {
             input_shapes: inputs
                 .iter()
-                .map(|(n, t)| (n.clone(), t.shape().to_vec()))
+                .filter_map(|(n, v)| v.as_tensor().map(|t| (n.clone(), t.shape().to_vec())))
                 .collect(),
             threads: Some(1),
             ..Default::default()
@@ -182,7 +210,8 @@ fn run_case(dir: &Path) -> Outcome {
             Err(e) if is_unsupported(&e) => return Outcome::UnsupportedLoad(e.to_string()),
             Err(e) => return Outcome::Fail(format!("compile: {e}")),
         };
-        let got = match compiled.run_named(&inputs) {
+        let refs: Vec<(&str, &Value)> = inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        let got = match compiled.run_values(&refs) {
             Ok(g) => g,
             Err(e) if is_unsupported(&e) => return Outcome::UnsupportedRun(e.to_string()),
             Err(e) => return Outcome::Fail(format!("run: {e}")),
@@ -191,7 +220,7 @@ fn run_case(dir: &Path) -> Outcome {
             return Outcome::Fail(format!("{} outputs, expected {}", got.len(), wants.len()));
         }
         for ((name, g), w) in got.iter().zip(&wants) {
-            if let Err(e) = compare(g, w) {
+            if let Err(e) = compare_values(g, w) {
                 return Outcome::Fail(format!("output `{name}`: {e}"));
             }
         }

@@ -5,7 +5,7 @@ use crate::proto::{
 };
 use crate::tensor::{sparse_to_dense, tensor_from_proto};
 use millrace_core::{DType, Dim};
-use millrace_ir::{verify, Attr, Attributes, Graph, ValueId, ValueType};
+use millrace_ir::{verify, Attr, Attributes, Graph, ValueId, ValueKind, ValueType};
 use millrace_ops::Registry;
 use prost::Message;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -87,6 +87,36 @@ struct Ctx<'a> {
     functions: &'a [proto::FunctionProto],
 }
 
+/// The kind of a declared type (tensor, sequence, optional) and its element tensor type.
+fn kind_and_type(tp: &TypeProto, anon: &mut usize) -> Option<(ValueKind, ValueType)> {
+    match tp.value.as_ref()? {
+        type_proto::Value::TensorType(_) => Some((ValueKind::Tensor, value_type(tp, anon)?)),
+        type_proto::Value::SequenceType(s) => {
+            let (inner, ty) = kind_and_type(s.elem_type.as_ref()?, anon)?;
+            (inner == ValueKind::Tensor).then(|| {
+                (
+                    ValueKind::Sequence,
+                    ValueType {
+                        dtype: ty.dtype,
+                        shape: None,
+                    },
+                )
+            })
+        }
+        type_proto::Value::OptionalType(o) => {
+            let (inner, ty) = kind_and_type(o.elem_type.as_ref()?, anon)?;
+            Some((
+                ValueKind::Optional(Box::new(inner)),
+                ValueType {
+                    dtype: ty.dtype,
+                    shape: None,
+                },
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// The IR type of a declared ONNX type; `None` for non-tensor types.
 fn value_type(tp: &TypeProto, anon: &mut usize) -> Option<ValueType> {
     let type_proto::Value::TensorType(t) = tp.value.as_ref()? else {
@@ -166,13 +196,8 @@ impl Ctx<'_> {
             names.insert(name.clone(), graph.add_constant(name, tensor));
         }
         for vi in &g.input {
-            let declared = vi
-                .r#type
-                .as_ref()
-                .and_then(|t| value_type(t, &mut self.anon));
-            if let Some(&id) = names.get(&vi.name) {
+            if names.contains_key(&vi.name) && !captures.iter().any(|(n, _)| n == &vi.name) {
                 // IR < 4 lists initializers among inputs: they stay constants.
-                let _ = id;
                 continue;
             }
             if vi.name.is_empty() {
@@ -181,17 +206,17 @@ impl Ctx<'_> {
                     msg: "graph input without a name".into(),
                 });
             }
-            let ty = match declared {
-                Some(t) => t,
-                None if vi.r#type.is_some() => {
-                    return Err(ImportError::Value {
-                        name: vi.name.clone(),
-                        msg: "only tensor-typed graph inputs are supported (not sequence, map or optional)".into(),
-                    })
-                }
-                None => ValueType::unknown(),
+            let (kind, ty) = match vi.r#type.as_ref() {
+                None => (ValueKind::Tensor, ValueType::unknown()),
+                Some(t) => kind_and_type(t, &mut self.anon).ok_or_else(|| ImportError::Value {
+                    name: vi.name.clone(),
+                    msg: "only tensor, sequence-of-tensor and optional graph inputs are supported (not maps)".into(),
+                })?,
             };
             let id = graph.add_value(vi.name.clone(), ty);
+            if kind != ValueKind::Tensor {
+                graph.kinds.insert(id, kind);
+            }
             names.insert(vi.name.clone(), id);
             graph.inputs.push(id);
         }
@@ -318,6 +343,15 @@ impl Ctx<'_> {
                 name: vi.name.clone(),
                 msg: "graph output is not produced by any node, initializer or input".into(),
             })?;
+            if let Some((kind, _)) = vi
+                .r#type
+                .as_ref()
+                .and_then(|t| kind_and_type(t, &mut self.anon))
+            {
+                if kind != ValueKind::Tensor {
+                    graph.kinds.insert(id, kind);
+                }
+            }
             graph.outputs.push(id);
         }
         Ok(graph)

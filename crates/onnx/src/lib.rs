@@ -14,4 +14,6 @@ mod tensor;
 
 pub use error::{ImportError, NodeIssue};
 pub use import::{import_model, load_model, OnnxModel, MAX_OPSET};
-pub use tensor::{sparse_to_dense, tensor_from_pb_bytes, tensor_from_proto, tensor_to_proto};
+pub use tensor::{
+    sparse_to_dense, tensor_from_pb_bytes, tensor_from_proto, tensor_to_proto, value_from_pb_bytes,
+};

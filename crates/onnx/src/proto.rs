@@ -303,3 +303,29 @@ pub struct FunctionProto {
     #[prost(string, tag = "10")]
     pub domain: String,
 }
+
+/// A serialized sequence value (the node test suite's sequence `.pb` files).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SequenceProto {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// 1 tensor, 2 sparse tensor, 3 sequence, 4 map, 5 optional.
+    #[prost(int32, tag = "2")]
+    pub elem_type: i32,
+    #[prost(message, repeated, tag = "3")]
+    pub tensor_values: Vec<TensorProto>,
+}
+
+/// A serialized optional value.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct OptionalProto {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// 0 undefined (empty), 1 tensor, 2 sparse tensor, 3 sequence, 4 map, 5 optional.
+    #[prost(int32, tag = "2")]
+    pub elem_type: i32,
+    #[prost(message, optional, tag = "3")]
+    pub tensor_value: Option<TensorProto>,
+    #[prost(message, optional, tag = "5")]
+    pub sequence_value: Option<SequenceProto>,
+}

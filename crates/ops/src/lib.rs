@@ -20,6 +20,7 @@ pub mod quant;
 pub mod reduce;
 pub mod registry;
 pub mod rnn;
+pub mod sequence;
 pub mod signal;
 pub mod tensor;
 pub mod util;

@@ -28,6 +28,7 @@ impl Registry {
             crate::signal::register(&mut r);
             crate::rnn::register(&mut r);
             crate::control::register(&mut r);
+            crate::sequence::register(&mut r);
             r
         })
     }

@@ -13,5 +13,6 @@ mod session;
 
 pub use error::Error;
 pub use inputs::{input_specs, random_inputs, InputSpec};
+pub use millrace_ir::{Value, ValueKind};
 pub use npz::{read_npy_file, read_npz, write_npz, NpzError};
 pub use session::{CompileOptions, CompiledModel, IoInfo, Model};

@@ -2,7 +2,7 @@
 //! after which each intermediate value is dropped.
 use crate::error::Error;
 use millrace_core::Tensor;
-use millrace_ir::{Graph, Inputs, Op};
+use millrace_ir::{invoke, ArgRef, Graph, Op, Value};
 use std::sync::Arc;
 
 pub(crate) struct Step {
@@ -85,11 +85,11 @@ impl Plan {
         }
     }
 
-    /// Runs every step. `feeds[i]` is the tensor for value `i` when it is a runtime input.
-    pub fn execute(&self, feeds: &[Option<&Tensor>]) -> Result<Vec<(String, Tensor)>, Error> {
-        let mut vals: Vec<Option<Tensor>> = (0..self.n_values).map(|_| None).collect();
+    /// Runs every step. `feeds[i]` is the argument for value `i` when it is a runtime input.
+    pub fn execute(&self, feeds: &[Option<ArgRef<'_>>]) -> Result<Vec<(String, Value)>, Error> {
+        let mut vals: Vec<Option<Value>> = (0..self.n_values).map(|_| None).collect();
         for step in &self.steps {
-            let mut args: Vec<Option<&Tensor>> = Vec::with_capacity(step.inputs.len());
+            let mut args: Vec<Option<ArgRef<'_>>> = Vec::with_capacity(step.inputs.len());
             for i in &step.inputs {
                 args.push(match i {
                     None => None,
@@ -101,14 +101,12 @@ impl Plan {
                     })?),
                 });
             }
-            let outs = step
-                .op
-                .eval(&Inputs::new(step.op.name(), &args))
-                .map_err(|source| Error::Node {
-                    node: step.name.clone(),
-                    op: step.op.name().to_string(),
-                    source,
-                })?;
+            let outs = invoke(step.op.as_ref(), &args).map_err(|source| Error::Node {
+                node: step.name.clone(),
+                op: step.op.name().to_string(),
+                source,
+            })?;
+            drop(args);
             if outs.len() < step.outputs.len() {
                 return Err(Error::Internal(format!(
                     "node `{}` ({}) produced {} outputs, the graph expects {}",
@@ -118,7 +116,6 @@ impl Plan {
                     step.outputs.len()
                 )));
             }
-            drop(args);
             for (&slot, t) in step.outputs.iter().zip(outs) {
                 vals[slot] = Some(t);
             }
@@ -129,14 +126,15 @@ impl Plan {
         let mut result = Vec::with_capacity(self.outputs.len());
         for (k, (name, i)) in self.outputs.iter().enumerate() {
             let needed_again = self.outputs[k + 1..].iter().any(|(_, j)| j == i);
-            let t = match (&self.constants[*i], feeds.get(*i).copied().flatten()) {
-                (Some(c), _) => Some(c.as_ref().clone()),
-                (None, Some(f)) => Some(f.clone()),
+            let v = match (&self.constants[*i], feeds.get(*i).copied().flatten()) {
+                (Some(c), _) => Some(Value::Tensor(c.as_ref().clone())),
+                (None, Some(ArgRef::Tensor(t))) => Some(Value::Tensor(t.clone())),
+                (None, Some(ArgRef::Value(v))) => Some(v.clone()),
                 _ if needed_again => vals[*i].clone(),
                 _ => vals[*i].take(),
             }
             .ok_or_else(|| Error::Internal(format!("output `{name}` was never computed")))?;
-            result.push((name.clone(), t));
+            result.push((name.clone(), v));
         }
         Ok(result)
     }
@@ -144,15 +142,15 @@ impl Plan {
     fn lookup<'a>(
         &'a self,
         i: usize,
-        feeds: &[Option<&'a Tensor>],
-        vals: &'a [Option<Tensor>],
-    ) -> Option<&'a Tensor> {
+        feeds: &[Option<ArgRef<'a>>],
+        vals: &'a [Option<Value>],
+    ) -> Option<ArgRef<'a>> {
         if let Some(c) = &self.constants[i] {
-            return Some(c);
+            return Some(ArgRef::Tensor(c));
         }
         if let Some(f) = feeds.get(i).copied().flatten() {
             return Some(f);
         }
-        vals[i].as_ref()
+        vals[i].as_ref().map(ArgRef::Value)
     }
 }

@@ -2,7 +2,7 @@
 use crate::error::Error;
 use crate::plan::Plan;
 use millrace_core::{DType, Dim, Tensor};
-use millrace_ir::{Graph, ValueType};
+use millrace_ir::{ArgRef, Graph, Value, ValueKind, ValueType};
 use millrace_onnx::{import_model, load_model, OnnxModel};
 use millrace_passes::{default_pipeline, PassOptions, PassReport};
 use std::collections::HashMap;
@@ -16,6 +16,8 @@ pub struct IoInfo {
     pub dtype: Option<DType>,
     /// `None` when even the rank is unknown.
     pub shape: Option<Vec<Dim>>,
+    /// Tensor, sequence of tensors, or optional; `dtype` and `shape` describe the elements.
+    pub kind: ValueKind,
 }
 
 impl fmt::Display for IoInfo {
@@ -38,6 +40,7 @@ fn io_info(g: &Graph, id: millrace_ir::ValueId) -> IoInfo {
         name: v.name.clone(),
         dtype: v.ty.dtype,
         shape: v.ty.shape.clone(),
+        kind: g.kinds.get(&id).cloned().unwrap_or(ValueKind::Tensor),
     }
 }
 
@@ -214,8 +217,21 @@ pub struct CompiledModel {
 impl CompiledModel {
     /// Runs the model on named inputs and returns the outputs in graph order.
     pub fn run(&self, inputs: &[(&str, &Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
-        let feeds = self.feeds(inputs)?;
-        self.pool.install(|| self.plan.execute(&feeds))
+        let args: Vec<(&str, ArgRef<'_>)> = inputs
+            .iter()
+            .map(|(n, t)| (*n, ArgRef::Tensor(t)))
+            .collect();
+        let feeds = self.feeds(&args)?;
+        let outs = self.pool.install(|| self.plan.execute(&feeds))?;
+        outs.into_iter()
+            .map(|(name, v)| match v {
+                Value::Tensor(t) => Ok((name, t)),
+                other => Err(Error::Invalid(format!(
+                    "output `{name}` is a {}; use run_values for models with sequence or optional outputs",
+                    other.kind()
+                ))),
+            })
+            .collect()
     }
 
     /// Like [`CompiledModel::run`] with owned names.
@@ -224,9 +240,17 @@ impl CompiledModel {
         self.run(&refs)
     }
 
+    /// Runs a model whose inputs or outputs may be sequences or optionals.
+    pub fn run_values(&self, inputs: &[(&str, &Value)]) -> Result<Vec<(String, Value)>, Error> {
+        let args: Vec<(&str, ArgRef<'_>)> =
+            inputs.iter().map(|(n, v)| (*n, ArgRef::Value(v))).collect();
+        let feeds = self.feeds(&args)?;
+        self.pool.install(|| self.plan.execute(&feeds))
+    }
+
     /// Validates inputs and lays them out by value index.
-    fn feeds<'a>(&self, inputs: &[(&str, &'a Tensor)]) -> Result<Vec<Option<&'a Tensor>>, Error> {
-        let mut feeds: Vec<Option<&Tensor>> = vec![None; self.plan.n_values];
+    fn feeds<'a>(&self, inputs: &[(&str, ArgRef<'a>)]) -> Result<Vec<Option<ArgRef<'a>>>, Error> {
+        let mut feeds: Vec<Option<ArgRef<'a>>> = vec![None; self.plan.n_values];
         let expected = || {
             self.plan
                 .inputs
@@ -235,7 +259,7 @@ impl CompiledModel {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        for (name, t) in inputs {
+        for (name, arg) in inputs {
             let Some((_, idx)) = self.plan.inputs.iter().find(|(n, _)| n == name) else {
                 return Err(Error::UnknownInput {
                     name: name.to_string(),
@@ -247,18 +271,46 @@ impl CompiledModel {
                     name: name.to_string(),
                 });
             }
+            let id = millrace_ir::ValueId(*idx as u32);
+            let kind = self
+                .graph
+                .kinds
+                .get(&id)
+                .cloned()
+                .unwrap_or(ValueKind::Tensor);
             let ty = &self.graph.values[*idx].ty;
-            if let Some(dt) = ty.dtype {
-                if dt != t.dtype() {
-                    return Err(Error::InputDType {
-                        name: name.to_string(),
-                        expected: dt,
-                        got: t.dtype(),
-                    });
+            let check_tensor = |t: &Tensor| -> Result<(), Error> {
+                if let Some(dt) = ty.dtype {
+                    if dt != t.dtype() {
+                        return Err(Error::InputDType {
+                            name: name.to_string(),
+                            expected: dt,
+                            got: t.dtype(),
+                        });
+                    }
+                }
+                Ok(())
+            };
+            match (arg.tensor(), arg, &kind) {
+                (Some(t), _, ValueKind::Tensor) => {
+                    check_tensor(t)?;
+                    check_shape(name, ty, t.shape())?;
+                }
+                (_, ArgRef::Value(Value::Sequence(ts)), ValueKind::Sequence) => {
+                    ts.iter().try_for_each(check_tensor)?;
+                }
+                (_, ArgRef::Value(Value::Optional(_)), ValueKind::Optional(_)) => {}
+                (_, a, k) => {
+                    let got = match a {
+                        ArgRef::Tensor(_) => "tensor",
+                        ArgRef::Value(v) => v.kind(),
+                    };
+                    return Err(Error::Invalid(format!(
+                        "input `{name}` must be a {k:?}, got a {got}"
+                    )));
                 }
             }
-            check_shape(name, ty, t.shape())?;
-            feeds[*idx] = Some(*t);
+            feeds[*idx] = Some(*arg);
         }
         for (name, idx) in &self.plan.inputs {
             if feeds[*idx].is_none() {

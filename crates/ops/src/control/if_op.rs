@@ -2,7 +2,18 @@
 //! depending on a one-element boolean condition.
 use super::body_output_types;
 use millrace_core::{Dim, Tensor};
-use millrace_ir::{Attributes, Graph, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_ir::{ArgRef, Attributes, Graph, InferCtx, Inputs, Op, OpError, Value, ValueType};
+
+fn truth(cond: &Tensor) -> Result<bool, OpError> {
+    let v = cond.to_i64_vec().map_err(|e| OpError::tensor(NAME, e))?;
+    match v.as_slice() {
+        [c] => Ok(*c != 0),
+        _ => Err(OpError::invalid(
+            NAME,
+            format!("cond must hold one element, has {}", v.len()),
+        )),
+    }
+}
 use std::any::Any;
 use std::sync::Arc;
 
@@ -66,6 +77,34 @@ impl Op for If {
         let t = body_output_types(&self.then_branch);
         let e = body_output_types(&self.else_branch);
         Ok(t.iter().zip(&e).map(|(a, b)| join(a, b)).collect())
+    }
+
+    fn takes_values(&self) -> bool {
+        true
+    }
+
+    fn eval_values(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>, OpError> {
+        let cond = inputs
+            .first()
+            .copied()
+            .flatten()
+            .and_then(Value::as_tensor)
+            .ok_or(OpError::MissingInput {
+                op: NAME.into(),
+                index: 0,
+            })?;
+        let branch = if truth(cond)? {
+            &self.then_branch
+        } else {
+            &self.else_branch
+        };
+        let captures: Vec<ArgRef<'_>> = inputs
+            .iter()
+            .skip(1)
+            .flatten()
+            .map(|v| ArgRef::Value(v))
+            .collect();
+        branch.eval_args(&[], &captures)
     }
 
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {

@@ -6,7 +6,7 @@
 //! ignored; without a trip count it is a `while`.
 use super::{body_output_types, dtype_only, empty_scan_output, stack, with_iter_dim};
 use millrace_core::Tensor;
-use millrace_ir::{Attributes, Graph, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_ir::{ArgRef, Attributes, Graph, InferCtx, Inputs, Op, OpError, Value, ValueType};
 use std::any::Any;
 use std::sync::Arc;
 
@@ -81,14 +81,36 @@ impl Op for Loop {
         Ok(out)
     }
 
-    fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
-        let max_trips = inputs.opt(0).map(|m| scalar(NAME, m, "M")).transpose()?;
-        let cond_given = inputs.opt(1).map(|c| scalar(NAME, c, "cond")).transpose()?;
-        let captures: Vec<&Tensor> = (self.formal..inputs.len())
-            .filter_map(|i| inputs.opt(i))
+    fn eval(&self, _inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
+        Err(OpError::unsupported(NAME, "runs through eval_values"))
+    }
+
+    fn takes_values(&self) -> bool {
+        true
+    }
+
+    fn eval_values(&self, inputs: &[Option<&Value>]) -> Result<Vec<Value>, OpError> {
+        let tensor_at = |i: usize| inputs.get(i).copied().flatten().and_then(Value::as_tensor);
+        let max_trips = tensor_at(0).map(|m| scalar(NAME, m, "M")).transpose()?;
+        let cond_given = tensor_at(1).map(|c| scalar(NAME, c, "cond")).transpose()?;
+        let captures: Vec<ArgRef<'_>> = inputs
+            .iter()
+            .skip(self.formal)
+            .flatten()
+            .map(|v| ArgRef::Value(v))
             .collect();
-        let mut state: Vec<Tensor> = (0..self.carried())
-            .map(|i| inputs.req(2 + i).cloned())
+        let mut state: Vec<Value> = (0..self.carried())
+            .map(|i| {
+                inputs
+                    .get(2 + i)
+                    .copied()
+                    .flatten()
+                    .cloned()
+                    .ok_or(OpError::MissingInput {
+                        op: NAME.into(),
+                        index: 2 + i,
+                    })
+            })
             .collect::<Result<_, _>>()?;
         let mut scans: Vec<Vec<Tensor>> = vec![Vec::new(); self.scans()];
         let mut cond = cond_given.is_none_or(|c| c != 0);
@@ -96,17 +118,21 @@ impl Op for Loop {
         while cond && max_trips.is_none_or(|m| it < m) {
             let iter_t = Tensor::scalar(it);
             let cond_t = Tensor::scalar(cond);
-            let mut args: Vec<&Tensor> = vec![&iter_t, &cond_t];
-            args.extend(state.iter());
-            let mut outs = self.body.eval(&args, &captures)?.into_iter();
+            let mut args: Vec<ArgRef<'_>> = vec![ArgRef::Tensor(&iter_t), ArgRef::Tensor(&cond_t)];
+            args.extend(state.iter().map(ArgRef::Value));
+            let mut outs = self.body.eval_args(&args, &captures)?.into_iter();
             let c = outs
                 .next()
+                .and_then(Value::into_tensor)
                 .ok_or_else(|| OpError::invalid(NAME, "body returned no condition"))?;
             if cond_given.is_some() {
                 cond = scalar(NAME, &c, "body condition")? != 0;
             }
             state = outs.by_ref().take(self.carried()).collect();
-            for (k, t) in outs.enumerate() {
+            for (k, v) in outs.enumerate() {
+                let t = v.into_tensor().ok_or_else(|| {
+                    OpError::unsupported(NAME, "scan outputs that are not tensors")
+                })?;
                 if let Some(s) = scans.get_mut(k) {
                     s.push(t);
                 }
@@ -116,7 +142,7 @@ impl Op for Loop {
         let body_types = body_output_types(&self.body);
         let mut result = state;
         for (k, parts) in scans.into_iter().enumerate() {
-            result.push(if parts.is_empty() {
+            result.push(Value::Tensor(if parts.is_empty() {
                 let ty = body_types
                     .get(1 + self.carried() + k)
                     .cloned()
@@ -124,7 +150,7 @@ impl Op for Loop {
                 empty_scan_output(NAME, &ty, 0)?
             } else {
                 stack(NAME, &parts, 0)?
-            });
+            }));
         }
         Ok(result)
     }

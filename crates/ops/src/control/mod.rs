@@ -68,7 +68,7 @@ pub(crate) fn stack(op: &str, parts: &[Tensor], axis: usize) -> Result<Tensor, O
     Tensor::new(out_shape, data).map_err(|e| OpError::tensor(op, e))
 }
 
-fn concat_data(
+pub(crate) fn concat_data(
     op: &str,
     a: &millrace_core::TensorData,
     b: &millrace_core::TensorData,

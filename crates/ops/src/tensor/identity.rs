@@ -30,6 +30,26 @@ impl Op for Identity {
         Ok(vec![inputs.req(0)?.clone()])
     }
 
+    /// Identity also passes sequences and optionals through.
+    fn takes_values(&self) -> bool {
+        true
+    }
+
+    fn eval_values(
+        &self,
+        inputs: &[Option<&millrace_ir::Value>],
+    ) -> Result<Vec<millrace_ir::Value>, OpError> {
+        let v = inputs
+            .first()
+            .copied()
+            .flatten()
+            .ok_or(OpError::MissingInput {
+                op: "Identity".into(),
+                index: 0,
+            })?;
+        Ok(vec![v.clone()])
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
