@@ -401,7 +401,7 @@ pub fn conv_plan(
         ));
     }
     let (n, c, m) = (x[0], x[1], w[0]);
-    if w[1] * group != c || m % group != 0 {
+    if w[1].checked_mul(group) != Some(c) || m % group != 0 {
         return Err(OpError::invalid(
             op,
             format!("weights {w:?} do not fit input {x:?} with group {group}"),

@@ -161,4 +161,43 @@ mod tests {
         assert_eq!(y[0].shape(), &[2, 3]);
         assert_eq!(y[0].as_slice::<u8>().unwrap(), &[168, 115, 255, 1, 66, 151]);
     }
+
+    #[test]
+    fn per_row_and_per_column_scales() {
+        let run = |a: Tensor, sa: Tensor, b: Tensor, sb: Tensor| {
+            let za = Tensor::from_vec(sa.shape().to_vec(), vec![0u8; sa.len()]).unwrap();
+            let zb = Tensor::from_vec(sb.shape().to_vec(), vec![0u8; sb.len()]).unwrap();
+            let (sy, zy) = (Tensor::scalar(1.0f32), Tensor::scalar(0u8));
+            let items = [
+                Some(&a),
+                Some(&sa),
+                Some(&za),
+                Some(&b),
+                Some(&sb),
+                Some(&zb),
+                Some(&sy),
+                Some(&zy),
+            ];
+            QLinearMatMul.eval(&Inputs::new(NAME, &items)).unwrap()[0]
+                .as_slice::<u8>()
+                .unwrap()
+                .to_vec()
+        };
+        // Per column of B: C = [3, 3], scales [1, 2].
+        let y = run(
+            Tensor::from_vec(vec![1, 2], vec![1u8, 2]).unwrap(),
+            Tensor::scalar(1.0f32),
+            Tensor::from_vec(vec![2, 2], vec![1u8; 4]).unwrap(),
+            Tensor::from_vec(vec![2], vec![1.0f32, 2.0]).unwrap(),
+        );
+        assert_eq!(y, vec![3, 6]);
+        // Per row of A: C = [[2], [4]], scales [1, 3].
+        let y = run(
+            Tensor::from_vec(vec![2, 1], vec![1u8, 2]).unwrap(),
+            Tensor::from_vec(vec![2], vec![1.0f32, 3.0]).unwrap(),
+            Tensor::from_vec(vec![1, 1], vec![2u8]).unwrap(),
+            Tensor::scalar(1.0f32),
+        );
+        assert_eq!(y, vec![2, 12]);
+    }
 }
