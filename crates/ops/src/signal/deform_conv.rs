@@ -160,6 +160,9 @@ impl Op for DeformConv {
         };
         let (k, s, d, p) = self.geometry(&[kh0, kw0])?;
         let [kh, kw] = k;
+        if kh == 0 || kw == 0 {
+            return Err(OpError::invalid(NAME, "the kernel is empty"));
+        }
         let g = self.group;
         let og = self.offset_group;
         if icg * g != ic || oc % g != 0 || ic % og != 0 {
