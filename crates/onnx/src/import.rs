@@ -93,7 +93,7 @@ fn kind_and_type(tp: &TypeProto, anon: &mut usize) -> Option<(ValueKind, ValueTy
         type_proto::Value::TensorType(_) => Some((ValueKind::Tensor, value_type(tp, anon)?)),
         type_proto::Value::SequenceType(s) => {
             let (inner, ty) = kind_and_type(s.elem_type.as_ref()?, anon)?;
-            (inner == ValueKind::Tensor).then(|| {
+            (inner == ValueKind::Tensor).then_some({
                 (
                     ValueKind::Sequence,
                     ValueType {

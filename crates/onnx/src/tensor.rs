@@ -322,6 +322,56 @@ pub fn tensor_from_pb_bytes(bytes: &[u8]) -> Result<Tensor, ImportError> {
     tensor_from_proto(&t, None)
 }
 
+/// Decodes a serialized value of the given kind: a `TensorProto`, `SequenceProto` (of
+/// tensors) or `OptionalProto`.
+pub fn value_from_pb_bytes(
+    bytes: &[u8],
+    kind: &millrace_ir::ValueKind,
+) -> Result<millrace_ir::Value, ImportError> {
+    use crate::proto::{OptionalProto, SequenceProto};
+    use millrace_ir::{Value, ValueKind};
+    use prost::Message;
+    let decode = |e: prost::DecodeError| ImportError::Decode(e.to_string());
+    fn sequence(s: &SequenceProto) -> Result<Value, ImportError> {
+        if s.elem_type != 1 && !(s.elem_type == 0 && s.tensor_values.is_empty()) {
+            return Err(ImportError::Model(format!(
+                "sequences of element type {} are not supported",
+                s.elem_type
+            )));
+        }
+        Ok(Value::Sequence(
+            s.tensor_values
+                .iter()
+                .map(|t| tensor_from_proto(t, None))
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+    Ok(match kind {
+        ValueKind::Tensor => Value::Tensor(tensor_from_pb_bytes(bytes)?),
+        ValueKind::Sequence => sequence(&SequenceProto::decode(bytes).map_err(decode)?)?,
+        ValueKind::Optional(_) => {
+            let o = OptionalProto::decode(bytes).map_err(decode)?;
+            Value::Optional(match o.elem_type {
+                0 => None,
+                1 => Some(Box::new(Value::Tensor(tensor_from_proto(
+                    o.tensor_value
+                        .as_ref()
+                        .ok_or_else(|| ImportError::Model("optional without its tensor".into()))?,
+                    None,
+                )?))),
+                3 => Some(Box::new(sequence(o.sequence_value.as_ref().ok_or_else(
+                    || ImportError::Model("optional without its sequence".into()),
+                )?)?)),
+                t => {
+                    return Err(ImportError::Model(format!(
+                        "optionals of element type {t} are not supported"
+                    )))
+                }
+            })
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -396,54 +446,4 @@ mod tests {
         let err = tensor_from_proto(&p, Some(Path::new("/tmp"))).unwrap_err();
         assert!(err.to_string().contains("relative path"));
     }
-}
-
-/// Decodes a serialized value of the given kind: a `TensorProto`, `SequenceProto` (of
-/// tensors) or `OptionalProto`.
-pub fn value_from_pb_bytes(
-    bytes: &[u8],
-    kind: &millrace_ir::ValueKind,
-) -> Result<millrace_ir::Value, ImportError> {
-    use crate::proto::{OptionalProto, SequenceProto};
-    use millrace_ir::{Value, ValueKind};
-    use prost::Message;
-    let decode = |e: prost::DecodeError| ImportError::Decode(e.to_string());
-    fn sequence(s: &SequenceProto) -> Result<Value, ImportError> {
-        if s.elem_type != 1 && !(s.elem_type == 0 && s.tensor_values.is_empty()) {
-            return Err(ImportError::Model(format!(
-                "sequences of element type {} are not supported",
-                s.elem_type
-            )));
-        }
-        Ok(Value::Sequence(
-            s.tensor_values
-                .iter()
-                .map(|t| tensor_from_proto(t, None))
-                .collect::<Result<_, _>>()?,
-        ))
-    }
-    Ok(match kind {
-        ValueKind::Tensor => Value::Tensor(tensor_from_pb_bytes(bytes)?),
-        ValueKind::Sequence => sequence(&SequenceProto::decode(bytes).map_err(decode)?)?,
-        ValueKind::Optional(_) => {
-            let o = OptionalProto::decode(bytes).map_err(decode)?;
-            Value::Optional(match o.elem_type {
-                0 => None,
-                1 => Some(Box::new(Value::Tensor(tensor_from_proto(
-                    o.tensor_value
-                        .as_ref()
-                        .ok_or_else(|| ImportError::Model("optional without its tensor".into()))?,
-                    None,
-                )?))),
-                3 => Some(Box::new(sequence(o.sequence_value.as_ref().ok_or_else(
-                    || ImportError::Model("optional without its sequence".into()),
-                )?)?)),
-                t => {
-                    return Err(ImportError::Model(format!(
-                        "optionals of element type {t} are not supported"
-                    )))
-                }
-            })
-        }
-    })
 }
