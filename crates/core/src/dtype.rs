@@ -1,4 +1,7 @@
 //! Element types.
+use crate::small_floats::{
+    F4E2M1, F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ, F8E8M0, I2, I4, U2, U4,
+};
 use crate::tensor::TensorData;
 use half::{bf16, f16};
 use std::fmt;
@@ -20,6 +23,26 @@ pub enum DType {
     U64,
     Bool,
     String,
+    /// float8 E4M3FN (ONNX FLOAT8E4M3FN).
+    F8E4M3FN,
+    /// float8 E4M3FNUZ (ONNX FLOAT8E4M3FNUZ).
+    F8E4M3FNUZ,
+    /// float8 E5M2 (ONNX FLOAT8E5M2).
+    F8E5M2,
+    /// float8 E5M2FNUZ (ONNX FLOAT8E5M2FNUZ).
+    F8E5M2FNUZ,
+    /// 4-bit unsigned integer (ONNX UINT4).
+    U4,
+    /// 4-bit signed integer (ONNX INT4).
+    I4,
+    /// float4 E2M1 (ONNX FLOAT4E2M1).
+    F4E2M1,
+    /// float8 E8M0, a power of two (ONNX FLOAT8E8M0).
+    F8E8M0,
+    /// 2-bit unsigned integer (ONNX UINT2).
+    U2,
+    /// 2-bit signed integer (ONNX INT2).
+    I2,
 }
 
 impl DType {
@@ -30,6 +53,17 @@ impl DType {
             DType::F64 | DType::I64 | DType::U64 => 8,
             DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
             DType::I8 | DType::U8 | DType::Bool => 1,
+            // One byte per element in memory (packed only in TensorProtos).
+            DType::F8E4M3FN
+            | DType::F8E4M3FNUZ
+            | DType::F8E5M2
+            | DType::F8E5M2FNUZ
+            | DType::U4
+            | DType::I4
+            | DType::F4E2M1
+            | DType::F8E8M0
+            | DType::U2
+            | DType::I2 => 1,
             DType::String => 8,
         }
     }
@@ -56,6 +90,24 @@ impl DType {
         matches!(self, DType::I8 | DType::I16 | DType::I32 | DType::I64)
     }
 
+    /// The narrow types (float8, float4, 4-bit and 2-bit integers), stored one element per
+    /// byte; neither `is_float` nor `is_int` holds for them.
+    pub fn is_narrow(self) -> bool {
+        matches!(
+            self,
+            DType::F8E4M3FN
+                | DType::F8E4M3FNUZ
+                | DType::F8E5M2
+                | DType::F8E5M2FNUZ
+                | DType::U4
+                | DType::I4
+                | DType::F4E2M1
+                | DType::F8E8M0
+                | DType::U2
+                | DType::I2
+        )
+    }
+
     /// Lower-case short name used in dumps and error messages (`f32`, `i64`, `bool`).
     pub fn short_name(self) -> &'static str {
         match self {
@@ -73,6 +125,16 @@ impl DType {
             DType::U64 => "u64",
             DType::Bool => "bool",
             DType::String => "string",
+            DType::F8E4M3FN => "f8e4m3fn",
+            DType::F8E4M3FNUZ => "f8e4m3fnuz",
+            DType::F8E5M2 => "f8e5m2",
+            DType::F8E5M2FNUZ => "f8e5m2fnuz",
+            DType::U4 => "u4",
+            DType::I4 => "i4",
+            DType::F4E2M1 => "f4e2m1",
+            DType::F8E8M0 => "f8e8m0",
+            DType::U2 => "u2",
+            DType::I2 => "i2",
         }
     }
 
@@ -93,6 +155,16 @@ impl DType {
             DType::U32 => 12,
             DType::U64 => 13,
             DType::BF16 => 16,
+            DType::F8E4M3FN => 17,
+            DType::F8E4M3FNUZ => 18,
+            DType::F8E5M2 => 19,
+            DType::F8E5M2FNUZ => 20,
+            DType::U4 => 21,
+            DType::I4 => 22,
+            DType::F4E2M1 => 23,
+            DType::F8E8M0 => 24,
+            DType::U2 => 25,
+            DType::I2 => 26,
         }
     }
 
@@ -113,6 +185,16 @@ impl DType {
             12 => DType::U32,
             13 => DType::U64,
             16 => DType::BF16,
+            17 => DType::F8E4M3FN,
+            18 => DType::F8E4M3FNUZ,
+            19 => DType::F8E5M2,
+            20 => DType::F8E5M2FNUZ,
+            21 => DType::U4,
+            22 => DType::I4,
+            23 => DType::F4E2M1,
+            24 => DType::F8E8M0,
+            25 => DType::U2,
+            26 => DType::I2,
             _ => return None,
         })
     }
@@ -132,7 +214,18 @@ impl DType {
             DType::U32 => "<u4",
             DType::U64 => "<u8",
             DType::Bool => "|b1",
-            DType::BF16 | DType::String => return None,
+            DType::BF16
+            | DType::String
+            | DType::F8E4M3FN
+            | DType::F8E4M3FNUZ
+            | DType::F8E5M2
+            | DType::F8E5M2FNUZ
+            | DType::U4
+            | DType::I4
+            | DType::F4E2M1
+            | DType::F8E8M0
+            | DType::U2
+            | DType::I2 => return None,
         })
     }
 
@@ -153,6 +246,16 @@ impl DType {
             DType::U64 => "UINT64",
             DType::Bool => "BOOL",
             DType::String => "BYTES",
+            DType::F8E4M3FN => "FLOAT8E4M3FN",
+            DType::F8E4M3FNUZ => "FLOAT8E4M3FNUZ",
+            DType::F8E5M2 => "FLOAT8E5M2",
+            DType::F8E5M2FNUZ => "FLOAT8E5M2FNUZ",
+            DType::U4 => "UINT4",
+            DType::I4 => "INT4",
+            DType::F4E2M1 => "FLOAT4E2M1",
+            DType::F8E8M0 => "FLOAT8E8M0",
+            DType::U2 => "UINT2",
+            DType::I2 => "INT2",
         }
     }
 }
@@ -215,3 +318,13 @@ impl_elem!(u32, U32);
 impl_elem!(u64, U64);
 impl_elem!(bool, Bool);
 impl_elem!(String, String);
+impl_elem!(F8E4M3FN, F8E4M3FN);
+impl_elem!(F8E4M3FNUZ, F8E4M3FNUZ);
+impl_elem!(F8E5M2, F8E5M2);
+impl_elem!(F8E5M2FNUZ, F8E5M2FNUZ);
+impl_elem!(U4, U4);
+impl_elem!(I4, I4);
+impl_elem!(F4E2M1, F4E2M1);
+impl_elem!(F8E8M0, F8E8M0);
+impl_elem!(U2, U2);
+impl_elem!(I2, I2);

@@ -1,6 +1,9 @@
 //! Dense row-major tensors.
 use crate::dtype::{DType, Elem};
 use crate::shape::numel;
+use crate::small_floats::{
+    F4E2M1, F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ, F8E8M0, I2, I4, U2, U4,
+};
 use half::{bf16, f16};
 
 /// The typed buffer behind a [`Tensor`].
@@ -20,6 +23,16 @@ pub enum TensorData {
     U64(Vec<u64>),
     Bool(Vec<bool>),
     String(Vec<String>),
+    F8E4M3FN(Vec<F8E4M3FN>),
+    F8E4M3FNUZ(Vec<F8E4M3FNUZ>),
+    F8E5M2(Vec<F8E5M2>),
+    F8E5M2FNUZ(Vec<F8E5M2FNUZ>),
+    U4(Vec<U4>),
+    I4(Vec<I4>),
+    F4E2M1(Vec<F4E2M1>),
+    F8E8M0(Vec<F8E8M0>),
+    U2(Vec<U2>),
+    I2(Vec<I2>),
 }
 
 /// Runs `$body` with `$v` bound to the typed `Vec` inside a [`TensorData`], whatever its dtype.
@@ -41,6 +54,16 @@ macro_rules! with_data {
             $crate::TensorData::U64($v) => $body,
             $crate::TensorData::Bool($v) => $body,
             $crate::TensorData::String($v) => $body,
+            $crate::TensorData::F8E4M3FN($v) => $body,
+            $crate::TensorData::F8E4M3FNUZ($v) => $body,
+            $crate::TensorData::F8E5M2($v) => $body,
+            $crate::TensorData::F8E5M2FNUZ($v) => $body,
+            $crate::TensorData::U4($v) => $body,
+            $crate::TensorData::I4($v) => $body,
+            $crate::TensorData::F4E2M1($v) => $body,
+            $crate::TensorData::F8E8M0($v) => $body,
+            $crate::TensorData::U2($v) => $body,
+            $crate::TensorData::I2($v) => $body,
         }
     };
 }
@@ -62,6 +85,16 @@ impl TensorData {
             TensorData::U64(_) => DType::U64,
             TensorData::Bool(_) => DType::Bool,
             TensorData::String(_) => DType::String,
+            TensorData::F8E4M3FN(_) => DType::F8E4M3FN,
+            TensorData::F8E4M3FNUZ(_) => DType::F8E4M3FNUZ,
+            TensorData::F8E5M2(_) => DType::F8E5M2,
+            TensorData::F8E5M2FNUZ(_) => DType::F8E5M2FNUZ,
+            TensorData::U4(_) => DType::U4,
+            TensorData::I4(_) => DType::I4,
+            TensorData::F4E2M1(_) => DType::F4E2M1,
+            TensorData::F8E8M0(_) => DType::F8E8M0,
+            TensorData::U2(_) => DType::U2,
+            TensorData::I2(_) => DType::I2,
         }
     }
 
@@ -73,7 +106,8 @@ impl TensorData {
         self.len() == 0
     }
 
-    /// A buffer of `n` zeros (false, empty strings) of `dtype`.
+    /// A buffer of `n` zeros (false, empty strings) of `dtype`; all-zero bits for the narrow
+    /// types (for float8 E8M0, which has no zero, that is its smallest value 2^-127).
     pub fn zeros(dtype: DType, n: usize) -> TensorData {
         match dtype {
             DType::F32 => TensorData::F32(vec![0.0; n]),
@@ -90,6 +124,16 @@ impl TensorData {
             DType::U64 => TensorData::U64(vec![0; n]),
             DType::Bool => TensorData::Bool(vec![false; n]),
             DType::String => TensorData::String(vec![String::new(); n]),
+            DType::F8E4M3FN => TensorData::F8E4M3FN(vec![F8E4M3FN::default(); n]),
+            DType::F8E4M3FNUZ => TensorData::F8E4M3FNUZ(vec![F8E4M3FNUZ::default(); n]),
+            DType::F8E5M2 => TensorData::F8E5M2(vec![F8E5M2::default(); n]),
+            DType::F8E5M2FNUZ => TensorData::F8E5M2FNUZ(vec![F8E5M2FNUZ::default(); n]),
+            DType::U4 => TensorData::U4(vec![U4::default(); n]),
+            DType::I4 => TensorData::I4(vec![I4::default(); n]),
+            DType::F4E2M1 => TensorData::F4E2M1(vec![F4E2M1::default(); n]),
+            DType::F8E8M0 => TensorData::F8E8M0(vec![F8E8M0::default(); n]),
+            DType::U2 => TensorData::U2(vec![U2::default(); n]),
+            DType::I2 => TensorData::I2(vec![I2::default(); n]),
         }
     }
 

@@ -1,7 +1,10 @@
 //! `TensorProto` <-> [`Tensor`]: raw little-endian data, typed fields, external data files.
 use crate::error::ImportError;
 use crate::proto::{SparseTensorProto, TensorProto};
-use millrace_core::{bf16, f16, DType, Tensor, TensorData};
+use millrace_core::{
+    bf16, f16, DType, Tensor, TensorData, F4E2M1, F8E4M3FN, F8E4M3FNUZ, F8E5M2, F8E5M2FNUZ, F8E8M0,
+    I2, I4, U2, U4,
+};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path};
 
@@ -85,7 +88,82 @@ fn decode_raw(name: &str, dtype: DType, raw: &[u8], n: usize) -> Result<TensorDa
         DType::U64 => TensorData::U64(from_le(name, raw, n, u64::from_le_bytes)?),
         DType::Bool => TensorData::Bool(from_le(name, raw, n, |b: [u8; 1]| b[0] != 0)?),
         DType::String => return Err(terr(name, "string tensors cannot use raw_data")),
+        _ => unpack_narrow(name, dtype, raw, n)?,
     })
+}
+
+/// Elements per byte of a narrow dtype in a `TensorProto` (8-bit types: 1).
+fn per_byte(dtype: DType) -> usize {
+    match dtype {
+        DType::U4 | DType::I4 | DType::F4E2M1 => 2,
+        DType::U2 | DType::I2 => 4,
+        _ => 1,
+    }
+}
+
+/// Unpacks the bytes of a narrow dtype (float8: one per byte; 4-bit types: two per byte,
+/// low nibble first; 2-bit types: four per byte from the low bits up).
+fn unpack_narrow(
+    name: &str,
+    dtype: DType,
+    bytes: &[u8],
+    n: usize,
+) -> Result<TensorData, ImportError> {
+    let k = per_byte(dtype);
+    let want = n.div_ceil(k);
+    if bytes.len() != want {
+        return Err(terr(
+            name,
+            format!(
+                "{dtype} data has {} bytes, expected {want} for {n} elements",
+                bytes.len()
+            ),
+        ));
+    }
+    let width = 8 / k;
+    let mask = ((1u16 << width) - 1) as u8;
+    let elems = (0..n).map(|i| (bytes[i / k] >> ((i % k) * width)) & mask);
+    Ok(match dtype {
+        DType::F8E4M3FN => TensorData::F8E4M3FN(elems.map(F8E4M3FN).collect()),
+        DType::F8E4M3FNUZ => TensorData::F8E4M3FNUZ(elems.map(F8E4M3FNUZ).collect()),
+        DType::F8E5M2 => TensorData::F8E5M2(elems.map(F8E5M2).collect()),
+        DType::F8E5M2FNUZ => TensorData::F8E5M2FNUZ(elems.map(F8E5M2FNUZ).collect()),
+        DType::F8E8M0 => TensorData::F8E8M0(elems.map(F8E8M0).collect()),
+        DType::F4E2M1 => TensorData::F4E2M1(elems.map(F4E2M1).collect()),
+        DType::U4 => TensorData::U4(elems.map(U4::from_bits).collect()),
+        DType::I4 => TensorData::I4(elems.map(I4::from_bits).collect()),
+        DType::U2 => TensorData::U2(elems.map(U2::from_bits).collect()),
+        DType::I2 => TensorData::I2(elems.map(I2::from_bits).collect()),
+        _ => return Err(terr(name, format!("{dtype} is not a narrow dtype"))),
+    })
+}
+
+/// Packs the elements of a narrow dtype as [`unpack_narrow`] reads them; `None` for others.
+fn pack_narrow(data: &TensorData) -> Option<Vec<u8>> {
+    let bits: Vec<u8> = match data {
+        TensorData::F8E4M3FN(v) => v.iter().map(|x| x.0).collect(),
+        TensorData::F8E4M3FNUZ(v) => v.iter().map(|x| x.0).collect(),
+        TensorData::F8E5M2(v) => v.iter().map(|x| x.0).collect(),
+        TensorData::F8E5M2FNUZ(v) => v.iter().map(|x| x.0).collect(),
+        TensorData::F8E8M0(v) => v.iter().map(|x| x.0).collect(),
+        TensorData::F4E2M1(v) => v.iter().map(|x| x.0 & 0xf).collect(),
+        TensorData::U4(v) => v.iter().map(|x| x.to_bits()).collect(),
+        TensorData::I4(v) => v.iter().map(|x| x.to_bits()).collect(),
+        TensorData::U2(v) => v.iter().map(|x| x.to_bits()).collect(),
+        TensorData::I2(v) => v.iter().map(|x| x.to_bits()).collect(),
+        _ => return None,
+    };
+    let k = per_byte(data.dtype());
+    let width = 8 / k;
+    Some(
+        bits.chunks(k)
+            .map(|c| {
+                c.iter()
+                    .enumerate()
+                    .fold(0u8, |acc, (j, &b)| acc | (b << (j * width)))
+            })
+            .collect(),
+    )
 }
 
 fn check_len<T>(name: &str, v: Vec<T>, n: usize) -> Result<Vec<T>, ImportError> {
@@ -139,6 +217,11 @@ fn decode_typed(
                 .collect(),
             n,
         )?),
+        // One int32 per byte of the packed representation.
+        _ => {
+            let bytes: Vec<u8> = i32s().map(|x| x as u8).collect();
+            unpack_narrow(name, dtype, &bytes, n)?
+        }
     })
 }
 
@@ -311,6 +394,7 @@ pub fn tensor_to_proto(name: &str, t: &Tensor) -> TensorProto {
             p.string_data = v.iter().map(|s| s.as_bytes().to_vec()).collect();
             vec![]
         }
+        narrow => pack_narrow(narrow).unwrap_or_default(),
     };
     p
 }
@@ -385,6 +469,15 @@ mod tests {
             Tensor::from_vec(vec![1], vec![f16::from_f32(1.5)]).unwrap(),
             Tensor::from_vec(vec![2], vec!["a".to_string(), "bc".to_string()]).unwrap(),
             Tensor::scalar(7u8),
+            Tensor::from_vec(vec![3], vec![F8E4M3FN(0x7e), F8E4M3FN(0x80), F8E4M3FN(1)]).unwrap(),
+            Tensor::from_vec(vec![2], vec![F8E5M2FNUZ(3), F8E5M2FNUZ(0x80)]).unwrap(),
+            Tensor::from_vec(vec![1], vec![F8E8M0(127)]).unwrap(),
+            Tensor::from_vec(vec![3], vec![I4(-8), I4(7), I4(-1)]).unwrap(),
+            Tensor::from_vec(vec![2], vec![U4(15), U4(1)]).unwrap(),
+            Tensor::from_vec(vec![3], vec![F4E2M1(0xf), F4E2M1(1), F4E2M1(8)]).unwrap(),
+            Tensor::from_vec(vec![5], vec![I2(-2), I2(1), I2(-1), I2(0), I2(-2)]).unwrap(),
+            Tensor::from_vec(vec![2], vec![U2(3), U2(2)]).unwrap(),
+            Tensor::from_vec(vec![0], Vec::<U2>::new()).unwrap(),
         ];
         for t in ts {
             let p = tensor_to_proto("t", &t);
@@ -402,6 +495,52 @@ mod tests {
         };
         let t = tensor_from_proto(&p, None).unwrap();
         assert_eq!(t.to_f32_vec().unwrap(), vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn narrow_types_unpack() {
+        let raw = |dt: i32, dims: Vec<i64>, raw: Vec<u8>| TensorProto {
+            dims,
+            data_type: dt,
+            raw_data: raw,
+            ..Default::default()
+        };
+        // INT4: low nibble first, odd count padded.
+        let t = tensor_from_proto(&raw(22, vec![3], vec![0x8f, 0x07]), None).unwrap();
+        assert_eq!(t.as_slice::<I4>().unwrap(), &[I4(-1), I4(-8), I4(7)]);
+        let t = tensor_from_proto(&raw(21, vec![2], vec![0x8f]), None).unwrap();
+        assert_eq!(t.as_slice::<U4>().unwrap(), &[U4(15), U4(8)]);
+        // INT2: four per byte from the low bits.
+        let t = tensor_from_proto(&raw(26, vec![5], vec![0b00_11_10_01, 0b10]), None).unwrap();
+        assert_eq!(
+            t.as_slice::<I2>().unwrap(),
+            &[I2(1), I2(-2), I2(-1), I2(0), I2(-2)]
+        );
+        assert!(tensor_from_proto(&raw(26, vec![5], vec![0]), None).is_err());
+        assert!(tensor_from_proto(&raw(17, vec![2], vec![0]), None).is_err());
+        // int32_data holds one packed byte each.
+        let p = TensorProto {
+            dims: vec![3],
+            data_type: 23,
+            int32_data: vec![0x21, 0x0f],
+            ..Default::default()
+        };
+        let t = tensor_from_proto(&p, None).unwrap();
+        assert_eq!(
+            t.as_slice::<F4E2M1>().unwrap(),
+            &[F4E2M1(1), F4E2M1(2), F4E2M1(0xf)]
+        );
+        let p = TensorProto {
+            dims: vec![2],
+            data_type: 19,
+            int32_data: vec![0x3c, 0xfc],
+            ..Default::default()
+        };
+        let t = tensor_from_proto(&p, None).unwrap();
+        assert_eq!(
+            t.as_slice::<F8E5M2>().unwrap(),
+            &[F8E5M2(0x3c), F8E5M2(0xfc)]
+        );
     }
 
     #[test]

@@ -153,6 +153,7 @@ pub fn read_npy(name: &str, bytes: &[u8]) -> Result<Tensor, NpzError> {
         DType::U64 => TensorData::U64(le(body, u64::from_le_bytes)),
         DType::Bool => TensorData::Bool(body.iter().map(|&b| b != 0).collect()),
         DType::BF16 | DType::String => return Err(npy_err(name, "unsupported dtype")),
+        narrow => return Err(npy_err(name, format!("unsupported dtype {narrow}"))),
     };
     Tensor::new(shape, data).map_err(|e| npy_err(name, e.to_string()))
 }
@@ -219,6 +220,13 @@ pub fn write_npy(name: &str, t: &Tensor) -> Result<Vec<u8>, NpzError> {
         TensorData::Bool(v) => v.iter().for_each(|&x| out.push(x as u8)),
         TensorData::BF16(_) | TensorData::String(_) => {
             unreachable!("rejected by numpy_descr above")
+        }
+        // No numpy descr for the narrow dtypes (also rejected above).
+        other => {
+            return Err(npy_err(
+                name,
+                format!("{} tensors cannot be saved as .npy", other.dtype()),
+            ))
         }
     }
     Ok(out)
@@ -318,5 +326,13 @@ mod tests {
         let bytes = write_npy("x", &t).unwrap();
         assert!(read_npy("x", &bytes[..bytes.len() - 3]).is_err());
         assert!(read_npy("x", b"garbage").is_err());
+    }
+
+    #[test]
+    fn narrow_dtypes_are_refused() {
+        let t = Tensor::from_vec(vec![2], vec![millrace_core::F8E4M3FN(0x38); 2]).unwrap();
+        assert!(write_npy("x", &t).is_err());
+        let t = Tensor::from_vec(vec![1], vec![millrace_core::I4(-1)]).unwrap();
+        assert!(write_npy("x", &t).is_err());
     }
 }

@@ -185,9 +185,10 @@ impl Legacy {
     }
 }
 
-/// Calls `$body` with `$v` bound to the typed slice of any dtype (numeric, bool, string).
+/// Calls `$body` with `$v` bound to the typed slice of any dtype (numeric, bool, string);
+/// returns an unsupported error from the enclosing function for the narrow dtypes.
 macro_rules! dispatch_any {
-    ($t:expr, |$v:ident : $T:ident| $body:expr) => {{
+    ($op:expr, $t:expr, |$v:ident : $T:ident| $body:expr) => {{
         use millrace_core::TensorData as TD;
         match $t.data() {
             TD::F32($v) => {
@@ -245,6 +246,12 @@ macro_rules! dispatch_any {
             TD::String($v) => {
                 type $T = String;
                 $body
+            }
+            other => {
+                return Err(millrace_ir::OpError::unsupported(
+                    $op,
+                    format!("dtype {}", other.dtype()),
+                ))
             }
         }
     }};

@@ -1,20 +1,56 @@
-//! Cast (ONNX opsets 6, 9, 13, 19, 21): converts a tensor to the dtype code `to`, between
-//! every numeric dtype, bool and string, with ONNX Runtime's semantics (float to int
+//! Cast (ONNX opsets 6, 9, 13, 19, 21, 23, 24, 25): converts a tensor to the dtype code `to`,
+//! between every numeric dtype, bool and string, with ONNX Runtime's semantics (float to int
 //! truncates toward zero, int to int wraps, x != 0 for bool, `%.8g` for float to string).
-use millrace_core::{bf16, f16, DType, Tensor, TensorData};
+//! Casts involving the narrow dtypes (float8, float4, E8M0, int4/uint4, int2/uint2) live in
+//! `cast_small.rs` and follow ONNX's reference, with `saturate` (19+) and `round_mode` (24+).
+use millrace_core::{bf16, f16, DType, E8M0Round, Tensor, TensorData};
 use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
 use std::any::Any;
 use std::sync::Arc;
 
+#[path = "cast_small.rs"]
+mod small;
+
+/// The attributes that shape casts to float8 types.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CastOpts {
+    /// Out-of-range values saturate to the largest finite float8 value (opset 19+; default).
+    pub saturate: bool,
+    /// Rounding toward float8 E8M0 (opset 24+; default `up`).
+    pub round: E8M0Round,
+}
+
+impl Default for CastOpts {
+    fn default() -> Self {
+        CastOpts {
+            saturate: true,
+            round: E8M0Round::Up,
+        }
+    }
+}
+
+/// Reads `saturate` (opset 19+) and `round_mode` (opset 24+), shared with CastLike.
+pub fn read_opts(op: &str, attrs: &Attributes) -> Result<CastOpts, OpError> {
+    let saturate = attrs.int_or("saturate", 1)? != 0;
+    let round = match attrs.string("round_mode")?.as_deref() {
+        None | Some("up") => E8M0Round::Up,
+        Some("down") => E8M0Round::Down,
+        Some("nearest") => E8M0Round::Nearest,
+        Some(other) => {
+            return Err(OpError::attribute(
+                op,
+                "round_mode",
+                format!("unknown rounding mode {other:?}"),
+            ))
+        }
+    };
+    Ok(CastOpts { saturate, round })
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cast {
     pub to: DType,
-}
-
-/// Reads `saturate` (opset 19+), which only affects float8 types millrace does not have.
-pub fn read_saturate(attrs: &Attributes) -> Result<(), OpError> {
-    let _ = attrs.int("saturate")?;
-    Ok(())
+    pub opts: CastOpts,
 }
 
 impl Cast {
@@ -24,13 +60,13 @@ impl Cast {
             .ok()
             .and_then(DType::from_onnx_code)
             .ok_or_else(|| OpError::unsupported("Cast", format!("target dtype code {code}")))?;
-        read_saturate(attrs)?;
-        Ok(Arc::new(Cast { to }))
+        let opts = read_opts("Cast", attrs)?;
+        Ok(Arc::new(Cast { to, opts }))
     }
 }
 
 /// A source element type.
-trait Src: Copy {
+pub(super) trait Src: Copy {
     const FLOAT: bool;
     fn f64_(self) -> f64;
     fn f32_(self) -> f32;
@@ -231,6 +267,12 @@ fn from_strings(op: &str, v: &[String], to: DType) -> Result<TensorData, OpError
                 .collect::<Result<_, _>>()?,
         ),
         DType::String => TensorData::String(v.to_vec()),
+        narrow => {
+            return Err(OpError::unsupported(
+                op,
+                format!("cast from string to {narrow}"),
+            ))
+        }
     })
 }
 
@@ -244,7 +286,8 @@ impl<T: millrace_core::Elem> FromInts<T> for TensorData {
     }
 }
 
-fn convert<S: Src>(v: &[S], to: DType) -> TensorData {
+/// Casts between the ordinary dtypes (not strings as source, not the narrow dtypes).
+pub(super) fn convert<S: Src>(v: &[S], to: DType) -> TensorData {
     fn go<S: Src, D: Dst + millrace_core::Elem>(v: &[S]) -> TensorData {
         D::wrap(v.iter().map(|&s| D::from_src(s)).collect())
     }
@@ -263,15 +306,18 @@ fn convert<S: Src>(v: &[S], to: DType) -> TensorData {
         DType::U64 => go::<S, u64>(v),
         DType::Bool => go::<S, bool>(v),
         DType::String => TensorData::String(v.iter().map(|&s| s.string()).collect()),
+        // Narrow targets are handled by `small::cast_narrow` before this is reached.
+        narrow => TensorData::zeros(narrow, 0),
     }
 }
 
 /// Casts a tensor to `to` (shared with CastLike).
-pub fn cast_tensor(op: &str, x: &Tensor, to: DType) -> Result<Tensor, OpError> {
+pub fn cast_tensor(op: &str, x: &Tensor, to: DType, opts: CastOpts) -> Result<Tensor, OpError> {
     if x.dtype() == to {
         return Ok(x.clone());
     }
     let data = match x.data() {
+        _ if x.dtype().is_narrow() || to.is_narrow() => small::cast_narrow(op, x, to, opts)?,
         TensorData::F32(v) => convert(v, to),
         TensorData::F64(v) => convert(v, to),
         TensorData::F16(v) => convert(v, to),
@@ -286,6 +332,12 @@ pub fn cast_tensor(op: &str, x: &Tensor, to: DType) -> Result<Tensor, OpError> {
         TensorData::U64(v) => convert(v, to),
         TensorData::Bool(v) => convert(v, to),
         TensorData::String(v) => from_strings(op, v, to)?,
+        other => {
+            return Err(OpError::unsupported(
+                op,
+                format!("cast from {}", other.dtype()),
+            ))
+        }
     };
     Tensor::new(x.shape().to_vec(), data).map_err(|e| OpError::tensor(op, e))
 }
@@ -306,7 +358,12 @@ impl Op for Cast {
     }
 
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
-        Ok(vec![cast_tensor(self.name(), inputs.req(0)?, self.to)?])
+        Ok(vec![cast_tensor(
+            self.name(),
+            inputs.req(0)?,
+            self.to,
+            self.opts,
+        )?])
     }
 
     fn describe(&self) -> String {
@@ -325,7 +382,10 @@ mod tests {
     use millrace_ir::Attr;
 
     fn cast(to: DType) -> Cast {
-        Cast { to }
+        Cast {
+            to,
+            opts: CastOpts::default(),
+        }
     }
 
     #[test]
@@ -389,7 +449,37 @@ mod tests {
         )
         .unwrap();
         assert_eq!(op.describe(), "to=i64");
-        assert!(build(Cast::from_onnx, "Cast", vec![("to", Attr::Int(17))], 19).is_err());
+        assert!(build(Cast::from_onnx, "Cast", vec![("to", Attr::Int(99))], 19).is_err());
+        let op = build(
+            Cast::from_onnx,
+            "Cast",
+            vec![
+                ("to", Attr::Int(24)),
+                ("saturate", Attr::Int(0)),
+                ("round_mode", Attr::String("nearest".into())),
+            ],
+            25,
+        )
+        .unwrap();
+        let c = op.as_any().downcast_ref::<Cast>().unwrap();
+        assert_eq!(c.to, DType::F8E8M0);
+        assert_eq!(
+            c.opts,
+            CastOpts {
+                saturate: false,
+                round: E8M0Round::Nearest
+            }
+        );
+        assert!(build(
+            Cast::from_onnx,
+            "Cast",
+            vec![
+                ("to", Attr::Int(24)),
+                ("round_mode", Attr::String("odd".into()))
+            ],
+            25
+        )
+        .is_err());
         assert!(build(Cast::from_onnx, "Cast", vec![], 19).is_err());
     }
 }

@@ -26,7 +26,7 @@ pub fn eval_compare<K: CmpKernel>(
     if !K::ANY_DTYPE && matches!(a.dtype(), DType::Bool | DType::String) {
         return Err(OpError::unsupported(op, format!("dtype {}", a.dtype())));
     }
-    let (shape, v) = dispatch_any!(a, |x: T| {
+    let (shape, v) = dispatch_any!(op, a, |x: T| {
         let y = typed::<T>(op, b)?;
         map2(op, x, a.shape(), y, b.shape(), |p, q| k.cmp(p, q))?
     });

@@ -57,7 +57,7 @@ impl Op for Where {
         let y = inputs.req(2)?;
         same_dtype(op, x, y)?;
         let cv = typed::<bool>(op, c)?;
-        let out = dispatch_any!(x, |xv: T| {
+        let out = dispatch_any!(op, x, |xv: T| {
             let yv = typed::<T>(op, y)?;
             let (shape, v) = map3(
                 op,

@@ -282,6 +282,7 @@ pub(crate) fn scalar_data(op: &str, dtype: DType, v: f64) -> Result<TensorData, 
                 "a numeric value for a string tensor",
             ))
         }
+        narrow => return Err(OpError::unsupported(op, format!("dtype {narrow}"))),
     })
 }
 
