@@ -192,7 +192,7 @@ fn exponent_of(v: f64) -> i32 {
 macro_rules! small_float {
     ($(#[$doc:meta])* $name:ident, $fmt:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
         pub struct $name(pub u8);
 
         impl $name {
@@ -258,7 +258,7 @@ pub enum E8M0Round {
 }
 
 /// float8 E8M0 (unsigned exponent, bias 127): the value is `2^(bits - 127)`; 0xFF is NaN.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct F8E8M0(pub u8);
 
 impl F8E8M0 {

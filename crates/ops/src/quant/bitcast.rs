@@ -56,7 +56,8 @@ fn bits(data: &TensorData) -> Option<Vec<u64>> {
         TensorData::U32(v) => v.iter().map(|&x| x as u64).collect(),
         TensorData::U64(v) => v.clone(),
         TensorData::Bool(v) => v.iter().map(|&x| x as u64).collect(),
-        TensorData::String(_) => return None,
+        // Strings have no bits; the narrow float/int types are refused (not bit-exact here).
+        _ => return None,
     })
 }
 
@@ -85,6 +86,7 @@ fn from_bits(to: DType, b: Vec<u64>) -> Result<TensorData, OpError> {
             TensorData::Bool(b.into_iter().map(|x| x == 1).collect())
         }
         DType::String => return Err(OpError::invalid(NAME, "cannot bit-cast to string")),
+        other => return Err(OpError::unsupported(NAME, format!("bit-cast to {other}"))),
     })
 }
 
@@ -111,7 +113,8 @@ impl Op for BitCast {
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
         self.check(x.dtype())?;
-        let b = bits(x.data()).ok_or_else(|| OpError::invalid(NAME, "cannot bit-cast strings"))?;
+        let b = bits(x.data())
+            .ok_or_else(|| OpError::unsupported(NAME, format!("bit-cast from {}", x.dtype())))?;
         let data = from_bits(self.to, b)?;
         let t = Tensor::new(x.shape().to_vec(), data).map_err(|e| OpError::tensor(NAME, e))?;
         Ok(vec![t])

@@ -175,6 +175,14 @@ impl Op for Pad {
                         }
                         c.data().clone()
                     }
+                    // E8M0 has no zero: ONNX pads with 0 cast to E8M0, which is NaN, while a
+                    // zero-filled buffer would hold 2^-127. Refuse rather than guess.
+                    _ if x.dtype() == millrace_core::DType::F8E8M0 => {
+                        return Err(OpError::unsupported(
+                            op,
+                            "float8e8m0 padding without a constant_value",
+                        ))
+                    }
                     _ => TensorData::zeros(x.dtype(), 1),
                 };
                 (ints_of(op, inputs.req(1)?)?, opt_ints(op, inputs, 3)?, fill)
