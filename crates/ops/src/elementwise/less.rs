@@ -1,56 +1,5 @@
 //! Less (ONNX opsets 1, 7, 9, 13): `a < b` elementwise with numpy broadcasting, to bool.
-use super::binary::{infer_broadcast, Legacy};
-use super::logic::{eval_compare, CmpKernel};
-use millrace_core::{DType, Tensor};
-use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
-use std::any::Any;
-use std::sync::Arc;
-
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct Less {
-    pub legacy: Legacy,
-}
-
-impl Less {
-    pub fn from_onnx(attrs: &Attributes, opset: i64) -> Result<Arc<dyn Op>, OpError> {
-        Ok(Arc::new(Less {
-            legacy: Legacy::read(attrs, opset)?,
-        }))
-    }
-}
-
-impl CmpKernel for Less {
-    const ANY_DTYPE: bool = false;
-    fn cmp<T: PartialOrd>(&self, a: &T, b: &T) -> bool {
-        a < b
-    }
-}
-
-impl Op for Less {
-    fn name(&self) -> &'static str {
-        "Less"
-    }
-
-    fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
-        Ok(vec![infer_broadcast(self.name(), ctx, Some(DType::Bool))?])
-    }
-
-    fn cost(&self, inputs: &[ValueType], outputs: &[ValueType]) -> Cost {
-        Cost::elementwise(inputs, outputs, 1)
-    }
-
-    fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
-        eval_compare(self.name(), self, &self.legacy, inputs)
-    }
-
-    fn describe(&self) -> String {
-        self.legacy.describe()
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+super::logic::comparison_op!(Less, "Less", |a, b| a < b);
 
 #[cfg(test)]
 mod tests {

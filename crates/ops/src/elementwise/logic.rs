@@ -88,3 +88,73 @@ pub fn eval_bits<K: BitKernel>(
     });
     Ok(vec![y])
 }
+
+/// Declares an ordering comparison op (`Greater`, `Less`, ...): struct with its legacy
+/// broadcast attributes, constructor, and an `Op` impl over [`eval_compare`].
+macro_rules! comparison_op {
+    ($name:ident, $onnx:literal, |$a:ident, $b:ident| $cmp:expr) => {
+        #[derive(Clone, Debug, PartialEq, Default)]
+        pub struct $name {
+            pub legacy: super::binary::Legacy,
+        }
+
+        impl $name {
+            pub fn from_onnx(
+                attrs: &millrace_ir::Attributes,
+                opset: i64,
+            ) -> Result<std::sync::Arc<dyn millrace_ir::Op>, millrace_ir::OpError> {
+                Ok(std::sync::Arc::new($name {
+                    legacy: super::binary::Legacy::read(attrs, opset)?,
+                }))
+            }
+        }
+
+        impl super::logic::CmpKernel for $name {
+            const ANY_DTYPE: bool = false;
+            fn cmp<T: PartialOrd>(&self, $a: &T, $b: &T) -> bool {
+                $cmp
+            }
+        }
+
+        impl millrace_ir::Op for $name {
+            fn name(&self) -> &'static str {
+                $onnx
+            }
+
+            fn infer(
+                &self,
+                ctx: &millrace_ir::InferCtx<'_>,
+            ) -> Result<Vec<millrace_ir::ValueType>, millrace_ir::OpError> {
+                Ok(vec![super::binary::infer_broadcast(
+                    self.name(),
+                    ctx,
+                    Some(millrace_core::DType::Bool),
+                )?])
+            }
+
+            fn cost(
+                &self,
+                inputs: &[millrace_ir::ValueType],
+                outputs: &[millrace_ir::ValueType],
+            ) -> millrace_ir::Cost {
+                millrace_ir::Cost::elementwise(inputs, outputs, 1)
+            }
+
+            fn eval(
+                &self,
+                inputs: &millrace_ir::Inputs<'_>,
+            ) -> Result<Vec<millrace_core::Tensor>, millrace_ir::OpError> {
+                super::logic::eval_compare(self.name(), self, &self.legacy, inputs)
+            }
+
+            fn describe(&self) -> String {
+                self.legacy.describe()
+            }
+
+            fn as_any(&self) -> &dyn std::any::Any {
+                self
+            }
+        }
+    };
+}
+pub(crate) use comparison_op;
