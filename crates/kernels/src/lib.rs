@@ -3,6 +3,7 @@
 //! Kernels take slices and dimensions and write into output buffers they are given; they
 //! never allocate their outputs and know nothing of graphs or ONNX.
 
+pub mod activation;
 pub mod conv;
 pub mod dgemm;
 pub mod gemm;

@@ -130,31 +130,8 @@ float_impl!(f32, |x: f32| if x.abs() >= 4.0 {
     erf64(x as f64) as f32
 });
 
-/// The error function in f64, accurate to a few ulp.
-///
-/// Uses the everywhere-convergent series with positive terms
-/// `erf(x) = 2/sqrt(pi) * exp(-x^2) * sum_n 2^n x^(2n+1) / (1*3*...*(2n+1))`,
-/// which has no cancellation; `erf(x)` rounds to +-1 beyond |x| = 6.
-pub fn erf64(x: f64) -> f64 {
-    if x.is_nan() {
-        return x;
-    }
-    let a = x.abs();
-    if a >= 6.0 {
-        return 1f64.copysign(x);
-    }
-    let x2 = a * a;
-    let mut term = a;
-    let mut sum = a;
-    let mut n = 0.0;
-    while term > sum * 1e-17 {
-        term *= 2.0 * x2 / (2.0 * n + 3.0);
-        sum += term;
-        n += 1.0;
-    }
-    let r = std::f64::consts::FRAC_2_SQRT_PI * (-x2).exp() * sum;
-    r.min(1.0).copysign(x)
-}
+/// The error function in f64 (shared with the kernels' fused GELU epilogue).
+pub use millrace_kernels::activation::erf64;
 
 /// A float-to-float elementwise kernel.
 pub trait FloatKernel {

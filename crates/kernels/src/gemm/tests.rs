@@ -1,0 +1,287 @@
+use super::*;
+
+fn rnd(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// f64 reference of `act(alpha A B + beta C + bias + residual)`, A row-major m x k,
+/// B row-major k x n, everything else row-major m x n.
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    alpha: f32,
+    beta: f32,
+    col_bias: Option<&[f32]>,
+    res: Option<&[f32]>,
+    act: Activation,
+) -> Vec<f32> {
+    let mut y = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0.0f64;
+            for p in 0..k {
+                s += a[i * k + p] as f64 * b[p * n + j] as f64;
+            }
+            let mut v = alpha as f64 * s;
+            if beta != 0.0 {
+                v += beta as f64 * c[i * n + j] as f64;
+            }
+            if let Some(bv) = col_bias {
+                v += bv[j] as f64;
+            }
+            if let Some(r) = res {
+                v += r[i * n + j] as f64;
+            }
+            y[i * n + j] = act.apply(v as f32);
+        }
+    }
+    y
+}
+
+fn close(got: &[f32], want: &[f32], k: usize, what: &str) {
+    let tol = 1e-5 * (k as f32).sqrt().max(1.0) * 4.0;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}: element {i}: got {g}, want {w}"
+        );
+    }
+}
+
+#[test]
+fn every_kernel_matches_reference_over_awkward_shapes() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    for kernel in Kernel::available() {
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (14, 32, 256),
+            (15, 33, 257),
+            (49, 64, 300),
+            (100, 17, 600),
+            (7, 130, 513),
+            (230, 70, 40),
+        ] {
+            let a = rnd(m * k, 1);
+            let b = rnd(k * n, 2);
+            let c0 = rnd(m * n, 3);
+            let bias = rnd(n, 4);
+            let res = rnd(m * n, 5);
+            let sa = Strided::rows(&a, m, k).unwrap();
+            let sb = Strided::cols(&b, n, k).unwrap();
+            let packed = PackedB::with_kernel(&sb, kernel);
+            for (alpha, beta, act, with_bias, with_res) in [
+                (1.0, 0.0, Activation::None, false, false),
+                (0.5, 2.0, Activation::Relu, true, true),
+                (1.0, 0.0, Activation::Clip { lo: 0.0, hi: 0.5 }, true, false),
+                (1.0, 1.0, Activation::Gelu, false, true),
+            ] {
+                let want = reference(
+                    m,
+                    n,
+                    k,
+                    &a,
+                    &b,
+                    &c0,
+                    alpha,
+                    beta,
+                    with_bias.then_some(&bias[..]),
+                    with_res.then_some(&res[..]),
+                    act,
+                );
+                let epi = Epilogue {
+                    alpha,
+                    beta,
+                    bias: if with_bias {
+                        Bias::Col(&bias)
+                    } else {
+                        Bias::None
+                    },
+                    residual: with_res.then_some(View {
+                        data: &res,
+                        rs: n,
+                        cs: 1,
+                    }),
+                    act,
+                };
+                for rhs in [Rhs::Packed(&packed), Rhs::Source(&sb)] {
+                    let mut c = c0.clone();
+                    pool.install(|| {
+                        gemm_with(
+                            kernel,
+                            &sa,
+                            rhs,
+                            Out {
+                                data: &mut c,
+                                rs: n,
+                                cs: 1,
+                            },
+                            &epi,
+                        )
+                    })
+                    .unwrap();
+                    close(&c, &want, k, &format!("{} {m}x{n}x{k}", kernel.name));
+                }
+                // Column-major output (the convolution layout: C^T in NCHW).
+                let mut ct: Vec<f32> = (0..m * n).map(|x| c0[(x % m) * n + x / m]).collect();
+                let rest: Vec<f32> = (0..m * n).map(|x| res[(x % m) * n + x / m]).collect();
+                let epi_t = Epilogue {
+                    residual: with_res.then_some(View {
+                        data: &rest,
+                        rs: 1,
+                        cs: m,
+                    }),
+                    ..epi
+                };
+                pool.install(|| {
+                    gemm_with(
+                        kernel,
+                        &sa,
+                        Rhs::Packed(&packed),
+                        Out {
+                            data: &mut ct,
+                            rs: 1,
+                            cs: m,
+                        },
+                        &epi_t,
+                    )
+                })
+                .unwrap();
+                let back: Vec<f32> = (0..m * n).map(|x| ct[(x % n) * m + x / n]).collect();
+                close(
+                    &back,
+                    &want,
+                    k,
+                    &format!("{} {m}x{n}x{k} col-major", kernel.name),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn row_bias_and_zero_depth() {
+    let (m, n) = (5, 3);
+    let bias = [1.0, 2.0, 3.0, 4.0, 5.0];
+    let mut c = vec![7.0; m * n];
+    let a: [f32; 0] = [];
+    let sa = Strided::rows(&a, m, 0).unwrap();
+    let sb = Strided::cols(&a, n, 0).unwrap();
+    gemm(
+        &sa,
+        Rhs::Source(&sb),
+        Out {
+            data: &mut c,
+            rs: n,
+            cs: 1,
+        },
+        &Epilogue {
+            bias: Bias::Row(&bias),
+            ..Epilogue::default()
+        },
+    )
+    .unwrap();
+    for i in 0..m {
+        assert_eq!(&c[i * n..(i + 1) * n], &[bias[i]; 3]);
+    }
+}
+
+#[test]
+fn bad_extents_are_errors() {
+    let a = rnd(12, 1);
+    let sa = Strided::rows(&a, 3, 4).unwrap();
+    let sb = Strided::cols(&a, 3, 4).unwrap();
+    let mut c = vec![0.0; 8];
+    let r = gemm(
+        &sa,
+        Rhs::Source(&sb),
+        Out {
+            data: &mut c,
+            rs: 3,
+            cs: 1,
+        },
+        &Epilogue::default(),
+    );
+    assert!(r.is_err());
+    let sb2 = Strided::cols(&a, 2, 6).unwrap();
+    let mut c = vec![0.0; 9];
+    let r = gemm(
+        &sa,
+        Rhs::Source(&sb2),
+        Out {
+            data: &mut c,
+            rs: 3,
+            cs: 1,
+        },
+        &Epilogue::default(),
+    );
+    assert!(r.is_err());
+}
+
+#[test]
+fn convolution_through_implicit_im2col() {
+    use crate::conv::{im2col_2d, Geom2d};
+    let g = Geom2d {
+        c: 8,
+        h: 13,
+        w: 11,
+        kh: 3,
+        kw: 3,
+        sh: 2,
+        sw: 1,
+        dh: 1,
+        dw: 2,
+        pt: 1,
+        pl: 2,
+        oh: 7,
+        ow: 11,
+    };
+    let cout = 40;
+    let x = rnd(g.c * g.h * g.w, 9);
+    let w = rnd(cout * g.c * 9, 10);
+    let kk = g.c * 9;
+    let p = g.oh * g.ow;
+    let mut col = vec![0.0; kk * p];
+    im2col_2d(&x, &g, 0.0, &mut col);
+    // want[co][p] = sum_k w[co][k] col[k][p]
+    let mut want = vec![0.0f32; cout * p];
+    for co in 0..cout {
+        for q in 0..p {
+            want[co * p + q] = (0..kk).map(|k| w[co * kk + k] * col[k * p + q]).sum();
+        }
+    }
+    for kernel in Kernel::available() {
+        let packed = PackedB::with_kernel(&Strided::rows(&w, cout, kk).unwrap(), kernel);
+        let src = Im2col::new(&x, g).unwrap();
+        let mut y = vec![f32::NAN; cout * p];
+        gemm_with(
+            kernel,
+            &src,
+            Rhs::Packed(&packed),
+            Out {
+                data: &mut y,
+                rs: 1,
+                cs: p,
+            },
+            &Epilogue::default(),
+        )
+        .unwrap();
+        close(&y, &want, kk, kernel.name);
+    }
+}
