@@ -1,6 +1,6 @@
 //! GFLOP/s of the packed GEMM on convolution-shaped products (pixels x couts x depth), for
 //! every kernel this CPU runs. `cargo run --release -p millrace-kernels --example gemm_bench [THREADS]`
-use millrace_kernels::gemm::{gemm_with, Epilogue, Kernel, Out, PackedB, Rhs, Strided};
+use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided};
 use std::time::Instant;
 
 fn main() {
@@ -12,7 +12,11 @@ fn main() {
         .num_threads(threads)
         .build()
         .expect("pool");
+    let only = std::env::args().nth(2);
     for kernel in Kernel::available() {
+        if only.as_deref().is_some_and(|o| o != kernel.name) {
+            continue;
+        }
         for &(m, n, k) in &[
             (3136, 64, 64),
             (3136, 64, 576),
@@ -24,19 +28,20 @@ fn main() {
         ] {
             let a: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.01).collect();
             let w: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 * 0.01).collect();
-            let sa = Strided::cols(&a, m, k).unwrap();
-            let pb = PackedB::with_kernel(&Strided::rows(&w, n, k).unwrap(), kernel);
+            // Convolution orientation: weights (n x k) packed on the left, pixels on the right.
+            let sb = Strided::cols(&a, m, k).unwrap();
+            let pa = Packed::lhs_with_kernel(&Strided::rows(&w, n, k).unwrap(), kernel);
             let mut c = vec![0.0f32; m * n];
             let mut run = || {
                 pool.install(|| {
-                    gemm_with(
+                    gemm_ex(
                         kernel,
-                        &sa,
-                        Rhs::Packed(&pb),
+                        Lhs::Packed(&pa),
+                        Rhs::Source(&sb),
                         Out {
                             data: &mut c,
-                            rs: 1,
-                            cs: m,
+                            rs: m,
+                            cs: 1,
                         },
                         &Epilogue::default(),
                     )

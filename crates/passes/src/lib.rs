@@ -6,10 +6,13 @@
 
 mod const_fold;
 mod dead_node_elim;
+mod fuse_conv;
+mod patterns;
 mod pipeline;
 
 pub use const_fold::ConstFold;
 pub use dead_node_elim::DeadNodeElim;
+pub use fuse_conv::FuseConv;
 pub use pipeline::{
     default_pipeline, Pass, PassError, PassOptions, PassReport, PassStats, Pipeline,
 };

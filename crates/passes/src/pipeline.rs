@@ -79,7 +79,11 @@ pub struct Pipeline {
 /// The standard pipeline, in order.
 pub fn default_pipeline() -> Pipeline {
     Pipeline {
-        passes: vec![Box::new(crate::ConstFold), Box::new(crate::DeadNodeElim)],
+        passes: vec![
+            Box::new(crate::ConstFold),
+            Box::new(crate::DeadNodeElim),
+            Box::new(crate::FuseConv),
+        ],
     }
 }
 

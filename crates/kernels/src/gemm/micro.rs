@@ -6,12 +6,70 @@
 //! Each kernel is compiled for its instruction set with `#[target_feature]` and chosen at
 //! run time by [`super::Kernel::detect`].
 
+/// Where and how a microkernel writes its tile: `C[i][j]` (`i < mv`, `j < nv`) at
+/// `c + i * ldc + j` becomes
+/// `clamp(alpha * acc + add_old * C + bias_row[i] + bias_col[j] + res[i * ldr + j])`, the
+/// bias, residual and clamp only when `last` (the final `K` block). Null pointers mean
+/// "absent". Activations other than a clamp are applied by the caller afterwards.
+#[derive(Clone, Copy, Debug)]
+pub struct TileOut {
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub mv: usize,
+    pub nv: usize,
+    pub alpha: f32,
+    pub add_old: f32,
+    pub last: bool,
+    pub bias_row: *const f32,
+    pub bias_col: *const f32,
+    pub res: *const f32,
+    pub ldr: usize,
+    pub clamp: Option<(f32, f32)>,
+}
+
 /// Signature shared by all microkernels.
 ///
 /// # Safety
-/// `a` must hold `kc * MR` floats, `b` `kc * NR`, `tile` `MR * NR`, and the CPU must have
-/// the kernel's instruction set.
-pub type MicroFn = unsafe fn(kc: usize, a: *const f32, b: *const f32, tile: *mut f32);
+/// `a` must hold `kc * MR` floats, `b` `kc * NR`; every pointer in `out` must be valid for
+/// the `mv x nv` tile it describes; the CPU must have the kernel's instruction set.
+pub type MicroFn = unsafe fn(kc: usize, a: *const f32, b: *const f32, out: &TileOut);
+
+/// Stores an `MR x NR` accumulator array (row-major, leading dimension `nr`) per `out`.
+///
+/// # Safety
+/// As [`MicroFn`].
+#[inline(always)]
+pub unsafe fn store_acc(acc: &[f32], nr: usize, o: &TileOut) {
+    for i in 0..o.mv {
+        let dst = std::slice::from_raw_parts_mut(o.c.add(i * o.ldc), o.nv);
+        let src = &acc[i * nr..i * nr + o.nv];
+        if o.add_old == 0.0 {
+            dst.iter_mut().zip(src).for_each(|(d, s)| *d = o.alpha * s);
+        } else {
+            dst.iter_mut()
+                .zip(src)
+                .for_each(|(d, s)| *d = o.alpha * s + o.add_old * *d);
+        }
+        if !o.last {
+            continue;
+        }
+        if !o.bias_row.is_null() {
+            let b = *o.bias_row.add(i);
+            dst.iter_mut().for_each(|d| *d += b);
+        }
+        if !o.bias_col.is_null() {
+            let b = std::slice::from_raw_parts(o.bias_col, o.nv);
+            dst.iter_mut().zip(b).for_each(|(d, b)| *d += b);
+        }
+        if !o.res.is_null() {
+            let r = std::slice::from_raw_parts(o.res.add(i * o.ldr), o.nv);
+            dst.iter_mut().zip(r).for_each(|(d, r)| *d += r);
+        }
+        if let Some((lo, hi)) = o.clamp {
+            dst.iter_mut().for_each(|d| *d = d.max(lo).min(hi));
+        }
+    }
+}
 
 /// Portable kernel (any CPU): 4 x 16 with plain arrays the compiler vectorizes.
 pub const GENERIC_MR: usize = 4;
@@ -19,7 +77,7 @@ pub const GENERIC_NR: usize = 16;
 
 /// # Safety
 /// See [`MicroFn`].
-pub unsafe fn generic(kc: usize, a: *const f32, b: *const f32, tile: *mut f32) {
+pub unsafe fn generic(kc: usize, a: *const f32, b: *const f32, out: &TileOut) {
     const MR: usize = GENERIC_MR;
     const NR: usize = GENERIC_NR;
     let a = std::slice::from_raw_parts(a, kc * MR);
@@ -33,10 +91,7 @@ pub unsafe fn generic(kc: usize, a: *const f32, b: *const f32, tile: *mut f32) {
             }
         }
     }
-    let tile = std::slice::from_raw_parts_mut(tile, MR * NR);
-    for i in 0..MR {
-        tile[i * NR..(i + 1) * NR].copy_from_slice(&acc[i]);
-    }
+    store_acc(acc.as_flattened(), NR, out);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -51,7 +106,7 @@ pub mod x86 {
     /// # Safety
     /// See [`super::MicroFn`]; needs AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn avx2(kc: usize, a: *const f32, b: *const f32, tile: *mut f32) {
+    pub unsafe fn avx2(kc: usize, a: *const f32, b: *const f32, out: &super::TileOut) {
         const MR: usize = AVX2_MR;
         const NR: usize = AVX2_NR;
         let mut c = [[_mm256_setzero_ps(); 2]; MR];
@@ -67,10 +122,12 @@ pub mod x86 {
             a = a.add(MR);
             b = b.add(NR);
         }
+        let mut acc = [0.0f32; MR * NR];
         for (i, ci) in c.iter().enumerate() {
-            _mm256_storeu_ps(tile.add(i * NR), ci[0]);
-            _mm256_storeu_ps(tile.add(i * NR + 8), ci[1]);
+            _mm256_storeu_ps(acc.as_mut_ptr().add(i * NR), ci[0]);
+            _mm256_storeu_ps(acc.as_mut_ptr().add(i * NR + 8), ci[1]);
         }
+        super::store_acc(&acc, NR, out);
     }
 
     pub const AVX512_MR: usize = 14;
@@ -81,7 +138,7 @@ pub mod x86 {
     /// # Safety
     /// See [`super::MicroFn`]; needs AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub unsafe fn avx512(kc: usize, a: *const f32, b: *const f32, tile: *mut f32) {
+    pub unsafe fn avx512(kc: usize, a: *const f32, b: *const f32, o: &super::TileOut) {
         const MR: usize = AVX512_MR;
         const NR: usize = AVX512_NR;
         let mut c = [[_mm512_setzero_ps(); 2]; MR];
@@ -97,9 +154,62 @@ pub mod x86 {
             a = a.add(MR);
             b = b.add(NR);
         }
-        for (i, ci) in c.iter().enumerate() {
-            _mm512_storeu_ps(tile.add(i * NR), ci[0]);
-            _mm512_storeu_ps(tile.add(i * NR + 16), ci[1]);
+        // The epilogue in registers, masked at the right edge.
+        let m0: __mmask16 = if o.nv >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << o.nv) - 1
+        };
+        let m1: __mmask16 = if o.nv >= 32 {
+            0xFFFF
+        } else if o.nv > 16 {
+            (1u16 << (o.nv - 16)) - 1
+        } else {
+            0
+        };
+        let alpha = _mm512_set1_ps(o.alpha);
+        let add_old = _mm512_set1_ps(o.add_old);
+        let (lo, hi) = o.clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+        let (bc0, bc1) = if o.bias_col.is_null() {
+            (_mm512_setzero_ps(), _mm512_setzero_ps())
+        } else {
+            (
+                _mm512_maskz_loadu_ps(m0, o.bias_col),
+                _mm512_maskz_loadu_ps(m1, o.bias_col.add(16)),
+            )
+        };
+        for (i, ci) in c.iter().enumerate().take(o.mv) {
+            let cp = o.c.add(i * o.ldc);
+            let (mut v0, mut v1) = (ci[0], ci[1]);
+            if o.alpha != 1.0 {
+                v0 = _mm512_mul_ps(v0, alpha);
+                v1 = _mm512_mul_ps(v1, alpha);
+            }
+            if o.add_old != 0.0 {
+                v0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, cp), add_old, v0);
+                v1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, cp.add(16)), add_old, v1);
+            }
+            if o.last {
+                if !o.bias_row.is_null() {
+                    let b = _mm512_set1_ps(*o.bias_row.add(i));
+                    v0 = _mm512_add_ps(v0, b);
+                    v1 = _mm512_add_ps(v1, b);
+                }
+                v0 = _mm512_add_ps(v0, bc0);
+                v1 = _mm512_add_ps(v1, bc1);
+                if !o.res.is_null() {
+                    let rp = o.res.add(i * o.ldr);
+                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rp));
+                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rp.add(16)));
+                }
+                if o.clamp.is_some() {
+                    v0 = _mm512_min_ps(_mm512_max_ps(v0, lo), hi);
+                    v1 = _mm512_min_ps(_mm512_max_ps(v1, lo), hi);
+                }
+            }
+            _mm512_mask_storeu_ps(cp, m0, v0);
+            _mm512_mask_storeu_ps(cp.add(16), m1, v1);
         }
     }
 }

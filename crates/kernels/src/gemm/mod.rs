@@ -113,44 +113,80 @@ fn shape_err(msg: impl Into<String>) -> GemmError {
     GemmError::Shape(msg.into())
 }
 
-/// `B` (`K x N`) packed once for one kernel: `NR`-column panels in `kc`-deep blocks.
+/// An operand packed once for one kernel: `A` in `MR`-row panels or `B` in `NR`-column
+/// panels, in `kc`-deep blocks. Weights are packed like this at model compile time.
 #[derive(Clone, Debug)]
-pub struct PackedB {
+pub struct Packed {
     kernel: &'static Kernel,
+    /// Panel width: the kernel's `mr` (an `A`) or `nr` (a `B`).
+    width: usize,
     k: usize,
-    n: usize,
+    len: usize,
     data: Vec<f32>,
 }
 
-impl PackedB {
-    /// Packs `src` (its `len` is N, its `depth` K) for the detected kernel.
-    pub fn new(src: &dyn PanelSource) -> PackedB {
-        PackedB::with_kernel(src, Kernel::detect())
+/// `A` (`M x K`) packed in `MR`-row panels.
+pub type PackedA = Packed;
+/// `B` (`K x N`) packed in `NR`-column panels.
+pub type PackedB = Packed;
+
+impl Packed {
+    /// Packs `src` (its `len` is N, its `depth` K) as a `B` for the detected kernel.
+    pub fn new(src: &dyn PanelSource) -> Packed {
+        Packed::with_kernel(src, Kernel::detect())
     }
 
-    pub fn with_kernel(src: &dyn PanelSource, kernel: &'static Kernel) -> PackedB {
-        let (k, n, nr) = (src.depth(), src.len(), kernel.nr);
-        let panels = n.div_ceil(nr);
-        let mut data = vec![0.0f32; panels * nr * k];
-        if n > 0 && k > 0 {
+    /// Packs `src` as a `B` (`NR` panels) for `kernel`.
+    pub fn with_kernel(src: &dyn PanelSource, kernel: &'static Kernel) -> Packed {
+        Packed::build(src, kernel, kernel.nr)
+    }
+
+    /// Packs `src` (its `len` is M, its `depth` K) as an `A` (`MR` panels) for `kernel`.
+    pub fn lhs_with_kernel(src: &dyn PanelSource, kernel: &'static Kernel) -> Packed {
+        Packed::build(src, kernel, kernel.mr)
+    }
+
+    /// Packs `src` as an `A` for the detected kernel.
+    pub fn lhs(src: &dyn PanelSource) -> Packed {
+        Packed::lhs_with_kernel(src, Kernel::detect())
+    }
+
+    fn build(src: &dyn PanelSource, kernel: &'static Kernel, width: usize) -> Packed {
+        let (k, len) = (src.depth(), src.len());
+        let panels = len.div_ceil(width);
+        let mut data = vec![0.0f32; panels * width * k];
+        if len > 0 && k > 0 {
             let mut off = 0;
             for pc in 0..kernel.blocks(k) {
                 let k0 = pc * kernel.kc;
                 let kcb = kernel.kc.min(k - k0);
                 for jr in 0..panels {
-                    src.pack(jr * nr, nr, k0, kcb, &mut data[off..off + kcb * nr]);
-                    off += kcb * nr;
+                    src.pack(
+                        jr * width,
+                        width,
+                        k0,
+                        kcb,
+                        &mut data[off..off + kcb * width],
+                    );
+                    off += kcb * width;
                 }
             }
         }
-        PackedB { kernel, k, n, data }
+        Packed {
+            kernel,
+            width,
+            k,
+            len,
+            data,
+        }
     }
 
     pub fn k(&self) -> usize {
         self.k
     }
+    /// Columns (a `B`) or rows (an `A`).
     pub fn n(&self) -> usize {
-        self.n
+        self.len
     }
     pub fn kernel(&self) -> &'static Kernel {
         self.kernel
@@ -162,26 +198,42 @@ impl PackedB {
 
     /// Panel `jr` of block `pc` (which starts at depth `pc * kc`).
     fn panel(&self, pc: usize, jr: usize) -> &[f32] {
-        let (kc, nr) = (self.kernel.kc, self.kernel.nr);
-        let panels = self.n.div_ceil(nr);
+        let (kc, w) = (self.kernel.kc, self.width);
+        let panels = self.len.div_ceil(w);
         let k0 = pc * kc;
         let kcb = kc.min(self.k - k0);
-        let off = k0 * panels * nr + jr * kcb * nr;
-        &self.data[off..off + kcb * nr]
+        let off = k0 * panels * w + jr * kcb * w;
+        &self.data[off..off + kcb * w]
     }
+}
+
+/// The left-hand operand: prepacked, or packed on the fly from a source.
+#[derive(Clone, Copy)]
+pub enum Lhs<'a> {
+    Packed(&'a Packed),
+    Source(&'a dyn PanelSource),
 }
 
 /// The right-hand operand: prepacked, or packed on the fly from a source.
 #[derive(Clone, Copy)]
 pub enum Rhs<'a> {
-    Packed(&'a PackedB),
+    Packed(&'a Packed),
     Source(&'a dyn PanelSource),
+}
+
+impl Lhs<'_> {
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            Lhs::Packed(p) => (p.len, p.k),
+            Lhs::Source(s) => (s.len(), s.depth()),
+        }
+    }
 }
 
 impl Rhs<'_> {
     fn dims(&self) -> (usize, usize) {
         match self {
-            Rhs::Packed(p) => (p.k, p.n),
+            Rhs::Packed(p) => (p.k, p.len),
             Rhs::Source(s) => (s.depth(), s.len()),
         }
     }
@@ -258,7 +310,7 @@ pub fn gemm(
         Rhs::Packed(p) => p.kernel,
         Rhs::Source(_) => Kernel::detect(),
     };
-    gemm_with(kernel, a, b, c, epi)
+    gemm_ex(kernel, Lhs::Source(a), b, c, epi)
 }
 
 /// [`gemm`] with an explicit kernel (tests compare every kernel the CPU has).
@@ -269,14 +321,33 @@ pub fn gemm_with(
     c: Out<'_>,
     epi: &Epilogue<'_>,
 ) -> Result<(), GemmError> {
-    let (m, k) = (a.len(), a.depth());
+    gemm_ex(kernel, Lhs::Source(a), b, c, epi)
+}
+
+/// The general form: either operand prepacked or packed on the fly. A convolution is
+/// `Lhs::Packed(weights)` times `Rhs::Source(Im2col)` into a row-major `Cout x pixels` C
+/// (NCHW); a layer with constant weights on the right is `Lhs::Source` times
+/// `Rhs::Packed`.
+pub fn gemm_ex(
+    kernel: &'static Kernel,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    c: Out<'_>,
+    epi: &Epilogue<'_>,
+) -> Result<(), GemmError> {
+    let (m, k) = a.dims();
     let (kb, n) = b.dims();
     if kb != k {
         return Err(shape_err(format!("A is {m}x{k} but B is {kb}x{n}")));
     }
+    if let Lhs::Packed(p) = a {
+        if !std::ptr::eq(p.kernel, kernel) || p.width != kernel.mr {
+            return Err(shape_err("A was packed for another kernel or as a B"));
+        }
+    }
     if let Rhs::Packed(p) = b {
-        if !std::ptr::eq(p.kernel, kernel) {
-            return Err(shape_err("B was packed for another kernel"));
+        if !std::ptr::eq(p.kernel, kernel) || p.width != kernel.nr {
+            return Err(shape_err("B was packed for another kernel or as an A"));
         }
     }
     let need = span(m, n, c.rs, c.cs).ok_or_else(|| shape_err("C extent overflows"))?;
@@ -322,7 +393,7 @@ pub fn gemm_with(
                     ld: kernel.nr,
                 };
                 // SAFETY: the tile lies inside C (checked above); one thread.
-                unsafe { store_tile(&zero, t, out, epi, true, true) };
+                unsafe { store_tile(&zero, &mut [0.0; 32 * 32], t, out, epi, true, true) };
             }
         }
         return Ok(());
@@ -334,7 +405,9 @@ pub fn gemm_with(
     let (tm, tn) = if threads == 1 || work < 1 << 18 {
         (1, 1)
     } else {
-        split(mp, np, threads)
+        // Split the side that is packed on the fly: each job packs only its own part.
+        let split_n_first = matches!((a, b), (Lhs::Packed(_), Rhs::Source(_)));
+        split(mp, np, threads, split_n_first)
     };
     let job = |ji: usize| {
         let (bi, bj) = (ji / tn, ji % tn);
@@ -351,11 +424,17 @@ pub fn gemm_with(
     Ok(())
 }
 
-/// Splits `mp x np` panels among `threads` jobs: rows first (they share packed `B`).
-fn split(mp: usize, np: usize, threads: usize) -> (usize, usize) {
-    let tm = threads.min(mp);
-    let tn = (threads / tm).clamp(1, np);
-    (tm, tn)
+/// Splits `mp x np` panels among `threads` jobs, along one side first.
+fn split(mp: usize, np: usize, threads: usize, n_first: bool) -> (usize, usize) {
+    if n_first {
+        let tn = threads.min(np);
+        let tm = (threads / tn).clamp(1, mp);
+        (tm, tn)
+    } else {
+        let tm = threads.min(mp);
+        let tn = (threads / tm).clamp(1, np);
+        (tm, tn)
+    }
 }
 
 /// Part `i` of `n` items cut into `parts` near-equal ranges.
@@ -387,6 +466,9 @@ thread_local! {
     static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Column panels of `B` packed at a time (bounds the per-thread `B` buffer near L2 size).
+const NC_PANELS: usize = 8;
+
 /// One job: row panels `p0..p1` by column panels `q0..q1`, all of K.
 ///
 /// # Safety
@@ -394,7 +476,7 @@ thread_local! {
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_block(
     kernel: &'static Kernel,
-    a: &dyn PanelSource,
+    a: Lhs<'_>,
     b: Rhs<'_>,
     out: OutPtr,
     epi: &Epilogue<'_>,
@@ -407,56 +489,122 @@ unsafe fn run_block(
     let (mr, nr, kc) = (kernel.mr, kernel.nr, kernel.kc);
     let mcp = (kernel.mc / mr).max(1);
     let blocks = kernel.blocks(k);
+    // Fast path: the kernel writes straight into a row-major C.
+    let direct = out.cs == 1 && epi.residual.is_none_or(|r| r.cs == 1);
+    let (clamp, post_act) = match epi.act {
+        Activation::None => (None, false),
+        Activation::Relu => (Some((0.0, f32::INFINITY)), false),
+        Activation::Clip { lo, hi } => (Some((lo, hi)), false),
+        _ => (None, true),
+    };
     let mut tile = [0.0f32; 32 * 32];
+    let mut tt = [0.0f32; 32 * 32];
     PACK_A.with_borrow_mut(|abuf| {
         PACK_B.with_borrow_mut(|bbuf| {
             for pc in 0..blocks {
                 let k0 = pc * kc;
                 let kcb = kc.min(k - k0);
                 let (first, last) = (pc == 0, pc + 1 == blocks);
-                if let Rhs::Source(src) = b {
-                    let len = (q1 - q0) * nr * kcb;
-                    if bbuf.len() < len {
-                        bbuf.resize(len, 0.0);
-                    }
-                    for q in q0..q1 {
-                        let o = (q - q0) * nr * kcb;
-                        src.pack(q * nr, nr, k0, kcb, &mut bbuf[o..o + nr * kcb]);
-                    }
-                }
-                let mut ic = p0;
-                while ic < p1 {
-                    let ie = (ic + mcp).min(p1);
-                    let len = (ie - ic) * mr * kcb;
-                    if abuf.len() < len {
-                        abuf.resize(len, 0.0);
-                    }
-                    for p in ic..ie {
-                        let o = (p - ic) * mr * kcb;
-                        a.pack(p * mr, mr, k0, kcb, &mut abuf[o..o + mr * kcb]);
-                    }
-                    for q in q0..q1 {
-                        let bp: &[f32] = match b {
-                            Rhs::Packed(pb) => pb.panel(pc, q),
-                            Rhs::Source(_) => {
-                                let o = (q - q0) * nr * kcb;
-                                &bbuf[o..o + nr * kcb]
-                            }
-                        };
-                        for p in ic..ie {
-                            let ap = &abuf[(p - ic) * mr * kcb..][..mr * kcb];
-                            (kernel.f)(kcb, ap.as_ptr(), bp.as_ptr(), tile.as_mut_ptr());
-                            let t = TileAt {
-                                i0: p * mr,
-                                j0: q * nr,
-                                mv: mr.min(m - p * mr),
-                                nv: nr.min(n - q * nr),
-                                ld: nr,
-                            };
-                            store_tile(&tile, t, out, epi, first, last);
+                let mut jc = q0;
+                while jc < q1 {
+                    let je = (jc + NC_PANELS).min(q1);
+                    if let Rhs::Source(src) = b {
+                        let len = (je - jc) * nr * kcb;
+                        if bbuf.len() < len {
+                            bbuf.resize(len, 0.0);
+                        }
+                        for q in jc..je {
+                            let o = (q - jc) * nr * kcb;
+                            src.pack(q * nr, nr, k0, kcb, &mut bbuf[o..o + nr * kcb]);
                         }
                     }
-                    ic = ie;
+                    let mut ic = p0;
+                    while ic < p1 {
+                        let ie = (ic + mcp).min(p1);
+                        if let Lhs::Source(src) = a {
+                            let len = (ie - ic) * mr * kcb;
+                            if abuf.len() < len {
+                                abuf.resize(len, 0.0);
+                            }
+                            for p in ic..ie {
+                                let o = (p - ic) * mr * kcb;
+                                src.pack(p * mr, mr, k0, kcb, &mut abuf[o..o + mr * kcb]);
+                            }
+                        }
+                        for q in jc..je {
+                            let bp: &[f32] = match b {
+                                Rhs::Packed(pb) => pb.panel(pc, q),
+                                Rhs::Source(_) => &bbuf[(q - jc) * nr * kcb..][..nr * kcb],
+                            };
+                            for p in ic..ie {
+                                let ap: &[f32] = match a {
+                                    Lhs::Packed(pa) => pa.panel(pc, p),
+                                    Lhs::Source(_) => &abuf[(p - ic) * mr * kcb..][..mr * kcb],
+                                };
+                                let t = TileAt {
+                                    i0: p * mr,
+                                    j0: q * nr,
+                                    mv: mr.min(m - p * mr),
+                                    nv: nr.min(n - q * nr),
+                                    ld: nr,
+                                };
+                                if direct {
+                                    let o = micro::TileOut {
+                                        c: out.ptr.add(t.i0 * out.rs + t.j0),
+                                        ldc: out.rs,
+                                        mv: t.mv,
+                                        nv: t.nv,
+                                        alpha: epi.alpha,
+                                        add_old: if first { epi.beta } else { 1.0 },
+                                        last,
+                                        bias_row: match epi.bias {
+                                            Bias::Row(v) => v.as_ptr().add(t.i0),
+                                            _ => std::ptr::null(),
+                                        },
+                                        bias_col: match epi.bias {
+                                            Bias::Col(v) => v.as_ptr().add(t.j0),
+                                            _ => std::ptr::null(),
+                                        },
+                                        res: match &epi.residual {
+                                            Some(r) => r.data.as_ptr().add(t.i0 * r.rs + t.j0),
+                                            None => std::ptr::null(),
+                                        },
+                                        ldr: epi.residual.map_or(0, |r| r.rs),
+                                        clamp,
+                                    };
+                                    (kernel.f)(kcb, ap.as_ptr(), bp.as_ptr(), &o);
+                                    if last && post_act {
+                                        for i in 0..t.mv {
+                                            let row = std::slice::from_raw_parts_mut(
+                                                o.c.add(i * o.ldc),
+                                                t.nv,
+                                            );
+                                            epi.act.apply_slice(row);
+                                        }
+                                    }
+                                } else {
+                                    let o = micro::TileOut {
+                                        c: tile.as_mut_ptr(),
+                                        ldc: nr,
+                                        mv: mr,
+                                        nv: nr,
+                                        alpha: 1.0,
+                                        add_old: 0.0,
+                                        last: false,
+                                        bias_row: std::ptr::null(),
+                                        bias_col: std::ptr::null(),
+                                        res: std::ptr::null(),
+                                        ldr: 0,
+                                        clamp: None,
+                                    };
+                                    (kernel.f)(kcb, ap.as_ptr(), bp.as_ptr(), &o);
+                                    store_tile(&tile, &mut tt, t, out, epi, first, last);
+                                }
+                            }
+                        }
+                        ic = ie;
+                    }
+                    jc = je;
                 }
             }
         })
@@ -466,67 +614,134 @@ unsafe fn run_block(
 /// Writes one accumulator tile into C: the first `K` block also adds `beta * C`; later
 /// blocks add to C; the last applies bias, residual and activation.
 ///
+/// The tile is walked along C's contiguous direction: rows when C is row-major, columns
+/// (after a transpose in a stack buffer) when C is column-major, as a convolution's NCHW
+/// output is (pixels are GEMM rows, channels columns).
+///
 /// # Safety
 /// The tile must lie inside C and no other thread may touch it meanwhile.
 #[inline]
 unsafe fn store_tile(
     tile: &[f32],
+    tt: &mut [f32; 32 * 32],
     t: TileAt,
     out: OutPtr,
     epi: &Epilogue<'_>,
     first: bool,
     last: bool,
 ) {
-    let mut row = [0.0f32; 32];
-    // Walk the output along its contiguous direction.
-    let by_cols = out.rs == 1 && out.cs != 1;
-    let (outer, inner) = if by_cols { (t.nv, t.mv) } else { (t.mv, t.nv) };
-    for o in 0..outer {
-        let v = &mut row[..inner];
-        for (x, val) in v.iter_mut().enumerate() {
-            let (i, j) = if by_cols { (x, o) } else { (o, x) };
-            *val = epi.alpha * tile[i * t.ld + j];
-        }
-        let idx = |x: usize| {
-            let (i, j) = if by_cols { (x, o) } else { (o, x) };
-            (t.i0 + i) * out.rs + (t.j0 + j) * out.cs
-        };
-        if !first {
-            for (x, val) in v.iter_mut().enumerate() {
-                *val += *out.ptr.add(idx(x));
-            }
-        } else if epi.beta != 0.0 {
-            for (x, val) in v.iter_mut().enumerate() {
-                *val += epi.beta * *out.ptr.add(idx(x));
+    let mode = Mode {
+        alpha: epi.alpha,
+        add_old: if first { epi.beta } else { 1.0 },
+        last,
+        act: epi.act,
+    };
+    if out.rs == 1 && out.cs != 1 {
+        for i in 0..t.mv {
+            let src = &tile[i * t.ld..i * t.ld + t.nv];
+            for (j, &v) in src.iter().enumerate() {
+                tt[j * 32 + i] = v;
             }
         }
-        if last {
-            match epi.bias {
-                Bias::None => {}
-                Bias::Row(bv) => {
-                    for (x, val) in v.iter_mut().enumerate() {
-                        let i = if by_cols { x } else { o };
-                        *val += bv[t.i0 + i];
-                    }
+        for j in 0..t.nv {
+            let (gi, gj) = (t.i0, t.j0 + j);
+            let dst = std::slice::from_raw_parts_mut(out.ptr.add(gi + gj * out.cs), t.mv);
+            let bias = match epi.bias {
+                Bias::None => Run::None,
+                Bias::Row(b) => Run::Slice(&b[gi..gi + t.mv]),
+                Bias::Col(b) => Run::Scalar(b[gj]),
+            };
+            let res = match &epi.residual {
+                None => Run::None,
+                Some(r) => Run::strided(r.data, gi * r.rs + gj * r.cs, r.rs, t.mv),
+            };
+            finish_run(&tt[j * 32..j * 32 + t.mv], dst, &mode, bias, res);
+        }
+    } else {
+        for i in 0..t.mv {
+            let (gi, gj) = (t.i0 + i, t.j0);
+            let src = &tile[i * t.ld..i * t.ld + t.nv];
+            let bias = match epi.bias {
+                Bias::None => Run::None,
+                Bias::Row(b) => Run::Scalar(b[gi]),
+                Bias::Col(b) => Run::Slice(&b[gj..gj + t.nv]),
+            };
+            let res = match &epi.residual {
+                None => Run::None,
+                Some(r) => Run::strided(r.data, gi * r.rs + gj * r.cs, r.cs, t.nv),
+            };
+            let base = out.ptr.add(gi * out.rs + gj * out.cs);
+            if out.cs == 1 {
+                let dst = std::slice::from_raw_parts_mut(base, t.nv);
+                finish_run(src, dst, &mode, bias, res);
+            } else {
+                let mut tmp = [0.0f32; 32];
+                for (x, v) in tmp[..t.nv].iter_mut().enumerate() {
+                    *v = *base.add(x * out.cs);
                 }
-                Bias::Col(bv) => {
-                    for (x, val) in v.iter_mut().enumerate() {
-                        let j = if by_cols { o } else { x };
-                        *val += bv[t.j0 + j];
-                    }
+                finish_run(src, &mut tmp[..t.nv], &mode, bias, res);
+                for (x, v) in tmp[..t.nv].iter().enumerate() {
+                    *base.add(x * out.cs) = *v;
                 }
             }
-            if let Some(r) = &epi.residual {
-                for (x, val) in v.iter_mut().enumerate() {
-                    let (i, j) = if by_cols { (x, o) } else { (o, x) };
-                    *val += r.data[(t.i0 + i) * r.rs + (t.j0 + j) * r.cs];
-                }
-            }
-            epi.act.apply_slice(v);
         }
-        for (x, val) in v.iter().enumerate() {
-            *out.ptr.add(idx(x)) = *val;
+    }
+}
+
+struct Mode {
+    alpha: f32,
+    /// Weight of the values already in C (0: overwrite).
+    add_old: f32,
+    last: bool,
+    act: Activation,
+}
+
+/// A run of per-element addends: nothing, one value, a contiguous slice, or a stride.
+enum Run<'a> {
+    None,
+    Scalar(f32),
+    Slice(&'a [f32]),
+    Strided(&'a [f32], usize),
+}
+
+impl<'a> Run<'a> {
+    fn strided(data: &'a [f32], off: usize, stride: usize, n: usize) -> Run<'a> {
+        match stride {
+            0 => Run::Scalar(data[off]),
+            1 => Run::Slice(&data[off..off + n]),
+            s => Run::Strided(&data[off..], s),
         }
+    }
+
+    #[inline(always)]
+    fn add_to(&self, v: &mut [f32]) {
+        match *self {
+            Run::None => {}
+            Run::Scalar(b) => v.iter_mut().for_each(|x| *x += b),
+            Run::Slice(s) => v.iter_mut().zip(s).for_each(|(x, b)| *x += b),
+            Run::Strided(s, st) => v.iter_mut().enumerate().for_each(|(i, x)| *x += s[i * st]),
+        }
+    }
+}
+
+/// `dst = act(alpha * src + add_old * dst + bias + residual)` (bias, residual and act only
+/// on the last `K` block). Each step is one vectorizable pass over the run.
+#[inline(always)]
+fn finish_run(src: &[f32], dst: &mut [f32], m: &Mode, bias: Run<'_>, res: Run<'_>) {
+    let dst = &mut dst[..src.len()];
+    match (m.alpha == 1.0, m.add_old) {
+        (true, 0.0) => dst.copy_from_slice(src),
+        (true, 1.0) => dst.iter_mut().zip(src).for_each(|(d, s)| *d += s),
+        (_, 0.0) => dst.iter_mut().zip(src).for_each(|(d, s)| *d = m.alpha * s),
+        (_, b) => dst
+            .iter_mut()
+            .zip(src)
+            .for_each(|(d, s)| *d = m.alpha * s + b * *d),
+    }
+    if m.last {
+        bias.add_to(dst);
+        res.add_to(dst);
+        m.act.apply_slice(dst);
     }
 }
 

@@ -22,6 +22,19 @@ pub trait PanelSource: Sync {
     }
 }
 
+/// Copies a short run without a call to `memcpy` (panel widths are 4 to 32 floats).
+#[inline(always)]
+fn copy_short(src: &[f32], dst: &mut [f32]) {
+    match (src.len(), dst.len()) {
+        (14, 14) => dst.copy_from_slice(&src[..14]),
+        (16, 16) => dst.copy_from_slice(&src[..16]),
+        (32, 32) => dst.copy_from_slice(&src[..32]),
+        (6, 6) => dst.copy_from_slice(&src[..6]),
+        (4, 4) => dst.copy_from_slice(&src[..4]),
+        _ => dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+    }
+}
+
 /// A dense matrix: element `(p, k)` at `data[p * stride_p + k * stride_k]`.
 #[derive(Clone, Copy, Debug)]
 pub struct Strided<'a> {
@@ -86,7 +99,7 @@ impl PanelSource for Strided<'_> {
         if sp == 1 {
             for kk in 0..kc {
                 let s = p0 + (k0 + kk) * sk;
-                out[kk * w..kk * w + valid].copy_from_slice(&self.data[s..s + valid]);
+                copy_short(&self.data[s..s + valid], &mut out[kk * w..kk * w + valid]);
             }
         } else if sk == 1 {
             for j in 0..valid {
@@ -132,36 +145,58 @@ impl PanelSource for Im2col<'_> {
         let g = &self.g;
         let out = &mut out[..kc * w];
         let valid = w.min(self.len() - p0);
+        if valid < w {
+            out.fill(0.0);
+        }
+        // Cut the panel's positions into runs within one output row; each (c, ky, kx) of a
+        // run is one strided (for stride 1: contiguous) run of the input.
+        let mut j = 0;
+        while j < valid {
+            let p = p0 + j;
+            let (oy, ox0) = (p / g.ow, p % g.ow);
+            let run = (g.ow - ox0).min(valid - j);
+            self.pack_run(oy, ox0, run, j, w, k0, kc, out);
+            j += run;
+        }
+    }
+}
+
+impl Im2col<'_> {
+    /// Packs output positions `(oy, ox0..ox0+run)` into panel columns `j0..j0+run`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn pack_run(
+        &self,
+        oy: usize,
+        ox0: usize,
+        run: usize,
+        j0: usize,
+        w: usize,
+        k0: usize,
+        kc: usize,
+        out: &mut [f32],
+    ) {
+        let g = &self.g;
         let kk_per_c = g.kh * g.kw;
-        let (oy0, ox0) = (p0 / g.ow, p0 % g.ow);
-        // All positions in one output row: each (c, ky, kx) is one strided run of the input.
-        if ox0 + valid <= g.ow {
-            if valid < w {
-                out.fill(0.0);
-            }
-            for (kk, k) in (k0..k0 + kc).enumerate() {
-                let ci = k / kk_per_c;
-                let ky = (k % kk_per_c) / g.kw;
-                let kx = k % g.kw;
-                let dst = &mut out[kk * w..kk * w + valid];
-                let iy = (oy0 * g.sh + ky * g.dh) as isize - g.pt as isize;
-                if iy < 0 || iy >= g.h as isize {
-                    dst.fill(0.0);
-                    continue;
-                }
+        let (mut ci, mut ky, mut kx) = (k0 / kk_per_c, (k0 % kk_per_c) / g.kw, k0 % g.kw);
+        for kk in 0..kc {
+            let dst = &mut out[kk * w + j0..kk * w + j0 + run];
+            let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
+            if iy < 0 || iy >= g.h as isize {
+                dst.fill(0.0);
+            } else {
                 let row = &self.x[(ci * g.h + iy as usize) * g.w..][..g.w];
                 let offx = (kx * g.dw) as isize - g.pl as isize;
-                // Output columns ox0..ox0+valid; those reading inside the row:
+                // Output columns ox0..ox0+run; those reading inside the row:
                 let (lo, hi) = valid_range(g.ow, g.w, g.sw, offx);
-                let lo = lo.clamp(ox0, ox0 + valid) - ox0;
-                let hi = hi.clamp(ox0, ox0 + valid) - ox0;
+                let lo = lo.clamp(ox0, ox0 + run) - ox0;
+                let hi = hi.clamp(ox0, ox0 + run) - ox0;
                 dst[..lo].fill(0.0);
                 dst[hi.max(lo)..].fill(0.0);
                 if lo < hi {
-                    let ix0 = ((ox0 + lo) * g.sw) as isize + offx;
-                    let ix0 = ix0 as usize;
+                    let ix0 = (((ox0 + lo) * g.sw) as isize + offx) as usize;
                     if g.sw == 1 {
-                        dst[lo..hi].copy_from_slice(&row[ix0..ix0 + (hi - lo)]);
+                        copy_short(&row[ix0..ix0 + (hi - lo)], &mut dst[lo..hi]);
                     } else {
                         for (j, d) in dst[lo..hi].iter_mut().enumerate() {
                             *d = row[ix0 + j * g.sw];
@@ -169,23 +204,13 @@ impl PanelSource for Im2col<'_> {
                     }
                 }
             }
-            return;
-        }
-        // General case: positions span several output rows.
-        out.fill(0.0);
-        for j in 0..valid {
-            let p = p0 + j;
-            let (oy, ox) = (p / g.ow, p % g.ow);
-            let by = (oy * g.sh) as isize - g.pt as isize;
-            let bx = (ox * g.sw) as isize - g.pl as isize;
-            for (kk, k) in (k0..k0 + kc).enumerate() {
-                let ci = k / kk_per_c;
-                let ky = (k % kk_per_c) / g.kw;
-                let kx = k % g.kw;
-                let iy = by + (ky * g.dh) as isize;
-                let ix = bx + (kx * g.dw) as isize;
-                if iy >= 0 && iy < g.h as isize && ix >= 0 && ix < g.w as isize {
-                    out[kk * w + j] = self.x[(ci * g.h + iy as usize) * g.w + ix as usize];
+            kx += 1;
+            if kx == g.kw {
+                kx = 0;
+                ky += 1;
+                if ky == g.kh {
+                    ky = 0;
+                    ci += 1;
                 }
             }
         }

@@ -120,12 +120,18 @@ fn every_kernel_matches_reference_over_awkward_shapes() {
                     }),
                     act,
                 };
-                for rhs in [Rhs::Packed(&packed), Rhs::Source(&sb)] {
+                let pa = Packed::lhs_with_kernel(&sa, kernel);
+                for (lhs, rhs) in [
+                    (Lhs::Source(&sa), Rhs::Packed(&packed)),
+                    (Lhs::Source(&sa), Rhs::Source(&sb)),
+                    (Lhs::Packed(&pa), Rhs::Source(&sb)),
+                    (Lhs::Packed(&pa), Rhs::Packed(&packed)),
+                ] {
                     let mut c = c0.clone();
                     pool.install(|| {
-                        gemm_with(
+                        gemm_ex(
                             kernel,
-                            &sa,
+                            lhs,
                             rhs,
                             Out {
                                 data: &mut c,
@@ -283,5 +289,36 @@ fn convolution_through_implicit_im2col() {
         )
         .unwrap();
         close(&y, &want, kk, kernel.name);
+        // The NCHW orientation: packed weights on the left, pixels on the right, with a
+        // row bias, a residual and Relu fused.
+        let pa = Packed::lhs_with_kernel(&Strided::rows(&w, cout, kk).unwrap(), kernel);
+        let bias = rnd(cout, 11);
+        let res = rnd(cout * p, 12);
+        let mut y = vec![f32::NAN; cout * p];
+        gemm_ex(
+            kernel,
+            Lhs::Packed(&pa),
+            Rhs::Source(&src),
+            Out {
+                data: &mut y,
+                rs: p,
+                cs: 1,
+            },
+            &Epilogue {
+                bias: Bias::Row(&bias),
+                residual: Some(View {
+                    data: &res,
+                    rs: p,
+                    cs: 1,
+                }),
+                act: Activation::Relu,
+                ..Epilogue::default()
+            },
+        )
+        .unwrap();
+        let want2: Vec<f32> = (0..cout * p)
+            .map(|i| (want[i] + bias[i / p] + res[i]).max(0.0))
+            .collect();
+        close(&y, &want2, kk, &format!("{} lhs-packed", kernel.name));
     }
 }

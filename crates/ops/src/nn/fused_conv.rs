@@ -1,0 +1,454 @@
+//! FusedConv (millrace): a 2-D f32 convolution with its weights prepacked at compile time
+//! and an epilogue fused in: `Y = act(conv(X, W) + bias + residual)`.
+//!
+//! Built by the `fuse-conv` pass from `Conv` (+ `BatchNormalization` / constant `Add` /
+//! `Mul` folded into `W` and `bias`) (+ a residual `Add`) (+ an activation). Inputs:
+//! `X` and, when a residual was fused, the tensor added to the convolution (same shape
+//! as `Y`). The weights are not graph inputs any more: the op owns them, packed for the
+//! GEMM microkernel this CPU runs, so every run and every thread reads the same copy.
+//!
+//! Kernel choice per layer (made once, at construction, from the planned input shape):
+//! depthwise layers run a direct depthwise kernel; everything else is a GEMM
+//! `W[Cout x Cin*kh*kw] x im2col(X)` whose right operand is packed straight from the
+//! image (implicit im2col: no im2col buffer), written as NCHW with the epilogue applied
+//! per register tile.
+use super::common::Window;
+use super::conv::Conv;
+use millrace_core::{DType, Dim, Tensor, TensorData};
+use millrace_ir::{Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_kernels::activation::Activation;
+use millrace_kernels::conv::Geom2d;
+use millrace_kernels::gemm::{
+    gemm_ex, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs, Strided, View,
+};
+use rayon::prelude::*;
+use std::any::Any;
+
+const NAME: &str = "FusedConv";
+
+/// How the layer runs.
+#[derive(Debug)]
+enum Path {
+    /// One packed `A` (the group's `Cout/g x Cin/g*kh*kw` weights) per group.
+    Gemm(Vec<Packed>),
+    /// Depth multiplier 1, one channel per group: a direct loop per channel.
+    Depthwise,
+}
+
+#[derive(Debug)]
+pub struct FusedConv {
+    window: Window,
+    group: usize,
+    /// `[Cout, Cin/group, kh, kw]`.
+    w_shape: [usize; 4],
+    /// Folded weights, kept for the paths that read them directly.
+    weights: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    act: Activation,
+    residual: bool,
+    /// Names of the nodes folded in, for plans and profiles.
+    fused: Vec<String>,
+    path: Path,
+}
+
+impl FusedConv {
+    /// Builds the op from a `Conv`'s attributes and folded f32 weights.
+    pub fn new(
+        conv: &Conv,
+        w_shape: &[usize],
+        weights: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        act: Activation,
+        residual: bool,
+        fused: Vec<String>,
+    ) -> Result<FusedConv, OpError> {
+        let &[m, cg, kh, kw] = w_shape else {
+            return Err(OpError::invalid(
+                NAME,
+                format!("weights {w_shape:?} are not 4-D"),
+            ));
+        };
+        let group = conv.group;
+        if group == 0 || m % group != 0 {
+            return Err(OpError::invalid(
+                NAME,
+                "output channels must divide into groups",
+            ));
+        }
+        let k = cg * kh * kw;
+        if weights.len() != m * k {
+            return Err(OpError::invalid(NAME, "weights do not match their shape"));
+        }
+        if bias.as_ref().is_some_and(|b| b.len() != m) {
+            return Err(OpError::invalid(
+                NAME,
+                "bias length differs from output channels",
+            ));
+        }
+        let mg = m / group;
+        let path = if cg == 1 && mg == 1 {
+            Path::Depthwise
+        } else {
+            let packs = (0..group)
+                .map(|g| {
+                    let wg = &weights[g * mg * k..(g + 1) * mg * k];
+                    let src = Strided::rows(wg, mg, k)
+                        .ok_or_else(|| OpError::invalid(NAME, "weights too short"))?;
+                    Ok(Packed::lhs(&src))
+                })
+                .collect::<Result<Vec<_>, OpError>>()?;
+            Path::Gemm(packs)
+        };
+        Ok(FusedConv {
+            window: conv.window.clone(),
+            group,
+            w_shape: [m, cg, kh, kw],
+            weights,
+            bias,
+            act,
+            residual,
+            fused,
+            path,
+        })
+    }
+
+    pub fn activation(&self) -> Activation {
+        self.act
+    }
+
+    pub fn has_residual(&self) -> bool {
+        self.residual
+    }
+
+    /// Bytes of prepacked weights this op holds.
+    pub fn weight_bytes(&self) -> usize {
+        let packed = match &self.path {
+            Path::Gemm(p) => p.iter().map(Packed::bytes).sum(),
+            Path::Depthwise => 0,
+        };
+        packed + self.weights.len() * 4
+    }
+
+    fn geom(&self, x: &[usize]) -> Result<(Geom2d, usize, usize), OpError> {
+        let &[_, c, h, w] = x else {
+            return Err(OpError::invalid(NAME, format!("input {x:?} is not 4-D")));
+        };
+        let [_, cg, kh, kw] = self.w_shape;
+        if c != cg * self.group {
+            return Err(OpError::invalid(
+                NAME,
+                format!(
+                    "input has {c} channels, weights expect {cg} x group {}",
+                    self.group
+                ),
+            ));
+        }
+        let r = self.window.resolve(NAME, &[h, w], Some(&[kh, kw]))?;
+        let g = Geom2d {
+            c: cg,
+            h,
+            w,
+            kh,
+            kw,
+            sh: r.strides[0],
+            sw: r.strides[1],
+            dh: r.dilations[0],
+            dw: r.dilations[1],
+            pt: r.pads_begin[0],
+            pl: r.pads_begin[1],
+            oh: r.output[0],
+            ow: r.output[1],
+        };
+        Ok((g, r.output[0], r.output[1]))
+    }
+}
+
+fn f32s<'a>(t: &'a Tensor, what: &str) -> Result<&'a [f32], OpError> {
+    match t.data() {
+        TensorData::F32(v) => Ok(v),
+        d => Err(OpError::invalid(
+            NAME,
+            format!("{what} must be float32, got {}", d.dtype()),
+        )),
+    }
+}
+
+impl Op for FusedConv {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
+        let x = ctx.input(0)?;
+        let Some(xs) = &x.shape else {
+            return Ok(vec![ValueType {
+                dtype: Some(DType::F32),
+                shape: None,
+            }]);
+        };
+        if xs.len() != 4 {
+            return Err(OpError::invalid(NAME, "input must be N x C x H x W"));
+        }
+        let [m, _, kh, kw] = self.w_shape;
+        let mut shape = vec![xs[0].clone(), Dim::Known(m)];
+        shape.extend(self.window.infer(NAME, &xs[2..], Some(vec![kh, kw])));
+        Ok(vec![ValueType {
+            dtype: Some(DType::F32),
+            shape: Some(shape),
+        }])
+    }
+
+    fn cost(&self, inputs: &[ValueType], outputs: &[ValueType]) -> Cost {
+        let mut c = Cost::movement(inputs, outputs);
+        c.bytes_read += self.weights.len() as u64 * 4;
+        if let Some(ys) = outputs.first().and_then(|t| t.numel()) {
+            let [_, cg, kh, kw] = self.w_shape;
+            let ys = ys as u64;
+            c.flops = 2 * ys * (cg * kh * kw) as u64;
+            c.flops += ys * (self.bias.is_some() as u64 + self.residual as u64);
+            c.flops += ys * (!self.act.is_none()) as u64;
+        }
+        c
+    }
+
+    fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
+        let xt = inputs.req(0)?;
+        let x = f32s(xt, "input")?;
+        let (g, oh, ow) = self.geom(xt.shape())?;
+        let (n, m) = (xt.shape()[0], self.w_shape[0]);
+        let out_shape = vec![n, m, oh, ow];
+        let res = if self.residual {
+            let r = inputs.req(1)?;
+            if r.shape() != out_shape.as_slice() {
+                return Err(OpError::invalid(
+                    NAME,
+                    format!(
+                        "residual shape {:?} differs from the output's {out_shape:?}",
+                        r.shape()
+                    ),
+                ));
+            }
+            Some(f32s(r, "residual")?)
+        } else {
+            None
+        };
+        let plane = oh * ow;
+        let in_img = g.c * self.group * g.h * g.w;
+        let out_img = m * plane;
+        let mut y = vec![0.0f32; n * out_img];
+        if y.is_empty() {
+            return Ok(vec![
+                Tensor::new(out_shape, TensorData::F32(y)).map_err(|e| OpError::tensor(NAME, e))?
+            ]);
+        }
+        let mg = m / self.group;
+        let in_grp = g.c * g.h * g.w;
+        match &self.path {
+            Path::Gemm(packs) => {
+                for img in 0..n {
+                    for (gi, pa) in packs.iter().enumerate() {
+                        let xg = &x[img * in_img + gi * in_grp..][..in_grp];
+                        let src = Im2col::new(xg, g)
+                            .ok_or_else(|| OpError::invalid(NAME, "input too short"))?;
+                        let yo = img * out_img + gi * mg * plane;
+                        let epi = Epilogue {
+                            bias: match &self.bias {
+                                Some(b) => Bias::Row(&b[gi * mg..(gi + 1) * mg]),
+                                None => Bias::None,
+                            },
+                            residual: res.map(|r| View {
+                                data: &r[yo..yo + mg * plane],
+                                rs: plane,
+                                cs: 1,
+                            }),
+                            act: self.act,
+                            ..Epilogue::default()
+                        };
+                        gemm_ex(
+                            pa.kernel(),
+                            Lhs::Packed(pa),
+                            Rhs::Source(&src),
+                            Out {
+                                data: &mut y[yo..yo + mg * plane],
+                                rs: plane,
+                                cs: 1,
+                            },
+                            &epi,
+                        )
+                        .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
+                    }
+                }
+            }
+            Path::Depthwise => {
+                let kk = g.kh * g.kw;
+                let g1 = Geom2d { c: 1, ..g };
+                y.par_chunks_mut(plane).enumerate().for_each(|(i, out)| {
+                    let ch = i % m;
+                    let xi = &x[i * g.h * g.w..(i + 1) * g.h * g.w];
+                    let b = self.bias.as_ref().map_or(0.0, |b| b[ch]);
+                    millrace_kernels::conv::depthwise_2d(
+                        xi,
+                        &self.weights[ch * kk..(ch + 1) * kk],
+                        b,
+                        &g1,
+                        out,
+                    );
+                    if let Some(r) = res {
+                        out.iter_mut()
+                            .zip(&r[i * plane..(i + 1) * plane])
+                            .for_each(|(o, r)| *o += r);
+                    }
+                    self.act.apply_slice(out);
+                });
+            }
+        }
+        Ok(vec![
+            Tensor::new(out_shape, TensorData::F32(y)).map_err(|e| OpError::tensor(NAME, e))?
+        ])
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = vec![format!(
+            "W={}x{}x{}x{}",
+            self.w_shape[0], self.w_shape[1], self.w_shape[2], self.w_shape[3]
+        )];
+        let win = self.window.describe();
+        if !win.is_empty() {
+            parts.push(win);
+        }
+        if self.group != 1 {
+            parts.push(format!("group={}", self.group));
+        }
+        if self.bias.is_some() {
+            parts.push("+bias".into());
+        }
+        if self.residual {
+            parts.push("+residual".into());
+        }
+        if !self.act.is_none() {
+            parts.push(format!("+{}", self.act.describe()));
+        }
+        parts.push(match self.path {
+            Path::Gemm(_) => "kernel=gemm".into(),
+            Path::Depthwise => "kernel=depthwise".into(),
+        });
+        if !self.fused.is_empty() {
+            parts.push(format!("fused=[{}]", self.fused.join(",")));
+        }
+        parts.join(" ")
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::conv::tests::{attrs, rnd};
+    use millrace_ir::Attr;
+
+    fn conv_ref(conv: &Conv, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Tensor {
+        let mut items = vec![Some(x), Some(w)];
+        items.push(b);
+        conv.eval(&Inputs::new("Conv", &items)).unwrap().remove(0)
+    }
+
+    #[test]
+    fn matches_conv_with_bias_residual_and_activation() {
+        for (c, m, h, k, s, p, group) in [
+            (8, 16, 9, 3, 1, 1, 1),
+            (3, 40, 12, 7, 2, 3, 1),
+            (16, 16, 7, 1, 1, 0, 1),
+            (8, 12, 10, 3, 2, 1, 4),
+            (6, 6, 9, 3, 1, 1, 6),
+            (6, 6, 9, 3, 2, 1, 6),
+        ] {
+            let a = attrs(
+                "Conv",
+                vec![
+                    ("kernel_shape", Attr::Ints(vec![k as i64, k as i64])),
+                    ("strides", Attr::Ints(vec![s as i64, s as i64])),
+                    ("pads", Attr::Ints(vec![p as i64; 4])),
+                    ("group", Attr::Int(group as i64)),
+                ],
+            );
+            let conv = Conv::parse(&a).unwrap();
+            let x = Tensor::from_vec(vec![2, c, h, h], rnd(2 * c * h * h, 1)).unwrap();
+            let ws = vec![m, c / group, k, k];
+            let wv = rnd(ws.iter().product(), 2);
+            let w = Tensor::from_vec(ws.clone(), wv.clone()).unwrap();
+            let bv = rnd(m, 3);
+            let b = Tensor::from_vec(vec![m], bv.clone()).unwrap();
+            let want = conv_ref(&conv, &x, &w, Some(&b));
+            let res = Tensor::from_vec(want.shape().to_vec(), rnd(want.len(), 4)).unwrap();
+            for (act, with_res) in [
+                (Activation::None, false),
+                (Activation::Relu, true),
+                (Activation::Clip { lo: 0.0, hi: 6.0 }, false),
+                (Activation::Sigmoid, true),
+            ] {
+                let f = FusedConv::new(
+                    &conv,
+                    &ws,
+                    wv.clone(),
+                    Some(bv.clone()),
+                    act,
+                    with_res,
+                    vec![],
+                )
+                .unwrap();
+                let items = [Some(&x), with_res.then_some(&res)];
+                let got = f.eval(&Inputs::new(NAME, &items)).unwrap().remove(0);
+                assert_eq!(got.shape(), want.shape());
+                let (TensorData::F32(g), TensorData::F32(wv), TensorData::F32(r)) =
+                    (got.data(), want.data(), res.data())
+                else {
+                    panic!()
+                };
+                for i in 0..g.len() {
+                    let e = act.apply(wv[i] + if with_res { r[i] } else { 0.0 });
+                    assert!(
+                        (g[i] - e).abs() < 1e-4 * (1.0 + e.abs()),
+                        "{i}: {} vs {e}",
+                        g[i]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let a = attrs("Conv", vec![("kernel_shape", Attr::Ints(vec![3, 3]))]);
+        let conv = Conv::parse(&a).unwrap();
+        assert!(FusedConv::new(
+            &conv,
+            &[4, 2, 3, 3],
+            vec![0.0; 5],
+            None,
+            Activation::None,
+            false,
+            vec![]
+        )
+        .is_err());
+        let f = FusedConv::new(
+            &conv,
+            &[4, 2, 3, 3],
+            vec![0.0; 72],
+            None,
+            Activation::None,
+            true,
+            vec![],
+        )
+        .unwrap();
+        let x = Tensor::from_vec(vec![1, 3, 5, 5], vec![0.0; 75]).unwrap();
+        assert!(f.eval(&Inputs::new(NAME, &[Some(&x)])).is_err());
+        let x = Tensor::from_vec(vec![1, 2, 5, 5], vec![0.0; 50]).unwrap();
+        assert!(
+            f.eval(&Inputs::new(NAME, &[Some(&x)])).is_err(),
+            "missing residual"
+        );
+    }
+}

@@ -1,0 +1,379 @@
+//! fuse-conv: turns a 2-D f32 `Conv` with constant weights, and the chain that follows it,
+//! into one `FusedConv` with prepacked weights and a fused epilogue.
+//!
+//! Folded into the weights and bias: `BatchNormalization` (inference form, constant
+//! statistics), `Mul`/`Div` by a per-channel or scalar constant, `Add`/`Sub` of one.
+//! Fused into the epilogue: one residual `Add` of a same-shaped tensor (the ResNet skip
+//! connection, added on each output tile while it is in cache), then one activation
+//! (`Relu`, `Clip`, `Sigmoid`, `HardSigmoid`, `HardSwish`, `LeakyRelu`, `Tanh`, `Gelu`).
+//!
+//! ```text
+//! %c = Conv(%x, W, B)                        %y = FusedConv[W'=fold(W,BN), +bias,
+//! %n = BatchNormalization(%c, s, b, m, v)               +residual, +relu](%x, %skip)
+//! %a = Add(%n, %skip)                 =>
+//! %y = Relu(%a)
+//! ```
+//!
+//! A link of the chain is fused only when its input has no other reader and is not a
+//! graph output. Refusals are counted with their reason.
+use crate::patterns::{activation_of, const_f32, per_axis, rebuild, Uses};
+use crate::pipeline::{Pass, PassError, PassStats};
+use millrace_core::DType;
+use millrace_ir::{Graph, Node, ValueId};
+use millrace_kernels::activation::Activation;
+use millrace_ops::nn::{batch_norm::BatchNormalization, conv::Conv, fused_conv::FusedConv};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+pub struct FuseConv;
+
+impl Pass for FuseConv {
+    fn name(&self) -> &'static str {
+        "fuse-conv"
+    }
+
+    fn summary(&self) -> &'static str {
+        "Conv + BatchNorm/scale/shift + residual Add + activation into one FusedConv with prepacked weights"
+    }
+
+    fn run(&self, g: &mut Graph, stats: &mut PassStats) -> Result<bool, PassError> {
+        let uses = Uses::new(g);
+        let mut removed: HashSet<usize> = HashSet::new();
+        let mut replaced: HashMap<usize, Node> = HashMap::new();
+        for ni in 0..g.nodes.len() {
+            if removed.contains(&ni) || replaced.contains_key(&ni) {
+                continue;
+            }
+            let node = &g.nodes[ni];
+            let Some(conv) = node.op.as_any().downcast_ref::<Conv>() else {
+                continue;
+            };
+            let Some(mut chain) = Chain::start(g, node, conv, stats) else {
+                continue;
+            };
+            let mut last = ni;
+            let mut cur = node.outputs[0];
+            while let Some(nj) = uses.sole_consumer(cur) {
+                let nj = nj.index();
+                if removed.contains(&nj) || replaced.contains_key(&nj) {
+                    break;
+                }
+                let next = &g.nodes[nj];
+                if next.outputs.len() != 1 || !chain.absorb(g, next, cur, stats) {
+                    break;
+                }
+                removed.insert(nj);
+                last = nj;
+                cur = next.outputs[0];
+            }
+            let fused = match FusedConv::new(
+                conv,
+                &chain.w_shape,
+                chain.w,
+                chain.bias,
+                chain.act,
+                chain.residual.is_some(),
+                chain.names,
+            ) {
+                Ok(f) => f,
+                Err(_) => {
+                    stats.bump("refused: weights do not fit the convolution");
+                    continue;
+                }
+            };
+            stats.bump("fused convolutions");
+            let mut inputs = vec![Some(chain.x)];
+            if let Some(r) = chain.residual {
+                inputs.push(Some(r));
+            }
+            removed.insert(ni);
+            removed.remove(&last);
+            replaced.insert(
+                last,
+                Node {
+                    name: node.name.clone(),
+                    op: Arc::new(fused),
+                    inputs,
+                    outputs: vec![cur],
+                },
+            );
+        }
+        let changed = !replaced.is_empty();
+        rebuild(g, &removed, replaced);
+        if changed {
+            g.remove_dead();
+        }
+        Ok(changed)
+    }
+}
+
+/// The convolution being grown.
+struct Chain {
+    x: ValueId,
+    w_shape: Vec<usize>,
+    w: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    residual: Option<ValueId>,
+    act: Activation,
+    names: Vec<String>,
+    /// Output shape, when known (needed to accept a residual).
+    out_shape: Option<Vec<usize>>,
+}
+
+impl Chain {
+    fn start(g: &Graph, node: &Node, _conv: &Conv, stats: &mut PassStats) -> Option<Chain> {
+        let x = node.inputs.first().copied().flatten()?;
+        if g.value(x).ty.dtype != Some(DType::F32) {
+            stats.bump("refused: not float32");
+            return None;
+        }
+        let Some((w_shape, w)) = node
+            .inputs
+            .get(1)
+            .copied()
+            .flatten()
+            .and_then(|v| const_f32(g, v))
+        else {
+            stats.bump("refused: weights not constant");
+            return None;
+        };
+        if w_shape.len() != 4 {
+            stats.bump("refused: not 2-D");
+            return None;
+        }
+        let bias = match node.inputs.get(2).copied().flatten() {
+            None => None,
+            Some(b) => match const_f32(g, b) {
+                Some((s, v)) if s == [w_shape[0]] => Some(v),
+                _ => {
+                    stats.bump("refused: bias not constant");
+                    return None;
+                }
+            },
+        };
+        Some(Chain {
+            x,
+            out_shape: g.value(node.outputs[0]).ty.concrete_shape(),
+            w_shape,
+            w,
+            bias,
+            residual: None,
+            act: Activation::None,
+            names: Vec::new(),
+        })
+    }
+
+    fn m(&self) -> usize {
+        self.w_shape[0]
+    }
+
+    /// Scales output channel `i` by `s[i]` (weights and bias).
+    fn scale(&mut self, s: &[f32]) {
+        let per = self.w.len() / self.m();
+        for (i, &si) in s.iter().enumerate() {
+            self.w[i * per..(i + 1) * per]
+                .iter_mut()
+                .for_each(|w| *w *= si);
+        }
+        if let Some(b) = &mut self.bias {
+            b.iter_mut().zip(s).for_each(|(b, s)| *b *= s);
+        }
+    }
+
+    fn shift(&mut self, d: &[f32]) {
+        let b = self.bias.get_or_insert_with(|| vec![0.0; d.len()]);
+        b.iter_mut().zip(d).for_each(|(b, d)| *b += d);
+    }
+
+    /// Tries to fold `next` (which reads `cur`) into the chain.
+    fn absorb(&mut self, g: &Graph, next: &Node, cur: ValueId, stats: &mut PassStats) -> bool {
+        let m = self.m();
+        let linear_ok = self.residual.is_none() && self.act.is_none();
+        let other = || -> Option<(usize, ValueId)> {
+            match next.inputs.as_slice() {
+                [Some(a), Some(b)] if *a == cur && *b != cur => Some((1, *b)),
+                [Some(a), Some(b)] if *b == cur && *a != cur => Some((0, *a)),
+                _ => None,
+            }
+        };
+        let ok = match next.op.name() {
+            "BatchNormalization" if linear_ok && next.inputs.first() == Some(&Some(cur)) => {
+                let Some(bn) = next.op.as_any().downcast_ref::<BatchNormalization>() else {
+                    return false;
+                };
+                let params: Option<Vec<Vec<f32>>> = (1..5)
+                    .map(|i| {
+                        let (s, v) = const_f32(g, next.inputs.get(i).copied().flatten()?)?;
+                        (s == [m]).then_some(v)
+                    })
+                    .collect();
+                let Some(p) = params else {
+                    stats.bump("refused BatchNormalization: statistics not constant");
+                    return false;
+                };
+                let (gamma, beta, mean, var) = (&p[0], &p[1], &p[2], &p[3]);
+                let s: Vec<f32> = (0..m)
+                    .map(|i| gamma[i] / (var[i] + bn.epsilon).sqrt())
+                    .collect();
+                let d: Vec<f32> = (0..m).map(|i| beta[i] - mean[i] * s[i]).collect();
+                self.scale(&s);
+                self.shift(&d);
+                stats.bump("folded BatchNormalization");
+                true
+            }
+            op @ ("Mul" | "Div" | "Add" | "Sub") if linear_ok => {
+                let Some((pos, o)) = other() else {
+                    return false;
+                };
+                if let Some((shape, v)) = const_f32(g, o) {
+                    let Some(v) = per_axis(&shape, &v, 4, 1, m) else {
+                        stats.bump(format!("refused {op}: constant not per-channel"));
+                        return false;
+                    };
+                    match (op, pos) {
+                        ("Mul", _) => self.scale(&v),
+                        ("Div", 1) => self.scale(&v.iter().map(|x| 1.0 / x).collect::<Vec<_>>()),
+                        ("Add", _) => self.shift(&v),
+                        ("Sub", 1) => self.shift(&v.iter().map(|x| -x).collect::<Vec<_>>()),
+                        _ => return false,
+                    }
+                    stats.bump(format!("folded constant {op}"));
+                    true
+                } else if op == "Add" {
+                    let same = self.out_shape.is_some()
+                        && g.value(o).ty.concrete_shape() == self.out_shape
+                        && g.value(o).ty.dtype == Some(DType::F32);
+                    if !same {
+                        stats.bump("refused residual Add: shapes differ or unknown");
+                        return false;
+                    }
+                    self.residual = Some(o);
+                    stats.bump("fused residual Add");
+                    true
+                } else {
+                    false
+                }
+            }
+            _ if self.act.is_none() && next.inputs.first() == Some(&Some(cur)) => {
+                match activation_of(g, next) {
+                    Some(a) => {
+                        self.act = a;
+                        stats.bump(format!("fused {}", next.op.name()));
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        };
+        if ok {
+            self.names.push(next.name.clone());
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use millrace_core::Tensor;
+    use millrace_ir::{Attr, Attributes, ValueType};
+    use millrace_ops::registry::Registry;
+
+    fn op(name: &str, attrs: Vec<(&str, Attr)>) -> Arc<dyn millrace_ir::Op> {
+        let a = Attributes::new(
+            name,
+            attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        );
+        (Registry::global().get(name).unwrap())(&a, 17).unwrap()
+    }
+
+    fn rnd(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    /// conv -> BN -> Add(skip) -> Relu, with a second reader of the skip input.
+    fn resnet_block() -> Graph {
+        let mut g = Graph::new("t");
+        let x = g.add_value("x", ValueType::concrete(DType::F32, &[1, 4, 6, 6]));
+        g.inputs.push(x);
+        let w = g.add_constant(
+            "w",
+            Tensor::from_vec(vec![4, 4, 3, 3], rnd(144, 1)).unwrap(),
+        );
+        let b = g.add_constant("b", Tensor::from_vec(vec![4], rnd(4, 2)).unwrap());
+        let bn: Vec<ValueId> = (0..4)
+            .map(|i| {
+                let mut v = rnd(4, 10 + i);
+                if i == 3 {
+                    v.iter_mut().for_each(|x| *x = x.abs() + 0.5);
+                }
+                g.add_constant(format!("bn{i}"), Tensor::from_vec(vec![4], v).unwrap())
+            })
+            .collect();
+        let c = g.add_value("c", ValueType::unknown());
+        let n = g.add_value("n", ValueType::unknown());
+        let a = g.add_value("a", ValueType::unknown());
+        let y = g.add_value("y", ValueType::unknown());
+        g.add_node(
+            "conv",
+            op(
+                "Conv",
+                vec![
+                    ("kernel_shape", Attr::Ints(vec![3, 3])),
+                    ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+                ],
+            ),
+            vec![Some(x), Some(w), Some(b)],
+            vec![c],
+        );
+        g.add_node(
+            "bn",
+            op("BatchNormalization", vec![("epsilon", Attr::Float(1e-3))]),
+            vec![Some(c), Some(bn[0]), Some(bn[1]), Some(bn[2]), Some(bn[3])],
+            vec![n],
+        );
+        g.add_node("add", op("Add", vec![]), vec![Some(n), Some(x)], vec![a]);
+        g.add_node("relu", op("Relu", vec![]), vec![Some(a)], vec![y]);
+        g.outputs.push(y);
+        g.infer_types().unwrap();
+        g
+    }
+
+    #[test]
+    fn fuses_bn_residual_and_relu_with_equal_results() {
+        let g0 = resnet_block();
+        let mut g = g0.clone();
+        let mut stats = PassStats::default();
+        assert!(FuseConv.run(&mut g, &mut stats).unwrap());
+        millrace_ir::verify(&g).unwrap();
+        g.infer_types().unwrap();
+        assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes);
+        assert_eq!(g.nodes[0].op.name(), "FusedConv");
+        assert!(g.constants.is_empty(), "folded weights leave the graph");
+        let d = g.nodes[0].op.describe();
+        assert!(d.contains("+residual") && d.contains("+relu"), "{d}");
+        let x = Tensor::from_vec(vec![1, 4, 6, 6], rnd(144, 7)).unwrap();
+        let want = g0.eval(&[&x], &[]).unwrap();
+        let got = g.eval(&[&x], &[]).unwrap();
+        let (w, v) = (want[0].to_f32_vec().unwrap(), got[0].to_f32_vec().unwrap());
+        for (a, b) in w.iter().zip(&v) {
+            assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn a_second_reader_stops_the_chain() {
+        let mut g = resnet_block();
+        // Make the BN output a graph output too: only the conv itself may fuse.
+        let n = g.find_value("n").unwrap();
+        g.outputs.push(n);
+        let mut stats = PassStats::default();
+        FuseConv.run(&mut g, &mut stats).unwrap();
+        millrace_ir::verify(&g).unwrap();
+        let names: Vec<&str> = g.nodes.iter().map(|n| n.op.name()).collect();
+        assert_eq!(names, ["FusedConv", "Add", "Relu"]);
+    }
+}

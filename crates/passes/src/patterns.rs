@@ -1,0 +1,143 @@
+//! Pattern helpers shared by the fusion passes: recognising activations and per-channel
+//! constants, and replacing a chain of nodes by one.
+use millrace_core::{DType, Tensor};
+use millrace_ir::{Graph, Node, NodeId, ValueId};
+use millrace_kernels::activation::Activation;
+use millrace_ops::elementwise::{
+    clip::Clip, gelu::Gelu, hard_sigmoid::HardSigmoid, leaky_relu::LeakyRelu,
+};
+use std::collections::{HashMap, HashSet};
+
+/// The activation a node computes on its first input, if it is one an epilogue can fuse.
+pub fn activation_of(g: &Graph, node: &Node) -> Option<Activation> {
+    let op = node.op.as_any();
+    let act = match node.op.name() {
+        "Relu" => Activation::Relu,
+        "Sigmoid" => Activation::Sigmoid,
+        "Tanh" => Activation::Tanh,
+        "HardSwish" => Activation::HardSwish,
+        "LeakyRelu" => Activation::LeakyRelu {
+            alpha: op.downcast_ref::<LeakyRelu>()?.alpha,
+        },
+        "HardSigmoid" => {
+            let h = op.downcast_ref::<HardSigmoid>()?;
+            Activation::HardSigmoid {
+                alpha: h.alpha,
+                beta: h.beta,
+            }
+        }
+        "Gelu" => {
+            if op.downcast_ref::<Gelu>()?.tanh {
+                Activation::GeluTanh
+            } else {
+                Activation::Gelu
+            }
+        }
+        "Clip" => {
+            let c = op.downcast_ref::<Clip>()?;
+            let (lo, hi) = match c.attr_bounds {
+                Some((lo, hi)) => (lo, hi),
+                None => (scalar_input(g, node, 1)?, scalar_input(g, node, 2)?),
+            };
+            Activation::Clip {
+                lo: lo.unwrap_or(f32::NEG_INFINITY),
+                hi: hi.unwrap_or(f32::INFINITY),
+            }
+        }
+        _ => return None,
+    };
+    Some(act)
+}
+
+/// `Some(None)` for an absent optional input, `Some(Some(v))` for a constant f32 scalar,
+/// `None` when the input is present but not a constant scalar.
+fn scalar_input(g: &Graph, node: &Node, i: usize) -> Option<Option<f32>> {
+    match node.inputs.get(i).copied().flatten() {
+        None => Some(None),
+        Some(v) => {
+            let t = g.constant(v)?;
+            if t.dtype() != DType::F32 || t.len() != 1 {
+                return None;
+            }
+            Some(Some(t.to_f32_vec().ok()?[0]))
+        }
+    }
+}
+
+/// A constant f32 tensor as a vector.
+pub fn const_f32(g: &Graph, v: ValueId) -> Option<(Vec<usize>, Vec<f32>)> {
+    let t: &Tensor = g.constant(v)?;
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    Some((t.shape().to_vec(), t.to_f32_vec().ok()?))
+}
+
+/// The values of a constant that broadcasts against an `out_rank` tensor as one value per
+/// index of axis `axis` (or one value overall), expanded to `len` values.
+pub fn per_axis(
+    shape: &[usize],
+    v: &[f32],
+    out_rank: usize,
+    axis: usize,
+    len: usize,
+) -> Option<Vec<f32>> {
+    if v.len() == 1 && shape.len() <= out_rank {
+        return Some(vec![v[0]; len]);
+    }
+    if shape.len() > out_rank || v.len() != len {
+        return None;
+    }
+    // Right-aligned broadcast: the only non-1 dim must land on `axis`.
+    let off = out_rank - shape.len();
+    for (i, &d) in shape.iter().enumerate() {
+        if d != 1 && i + off != axis {
+            return None;
+        }
+    }
+    Some(v.to_vec())
+}
+
+/// Consumers of each value, and which values are graph outputs.
+pub struct Uses {
+    consumers: HashMap<ValueId, Vec<NodeId>>,
+    outputs: HashSet<ValueId>,
+}
+
+impl Uses {
+    pub fn new(g: &Graph) -> Uses {
+        Uses {
+            consumers: g.consumers(),
+            outputs: g.outputs.iter().copied().collect(),
+        }
+    }
+
+    /// The single node reading `v`, if exactly one does and `v` is not a graph output.
+    pub fn sole_consumer(&self, v: ValueId) -> Option<NodeId> {
+        if self.outputs.contains(&v) {
+            return None;
+        }
+        match self.consumers.get(&v).map(Vec::as_slice) {
+            Some([n]) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+/// Rewrites `g.nodes`: every node in `removed` goes, every node in `replaced` is swapped.
+pub fn rebuild(g: &mut Graph, removed: &HashSet<usize>, mut replaced: HashMap<usize, Node>) {
+    let nodes = std::mem::take(&mut g.nodes);
+    g.nodes = nodes
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            if let Some(r) = replaced.remove(&i) {
+                Some(r)
+            } else if removed.contains(&i) {
+                None
+            } else {
+                Some(n)
+            }
+        })
+        .collect();
+}
