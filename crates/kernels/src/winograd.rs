@@ -198,7 +198,7 @@ pub fn scratch_len(g: &Geom2d, ww: &WinogradWeights) -> Option<usize> {
     let (ty, tx) = grid(g, ww.variant.m());
     let a = ww.variant.alpha();
     (a * a)
-        .checked_mul(ty.checked_mul(tx)?)?
+        .checked_mul(ty.checked_mul(tx)?.checked_add(L)?)?
         .checked_mul(ww.cin.checked_add(ww.cout)?)
 }
 
@@ -300,13 +300,16 @@ pub fn winograd3x3_with_scratch(
     let a2 = a * a;
     let (nty, ntx) = grid(g, m);
     let tiles = nty * ntx;
+    // Each position's run of tiles is padded by a vector so transforms store and load
+    // whole vectors.
+    let tp = tiles + L;
     let cin = ww.cin;
-    let (v, mm) = scratch[..need].split_at_mut(a2 * tiles * cin);
+    let (v, mm) = scratch[..need].split_at_mut(a2 * tp * cin);
     let geo = TileGeo {
         g: *g,
         nty,
         ntx,
-        tiles,
+        tp,
     };
 
     // 1. Input transform, per input channel.
@@ -318,22 +321,22 @@ pub fn winograd3x3_with_scratch(
         unsafe { input_channel(isa, ww.variant, &geo, xc, vc) }
     };
     if small {
-        v.chunks_mut(a2 * tiles).enumerate().for_each(in_job);
+        v.chunks_mut(a2 * tp).enumerate().for_each(in_job);
     } else {
-        v.par_chunks_mut(a2 * tiles).enumerate().for_each(in_job);
+        v.par_chunks_mut(a2 * tp).enumerate().for_each(in_job);
     }
 
     // 2. One GEMM per position: M[co][pos][tile] = sum over ci of V[ci][pos][tile] U[pos].
     for (pos, pb) in ww.packed.iter().enumerate() {
-        let src = Strided::new(&v[pos * tiles..], tiles, cin, 1, a2 * tiles)
+        let src = Strided::new(&v[pos * tp..], tiles, cin, 1, a2 * tp)
             .ok_or_else(|| err("transformed input view"))?;
         gemm(
             &src,
             Rhs::Packed(pb),
             Out {
-                data: &mut mm[pos * tiles..],
+                data: &mut mm[pos * tp..],
                 rs: 1,
-                cs: a2 * tiles,
+                cs: a2 * tp,
             },
             &Epilogue::default(),
         )?;
@@ -342,7 +345,7 @@ pub fn winograd3x3_with_scratch(
     // 3. Output transform, per output channel, with bias, residual and activation.
     let mm: &[f32] = mm;
     let out_job = |(co, oc): (usize, &mut [f32])| {
-        let mc = &mm[co * a2 * tiles..(co + 1) * a2 * tiles];
+        let mc = &mm[co * a2 * tp..(co + 1) * a2 * tp];
         let b = bias.map_or(0.0, |b| b[co]);
         let r = residual.map(|r| &r[co * plane..(co + 1) * plane]);
         // SAFETY: as above.
@@ -362,7 +365,8 @@ struct TileGeo {
     g: Geom2d,
     nty: usize,
     ntx: usize,
-    tiles: usize,
+    /// Stride between positions in the transformed buffers (tiles plus padding).
+    tp: usize,
 }
 
 /// Instruction set the transforms are compiled for.
@@ -401,11 +405,28 @@ impl V16 {
         v.copy_from_slice(&s[..L]);
         V16(v)
     }
+    /// The first `n` lanes from `s`, zeros after.
     #[inline(always)]
     fn load_part(s: &[f32], n: usize) -> V16 {
+        if n == L {
+            return V16::load(s);
+        }
         let mut v = [0.0; L];
-        v[..n].copy_from_slice(&s[..n]);
+        for (d, &x) in v.iter_mut().zip(&s[..n]) {
+            *d = x;
+        }
         V16(v)
+    }
+    /// Stores the first `n` lanes into `d`.
+    #[inline(always)]
+    fn store_part(self, d: &mut [f32], n: usize) {
+        if n == L {
+            d[..L].copy_from_slice(&self.0);
+        } else {
+            for (d, &x) in d[..n].iter_mut().zip(&self.0) {
+                *d = x;
+            }
+        }
     }
 }
 
@@ -500,17 +521,30 @@ thread_local! {
 /// # Safety
 /// The CPU must support `isa`.
 unsafe fn input_channel(isa: Isa, var: WinogradVariant, geo: &TileGeo, x: &[f32], v: &mut [f32]) {
+    BUFS.with_borrow_mut(|b| input_dispatch(isa, var, geo, x, v, b))
+}
+
+/// # Safety
+/// The CPU must support `isa`.
+unsafe fn input_dispatch(
+    isa: Isa,
+    var: WinogradVariant,
+    geo: &TileGeo,
+    x: &[f32],
+    v: &mut [f32],
+    b: &mut Bufs,
+) {
     match (isa, var) {
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, WinogradVariant::F2x2) => input_avx512::<4, 2>(geo, x, v),
+        (Isa::Avx512, WinogradVariant::F2x2) => input_avx512::<4, 2>(geo, x, v, b),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, WinogradVariant::F4x4) => input_avx512::<6, 4>(geo, x, v),
+        (Isa::Avx512, WinogradVariant::F4x4) => input_avx512::<6, 4>(geo, x, v, b),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, WinogradVariant::F2x2) => input_avx2::<4, 2>(geo, x, v),
+        (Isa::Avx2, WinogradVariant::F2x2) => input_avx2::<4, 2>(geo, x, v, b),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, WinogradVariant::F4x4) => input_avx2::<6, 4>(geo, x, v),
-        (Isa::Generic, WinogradVariant::F2x2) => input_impl::<4, 2>(geo, x, v),
-        (Isa::Generic, WinogradVariant::F4x4) => input_impl::<6, 4>(geo, x, v),
+        (Isa::Avx2, WinogradVariant::F4x4) => input_avx2::<6, 4>(geo, x, v, b),
+        (Isa::Generic, WinogradVariant::F2x2) => input_impl::<4, 2>(geo, x, v, b),
+        (Isa::Generic, WinogradVariant::F4x4) => input_impl::<6, 4>(geo, x, v, b),
     }
 }
 
@@ -529,29 +563,64 @@ unsafe fn output_channel(
     act: Activation,
     out: &mut [f32],
 ) {
+    BUFS.with_borrow_mut(|b| output_dispatch(isa, var, geo, mc, bias, res, act, out, &mut b.a))
+}
+
+/// # Safety
+/// The CPU must support `isa`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn output_dispatch(
+    isa: Isa,
+    var: WinogradVariant,
+    geo: &TileGeo,
+    mc: &[f32],
+    bias: f32,
+    res: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    s: &mut Vec<f32>,
+) {
     match (isa, var) {
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, WinogradVariant::F2x2) => output_avx512::<4, 2>(geo, mc, bias, res, act, out),
+        (Isa::Avx512, WinogradVariant::F2x2) => {
+            output_avx512::<4, 2>(geo, mc, bias, res, act, out, s)
+        }
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx512, WinogradVariant::F4x4) => output_avx512::<6, 4>(geo, mc, bias, res, act, out),
+        (Isa::Avx512, WinogradVariant::F4x4) => {
+            output_avx512::<6, 4>(geo, mc, bias, res, act, out, s)
+        }
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, WinogradVariant::F2x2) => output_avx2::<4, 2>(geo, mc, bias, res, act, out),
+        (Isa::Avx2, WinogradVariant::F2x2) => output_avx2::<4, 2>(geo, mc, bias, res, act, out, s),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, WinogradVariant::F4x4) => output_avx2::<6, 4>(geo, mc, bias, res, act, out),
-        (Isa::Generic, WinogradVariant::F2x2) => output_impl::<4, 2>(geo, mc, bias, res, act, out),
-        (Isa::Generic, WinogradVariant::F4x4) => output_impl::<6, 4>(geo, mc, bias, res, act, out),
+        (Isa::Avx2, WinogradVariant::F4x4) => output_avx2::<6, 4>(geo, mc, bias, res, act, out, s),
+        (Isa::Generic, WinogradVariant::F2x2) => {
+            output_impl::<4, 2>(geo, mc, bias, res, act, out, s)
+        }
+        (Isa::Generic, WinogradVariant::F4x4) => {
+            output_impl::<6, 4>(geo, mc, bias, res, act, out, s)
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn input_avx512<const A: usize, const M: usize>(geo: &TileGeo, x: &[f32], v: &mut [f32]) {
-    input_impl::<A, M>(geo, x, v)
+unsafe fn input_avx512<const A: usize, const M: usize>(
+    geo: &TileGeo,
+    x: &[f32],
+    v: &mut [f32],
+    b: &mut Bufs,
+) {
+    input_impl::<A, M>(geo, x, v, b)
 }
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn input_avx2<const A: usize, const M: usize>(geo: &TileGeo, x: &[f32], v: &mut [f32]) {
-    input_impl::<A, M>(geo, x, v)
+unsafe fn input_avx2<const A: usize, const M: usize>(
+    geo: &TileGeo,
+    x: &[f32],
+    v: &mut [f32],
+    b: &mut Bufs,
+) {
+    input_impl::<A, M>(geo, x, v, b)
 }
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -562,8 +631,9 @@ unsafe fn output_avx512<const A: usize, const M: usize>(
     res: Option<&[f32]>,
     act: Activation,
     out: &mut [f32],
+    s: &mut Vec<f32>,
 ) {
-    output_impl::<A, M>(geo, mc, bias, res, act, out)
+    output_impl::<A, M>(geo, mc, bias, res, act, out, s)
 }
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -574,8 +644,9 @@ unsafe fn output_avx2<const A: usize, const M: usize>(
     res: Option<&[f32]>,
     act: Activation,
     out: &mut [f32],
+    s: &mut Vec<f32>,
 ) {
-    output_impl::<A, M>(geo, mc, bias, res, act, out)
+    output_impl::<A, M>(geo, mc, bias, res, act, out, s)
 }
 
 /// `B^T d` for the variant with input tile `A`.
@@ -602,15 +673,22 @@ fn at<const A: usize, const M: usize>(m: &[V16; A]) -> [V16; M] {
     o
 }
 
-/// Input transform of one channel `x` (`h x w`) into `v` (`[pos][tile]`, `A*A x tiles`).
+/// Input transform of one channel `x` (`h x w`) into `v` (`[pos][tile]`, `A*A` runs of
+/// `tp`).
 #[inline(always)]
-fn input_impl<const A: usize, const M: usize>(geo: &TileGeo, x: &[f32], v: &mut [f32]) {
+fn input_impl<const A: usize, const M: usize>(
+    geo: &TileGeo,
+    x: &[f32],
+    v: &mut [f32],
+    bufs: &mut Bufs,
+) {
     let g = &geo.g;
-    let (ntx, tiles) = (geo.ntx, geo.tiles);
+    let (ntx, tp) = (geo.ntx, geo.tp);
     // Strip width: every column a tile row reads, rounded up to whole vectors.
     let wp = ntx * M + A - M;
-    let wpp = wp.div_ceil(L) * L;
-    BUFS.with_borrow_mut(|bufs| {
+    // Buffer width: whole vectors, and whole groups of L tiles for the horizontal pass.
+    let wpp = (ntx.div_ceil(L) * L * M + A).div_ceil(L) * L;
+    {
         let Bufs { a: strip, b: vert } = bufs;
         if strip.len() < A * wpp {
             strip.resize(A * wpp, 0.0);
@@ -654,23 +732,25 @@ fn input_impl<const A: usize, const M: usize>(geo: &TileGeo, x: &[f32], v: &mut 
             for i in 0..A {
                 let vrow = &vert[i * wpp..(i + 1) * wpp];
                 for tx0 in (0..ntx).step_by(L) {
-                    let n = L.min(ntx - tx0);
+                    // Lanes past the last tile read padding columns; their results
+                    // are not used.
+                    let s = &vrow[tx0 * M..tx0 * M + L * M + A];
                     let mut d = [V16::ZERO; A];
-                    for l in 0..n {
-                        let s = &vrow[(tx0 + l) * M..(tx0 + l) * M + A];
-                        for c in 0..A {
-                            d[c].0[l] = s[c];
+                    for (c, dc) in d.iter_mut().enumerate() {
+                        for (l, dl) in dc.0.iter_mut().enumerate() {
+                            *dl = s[l * M + c];
                         }
                     }
                     let o = bt::<A>(&d);
                     for (j, oj) in o.iter().enumerate() {
-                        let dst = &mut v[(i * A + j) * tiles + t0 + tx0..][..n];
-                        dst.copy_from_slice(&oj.0[..n]);
+                        // Lanes past `n` (zeros) land on the next tile row, written later, or on the
+                        // padding.
+                        v[(i * A + j) * tp + t0 + tx0..][..L].copy_from_slice(&oj.0);
                     }
                 }
             }
         }
-    })
+    }
 }
 
 /// Output transform of one output channel: `mc` (`[pos][tile]`) into `out` (`oh x ow`),
@@ -683,12 +763,12 @@ fn output_impl<const A: usize, const M: usize>(
     res: Option<&[f32]>,
     act: Activation,
     out: &mut [f32],
+    s: &mut Vec<f32>,
 ) {
     let g = &geo.g;
-    let (ntx, tiles) = (geo.ntx, geo.tiles);
+    let (ntx, tp) = (geo.ntx, geo.tp);
     let sw = (ntx * M).div_ceil(L) * L;
-    BUFS.with_borrow_mut(|bufs| {
-        let s = &mut bufs.a;
+    {
         if s.len() < A * sw {
             s.resize(A * sw, 0.0);
         }
@@ -700,7 +780,7 @@ fn output_impl<const A: usize, const M: usize>(
                     let n = L.min(ntx - tx0);
                     let mut d = [V16::ZERO; A];
                     for (j, dj) in d.iter_mut().enumerate() {
-                        *dj = V16::load_part(&mc[(i * A + j) * tiles + t0 + tx0..], n);
+                        *dj = V16::load(&mc[(i * A + j) * tp + t0 + tx0..]);
                     }
                     let o = at::<A, M>(&d);
                     let srow = &mut s[i * sw..(i + 1) * sw];
@@ -727,17 +807,25 @@ fn output_impl<const A: usize, const M: usize>(
                         *v += bias;
                     }
                     if let Some(r) = res {
-                        for (v, &rv) in vals.iter_mut().zip(&r[at..at + n]) {
+                        let r = V16::load_part(&r[at..], n);
+                        for (v, rv) in vals.iter_mut().zip(r.0) {
                             *v += rv;
                         }
                     }
-                    let vals = &mut vals[..n];
-                    act.apply_slice(vals);
-                    out[at..at + n].copy_from_slice(vals);
+                    match act {
+                        Activation::None => {}
+                        Activation::Relu => {
+                            for v in vals.iter_mut() {
+                                *v = v.max(0.0);
+                            }
+                        }
+                        a => a.apply_slice(&mut vals[..n]),
+                    }
+                    V16(vals).store_part(&mut out[at..], n);
                 }
             }
         }
-    })
+    }
 }
 
 /// Whether Winograd beats the direct (implicit im2col GEMM) convolution for a 3x3,
