@@ -52,6 +52,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let threads: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2);
     let repeats: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
+    // Optional: only layers whose net name or shape contains this.
+    let only = args.next();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -87,6 +89,11 @@ fn main() {
         ("vgg16", 512, 512, 28),
         ("vgg16", 512, 512, 14),
     ] {
+        if let Some(o) = &only {
+            if !net.contains(o.as_str()) && !format!("{cin}>{cout}@{hw}").contains(o.as_str()) {
+                continue;
+            }
+        }
         let g = Geom2d {
             c: cin,
             h: hw,

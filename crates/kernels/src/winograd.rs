@@ -310,6 +310,7 @@ pub fn winograd3x3_with_scratch(
         nty,
         ntx,
         tp,
+        mps: ww.cout * tp,
     };
 
     // 1. Input transform, per input channel.
@@ -326,26 +327,32 @@ pub fn winograd3x3_with_scratch(
         v.par_chunks_mut(a2 * tp).enumerate().for_each(in_job);
     }
 
-    // 2. One GEMM per position: M[co][pos][tile] = sum over ci of V[ci][pos][tile] U[pos].
-    for (pos, pb) in ww.packed.iter().enumerate() {
-        let src = Strided::new(&v[pos * tp..], tiles, cin, 1, a2 * tp)
+    // 2. One GEMM per position: M[pos][co][tile] = sum over ci of V[ci][pos][tile] U[pos].
+    // Positions run in parallel (each GEMM may split further), one fork for all of them.
+    let vv: &[f32] = v;
+    let pos_job = |(pos, mp): (usize, &mut [f32])| -> Result<(), WinogradError> {
+        let src = Strided::new(&vv[pos * tp..], tiles, cin, 1, a2 * tp)
             .ok_or_else(|| err("transformed input view"))?;
         gemm(
             &src,
-            Rhs::Packed(pb),
+            Rhs::Packed(&ww.packed[pos]),
             Out {
-                data: &mut mm[pos * tp..],
+                data: mp,
                 rs: 1,
-                cs: a2 * tp,
+                cs: tp,
             },
             &Epilogue::default(),
         )?;
-    }
+        Ok(())
+    };
+    mm.par_chunks_mut(ww.cout * tp)
+        .enumerate()
+        .try_for_each(pos_job)?;
 
     // 3. Output transform, per output channel, with bias, residual and activation.
     let mm: &[f32] = mm;
     let out_job = |(co, oc): (usize, &mut [f32])| {
-        let mc = &mm[co * a2 * tp..(co + 1) * a2 * tp];
+        let mc = &mm[co * tp..];
         let b = bias.map_or(0.0, |b| b[co]);
         let r = residual.map(|r| &r[co * plane..(co + 1) * plane]);
         // SAFETY: as above.
@@ -367,6 +374,8 @@ struct TileGeo {
     ntx: usize,
     /// Stride between positions in the transformed buffers (tiles plus padding).
     tp: usize,
+    /// Stride between positions in the GEMM output (`cout * tp`).
+    mps: usize,
 }
 
 /// Instruction set the transforms are compiled for.
@@ -753,7 +762,8 @@ fn input_impl<const A: usize, const M: usize>(
     }
 }
 
-/// Output transform of one output channel: `mc` (`[pos][tile]`) into `out` (`oh x ow`),
+/// Output transform of one output channel: `mc` (position `p`, tile `t` at
+/// `p * geo.mps + t`) into `out` (`oh x ow`),
 /// adding `bias` and `res` (`oh x ow`) and applying `act`.
 #[inline(always)]
 fn output_impl<const A: usize, const M: usize>(
@@ -766,7 +776,7 @@ fn output_impl<const A: usize, const M: usize>(
     s: &mut Vec<f32>,
 ) {
     let g = &geo.g;
-    let (ntx, tp) = (geo.ntx, geo.tp);
+    let ntx = geo.ntx;
     let sw = (ntx * M).div_ceil(L) * L;
     {
         if s.len() < A * sw {
@@ -780,7 +790,7 @@ fn output_impl<const A: usize, const M: usize>(
                     let n = L.min(ntx - tx0);
                     let mut d = [V16::ZERO; A];
                     for (j, dj) in d.iter_mut().enumerate() {
-                        *dj = V16::load(&mc[(i * A + j) * tp + t0 + tx0..]);
+                        *dj = V16::load(&mc[(i * A + j) * geo.mps + t0 + tx0..]);
                     }
                     let o = at::<A, M>(&d);
                     let srow = &mut s[i * sw..(i + 1) * sw];
