@@ -345,9 +345,16 @@ pub fn winograd3x3_with_scratch(
         )?;
         Ok(())
     };
-    mm.par_chunks_mut(ww.cout * tp)
-        .enumerate()
-        .try_for_each(pos_job)?;
+    let work = (a2 * tiles) as u64 * cin as u64 * ww.cout as u64;
+    if rayon::current_num_threads() == 1 || work < 1 << 20 {
+        mm.chunks_mut(ww.cout * tp)
+            .enumerate()
+            .try_for_each(pos_job)?;
+    } else {
+        mm.par_chunks_mut(ww.cout * tp)
+            .enumerate()
+            .try_for_each(pos_job)?;
+    }
 
     // 3. Output transform, per output channel, with bias, residual and activation.
     let mm: &[f32] = mm;
@@ -838,12 +845,25 @@ fn output_impl<const A: usize, const M: usize>(
     }
 }
 
-/// Whether Winograd beats the direct (implicit im2col GEMM) convolution for a 3x3,
-/// stride-1, pad-1 layer with `cin` inputs and `cout` outputs on an `h x w` image, and
-/// which variant; from measurements on AVX-512 at 2 threads (`examples/winograd_bench.rs`).
+/// Whether Winograd beats the direct (implicit im2col + packed GEMM) convolution for a
+/// 3x3, stride-1 layer with `cin` inputs and `cout` outputs producing an `h x w` output,
+/// and which variant.
+///
+/// From measurements on AVX-512 (`examples/winograd_bench.rs`, 1 and 2 threads, batch 1):
+/// * `F(4x4)` wins from 28x28 up (2.1-3.5x the direct speed at 1 thread, e.g. ResNet-50's
+///   64@56 2.6x, 128@28 2.4x; VGG 256@56 3.5x);
+/// * at 14x14 and 7x7 its 4x4 tiles fill the GEMM's row panels poorly and `F(2x2)` wins
+///   (1.3-2x: ResNet-50 256@14 1.7x, 512@7 1.3x);
+/// * below 4x4 outputs, or with fewer than 16 channels on either side (VGG's first layer,
+///   3 inputs, runs at half speed), the transforms cost more than they save.
 pub fn prefer_winograd(cin: usize, cout: usize, h: usize, w: usize) -> Option<WinogradVariant> {
-    let _ = (cin, cout, h, w);
-    None
+    if cin < 16 || cout < 16 || h.min(w) < 4 {
+        None
+    } else if h.min(w) >= 20 {
+        Some(WinogradVariant::F4x4)
+    } else {
+        Some(WinogradVariant::F2x2)
+    }
 }
 
 #[cfg(test)]
