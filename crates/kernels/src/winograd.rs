@@ -28,7 +28,7 @@
 //! the ISA follows the GEMM kernel the weights were packed for.
 use crate::activation::Activation;
 use crate::conv::Geom2d;
-use crate::gemm::{gemm, Epilogue, GemmError, Kernel, Out, PackedB, Rhs, Strided};
+use crate::gemm::{gemm, Epilogue, GemmError, Kernel, Out, PackedB, PanelSource, Rhs, Strided};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::ops::{Add, Mul, Sub};
@@ -331,7 +331,7 @@ pub fn winograd3x3_with_scratch(
     // Positions run in parallel (each GEMM may split further), one fork for all of them.
     let vv: &[f32] = v;
     let pos_job = |(pos, mp): (usize, &mut [f32])| -> Result<(), WinogradError> {
-        let src = Strided::new(&vv[pos * tp..], tiles, cin, 1, a2 * tp)
+        let src = TileSource::new(&vv[pos * tp..], tiles, cin, a2 * tp)
             .ok_or_else(|| err("transformed input view"))?;
         gemm(
             &src,
@@ -372,6 +372,66 @@ pub fn winograd3x3_with_scratch(
         out.par_chunks_mut(plane).enumerate().for_each(out_job);
     }
     Ok(())
+}
+
+/// The transformed input of one position as the GEMM's `A`: row `t` (a tile), column `ci`
+/// at `data[ci * stride + t]`. Like a column-major [`Strided`], but whole panels are
+/// copied with fixed-size moves (a `memcpy` call per row of a 14-wide panel costs as much
+/// as the multiply when the output has few channels).
+struct TileSource<'a> {
+    data: &'a [f32],
+    tiles: usize,
+    cin: usize,
+    stride: usize,
+}
+
+impl<'a> TileSource<'a> {
+    fn new(data: &'a [f32], tiles: usize, cin: usize, stride: usize) -> Option<TileSource<'a>> {
+        Strided::new(data, tiles, cin, 1, stride)?;
+        Some(TileSource {
+            data,
+            tiles,
+            cin,
+            stride,
+        })
+    }
+
+    #[inline(always)]
+    fn pack_fixed<const W: usize>(&self, p0: usize, k0: usize, kc: usize, out: &mut [f32]) {
+        for (kk, o) in out[..kc * W].chunks_exact_mut(W).enumerate() {
+            let s = (k0 + kk) * self.stride + p0;
+            let src: &[f32; W] = self.data[s..s + W].try_into().expect("W values");
+            o.copy_from_slice(src);
+        }
+    }
+}
+
+impl PanelSource for TileSource<'_> {
+    fn len(&self) -> usize {
+        self.tiles
+    }
+    fn depth(&self) -> usize {
+        self.cin
+    }
+    fn pack(&self, p0: usize, w: usize, k0: usize, kc: usize, out: &mut [f32]) {
+        if p0 + w <= self.tiles {
+            match w {
+                14 => return self.pack_fixed::<14>(p0, k0, kc, out),
+                6 => return self.pack_fixed::<6>(p0, k0, kc, out),
+                4 => return self.pack_fixed::<4>(p0, k0, kc, out),
+                _ => {}
+            }
+        }
+        let out = &mut out[..kc * w];
+        let valid = w.min(self.tiles - p0);
+        if valid < w {
+            out.fill(0.0);
+        }
+        for kk in 0..kc {
+            let s = (k0 + kk) * self.stride + p0;
+            out[kk * w..kk * w + valid].copy_from_slice(&self.data[s..s + valid]);
+        }
+    }
 }
 
 /// Geometry shared by the transforms.
