@@ -1014,6 +1014,8 @@ mod tests {
             (20, 15, 35, 1, 1, 1, 1, 16),
             (33, 6, 40, 0, 1, 2, 0, 40),
             (1, 4, 4, 1, 1, 1, 1, 1),
+            // Large enough for the parallel transforms and position GEMMs.
+            (40, 37, 41, 1, 1, 1, 1, 48),
         ];
         for kernel in Kernel::available() {
             for var in [WinogradVariant::F2x2, WinogradVariant::F4x4] {
@@ -1031,6 +1033,7 @@ mod tests {
                         (true, false, Activation::Relu),
                         (true, true, Activation::None),
                         (false, true, Activation::Relu),
+                        (true, true, Activation::Clip { lo: -0.5, hi: 0.5 }),
                     ] {
                         let mut out = vec![f32::NAN; cout * plane];
                         winograd3x3(
@@ -1094,6 +1097,42 @@ mod tests {
                 println!("{c}x{hw}x{hw} {var:?}: rel L2 {rel:.2e}, max abs {mx:.2e}");
                 assert!(rel < 1e-5, "{var:?} {c}x{hw}: rel L2 {rel}");
             }
+        }
+    }
+
+    #[test]
+    fn caller_scratch_and_reuse_across_shapes() {
+        // One thread-local scratch serves shapes of different sizes in turn; a caller
+        // scratch gives the same result.
+        for &(c, h, w, cout, var) in &[
+            (24, 30, 30, 20, WinogradVariant::F4x4),
+            (8, 5, 9, 12, WinogradVariant::F2x2),
+            (24, 30, 30, 20, WinogradVariant::F2x2),
+            (16, 3, 3, 16, WinogradVariant::F4x4),
+        ] {
+            let g = geom(c, h, w, 1, 1, 1, 1);
+            let x = rnd(c * h * w, 5);
+            let wt = rnd(cout * c * 9, 6);
+            let ww = WinogradWeights::new(&wt, cout, c, var).unwrap();
+            let want = reference(&x, &g, &wt, cout);
+            let mut a = vec![0.0; cout * h * w];
+            winograd3x3(&x, &g, &ww, None, None, Activation::None, &mut a).unwrap();
+            let mut scratch = vec![f32::NAN; scratch_len(&g, &ww).unwrap()];
+            let mut b = vec![0.0; cout * h * w];
+            winograd3x3_with_scratch(
+                &x,
+                &g,
+                &ww,
+                None,
+                None,
+                Activation::None,
+                &mut b,
+                &mut scratch,
+            )
+            .unwrap();
+            assert_eq!(a, b);
+            let (rel, _) = errors(&a, &want);
+            assert!(rel < 1e-5, "{var:?} {c}x{h}x{w}: {rel}");
         }
     }
 
