@@ -909,18 +909,25 @@ fn output_impl<const A: usize, const M: usize>(
 /// 3x3, stride-1 layer with `cin` inputs and `cout` outputs producing an `h x w` output,
 /// and which variant.
 ///
-/// From measurements on AVX-512 (`examples/winograd_bench.rs`, 1 and 2 threads, batch 1):
-/// * `F(4x4)` wins from 28x28 up (2.1-3.5x the direct speed at 1 thread, e.g. ResNet-50's
-///   64@56 2.6x, 128@28 2.4x; VGG 256@56 3.5x);
-/// * at 14x14 and 7x7 its 4x4 tiles fill the GEMM's row panels poorly and `F(2x2)` wins
-///   (1.3-2x: ResNet-50 256@14 1.7x, 512@7 1.3x);
+/// From measurements on AVX-512 (`examples/winograd_bench.rs` at 2 threads, and on-CPU
+/// time at 1 thread, which a shared machine disturbs less), batch 1:
+/// * `F(4x4)` wins from 28x28 up (2.1-3.5x the direct speed at 1 thread: ResNet-50's
+///   64@56 2.6x, 128@28 2.3x; VGG 256@56 3.5x);
+/// * at 14x14 and 7x7 its 4x4 tiles fill the GEMM's 14-row panels poorly and `F(2x2)`
+///   wins (ResNet-50 256@14 1.9x, 512@7 1.3-1.4x; GoogLeNet 96>208@14 1.6x);
 /// * below 4x4 outputs, or with fewer than 16 channels on either side (VGG's first layer,
-///   3 inputs, runs at half speed), the transforms cost more than they save.
+///   3 inputs, runs at half speed), the transforms cost more than they save;
+/// * at 7x7 the gain shrinks as the weights grow (F(2x2) streams 16/9 of the direct
+///   weight bytes): 1024x1024 channels gain only 1.17x at 1 thread and nothing at 2,
+///   so above 512x512 channel pairs small images stay direct.
 pub fn prefer_winograd(cin: usize, cout: usize, h: usize, w: usize) -> Option<WinogradVariant> {
-    if cin < 16 || cout < 16 || h.min(w) < 4 {
+    let side = h.min(w);
+    if cin < 16 || cout < 16 || side < 4 {
         None
-    } else if h.min(w) >= 20 {
+    } else if side >= 20 {
         Some(WinogradVariant::F4x4)
+    } else if side < 10 && cin.saturating_mul(cout) > 512 * 512 {
+        None
     } else {
         Some(WinogradVariant::F2x2)
     }
@@ -1134,6 +1141,18 @@ mod tests {
             let (rel, _) = errors(&a, &want);
             assert!(rel < 1e-5, "{var:?} {c}x{h}x{w}: {rel}");
         }
+    }
+
+    #[test]
+    fn preference_rule() {
+        use WinogradVariant::*;
+        assert_eq!(prefer_winograd(64, 64, 56, 56), Some(F4x4));
+        assert_eq!(prefer_winograd(128, 128, 28, 28), Some(F4x4));
+        assert_eq!(prefer_winograd(256, 256, 14, 14), Some(F2x2));
+        assert_eq!(prefer_winograd(512, 512, 7, 7), Some(F2x2));
+        assert_eq!(prefer_winograd(1024, 1024, 7, 7), None);
+        assert_eq!(prefer_winograd(3, 64, 224, 224), None);
+        assert_eq!(prefer_winograd(256, 256, 3, 3), None);
     }
 
     #[test]
