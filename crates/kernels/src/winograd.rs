@@ -1096,6 +1096,22 @@ mod tests {
                 .map(|v| v * 3f32.sqrt())
                 .collect();
             let want = reference(&x, &g, &wt, c);
+            // The direct GEMM's own rounding error, for scale.
+            let mut direct = vec![0.0; c * hw * hw];
+            let pb = PackedB::new(&Strided::rows(&wt, c, c * 9).unwrap());
+            gemm(
+                &crate::gemm::Im2col::new(&x, g).unwrap(),
+                Rhs::Packed(&pb),
+                Out {
+                    data: &mut direct,
+                    rs: 1,
+                    cs: hw * hw,
+                },
+                &Epilogue::default(),
+            )
+            .unwrap();
+            let (rel, mx) = errors(&direct, &want);
+            println!("{c}x{hw}x{hw} direct: rel L2 {rel:.2e}, max abs {mx:.2e}");
             for var in [WinogradVariant::F2x2, WinogradVariant::F4x4] {
                 let ww = WinogradWeights::new(&wt, c, c, var).unwrap();
                 let mut out = vec![0.0; c * hw * hw];
