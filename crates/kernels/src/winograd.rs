@@ -13,17 +13,23 @@
 //!   ([`WinogradWeights`]).
 //! * Input transform: each `alpha x alpha` input tile (stride `m`, zeros outside the
 //!   image) of each channel becomes `V = B^T d B`, stored as `alpha^2` matrices
-//!   `tiles x cin` (layout `[ci][pos][tile]`, so the GEMM's `A` packer copies contiguous
-//!   runs of tiles). Done per channel in parallel: a vertical pass over whole rows
-//!   (contiguous, 16 columns at a time) then a horizontal pass over groups of 16 tiles.
-//! * `alpha^2` GEMMs `[tiles x cin] x [cin x cout]` on the packed microkernels (threaded
-//!   inside), written as `[co][pos][tile]`.
+//!   `tiles x cin` (layout `[ci][pos][tile]`, each run of tiles padded by one vector, so
+//!   the GEMM's `A` panels are fixed-size copies of contiguous tiles). Done per channel in
+//!   parallel: a vertical pass over whole rows (contiguous, 16 columns at a time) then a
+//!   horizontal pass over groups of 16 tiles (strided loads the compiler turns into
+//!   permutes).
+//! * `alpha^2` GEMMs `[tiles x cin] x [cin x cout]` on the packed microkernels, written
+//!   as `[pos][co][tile]`; the positions run in parallel (each GEMM may split further).
 //! * Output transform per output channel in parallel: `A^T M A`, plus bias and residual,
 //!   then the activation, written straight into the output (partial tiles clipped).
 //!
+//! Scratch (`alpha^2 (tiles + 16) (cin + cout)` floats) is caller-given
+//! ([`winograd3x3_with_scratch`], [`scratch_len`]) or a buffer the calling thread keeps
+//! and grows ([`winograd3x3`]). [`prefer_winograd`] says when to use which variant.
+//!
 //! Two variants: `F(2x2, 3x3)` (alpha 4, 2.25x fewer multiplies, very accurate) and
 //! `F(4x4, 3x3)` (alpha 6, points 0, +-1, +-2, inf; 4x fewer multiplies, a few times the
-//! rounding error of direct convolution, still ~1e-6 relative). The transforms are
+//! rounding error of direct convolution, ~2-3e-6 relative on ResNet-50 layers). The transforms are
 //! written once over 16-lane vectors and compiled for AVX-512, AVX2 and portable code;
 //! the ISA follows the GEMM kernel the weights were packed for.
 use crate::activation::Activation;
