@@ -66,8 +66,10 @@ impl Pass for FuseConv {
                 last = nj;
                 cur = next.outputs[0];
             }
+            let planned = g.value(chain.x).ty.concrete_shape();
             let fused = match FusedConv::new(
                 conv,
+                planned.as_deref(),
                 &chain.w_shape,
                 chain.w,
                 chain.bias,

@@ -322,3 +322,38 @@ fn convolution_through_implicit_im2col() {
         close(&y, &want2, kk, &format!("{} lhs-packed", kernel.name));
     }
 }
+
+/// Throughput of the bare microkernel on L1-resident panels (run with --ignored --nocapture).
+#[test]
+#[ignore]
+fn microkernel_throughput() {
+    for kernel in Kernel::available() {
+        let kc = 256;
+        let a = rnd(kc * kernel.mr, 1);
+        let b = rnd(kc * kernel.nr, 2);
+        let mut c = vec![0.0f32; kernel.mr * kernel.nr];
+        let o = micro::TileOut {
+            c: c.as_mut_ptr(),
+            ldc: kernel.nr,
+            mv: kernel.mr,
+            nv: kernel.nr,
+            alpha: 1.0,
+            add_old: 0.0,
+            last: true,
+            bias_row: std::ptr::null(),
+            bias_col: std::ptr::null(),
+            res: std::ptr::null(),
+            ldr: 0,
+            clamp: None,
+        };
+        let iters = 20000;
+        let t = std::time::Instant::now();
+        for _ in 0..iters {
+            // SAFETY: panels and tile sized for the kernel.
+            unsafe { (kernel.f)(kc, a.as_ptr(), b.as_ptr(), &o) };
+        }
+        let s = t.elapsed().as_secs_f64();
+        let flops = 2.0 * (kc * kernel.mr * kernel.nr) as f64 * iters as f64;
+        println!("{}: {:.1} GFLOP/s", kernel.name, flops / s / 1e9);
+    }
+}

@@ -21,6 +21,7 @@ use millrace_kernels::conv::Geom2d;
 use millrace_kernels::gemm::{
     gemm_ex, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs, Strided, View,
 };
+use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
 use rayon::prelude::*;
 use std::any::Any;
 
@@ -33,6 +34,8 @@ enum Path {
     Gemm(Vec<Packed>),
     /// Depth multiplier 1, one channel per group: a direct loop per channel.
     Depthwise,
+    /// 3x3, stride 1, one group, on an image large enough for transformed tiles to pay.
+    Winograd(WinogradWeights),
 }
 
 #[derive(Debug)]
@@ -41,8 +44,9 @@ pub struct FusedConv {
     group: usize,
     /// `[Cout, Cin/group, kh, kw]`.
     w_shape: [usize; 4],
-    /// Folded weights, kept for the paths that read them directly.
+    /// Folded weights, kept only for the paths that read them directly (depthwise).
     weights: Vec<f32>,
+    n_weights: usize,
     bias: Option<Vec<f32>>,
     act: Activation,
     residual: bool,
@@ -52,9 +56,12 @@ pub struct FusedConv {
 }
 
 impl FusedConv {
-    /// Builds the op from a `Conv`'s attributes and folded f32 weights.
+    /// Builds the op from a `Conv`'s attributes and folded f32 weights. `planned` is the
+    /// input shape the model was compiled for, when known: it picks the kernel.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         conv: &Conv,
+        planned: Option<&[usize]>,
         w_shape: &[usize],
         weights: Vec<f32>,
         bias: Option<Vec<f32>>,
@@ -86,8 +93,26 @@ impl FusedConv {
             ));
         }
         let mg = m / group;
+        let unit = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&x| x == 1));
+        let winograd = match planned {
+            Some(&[_, _, h, w])
+                if group == 1
+                    && kh == 3
+                    && kw == 3
+                    && unit(&conv.window.strides)
+                    && unit(&conv.window.dilations) =>
+            {
+                prefer_winograd(cg, m, h, w)
+            }
+            _ => None,
+        };
         let path = if cg == 1 && mg == 1 {
             Path::Depthwise
+        } else if let Some(variant) = winograd {
+            Path::Winograd(
+                WinogradWeights::new(&weights, m, cg, variant)
+                    .map_err(|e| OpError::invalid(NAME, e.to_string()))?,
+            )
         } else {
             let packs = (0..group)
                 .map(|g| {
@@ -99,11 +124,18 @@ impl FusedConv {
                 .collect::<Result<Vec<_>, OpError>>()?;
             Path::Gemm(packs)
         };
+        let n_weights = weights.len();
+        let weights = if matches!(path, Path::Depthwise) {
+            weights
+        } else {
+            Vec::new()
+        };
         Ok(FusedConv {
             window: conv.window.clone(),
             group,
             w_shape: [m, cg, kh, kw],
             weights,
+            n_weights,
             bias,
             act,
             residual,
@@ -125,6 +157,7 @@ impl FusedConv {
         let packed = match &self.path {
             Path::Gemm(p) => p.iter().map(Packed::bytes).sum(),
             Path::Depthwise => 0,
+            Path::Winograd(w) => w.bytes(),
         };
         packed + self.weights.len() * 4
     }
@@ -200,7 +233,7 @@ impl Op for FusedConv {
 
     fn cost(&self, inputs: &[ValueType], outputs: &[ValueType]) -> Cost {
         let mut c = Cost::movement(inputs, outputs);
-        c.bytes_read += self.weights.len() as u64 * 4;
+        c.bytes_read += self.n_weights as u64 * 4;
         if let Some(ys) = outputs.first().and_then(|t| t.numel()) {
             let [_, cg, kh, kw] = self.w_shape;
             let ys = ys as u64;
@@ -279,6 +312,21 @@ impl Op for FusedConv {
                     }
                 }
             }
+            Path::Winograd(ww) => {
+                for img in 0..n {
+                    let yo = img * out_img;
+                    winograd3x3(
+                        &x[img * in_img..(img + 1) * in_img],
+                        &g,
+                        ww,
+                        self.bias.as_deref(),
+                        res.map(|r| &r[yo..yo + out_img]),
+                        self.act,
+                        &mut y[yo..yo + out_img],
+                    )
+                    .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
+                }
+            }
             Path::Depthwise => {
                 let kk = g.kh * g.kw;
                 let g1 = Geom2d { c: 1, ..g };
@@ -328,9 +376,10 @@ impl Op for FusedConv {
         if !self.act.is_none() {
             parts.push(format!("+{}", self.act.describe()));
         }
-        parts.push(match self.path {
+        parts.push(match &self.path {
             Path::Gemm(_) => "kernel=gemm".into(),
             Path::Depthwise => "kernel=depthwise".into(),
+            Path::Winograd(w) => format!("kernel=winograd-{:?}", w.variant()),
         });
         if !self.fused.is_empty() {
             parts.push(format!("fused=[{}]", self.fused.join(",")));
@@ -364,6 +413,8 @@ mod tests {
             (8, 12, 10, 3, 2, 1, 4),
             (6, 6, 9, 3, 1, 1, 6),
             (6, 6, 9, 3, 2, 1, 6),
+            (32, 32, 24, 3, 1, 1, 1),
+            (32, 24, 12, 3, 1, 1, 1),
         ] {
             let a = attrs(
                 "Conv",
@@ -391,6 +442,7 @@ mod tests {
             ] {
                 let f = FusedConv::new(
                     &conv,
+                    Some(x.shape()),
                     &ws,
                     wv.clone(),
                     Some(bv.clone()),
@@ -425,6 +477,7 @@ mod tests {
         let conv = Conv::parse(&a).unwrap();
         assert!(FusedConv::new(
             &conv,
+            None,
             &[4, 2, 3, 3],
             vec![0.0; 5],
             None,
@@ -435,6 +488,7 @@ mod tests {
         .is_err());
         let f = FusedConv::new(
             &conv,
+            None,
             &[4, 2, 3, 3],
             vec![0.0; 72],
             None,
