@@ -1,9 +1,26 @@
 //! The execution plan: nodes in order with their inputs resolved to slots, and the step
 //! after which each intermediate value is dropped.
+//!
+//! Each step also carries its node's [`Cost`] (FLOPs, bytes), computed once at plan build
+//! from the graph's inferred types, so a profiled run ([`Plan::execute_profiled`]) can
+//! report per-node time next to the work done. Unprofiled runs pay one branch per step.
 use crate::error::Error;
 use millrace_core::Tensor;
-use millrace_ir::{invoke, ArgRef, Graph, Op, Value};
+use millrace_ir::{invoke, ArgRef, Cost, Graph, Op, Value};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long one step (node) of a profiled run took, with what it computes.
+#[derive(Clone, Debug)]
+pub struct StepTiming {
+    /// The node's name.
+    pub node: String,
+    /// The op type, e.g. `Conv`.
+    pub op: &'static str,
+    pub time: Duration,
+    /// FLOPs and bytes of the node at the compiled shapes (zero where unknown).
+    pub cost: Cost,
+}
 
 pub(crate) struct Step {
     pub name: String,
@@ -12,6 +29,8 @@ pub(crate) struct Step {
     pub outputs: Vec<usize>,
     /// Values whose last reader is this step.
     pub frees: Vec<usize>,
+    /// FLOPs and bytes at the compiled shapes.
+    pub cost: Cost,
 }
 
 pub(crate) struct Plan {
@@ -60,7 +79,18 @@ impl Plan {
                 );
                 frees.sort_unstable();
                 frees.dedup();
+                let ins: Vec<_> = node
+                    .inputs
+                    .iter()
+                    .map(|v| v.map(|v| g.value(v).ty.clone()).unwrap_or_default())
+                    .collect();
+                let outs: Vec<_> = node
+                    .outputs
+                    .iter()
+                    .map(|v| g.value(*v).ty.clone())
+                    .collect();
                 Step {
+                    cost: node.op.cost(&ins, &outs),
                     name: node.name.clone(),
                     op: node.op.clone(),
                     inputs: node.inputs.iter().map(|i| i.map(|v| v.index())).collect(),
@@ -87,8 +117,29 @@ impl Plan {
 
     /// Runs every step. `feeds[i]` is the argument for value `i` when it is a runtime input.
     pub fn execute(&self, feeds: &[Option<ArgRef<'_>>]) -> Result<Vec<(String, Value)>, Error> {
+        self.execute_profiled(feeds, None)
+    }
+
+    /// The total cost of one run.
+    pub fn cost(&self) -> Cost {
+        self.steps
+            .iter()
+            .fold(Cost::default(), |acc, s| acc + s.cost)
+    }
+
+    /// Like [`Plan::execute`]; with `profile`, appends one [`StepTiming`] per step (the
+    /// time of the op itself, including freeing its dead inputs).
+    pub fn execute_profiled(
+        &self,
+        feeds: &[Option<ArgRef<'_>>],
+        mut profile: Option<&mut Vec<StepTiming>>,
+    ) -> Result<Vec<(String, Value)>, Error> {
         let mut vals: Vec<Option<Value>> = (0..self.n_values).map(|_| None).collect();
+        if let Some(p) = profile.as_deref_mut() {
+            p.reserve(self.steps.len());
+        }
         for step in &self.steps {
+            let t0 = profile.is_some().then(Instant::now);
             let mut args: Vec<Option<ArgRef<'_>>> = Vec::with_capacity(step.inputs.len());
             for i in &step.inputs {
                 args.push(match i {
@@ -121,6 +172,14 @@ impl Plan {
             }
             for &f in &step.frees {
                 vals[f] = None;
+            }
+            if let (Some(p), Some(t0)) = (profile.as_deref_mut(), t0) {
+                p.push(StepTiming {
+                    node: step.name.clone(),
+                    op: step.op.name(),
+                    time: t0.elapsed(),
+                    cost: step.cost,
+                });
             }
         }
         let mut result = Vec::with_capacity(self.outputs.len());
