@@ -10,6 +10,9 @@ use millrace_ir::{invoke, ArgRef, Cost, Graph, Op, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Outputs of a profiled run and the time of each step.
+pub type Profiled = (Vec<(String, Tensor)>, Vec<StepTiming>);
+
 /// How long one step (node) of a profiled run took, with what it computes.
 #[derive(Clone, Debug)]
 pub struct StepTiming {

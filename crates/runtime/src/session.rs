@@ -358,7 +358,7 @@ impl CompiledModel {
     pub fn run_profiled(
         &self,
         inputs: &[(&str, &Tensor)],
-    ) -> Result<(Vec<(String, Tensor)>, Vec<crate::plan::StepTiming>), Error> {
+    ) -> Result<crate::plan::Profiled, Error> {
         let args: Vec<(&str, ArgRef<'_>)> = inputs
             .iter()
             .map(|(n, t)| (*n, ArgRef::Tensor(t)))
@@ -385,7 +385,7 @@ impl CompiledModel {
     pub fn run_named_profiled(
         &self,
         inputs: &[(String, Tensor)],
-    ) -> Result<(Vec<(String, Tensor)>, Vec<crate::plan::StepTiming>), Error> {
+    ) -> Result<crate::plan::Profiled, Error> {
         let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
         self.run_profiled(&refs)
     }
