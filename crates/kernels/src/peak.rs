@@ -107,6 +107,7 @@ pub fn start(k: usize, l: usize) -> f32 {
     1.0 + 0.01 * k as f32 + 0.0001 * l as f32
 }
 
+#[inline(never)]
 fn chains_portable(iters: u64, a: f32, b: f32) -> f32 {
     let (a, b) = (black_box(a), black_box(b));
     let mut acc = [[0f32; 8]; CHAINS];
