@@ -216,3 +216,52 @@ impl Plan {
         vals[i].as_ref().map(ArgRef::Value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use millrace_core::DType;
+    use millrace_ir::{Attributes, ValueType};
+    use millrace_ops::registry::Registry;
+
+    /// `z = Relu(x @ w)` with x: [2, 3] fed at run time and w: [3, 4] constant.
+    fn graph() -> Graph {
+        let mut g = Graph::new("t");
+        let op =
+            |t: &str| Registry::global().get(t).unwrap()(&Attributes::new(t, vec![]), 17).unwrap();
+        let x = g.add_value("x", ValueType::concrete(DType::F32, &[2, 3]));
+        let w = g.add_constant("w", Tensor::from_vec(vec![3, 4], vec![1.0f32; 12]).unwrap());
+        let y = g.add_value("y", ValueType::unknown());
+        let z = g.add_value("z", ValueType::unknown());
+        g.add_node("mm", op("MatMul"), vec![Some(x), Some(w)], vec![y]);
+        g.add_node("act", op("Relu"), vec![Some(y)], vec![z]);
+        g.inputs = vec![x, w];
+        g.outputs = vec![z];
+        g.infer_types().unwrap();
+        g
+    }
+
+    #[test]
+    fn profiled_runs_time_every_step_with_its_cost() {
+        let g = graph();
+        let plan = Plan::build(&g);
+        let x = Tensor::from_vec(vec![2, 3], vec![1.0f32, -2.0, 3.0, 0.5, 0.5, 0.5]).unwrap();
+        let mut feeds: Vec<Option<ArgRef<'_>>> = vec![None; plan.n_values];
+        feeds[plan.inputs[0].1] = Some(ArgRef::Tensor(&x));
+        let plain = plan.execute(&feeds).unwrap();
+        let mut prof = Vec::new();
+        let profiled = plan.execute_profiled(&feeds, Some(&mut prof)).unwrap();
+        let vals = |o: &[(String, Value)]| match &o[0].1 {
+            Value::Tensor(t) => t.to_f64_vec().unwrap(),
+            _ => panic!("not a tensor"),
+        };
+        assert_eq!(vals(&plain), vals(&profiled));
+        assert_eq!(vals(&plain), vec![2.0, 2.0, 2.0, 2.0, 1.5, 1.5, 1.5, 1.5]);
+        assert_eq!(prof.len(), 2);
+        assert_eq!((prof[0].node.as_str(), prof[0].op), ("mm", "MatMul"));
+        assert_eq!((prof[1].node.as_str(), prof[1].op), ("act", "Relu"));
+        // MatMul [2,3] x [3,4]: 2 * 8 outputs * 3 = 48 FLOPs.
+        assert_eq!(prof[0].cost.flops, 48);
+        assert_eq!(plan.cost().flops, 48 + prof[1].cost.flops);
+    }
+}

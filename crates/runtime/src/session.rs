@@ -355,10 +355,7 @@ impl CompiledModel {
     /// Like [`CompiledModel::run`], also timing every node: one
     /// [`StepTiming`](crate::plan::StepTiming) per step in execution order, with the node's
     /// FLOPs and bytes at the compiled shapes.
-    pub fn run_profiled(
-        &self,
-        inputs: &[(&str, &Tensor)],
-    ) -> Result<crate::plan::Profiled, Error> {
+    pub fn run_profiled(&self, inputs: &[(&str, &Tensor)]) -> Result<crate::plan::Profiled, Error> {
         let args: Vec<(&str, ArgRef<'_>)> = inputs
             .iter()
             .map(|(n, t)| (*n, ArgRef::Tensor(t)))
