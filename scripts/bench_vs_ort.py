@@ -363,7 +363,8 @@ def report(args, peak, results):
     T = args.threads
     head = (f"{time.strftime('%Y-%m-%d %H:%M %Z')}, commit {git_commit()}, "
             f"onnxruntime {ort.__version__}, {m['cpu']}, {m['cores']} logical CPUs, "
-            f"measured peak {peak['gflops']:.0f} GFLOP/s fp32 FMA on {T} thread(s); "
+            f"{'given' if peak.get('given') else 'measured'} peak {peak['gflops']:.0f} GFLOP/s "
+            f"fp32 FMA on {T} thread(s); "
             f"batch {args.batch}, {T} thread(s), {args.rounds} rounds x {args.iters} runs")
     if args.markdown:
         print(head + "\n")
