@@ -1,7 +1,15 @@
-//! `millrace bench`: latency percentiles and throughput.
+//! `millrace bench`: latency percentiles and throughput; `--by-op` adds a per-op-type
+//! profile (time share and GFLOP/s). `millrace peak`: the machine's measured fp32 FMA rate
+//! and triad memory bandwidth, the ceilings those GFLOP/s are compared against.
+//!
+//! The per-op profile runs the model again with per-node timing on: every node's time is
+//! the median over the profiled runs, and node times are summed per op type. FLOPs come
+//! from each op's cost model at the compiled shapes (a multiply-add counts as 2).
 use crate::model_arg::{read_inputs, LoadArgs, Loaded};
 use anyhow::{bail, Result};
 use clap::Args;
+use millrace_kernels::peak::{fma_peak, triad_bandwidth, FmaVariant};
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -27,6 +35,179 @@ pub struct BenchArgs {
     pub json: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// After timing, profile every node and print time and GFLOP/s per op type.
+    #[arg(long)]
+    pub by_op: bool,
+    /// Profiled runs for --by-op (default: the timed runs, 3 to 20).
+    #[arg(long, value_name = "N")]
+    pub profile_iters: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct PeakArgs {
+    /// Threads for the multi-thread measurements (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Seconds each thread runs per try.
+    #[arg(long, default_value_t = 0.3)]
+    pub seconds: f64,
+    /// Tries; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+    /// Size of each of the three triad arrays, in MiB (keep it well above the L3 cache).
+    #[arg(long, default_value_t = 128)]
+    pub array_mib: usize,
+    /// Also measure every FMA variant this CPU runs on one thread.
+    #[arg(long)]
+    pub all_variants: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Peak resident memory of this process (VmHWM) in MiB; `None` off Linux.
+pub fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn peak(args: &PeakArgs) -> Result<()> {
+    if args.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    if !(args.seconds > 0.0 && args.seconds.is_finite()) {
+        bail!("--seconds must be a positive number");
+    }
+    if args.array_mib == 0 {
+        bail!("--array-mib must be at least 1");
+    }
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let variant = FmaVariant::detect();
+    let one = fma_peak(variant, 1, args.seconds, args.reps);
+    let many = fma_peak(variant, threads, args.seconds, args.reps);
+    let bw = triad_bandwidth(threads, args.array_mib << 20, args.reps.max(3));
+    let others: Vec<(&str, f64)> = if args.all_variants {
+        FmaVariant::available()
+            .into_iter()
+            .map(|v| (v.name(), fma_peak(v, 1, args.seconds, args.reps).gflops))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if args.json {
+        let mut v = serde_json::json!({
+            "variant": variant.name(),
+            "threads": threads,
+            "gflops_1t": one.gflops,
+            "gflops": many.gflops,
+            "triad_gbs": bw,
+            "triad_array_mib": args.array_mib,
+        });
+        if !others.is_empty() {
+            v["variants_1t"] = others
+                .iter()
+                .map(|(n, g)| (n.to_string(), serde_json::json!(g)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        println!("{v}");
+    } else {
+        println!("fp32 FMA peak ({}):", variant.name());
+        println!("  1 thread:    {:8.1} GFLOP/s", one.gflops);
+        println!(
+            "  {threads} thread(s): {:8.1} GFLOP/s ({:.1} per thread)",
+            many.gflops,
+            many.gflops / threads as f64
+        );
+        for (n, g) in &others {
+            println!("  variant {n:<10} 1 thread: {g:8.1} GFLOP/s");
+        }
+        println!(
+            "triad bandwidth, {threads} thread(s), 3 x {} MiB: {bw:.1} GB/s",
+            args.array_mib
+        );
+    }
+    Ok(())
+}
+
+/// Time and work of one op type in a profile.
+struct OpRow {
+    op: &'static str,
+    count: usize,
+    ms: f64,
+    flops: u64,
+}
+
+/// One node's profile: op type, FLOPs, and its time in each profiled run (ms).
+struct NodeTimes {
+    op: &'static str,
+    flops: u64,
+    ms: Vec<f64>,
+}
+
+/// Runs the model `runs` times with per-node timing; one entry per node in plan order.
+fn profile(
+    compiled: &millrace::CompiledModel,
+    inputs: &[(String, millrace::Tensor)],
+    runs: usize,
+) -> Result<Vec<NodeTimes>> {
+    let mut nodes: Vec<NodeTimes> = Vec::new();
+    for r in 0..runs {
+        let (_, steps) = compiled.run_named_profiled(inputs)?;
+        if r == 0 {
+            nodes = steps
+                .iter()
+                .map(|s| NodeTimes {
+                    op: s.op,
+                    flops: s.cost.flops,
+                    ms: Vec::with_capacity(runs),
+                })
+                .collect();
+        }
+        if steps.len() != nodes.len() {
+            bail!("profiled runs returned different numbers of steps");
+        }
+        for (n, s) in nodes.iter_mut().zip(&steps) {
+            n.ms.push(s.time.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(nodes)
+}
+
+/// Per-op-type rows, slowest first: the sum over the type's nodes of each node's median time.
+fn by_op(nodes: &mut [NodeTimes]) -> Vec<OpRow> {
+    let mut rows: HashMap<&'static str, OpRow> = HashMap::new();
+    for n in nodes.iter_mut() {
+        n.ms.sort_by(f64::total_cmp);
+        let med = percentile(&n.ms, 50.0);
+        let r = rows.entry(n.op).or_insert(OpRow {
+            op: n.op,
+            count: 0,
+            ms: 0.0,
+            flops: 0,
+        });
+        r.count += 1;
+        r.ms += if med.is_nan() { 0.0 } else { med };
+        r.flops += n.flops;
+    }
+    let mut rows: Vec<OpRow> = rows.into_values().collect();
+    rows.sort_by(|a, b| b.ms.total_cmp(&a.ms).then(a.op.cmp(b.op)));
+    rows
+}
+
+/// GFLOP/s of `flops` done in `ms` milliseconds (0 when either is 0).
+fn gflops(flops: u64, ms: f64) -> f64 {
+    if ms > 0.0 {
+        flops as f64 / (ms * 1e6)
+    } else {
+        0.0
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -45,7 +226,12 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     if args.seconds.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
         bail!("--seconds must be a positive number");
     }
+    if args.profile_iters == Some(0) {
+        bail!("--profile-iters must be at least 1");
+    }
+    let t_load = Instant::now();
     let loaded = Loaded::new(&args.load)?;
+    let load_time = t_load.elapsed();
     let inputs = match &args.inputs {
         Some(p) => read_inputs(p, &loaded)?,
         None => loaded.random(args.seed)?,
@@ -109,16 +295,50 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         percentile(&sorted, 99.0),
     );
     let min = sorted.first().copied().unwrap_or(f64::NAN);
+    let flops = compiled.cost().flops;
+    let model_gflops = gflops(flops, p50);
+    let profile_rows = if args.by_op {
+        let runs = args.profile_iters.unwrap_or(lat.len().clamp(3, 20));
+        let mut nodes = profile(&compiled, &inputs, runs)?;
+        Some((runs, by_op(&mut nodes)))
+    } else {
+        None
+    };
+    let rss = peak_rss_mb();
     if args.json {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "model": loaded.label,
             "latency_ms": { "min": min, "mean": mean, "p50": p50, "p90": p90, "p99": p99 },
             "throughput_per_s": throughput,
             "batch": batch,
             "threads": compiled.threads(),
             "iters": lat.len(),
+            "load_ms": load_time.as_secs_f64() * 1e3,
             "compile_ms": compile_time.as_secs_f64() * 1e3,
+            "samples_ms": lat,
+            "gflop": flops as f64 / 1e9,
+            "gflop_per_s": model_gflops,
+            "peak_rss_mb": rss,
         });
+        if let Some((runs, rows)) = &profile_rows {
+            let total: f64 = rows.iter().map(|r| r.ms).sum();
+            v["profile_runs"] = serde_json::json!(runs);
+            v["profile_total_ms"] = serde_json::json!(total);
+            v["by_op"] = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "op": r.op,
+                        "count": r.count,
+                        "ms": r.ms,
+                        "share": if total > 0.0 { r.ms / total } else { 0.0 },
+                        "gflop": r.flops as f64 / 1e9,
+                        "gflop_per_s": gflops(r.flops, r.ms),
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into();
+        }
         println!("{v}");
     } else {
         println!("model:      {}", loaded.label);
@@ -133,6 +353,40 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             "latency ms: min {min:.3}  mean {mean:.3}  p50 {p50:.3}  p90 {p90:.3}  p99 {p99:.3}"
         );
         println!("throughput: {throughput:.2} inferences/s");
+        println!(
+            "work:       {:.3} GFLOP per run, {model_gflops:.1} GFLOP/s at the median",
+            flops as f64 / 1e9
+        );
+        println!("load:       {:.1} ms", load_time.as_secs_f64() * 1e3);
+        if let Some(r) = rss {
+            println!("peak RSS:   {r:.1} MiB");
+        }
+        if let Some((runs, rows)) = &profile_rows {
+            let total: f64 = rows.iter().map(|r| r.ms).sum();
+            println!();
+            println!(
+                "per op type (median node times over {runs} profiled runs; sum {total:.3} ms):"
+            );
+            println!(
+                "  {:<22} {:>6} {:>10} {:>7} {:>10} {:>9}",
+                "op", "nodes", "ms", "share", "GFLOP", "GFLOP/s"
+            );
+            for r in rows {
+                println!(
+                    "  {:<22} {:>6} {:>10.3} {:>6.1}% {:>10.4} {:>9.1}",
+                    r.op,
+                    r.count,
+                    r.ms,
+                    if total > 0.0 {
+                        100.0 * r.ms / total
+                    } else {
+                        0.0
+                    },
+                    r.flops as f64 / 1e9,
+                    gflops(r.flops, r.ms)
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! The `millrace` command line: info, run, bench, plan, zoo.
+//! The `millrace` command line: info, run, bench, peak, plan, zoo.
 //!
 //! Errors are reported with their full cause chain; nothing here panics on bad input.
 
@@ -31,8 +31,10 @@ enum Cmd {
     },
     /// Run a model on inputs from an .npz/.npy file (or seeded random inputs) and save the outputs.
     Run(RunArgs),
-    /// Measure latency and throughput.
+    /// Measure latency and throughput (`--by-op`: time and GFLOP/s per op type).
     Bench(bench::BenchArgs),
+    /// Measure the machine's peak fp32 FMA rate and triad memory bandwidth.
+    Peak(bench::PeakArgs),
     /// Show the optimized graph and what each pass did.
     Plan {
         #[command(flatten)]
@@ -84,6 +86,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Info { load } => info(&load),
         Cmd::Run(args) => run(&args),
         Cmd::Bench(args) => bench::bench(&args),
+        Cmd::Peak(args) => bench::peak(&args),
         Cmd::Plan {
             load,
             dump_after,

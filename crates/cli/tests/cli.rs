@@ -192,3 +192,73 @@ fn wrong_input_names_in_npz_are_reported() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("unknown input `image`"), "{}", text(&o));
 }
+
+#[test]
+fn peak_json_has_the_documented_keys() {
+    let o = millrace(&[
+        "peak",
+        "--json",
+        "--threads",
+        "2",
+        "--seconds",
+        "0.01",
+        "--reps",
+        "1",
+        "--array-mib",
+        "2",
+        "--all-variants",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in ["gflops_1t", "gflops", "triad_gbs"] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k}: {v}");
+    }
+    assert_eq!(v["threads"], 2);
+    assert!(v["variant"].is_string());
+    assert!(v["variants_1t"]["portable"].as_f64().unwrap() > 0.0, "{v}");
+    let o = millrace(&["peak", "--threads", "0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}
+
+#[test]
+fn bench_by_op_json_has_the_profile_and_samples() {
+    let m = models();
+    let o = millrace(&[
+        "bench",
+        m.join("squeezenet1_1.onnx").to_str().unwrap(),
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+        "--by-op",
+        "--profile-iters",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The keys of plain bench are all still there.
+    for k in ["min", "mean", "p50", "p90", "p99"] {
+        assert!(v["latency_ms"][k].as_f64().unwrap() > 0.0, "latency_ms.{k}");
+    }
+    assert_eq!(v["samples_ms"].as_array().unwrap().len(), 2);
+    assert!(v["load_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["compile_ms"].as_f64().unwrap() >= 0.0);
+    // SqueezeNet 1.1 is about 0.35 GMAC at 224x224.
+    let gflop = v["gflop"].as_f64().unwrap();
+    assert!((0.6..0.8).contains(&gflop), "gflop {gflop}");
+    assert!(v["gflop_per_s"].as_f64().unwrap() > 0.0);
+    if cfg!(target_os = "linux") {
+        assert!(v["peak_rss_mb"].as_f64().unwrap() > 1.0, "{v}");
+    }
+    let rows = v["by_op"].as_array().unwrap();
+    let conv = rows.iter().find(|r| r["op"] == "Conv").expect("a Conv row");
+    assert_eq!(conv["count"], 26);
+    assert!(conv["gflop"].as_f64().unwrap() > 0.6);
+    assert!(conv["gflop_per_s"].as_f64().unwrap() > 0.0);
+    let share: f64 = rows.iter().map(|r| r["share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-6, "shares sum to {share}");
+    assert_eq!(v["profile_runs"], 1);
+}

@@ -7,4 +7,5 @@ pub mod activation;
 pub mod conv;
 pub mod dgemm;
 pub mod gemm;
+pub mod peak;
 pub mod winograd;

@@ -1,9 +1,29 @@
 //! The execution plan: nodes in order with their inputs resolved to slots, and the step
 //! after which each intermediate value is dropped.
+//!
+//! Each step also carries its node's [`Cost`] (FLOPs, bytes), computed once at plan build
+//! from the graph's inferred types, so a profiled run ([`Plan::execute_profiled`]) can
+//! report per-node time next to the work done. Unprofiled runs pay one branch per step.
 use crate::error::Error;
 use millrace_core::Tensor;
-use millrace_ir::{invoke, ArgRef, Graph, Op, Value};
+use millrace_ir::{invoke, ArgRef, Cost, Graph, Op, Value};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Outputs of a profiled run and the time of each step.
+pub type Profiled = (Vec<(String, Tensor)>, Vec<StepTiming>);
+
+/// How long one step (node) of a profiled run took, with what it computes.
+#[derive(Clone, Debug)]
+pub struct StepTiming {
+    /// The node's name.
+    pub node: String,
+    /// The op type, e.g. `Conv`.
+    pub op: &'static str,
+    pub time: Duration,
+    /// FLOPs and bytes of the node at the compiled shapes (zero where unknown).
+    pub cost: Cost,
+}
 
 pub(crate) struct Step {
     pub name: String,
@@ -12,6 +32,8 @@ pub(crate) struct Step {
     pub outputs: Vec<usize>,
     /// Values whose last reader is this step.
     pub frees: Vec<usize>,
+    /// FLOPs and bytes at the compiled shapes.
+    pub cost: Cost,
 }
 
 pub(crate) struct Plan {
@@ -60,7 +82,18 @@ impl Plan {
                 );
                 frees.sort_unstable();
                 frees.dedup();
+                let ins: Vec<_> = node
+                    .inputs
+                    .iter()
+                    .map(|v| v.map(|v| g.value(v).ty.clone()).unwrap_or_default())
+                    .collect();
+                let outs: Vec<_> = node
+                    .outputs
+                    .iter()
+                    .map(|v| g.value(*v).ty.clone())
+                    .collect();
                 Step {
+                    cost: node.op.cost(&ins, &outs),
                     name: node.name.clone(),
                     op: node.op.clone(),
                     inputs: node.inputs.iter().map(|i| i.map(|v| v.index())).collect(),
@@ -87,8 +120,29 @@ impl Plan {
 
     /// Runs every step. `feeds[i]` is the argument for value `i` when it is a runtime input.
     pub fn execute(&self, feeds: &[Option<ArgRef<'_>>]) -> Result<Vec<(String, Value)>, Error> {
+        self.execute_profiled(feeds, None)
+    }
+
+    /// The total cost of one run.
+    pub fn cost(&self) -> Cost {
+        self.steps
+            .iter()
+            .fold(Cost::default(), |acc, s| acc + s.cost)
+    }
+
+    /// Like [`Plan::execute`]; with `profile`, appends one [`StepTiming`] per step (the
+    /// time of the op itself, including freeing its dead inputs).
+    pub fn execute_profiled(
+        &self,
+        feeds: &[Option<ArgRef<'_>>],
+        mut profile: Option<&mut Vec<StepTiming>>,
+    ) -> Result<Vec<(String, Value)>, Error> {
         let mut vals: Vec<Option<Value>> = (0..self.n_values).map(|_| None).collect();
+        if let Some(p) = profile.as_deref_mut() {
+            p.reserve(self.steps.len());
+        }
         for step in &self.steps {
+            let t0 = profile.is_some().then(Instant::now);
             let mut args: Vec<Option<ArgRef<'_>>> = Vec::with_capacity(step.inputs.len());
             for i in &step.inputs {
                 args.push(match i {
@@ -122,6 +176,14 @@ impl Plan {
             for &f in &step.frees {
                 vals[f] = None;
             }
+            if let (Some(p), Some(t0)) = (profile.as_deref_mut(), t0) {
+                p.push(StepTiming {
+                    node: step.name.clone(),
+                    op: step.op.name(),
+                    time: t0.elapsed(),
+                    cost: step.cost,
+                });
+            }
         }
         let mut result = Vec::with_capacity(self.outputs.len());
         for (k, (name, i)) in self.outputs.iter().enumerate() {
@@ -152,5 +214,54 @@ impl Plan {
             return Some(f);
         }
         vals[i].as_ref().map(ArgRef::Value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use millrace_core::DType;
+    use millrace_ir::{Attributes, ValueType};
+    use millrace_ops::registry::Registry;
+
+    /// `z = Relu(x @ w)` with x: [2, 3] fed at run time and w: [3, 4] constant.
+    fn graph() -> Graph {
+        let mut g = Graph::new("t");
+        let op =
+            |t: &str| Registry::global().get(t).unwrap()(&Attributes::new(t, vec![]), 17).unwrap();
+        let x = g.add_value("x", ValueType::concrete(DType::F32, &[2, 3]));
+        let w = g.add_constant("w", Tensor::from_vec(vec![3, 4], vec![1.0f32; 12]).unwrap());
+        let y = g.add_value("y", ValueType::unknown());
+        let z = g.add_value("z", ValueType::unknown());
+        g.add_node("mm", op("MatMul"), vec![Some(x), Some(w)], vec![y]);
+        g.add_node("act", op("Relu"), vec![Some(y)], vec![z]);
+        g.inputs = vec![x, w];
+        g.outputs = vec![z];
+        g.infer_types().unwrap();
+        g
+    }
+
+    #[test]
+    fn profiled_runs_time_every_step_with_its_cost() {
+        let g = graph();
+        let plan = Plan::build(&g);
+        let x = Tensor::from_vec(vec![2, 3], vec![1.0f32, -2.0, 3.0, 0.5, 0.5, 0.5]).unwrap();
+        let mut feeds: Vec<Option<ArgRef<'_>>> = vec![None; plan.n_values];
+        feeds[plan.inputs[0].1] = Some(ArgRef::Tensor(&x));
+        let plain = plan.execute(&feeds).unwrap();
+        let mut prof = Vec::new();
+        let profiled = plan.execute_profiled(&feeds, Some(&mut prof)).unwrap();
+        let vals = |o: &[(String, Value)]| match &o[0].1 {
+            Value::Tensor(t) => t.to_f64_vec().unwrap(),
+            _ => panic!("not a tensor"),
+        };
+        assert_eq!(vals(&plain), vals(&profiled));
+        assert_eq!(vals(&plain), vec![2.0, 2.0, 2.0, 2.0, 1.5, 1.5, 1.5, 1.5]);
+        assert_eq!(prof.len(), 2);
+        assert_eq!((prof[0].node.as_str(), prof[0].op), ("mm", "MatMul"));
+        assert_eq!((prof[1].node.as_str(), prof[1].op), ("act", "Relu"));
+        // MatMul [2,3] x [3,4]: 2 * 8 outputs * 3 = 48 FLOPs.
+        assert_eq!(prof[0].cost.flops, 48);
+        assert_eq!(plan.cost().flops, 48 + prof[1].cost.flops);
     }
 }

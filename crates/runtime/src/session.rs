@@ -351,6 +351,47 @@ impl CompiledModel {
             .map(|&v| io_info(&self.graph, v))
             .collect()
     }
+
+    /// Like [`CompiledModel::run`], also timing every node: one
+    /// [`StepTiming`](crate::plan::StepTiming) per step in execution order, with the node's
+    /// FLOPs and bytes at the compiled shapes.
+    pub fn run_profiled(&self, inputs: &[(&str, &Tensor)]) -> Result<crate::plan::Profiled, Error> {
+        let args: Vec<(&str, ArgRef<'_>)> = inputs
+            .iter()
+            .map(|(n, t)| (*n, ArgRef::Tensor(t)))
+            .collect();
+        let feeds = self.feeds(&args)?;
+        let mut timings = Vec::new();
+        let outs = self
+            .pool
+            .install(|| self.plan.execute_profiled(&feeds, Some(&mut timings)))?;
+        let outs = outs
+            .into_iter()
+            .map(|(name, v)| match v {
+                Value::Tensor(t) => Ok((name, t)),
+                other => Err(Error::Invalid(format!(
+                    "output `{name}` is a {}; profiling needs tensor outputs",
+                    other.kind()
+                ))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((outs, timings))
+    }
+
+    /// Like [`CompiledModel::run_profiled`] with owned names.
+    pub fn run_named_profiled(
+        &self,
+        inputs: &[(String, Tensor)],
+    ) -> Result<crate::plan::Profiled, Error> {
+        let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        self.run_profiled(&refs)
+    }
+
+    /// FLOPs and bytes of one run at the compiled shapes (sum over nodes; ops whose cost is
+    /// unknown count as zero).
+    pub fn cost(&self) -> millrace_ir::Cost {
+        self.plan.cost()
+    }
 }
 
 impl fmt::Debug for CompiledModel {
