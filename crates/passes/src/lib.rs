@@ -7,12 +7,16 @@
 mod const_fold;
 mod dead_node_elim;
 mod fuse_conv;
+mod fuse_gelu;
+mod fuse_matmul;
 mod patterns;
 mod pipeline;
 
 pub use const_fold::ConstFold;
 pub use dead_node_elim::DeadNodeElim;
 pub use fuse_conv::FuseConv;
+pub use fuse_gelu::FuseGelu;
+pub use fuse_matmul::FuseMatMul;
 pub use pipeline::{
     default_pipeline, Pass, PassError, PassOptions, PassReport, PassStats, Pipeline,
 };

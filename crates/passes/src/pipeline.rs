@@ -82,7 +82,9 @@ pub fn default_pipeline() -> Pipeline {
         passes: vec![
             Box::new(crate::ConstFold),
             Box::new(crate::DeadNodeElim),
+            Box::new(crate::FuseGelu),
             Box::new(crate::FuseConv),
+            Box::new(crate::FuseMatMul),
         ],
     }
 }

@@ -7,6 +7,7 @@ pub mod common;
 pub mod conv;
 pub mod conv_transpose;
 pub mod fused_conv;
+pub mod fused_matmul;
 pub mod gemm;
 pub mod global_average_pool;
 pub mod global_max_pool;

@@ -1,0 +1,228 @@
+//! fuse-matmul: turns `MatMul` with a constant 2-D right operand (or `Gemm` with
+//! `transA = 0` and constant `B`, `C`), and the chain that follows it, into one
+//! `FusedMatMul` with prepacked weights.
+//!
+//! Fused: a bias `Add` of a constant that broadcasts along the last axis, one residual
+//! `Add` of a same-shaped tensor, then one activation.
+//!
+//! ```text
+//! %m = MatMul(%x, W)                         %y = FusedMatMul[W, +bias, +gelu](%x)
+//! %b = Add(%m, bias)                 =>
+//! %y = Gelu(%b)
+//! ```
+use crate::patterns::{activation_of, const_f32, per_axis, rebuild, Uses};
+use crate::pipeline::{Pass, PassError, PassStats};
+use millrace_core::DType;
+use millrace_ir::{Graph, Node, ValueId};
+use millrace_kernels::activation::Activation;
+use millrace_ops::nn::{fused_matmul::FusedMatMul, gemm::Gemm};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+pub struct FuseMatMul;
+
+impl Pass for FuseMatMul {
+    fn name(&self) -> &'static str {
+        "fuse-matmul"
+    }
+
+    fn summary(&self) -> &'static str {
+        "MatMul/Gemm with constant weights + bias + residual Add + activation into one FusedMatMul with prepacked weights"
+    }
+
+    fn run(&self, g: &mut Graph, stats: &mut PassStats) -> Result<bool, PassError> {
+        let uses = Uses::new(g);
+        let mut removed: HashSet<usize> = HashSet::new();
+        let mut replaced: HashMap<usize, Node> = HashMap::new();
+        for ni in 0..g.nodes.len() {
+            if removed.contains(&ni) || replaced.contains_key(&ni) {
+                continue;
+            }
+            let node = &g.nodes[ni];
+            let Some(mut c) = Chain::start(g, node, stats) else {
+                continue;
+            };
+            let mut last = ni;
+            let mut cur = node.outputs[0];
+            while let Some(nj) = uses.sole_consumer(cur) {
+                let nj = nj.index();
+                if removed.contains(&nj) || replaced.contains_key(&nj) {
+                    break;
+                }
+                let next = &g.nodes[nj];
+                if next.outputs.len() != 1 || !c.absorb(g, next, cur, stats) {
+                    break;
+                }
+                removed.insert(nj);
+                last = nj;
+                cur = next.outputs[0];
+            }
+            let op = match FusedMatMul::new(
+                c.k,
+                c.n,
+                &c.w,
+                c.transposed,
+                c.alpha,
+                c.bias,
+                c.act,
+                c.residual.is_some(),
+                c.names,
+            ) {
+                Ok(f) => f,
+                Err(_) => {
+                    stats.bump("refused: weights do not fit");
+                    continue;
+                }
+            };
+            stats.bump(format!("fused {}", node.op.name()));
+            let mut inputs = vec![Some(c.x)];
+            inputs.extend(c.residual.map(Some));
+            removed.insert(ni);
+            removed.remove(&last);
+            replaced.insert(
+                last,
+                Node {
+                    name: node.name.clone(),
+                    op: Arc::new(op),
+                    inputs,
+                    outputs: vec![cur],
+                },
+            );
+        }
+        let changed = !replaced.is_empty();
+        rebuild(g, &removed, replaced);
+        if changed {
+            g.remove_dead();
+        }
+        Ok(changed)
+    }
+}
+
+struct Chain {
+    x: ValueId,
+    k: usize,
+    n: usize,
+    w: Vec<f32>,
+    transposed: bool,
+    alpha: f32,
+    bias: Option<Vec<f32>>,
+    residual: Option<ValueId>,
+    act: Activation,
+    names: Vec<String>,
+    out_shape: Option<Vec<usize>>,
+}
+
+impl Chain {
+    fn start(g: &Graph, node: &Node, stats: &mut PassStats) -> Option<Chain> {
+        let name = node.op.name();
+        if name != "MatMul" && name != "Gemm" {
+            return None;
+        }
+        let x = node.inputs.first().copied().flatten()?;
+        let xt = &g.value(x).ty;
+        if xt.dtype != Some(DType::F32) {
+            stats.bump("refused: not float32");
+            return None;
+        }
+        let Some((ws, w)) = node
+            .inputs
+            .get(1)
+            .copied()
+            .flatten()
+            .and_then(|v| const_f32(g, v))
+        else {
+            stats.bump(format!("refused {name}: weights not constant"));
+            return None;
+        };
+        if ws.len() != 2 {
+            stats.bump(format!("refused {name}: weights not 2-D"));
+            return None;
+        }
+        let (mut alpha, mut transposed, mut bias) = (1.0, false, None);
+        if name == "Gemm" {
+            let gm = node.op.as_any().downcast_ref::<Gemm>()?;
+            if gm.trans_a || xt.rank() != Some(2) {
+                stats.bump("refused Gemm: transposed or non-2-D A");
+                return None;
+            }
+            alpha = gm.alpha;
+            transposed = gm.trans_b;
+            let n = if transposed { ws[0] } else { ws[1] };
+            if let Some(cv) = node.inputs.get(2).copied().flatten() {
+                let Some(b) = const_f32(g, cv).and_then(|(s, v)| per_axis(&s, &v, 2, 1, n)) else {
+                    stats.bump("refused Gemm: C not a constant row");
+                    return None;
+                };
+                bias = Some(b.iter().map(|v| gm.beta * v).collect());
+            }
+        } else if xt.rank().is_none_or(|r| r < 1) {
+            return None;
+        }
+        let (k, n) = if transposed {
+            (ws[1], ws[0])
+        } else {
+            (ws[0], ws[1])
+        };
+        Some(Chain {
+            x,
+            k,
+            n,
+            w,
+            transposed,
+            alpha,
+            bias,
+            residual: None,
+            act: Activation::None,
+            names: Vec::new(),
+            out_shape: g.value(node.outputs[0]).ty.concrete_shape(),
+        })
+    }
+
+    fn absorb(&mut self, g: &Graph, next: &Node, cur: ValueId, stats: &mut PassStats) -> bool {
+        let rank = self.out_shape.as_ref().map(Vec::len);
+        let ok = match next.op.name() {
+            "Add" if self.act.is_none() && self.residual.is_none() => {
+                let o = match next.inputs.as_slice() {
+                    [Some(a), Some(b)] if *a == cur && *b != cur => *b,
+                    [Some(a), Some(b)] if *b == cur && *a != cur => *a,
+                    _ => return false,
+                };
+                if let Some((s, v)) = const_f32(g, o) {
+                    let Some(r) = rank else { return false };
+                    let Some(v) = per_axis(&s, &v, r, r - 1, self.n) else {
+                        stats.bump("refused Add: constant not per-column");
+                        return false;
+                    };
+                    let b = self.bias.get_or_insert_with(|| vec![0.0; self.n]);
+                    b.iter_mut().zip(&v).for_each(|(b, v)| *b += v);
+                    stats.bump("folded bias Add");
+                    true
+                } else if self.out_shape.is_some()
+                    && g.value(o).ty.concrete_shape() == self.out_shape
+                    && g.value(o).ty.dtype == Some(DType::F32)
+                {
+                    self.residual = Some(o);
+                    stats.bump("fused residual Add");
+                    true
+                } else {
+                    false
+                }
+            }
+            _ if self.act.is_none() && next.inputs.first() == Some(&Some(cur)) => {
+                match activation_of(g, next) {
+                    Some(a) => {
+                        self.act = a;
+                        stats.bump(format!("fused {}", next.op.name()));
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        };
+        if ok {
+            self.names.push(next.name.clone());
+        }
+        ok
+    }
+}
