@@ -5,5 +5,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod depthwise;
 pub mod dgemm;
 pub mod gemm;
+pub mod pool;

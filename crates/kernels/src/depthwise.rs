@@ -1,0 +1,960 @@
+//! Direct depthwise 2-D convolution (one filter per channel) and the window engine it shares
+//! with 2-D max / average pooling ([`crate::pool`]).
+//!
+//! Every output row is split into a padded border and an interior. An interior output reads
+//! only in-bounds input for every kernel tap (the rows `oy` and columns `ox` where the first
+//! and last taps both land inside the image), so the interior runs without any bounds
+//! checks, vectorized along the output width: 16 outputs per step with AVX-512, 8 with
+//! AVX2+FMA, 1 in the portable build. Stride 1 loads contiguous input; stride 2 loads two
+//! vectors and keeps the even lanes (a permute). Each accumulator takes all `kh * kw` taps
+//! in registers and is written once, with bias added at the start and Relu / Clip applied in
+//! registers before the store; other activations run over the output row right after, while
+//! it is still in L1. Borders (and strides other than 1 and 2) use a checked scalar loop.
+//! The common shapes (3x3 and 5x5 stride 1 and 2; 2x2 and 3x3 pooling windows) are
+//! compiled with the window size as a constant so the tap loops unroll.
+//!
+//! Channels are independent and run in parallel on the current rayon pool when the layer
+//! is big enough to pay for it.
+use crate::activation::Activation;
+use crate::conv::{valid_range, Geom2d};
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// Invalid geometry or buffer sizes for a depthwise convolution or pooling kernel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DepthwiseError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: String) -> DepthwiseError {
+    DepthwiseError::Invalid(msg)
+}
+
+/// An instruction set the window kernels are compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+impl Isa {
+    /// The fastest variant this CPU runs (detected once).
+    pub fn detect() -> Isa {
+        static BEST: OnceLock<Isa> = OnceLock::new();
+        *BEST.get_or_init(|| Isa::available()[0])
+    }
+
+    /// Every variant this CPU runs, fastest first; `Portable` is always last.
+    pub fn available() -> Vec<Isa> {
+        #[allow(unused_mut)]
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                v.push(Isa::Avx512);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                v.push(Isa::Avx2);
+            }
+        }
+        v.push(Isa::Portable);
+        v
+    }
+
+    fn usable(self) -> bool {
+        Isa::available().contains(&self)
+    }
+}
+
+/// `out = act(depthwise_conv(x, w) + bias)` for one NCHW image with depth multiplier 1.
+///
+/// `g.c` is the channel count (= group count = output channels); `x` holds `c*h*w` values,
+/// `w` `c*kh*kw`, `bias` (if any) `c`, `out` `c*oh*ow` (longer buffers: only the prefix is
+/// used). Any kernel size, stride, dilation and padding; `g.oh` / `g.ow` are the caller's
+/// (floor or ceil mode). Taps outside the image read zero.
+pub fn depthwise2d(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &Geom2d,
+    act: Activation,
+    out: &mut [f32],
+) -> Result<(), DepthwiseError> {
+    depthwise2d_with(Isa::detect(), x, w, bias, g, act, out)
+}
+
+/// [`depthwise2d`] with an explicit instruction set (for tests and benchmarks); an `isa`
+/// this CPU cannot run falls back to the portable code.
+pub fn depthwise2d_with(
+    isa: Isa,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &Geom2d,
+    act: Activation,
+    out: &mut [f32],
+) -> Result<(), DepthwiseError> {
+    check_geom("depthwise2d", g, x.len(), out.len())?;
+    let kk = g.kh * g.kw;
+    let wn =
+        g.c.checked_mul(kk)
+            .ok_or_else(|| invalid("depthwise2d: weight size overflows".into()))?;
+    if w.len() < wn {
+        return Err(invalid(format!(
+            "depthwise2d: weights have {} values, need {wn}",
+            w.len()
+        )));
+    }
+    if let Some(b) = bias {
+        if b.len() < g.c {
+            return Err(invalid(format!(
+                "depthwise2d: bias has {} values, need {}",
+                b.len(),
+                g.c
+            )));
+        }
+    }
+    run(isa, x, w, bias, g, Reduce::Conv(act), out);
+    Ok(())
+}
+
+/// Checks a window geometry against the input and output buffer lengths.
+pub(crate) fn check_geom(
+    op: &str,
+    g: &Geom2d,
+    xlen: usize,
+    outlen: usize,
+) -> Result<(), DepthwiseError> {
+    if g.kh == 0 || g.kw == 0 || g.sh == 0 || g.sw == 0 || g.dh == 0 || g.dw == 0 {
+        return Err(invalid(format!(
+            "{op}: kernel, strides and dilations must be positive, got {g:?}"
+        )));
+    }
+    // Keeps every index computation below far from overflow.
+    const MAX: usize = i32::MAX as usize;
+    let dims = [
+        g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.oh, g.ow,
+    ];
+    if dims.iter().any(|&d| d > MAX) {
+        return Err(invalid(format!("{op}: geometry too large: {g:?}")));
+    }
+    let size = |a: usize, b: usize, c: usize| a.checked_mul(b).and_then(|v| v.checked_mul(c));
+    let xn = size(g.c, g.h, g.w).ok_or_else(|| invalid(format!("{op}: input overflows")))?;
+    let on = size(g.c, g.oh, g.ow).ok_or_else(|| invalid(format!("{op}: output overflows")))?;
+    if xlen < xn {
+        return Err(invalid(format!(
+            "{op}: input has {xlen} values, need {xn} for {g:?}"
+        )));
+    }
+    if outlen < on {
+        return Err(invalid(format!(
+            "{op}: output has {outlen} values, need {on} for {g:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// What a window computes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Reduce {
+    /// Weighted sum + bias, then the activation.
+    Conv(Activation),
+    /// Maximum of the in-bounds taps (`-inf` for an empty window).
+    Max,
+    /// Mean; with `include_pad` the divisor counts taps inside the padded image (bottom and
+    /// right padding `pb`, `pr`), otherwise only in-bounds taps.
+    Avg {
+        include_pad: bool,
+        pb: usize,
+        pr: usize,
+    },
+}
+
+const OP_CONV: u8 = 0;
+const OP_MAX: u8 = 1;
+const OP_AVG: u8 = 2;
+
+/// Output elements below which a layer runs on the calling thread.
+const PAR_MIN: usize = 1 << 15;
+
+/// Runs the window engine over every channel. Geometry and buffers must be checked.
+pub(crate) fn run(
+    isa: Isa,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &Geom2d,
+    red: Reduce,
+    out: &mut [f32],
+) {
+    let isa = if isa.usable() { isa } else { Isa::Portable };
+    let (ip, op) = (g.h * g.w, g.oh * g.ow);
+    if g.c == 0 || op == 0 {
+        return;
+    }
+    let kk = g.kh * g.kw;
+    let out = &mut out[..g.c * op];
+    let one = |(ci, oc): (usize, &mut [f32])| {
+        let xc = &x[ci * ip..(ci + 1) * ip];
+        let wc = if matches!(red, Reduce::Conv(_)) {
+            &w[ci * kk..(ci + 1) * kk]
+        } else {
+            &[][..]
+        };
+        let b = bias.map_or(0.0, |b| b[ci]);
+        channel(isa, xc, wc, b, g, red, oc);
+    };
+    if g.c > 1 && g.c * op >= PAR_MIN && rayon::current_num_threads() > 1 {
+        let min_len = (4096 / op).max(1);
+        out.par_chunks_mut(op)
+            .with_min_len(min_len)
+            .enumerate()
+            .for_each(one);
+    } else {
+        out.chunks_mut(op).enumerate().for_each(one);
+    }
+}
+
+/// Output rows (or columns) whose first and last taps both fall inside the input.
+fn interior(n_out: usize, n_in: usize, s: usize, k: usize, d: usize, pad: usize) -> (usize, usize) {
+    let (a0, b0) = valid_range(n_out, n_in, s, -(pad as isize));
+    let (a1, b1) = valid_range(n_out, n_in, s, ((k - 1) * d) as isize - pad as isize);
+    let lo = a0.max(a1);
+    (lo, b0.min(b1).max(lo))
+}
+
+/// Arguments of one interior row segment. Pointers are raw so that one struct serves every
+/// instruction set; `run` guarantees every address they produce is in bounds.
+struct Args {
+    /// The channel's input plane.
+    x: *const f32,
+    win: usize,
+    /// Input row of the first tap row.
+    iy0: usize,
+    kh: usize,
+    kw: usize,
+    dh: usize,
+    dw: usize,
+    pl: usize,
+    /// Output columns `x0..x1` of the row at `out`.
+    x0: usize,
+    x1: usize,
+    /// The channel's `kh * kw` weights (convolution only).
+    w: *const f32,
+    /// Accumulator start: bias, `-inf` or 0.
+    init: f32,
+    /// Convolution: 0 none, 1 Relu, 2 Clip, 3 applied afterwards. Average: unused.
+    post: u8,
+    lo: f32,
+    hi: f32,
+    /// Average divisor.
+    div: f32,
+    out: *mut f32,
+}
+
+fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce, oc: &mut [f32]) {
+    let (ylo, yhi) = interior(g.oh, g.h, g.sh, g.kh, g.dh, g.pt);
+    let (xlo, xhi) = interior(g.ow, g.w, g.sw, g.kw, g.dw, g.pl);
+    let simd = (g.sw == 1 || g.sw == 2) && xlo < xhi;
+    let (op, init, post, lo, hi, div) = match red {
+        Reduce::Conv(act) => {
+            let (post, lo, hi) = match act {
+                Activation::None => (0, 0.0, 0.0),
+                Activation::Relu => (1, 0.0, 0.0),
+                Activation::Clip { lo, hi } => (2, lo, hi),
+                _ => (3, 0.0, 0.0),
+            };
+            (OP_CONV, bias, post, lo, hi, 1.0)
+        }
+        Reduce::Max => (OP_MAX, f32::NEG_INFINITY, 0, 0.0, 0.0, 1.0),
+        Reduce::Avg { .. } => (OP_AVG, 0.0, 0, 0.0, 0.0, (g.kh * g.kw) as f32),
+    };
+    for oy in 0..g.oh {
+        let row = &mut oc[oy * g.ow..(oy + 1) * g.ow];
+        if simd && oy >= ylo && oy < yhi {
+            for (ox, o) in row.iter_mut().enumerate().take(xlo) {
+                *o = border(xc, wc, bias, g, red, oy, ox);
+            }
+            for ox in xhi..g.ow {
+                row[ox] = border(xc, wc, bias, g, red, oy, ox);
+            }
+            let a = Args {
+                x: xc.as_ptr(),
+                win: g.w,
+                iy0: oy * g.sh - g.pt,
+                kh: g.kh,
+                kw: g.kw,
+                dh: g.dh,
+                dw: g.dw,
+                pl: g.pl,
+                x0: xlo,
+                x1: xhi,
+                w: wc.as_ptr(),
+                init,
+                post,
+                lo,
+                hi,
+                div,
+                out: row.as_mut_ptr(),
+            };
+            // SAFETY: rows ylo..yhi and columns xlo..xhi are the outputs whose every tap
+            // (iy0 + ky*dh, ox*sw - pl + kx*dw) lies inside the h x w plane `xc` (see
+            // `interior`); the vector loads read only those addresses (partial and stride-2
+            // loads are masked), `wc` holds kh*kw weights for OP_CONV, `row` holds ow
+            // outputs, and `isa` was checked to run on this CPU in `run`.
+            unsafe { dispatch(isa, op, g.kh, g.kw, g.sw, &a) };
+            if let Reduce::Conv(act) = red {
+                if post == 3 {
+                    act.apply_slice(&mut row[xlo..xhi]);
+                }
+            }
+        } else {
+            for (ox, o) in row.iter_mut().enumerate() {
+                *o = border(xc, wc, bias, g, red, oy, ox);
+            }
+        }
+    }
+}
+
+/// One output with every tap bounds-checked.
+#[inline]
+fn border(xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce, oy: usize, ox: usize) -> f32 {
+    let (h, w) = (g.h as isize, g.w as isize);
+    let y0 = (oy * g.sh) as isize - g.pt as isize;
+    let x0 = (ox * g.sw) as isize - g.pl as isize;
+    match red {
+        Reduce::Conv(act) => {
+            let mut s = bias;
+            for ky in 0..g.kh {
+                let iy = y0 + (ky * g.dh) as isize;
+                if iy < 0 || iy >= h {
+                    continue;
+                }
+                for kx in 0..g.kw {
+                    let ix = x0 + (kx * g.dw) as isize;
+                    if ix >= 0 && ix < w {
+                        s += xc[iy as usize * g.w + ix as usize] * wc[ky * g.kw + kx];
+                    }
+                }
+            }
+            act.apply(s)
+        }
+        Reduce::Max => {
+            let mut m = f32::NEG_INFINITY;
+            for ky in 0..g.kh {
+                let iy = y0 + (ky * g.dh) as isize;
+                if iy < 0 || iy >= h {
+                    continue;
+                }
+                for kx in 0..g.kw {
+                    let ix = x0 + (kx * g.dw) as isize;
+                    if ix >= 0 && ix < w {
+                        let v = xc[iy as usize * g.w + ix as usize];
+                        if v > m {
+                            m = v;
+                        }
+                    }
+                }
+            }
+            m
+        }
+        Reduce::Avg {
+            include_pad,
+            pb,
+            pr,
+        } => {
+            let (mut s, mut n, mut np) = (0.0f32, 0usize, 0usize);
+            for ky in 0..g.kh {
+                let iy = y0 + (ky * g.dh) as isize;
+                let in_pad_y = iy < h + pb as isize;
+                for kx in 0..g.kw {
+                    let ix = x0 + (kx * g.dw) as isize;
+                    if in_pad_y && ix < w + pr as isize {
+                        np += 1;
+                    }
+                    if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                        s += xc[iy as usize * g.w + ix as usize];
+                        n += 1;
+                    }
+                }
+            }
+            s / (if include_pad { np } else { n }) as f32
+        }
+    }
+}
+
+/// Picks the compiled interior variant for the window.
+///
+/// # Safety
+/// As for the `interior` functions: `a` describes in-bounds addresses and `isa` runs here.
+unsafe fn dispatch(isa: Isa, op: u8, kh: usize, kw: usize, sw: usize, a: &Args) {
+    macro_rules! pick {
+        ($m:ident) => {
+            match (op, kh, kw, sw) {
+                (OP_CONV, 3, 3, 1) => $m::interior::<OP_CONV, 3, 3, 1>(a),
+                (OP_CONV, 3, 3, 2) => $m::interior::<OP_CONV, 3, 3, 2>(a),
+                (OP_CONV, 5, 5, 1) => $m::interior::<OP_CONV, 5, 5, 1>(a),
+                (OP_CONV, 5, 5, 2) => $m::interior::<OP_CONV, 5, 5, 2>(a),
+                (OP_CONV, _, _, 1) => $m::interior::<OP_CONV, 0, 0, 1>(a),
+                (OP_CONV, _, _, _) => $m::interior::<OP_CONV, 0, 0, 2>(a),
+                (OP_MAX, 3, 3, 1) => $m::interior::<OP_MAX, 3, 3, 1>(a),
+                (OP_MAX, 3, 3, 2) => $m::interior::<OP_MAX, 3, 3, 2>(a),
+                (OP_MAX, 2, 2, 2) => $m::interior::<OP_MAX, 2, 2, 2>(a),
+                (OP_MAX, _, _, 1) => $m::interior::<OP_MAX, 0, 0, 1>(a),
+                (OP_MAX, _, _, _) => $m::interior::<OP_MAX, 0, 0, 2>(a),
+                (_, 3, 3, 1) => $m::interior::<OP_AVG, 3, 3, 1>(a),
+                (_, 3, 3, 2) => $m::interior::<OP_AVG, 3, 3, 2>(a),
+                (_, 2, 2, 2) => $m::interior::<OP_AVG, 2, 2, 2>(a),
+                (_, _, _, 1) => $m::interior::<OP_AVG, 0, 0, 1>(a),
+                (_, _, _, _) => $m::interior::<OP_AVG, 0, 0, 2>(a),
+            }
+        };
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => pick!(avx512),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => pick!(avx2),
+        _ => pick!(portable),
+    }
+}
+
+/// The interior loop, written once over the primitives (`V`, `L`, `splat`, `load`,
+/// `load_n`, `load_s2`, `load_s2_n`, `store`, `store_n`, `fma`, `maxv`, `minv`, `add`,
+/// `div`) that each instruction-set module defines.
+macro_rules! interior_impl {
+    ($(#[$attr:meta])*) => {
+        /// Accumulates the taps of `n` outputs starting at input address `base`.
+        $(#[$attr])*
+        #[inline]
+        unsafe fn block<const OP: u8, const KH: usize, const KW: usize, const SW: usize, const FULL: bool>(
+            a: &Args,
+            base: *const f32,
+            n: usize,
+        ) -> V {
+            let kh = if KH > 0 { KH } else { a.kh };
+            let kw = if KW > 0 { KW } else { a.kw };
+            let mut acc = splat(a.init);
+            for ky in 0..kh {
+                let rp = base.add(ky * a.dh * a.win);
+                for kx in 0..kw {
+                    let p = rp.add(kx * a.dw);
+                    let v = match (SW, FULL) {
+                        (1, true) => load(p),
+                        (1, false) => load_n(p, n),
+                        (_, true) => load_s2(p),
+                        (_, false) => load_s2_n(p, n),
+                    };
+                    acc = match OP {
+                        OP_CONV => fma(v, splat(*a.w.add(ky * kw + kx)), acc),
+                        OP_MAX => maxv(v, acc),
+                        _ => add(acc, v),
+                    };
+                }
+            }
+            match OP {
+                OP_CONV => match a.post {
+                    1 => maxv(splat(0.0), acc),
+                    2 => minv(splat(a.hi), maxv(splat(a.lo), acc)),
+                    _ => acc,
+                },
+                OP_AVG => div(acc, splat(a.div)),
+                _ => acc,
+            }
+        }
+
+        /// Computes outputs `a.x0..a.x1` of one interior row, stride `SW` (1 or 2).
+        ///
+        /// # Safety
+        /// Every tap of every output in the range must be inside the plane at `a.x`, the
+        /// weights at `a.w` (convolution) and outputs at `a.out` valid, and the CPU must
+        /// support this module's instruction set.
+        $(#[$attr])*
+        pub(super) unsafe fn interior<const OP: u8, const KH: usize, const KW: usize, const SW: usize>(
+            a: &Args,
+        ) {
+            let row0 = a.x.add(a.iy0 * a.win);
+            let mut ox = a.x0;
+            while ox + L <= a.x1 {
+                let v = block::<OP, KH, KW, SW, true>(a, row0.add(ox * SW - a.pl), L);
+                store(a.out.add(ox), v);
+                ox += L;
+            }
+            if ox < a.x1 {
+                let n = a.x1 - ox;
+                let v = block::<OP, KH, KW, SW, false>(a, row0.add(ox * SW - a.pl), n);
+                store_n(a.out.add(ox), v, n);
+            }
+        }
+    };
+}
+
+mod portable {
+    use super::{Args, OP_AVG, OP_CONV, OP_MAX};
+    type V = f32;
+    const L: usize = 1;
+    #[inline(always)]
+    fn splat(v: f32) -> V {
+        v
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> V {
+        *p
+    }
+    #[inline(always)]
+    unsafe fn load_n(p: *const f32, _n: usize) -> V {
+        *p
+    }
+    #[inline(always)]
+    unsafe fn load_s2(p: *const f32) -> V {
+        *p
+    }
+    #[inline(always)]
+    unsafe fn load_s2_n(p: *const f32, _n: usize) -> V {
+        *p
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: V) {
+        *p = v
+    }
+    #[inline(always)]
+    unsafe fn store_n(p: *mut f32, v: V, _n: usize) {
+        *p = v
+    }
+    #[inline(always)]
+    fn fma(a: V, b: V, c: V) -> V {
+        a * b + c
+    }
+    /// `a > b ? a : b` (x86 `max` semantics: NaN in `a` yields `b`).
+    #[inline(always)]
+    fn maxv(a: V, b: V) -> V {
+        if a > b {
+            a
+        } else {
+            b
+        }
+    }
+    #[inline(always)]
+    fn minv(a: V, b: V) -> V {
+        if a < b {
+            a
+        } else {
+            b
+        }
+    }
+    #[inline(always)]
+    fn add(a: V, b: V) -> V {
+        a + b
+    }
+    #[inline(always)]
+    fn div(a: V, b: V) -> V {
+        a / b
+    }
+    interior_impl!();
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Args, OP_AVG, OP_CONV, OP_MAX};
+    use std::arch::x86_64::*;
+    type V = __m512;
+    const L: usize = 16;
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn mask(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn splat(v: f32) -> V {
+        _mm512_set1_ps(v)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load(p: *const f32) -> V {
+        _mm512_loadu_ps(p)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_n(p: *const f32, n: usize) -> V {
+        _mm512_maskz_loadu_ps(mask(n), p)
+    }
+    /// `p[0], p[2], ..., p[30]`, reading only `p[0..31]`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_s2(p: *const f32) -> V {
+        let a = _mm512_loadu_ps(p);
+        let b = _mm512_maskz_loadu_ps(0x7fff, p.add(16));
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        _mm512_permutex2var_ps(a, even, b)
+    }
+    /// `p[0], p[2], ..., p[2n - 2]`, reading only `p[0..2n - 1]`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_s2_n(p: *const f32, n: usize) -> V {
+        let m = 2 * n - 1;
+        let a = _mm512_maskz_loadu_ps(mask(m.min(16)), p);
+        let b = _mm512_maskz_loadu_ps(mask(m.saturating_sub(16)), p.add(16));
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        _mm512_permutex2var_ps(a, even, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store(p: *mut f32, v: V) {
+        _mm512_storeu_ps(p, v)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_n(p: *mut f32, v: V, n: usize) {
+        _mm512_mask_storeu_ps(p, mask(n), v)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn fma(a: V, b: V, c: V) -> V {
+        _mm512_fmadd_ps(a, b, c)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn maxv(a: V, b: V) -> V {
+        _mm512_max_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn minv(a: V, b: V) -> V {
+        _mm512_min_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn add(a: V, b: V) -> V {
+        _mm512_add_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn div(a: V, b: V) -> V {
+        _mm512_div_ps(a, b)
+    }
+    interior_impl!(#[target_feature(enable = "avx512f")]);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Args, OP_AVG, OP_CONV, OP_MAX};
+    use std::arch::x86_64::*;
+    type V = __m256;
+    const L: usize = 8;
+    /// Lanes `0..n` set.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn mask(n: usize) -> __m256i {
+        let n = n.min(8) as i32;
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn splat(v: f32) -> V {
+        _mm256_set1_ps(v)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load(p: *const f32) -> V {
+        _mm256_loadu_ps(p)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_n(p: *const f32, n: usize) -> V {
+        _mm256_maskload_ps(p, mask(n))
+    }
+    /// Even lanes of `a` then of `b`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn evens(a: V, b: V) -> V {
+        let s = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(s)))
+    }
+    /// `p[0], p[2], ..., p[14]`, reading only `p[0..15]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_s2(p: *const f32) -> V {
+        evens(_mm256_loadu_ps(p), _mm256_maskload_ps(p.add(8), mask(7)))
+    }
+    /// `p[0], p[2], ..., p[2n - 2]`, reading only `p[0..2n - 1]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_s2_n(p: *const f32, n: usize) -> V {
+        let m = 2 * n - 1;
+        let a = _mm256_maskload_ps(p, mask(m.min(8)));
+        let b = _mm256_maskload_ps(p.add(8), mask(m.saturating_sub(8)));
+        evens(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store(p: *mut f32, v: V) {
+        _mm256_storeu_ps(p, v)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store_n(p: *mut f32, v: V, n: usize) {
+        _mm256_maskstore_ps(p, mask(n), v)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn fma(a: V, b: V, c: V) -> V {
+        _mm256_fmadd_ps(a, b, c)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn maxv(a: V, b: V) -> V {
+        _mm256_max_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn minv(a: V, b: V) -> V {
+        _mm256_min_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn add(a: V, b: V) -> V {
+        _mm256_add_ps(a, b)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn div(a: V, b: V) -> V {
+        _mm256_div_ps(a, b)
+    }
+    interior_impl!(#[target_feature(enable = "avx2,fma")]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rnd(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    pub(crate) fn out_dim(n: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize) -> usize {
+        let span = (k - 1) * d + 1;
+        if n + p0 + p1 < span {
+            0
+        } else {
+            (n + p0 + p1 - span) / s + 1
+        }
+    }
+
+    fn naive(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Geom2d, act: Activation) -> Vec<f64> {
+        let mut out = vec![0.0f64; g.c * g.oh * g.ow];
+        for c in 0..g.c {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut s = b.map_or(0.0, |b| b[c] as f64);
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
+                            let ix = (ox * g.sw + kx * g.dw) as isize - g.pl as isize;
+                            if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
+                                s += x[c * g.h * g.w + iy as usize * g.w + ix as usize] as f64
+                                    * w[c * g.kh * g.kw + ky * g.kw + kx] as f64;
+                            }
+                        }
+                    }
+                    out[(c * g.oh + oy) * g.ow + ox] = act.apply(s as f32) as f64;
+                }
+            }
+        }
+        out
+    }
+
+    /// (h, w, k, s, d, pad) covering tiny, odd and ragged shapes.
+    fn shapes() -> Vec<(usize, usize, usize, usize, usize, usize)> {
+        let mut v = vec![];
+        for &(h, w) in &[
+            (1, 1),
+            (2, 2),
+            (3, 5),
+            (7, 7),
+            (9, 17),
+            (14, 33),
+            (5, 40),
+            (31, 19),
+        ] {
+            for &(k, s, d) in &[
+                (3, 1, 1),
+                (3, 2, 1),
+                (5, 1, 1),
+                (5, 2, 1),
+                (1, 1, 1),
+                (2, 2, 1),
+                (3, 1, 2),
+                (4, 3, 1),
+                (7, 2, 1),
+                (3, 2, 2),
+            ] {
+                for pad in [0, 1, 2] {
+                    v.push((h, w, k, s, d, pad));
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn every_isa_matches_naive() {
+        let acts = [
+            Activation::None,
+            Activation::Relu,
+            Activation::Clip { lo: -0.1, hi: 0.3 },
+            Activation::Silu,
+        ];
+        for isa in Isa::available() {
+            for (i, &(h, w, k, s, d, pad)) in shapes().iter().enumerate() {
+                let (oh, ow) = (out_dim(h, k, s, d, pad, pad), out_dim(w, k, s, d, pad, pad));
+                let c = 3;
+                let g = Geom2d {
+                    c,
+                    h,
+                    w,
+                    kh: k,
+                    kw: k,
+                    sh: s,
+                    sw: s,
+                    dh: d,
+                    dw: d,
+                    pt: pad,
+                    pl: pad,
+                    oh,
+                    ow,
+                };
+                let x = rnd(c * h * w, i as u64);
+                let wt = rnd(c * k * k, 1000 + i as u64);
+                let b = rnd(c, 77);
+                let act = acts[i % acts.len()];
+                let bias = if i % 2 == 0 { Some(&b[..]) } else { None };
+                let mut out = vec![f32::NAN; c * oh * ow + 3];
+                depthwise2d_with(isa, &x, &wt, bias, &g, act, &mut out).unwrap();
+                let want = naive(&x, &wt, bias, &g, act);
+                for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                        "{isa:?} {g:?} act {act:?} at {j}: {got} vs {want}"
+                    );
+                }
+                assert!(
+                    out[c * oh * ow..].iter().all(|v| v.is_nan()),
+                    "wrote past the end"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn asymmetric_and_ceil_geometry() {
+        // Different pads per side and an output larger than floor mode (ceil mode).
+        for isa in Isa::available() {
+            let g = Geom2d {
+                c: 2,
+                h: 10,
+                w: 23,
+                kh: 3,
+                kw: 5,
+                sh: 2,
+                sw: 1,
+                dh: 1,
+                dw: 2,
+                pt: 0,
+                pl: 3,
+                oh: 6,
+                ow: 24,
+            };
+            let x = rnd(g.c * g.h * g.w, 5);
+            let wt = rnd(g.c * g.kh * g.kw, 6);
+            let mut out = vec![0.0; g.c * g.oh * g.ow];
+            depthwise2d_with(isa, &x, &wt, None, &g, Activation::None, &mut out).unwrap();
+            let want = naive(&x, &wt, None, &g, Activation::None);
+            for (got, want) in out.iter().zip(&want) {
+                assert!((*got as f64 - want).abs() < 1e-5, "{isa:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_large_layer() {
+        let g = Geom2d {
+            c: 40,
+            h: 56,
+            w: 56,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            dh: 1,
+            dw: 1,
+            pt: 1,
+            pl: 1,
+            oh: 56,
+            ow: 56,
+        };
+        let x = rnd(g.c * g.h * g.w, 1);
+        let wt = rnd(g.c * 9, 2);
+        let b = rnd(g.c, 3);
+        let act = Activation::Clip { lo: 0.0, hi: 6.0 };
+        let mut out = vec![0.0; g.c * g.oh * g.ow];
+        depthwise2d(&x, &wt, Some(&b), &g, act, &mut out).unwrap();
+        let want = naive(&x, &wt, Some(&b), &g, act);
+        for (got, want) in out.iter().zip(&want) {
+            assert!((*got as f64 - want).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_buffers() {
+        let g = Geom2d {
+            c: 2,
+            h: 4,
+            w: 4,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            dh: 1,
+            dw: 1,
+            pt: 1,
+            pl: 1,
+            oh: 4,
+            ow: 4,
+        };
+        let x = vec![0.0; 32];
+        let w = vec![0.0; 18];
+        let mut out = vec![0.0; 32];
+        assert!(depthwise2d(&x[..31], &w, None, &g, Activation::None, &mut out).is_err());
+        assert!(depthwise2d(&x, &w[..17], None, &g, Activation::None, &mut out).is_err());
+        assert!(depthwise2d(&x, &w, Some(&[0.0]), &g, Activation::None, &mut out).is_err());
+        assert!(depthwise2d(&x, &w, None, &g, Activation::None, &mut out[..31]).is_err());
+        let bad = Geom2d { sh: 0, ..g };
+        assert!(depthwise2d(&x, &w, None, &bad, Activation::None, &mut out).is_err());
+        let huge = Geom2d {
+            h: usize::MAX / 2,
+            ..g
+        };
+        assert!(depthwise2d(&x, &w, None, &huge, Activation::None, &mut out).is_err());
+        assert!(depthwise2d(&x, &w, None, &g, Activation::None, &mut out).is_ok());
+    }
+}
