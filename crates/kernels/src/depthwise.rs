@@ -254,10 +254,39 @@ struct Args {
     out: *mut f32,
 }
 
+/// Largest zero-padded channel copy (in values) the padded path makes.
+const SCRATCH_MAX: usize = 1 << 22;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Size `(rows, cols)` of the padded copy of a channel in which every window of `g` lies,
+/// if the padded path applies (convolution or max, stride 1 or 2, not too large).
+fn padded_dims(g: &Geom2d, red: Reduce) -> Option<(usize, usize)> {
+    if matches!(red, Reduce::Avg { .. }) || !(g.sw == 1 || g.sw == 2) || g.h == 0 || g.w == 0 {
+        return None;
+    }
+    #[cfg(test)]
+    if tests::NO_PAD.with(|f| f.get()) {
+        return None;
+    }
+    let span = |o: usize, s: usize, k: usize, d: usize| {
+        (o - 1)
+            .checked_mul(s)?
+            .checked_add((k - 1).checked_mul(d)?)?
+            .checked_add(1)
+    };
+    let hp = span(g.oh, g.sh, g.kh, g.dh)?.max(g.pt + g.h);
+    let wp = span(g.ow, g.sw, g.kw, g.dw)?.max(g.pl + g.w);
+    let n = hp.checked_mul(wp)?;
+    // Only when the copy is not much bigger than the image (huge pads or strides), and for
+    // stride 2 only on small planes: there the copy costs more than the borders it saves.
+    let small = g.sw == 1 || g.h * g.w <= 8192;
+    (small && n <= SCRATCH_MAX && n <= 4 * (g.h * g.w).max(256)).then_some((hp, wp))
+}
+
 fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce, oc: &mut [f32]) {
-    let (ylo, yhi) = interior(g.oh, g.h, g.sh, g.kh, g.dh, g.pt);
-    let (xlo, xhi) = interior(g.ow, g.w, g.sw, g.kw, g.dw, g.pl);
-    let simd = (g.sw == 1 || g.sw == 2) && xlo < xhi;
     let (op, init, post, lo, hi, div) = match red {
         Reduce::Conv(act) => {
             let (post, lo, hi) = match act {
@@ -271,6 +300,65 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
         Reduce::Max => (OP_MAX, f32::NEG_INFINITY, 0, 0.0, 0.0, 1.0),
         Reduce::Avg { .. } => (OP_AVG, 0.0, 0, 0.0, 0.0, (g.kh * g.kw) as f32),
     };
+    let args = |x: *const f32, win: usize, iy0: usize, pl: usize, x0: usize, x1: usize, out| Args {
+        x,
+        win,
+        iy0,
+        kh: g.kh,
+        kw: g.kw,
+        dh: g.dh,
+        dw: g.dw,
+        pl,
+        x0,
+        x1,
+        w: wc.as_ptr(),
+        init,
+        post,
+        lo,
+        hi,
+        div,
+        out,
+    };
+    let finish = |row: &mut [f32]| {
+        if let Reduce::Conv(act) = red {
+            if post == 3 {
+                act.apply_slice(row);
+            }
+        }
+    };
+    if let Some((hp, wp)) = padded_dims(g, red) {
+        // Copy the channel into a buffer padded with the reduction's neutral value (0 for
+        // convolution, -inf for max), so that every output is an interior one.
+        let fill = if op == OP_MAX { f32::NEG_INFINITY } else { 0.0 };
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < hp * wp {
+                s.resize(hp * wp, 0.0);
+            }
+            let buf = &mut s[..hp * wp];
+            buf[..g.pt * wp].fill(fill);
+            for (r, src) in buf[g.pt * wp..].chunks_mut(wp).zip(xc.chunks(g.w)) {
+                r[..g.pl].fill(fill);
+                r[g.pl..g.pl + g.w].copy_from_slice(src);
+                r[g.pl + g.w..].fill(fill);
+            }
+            buf[(g.pt + g.h) * wp..].fill(fill);
+            for (oy, row) in oc.chunks_mut(g.ow).enumerate() {
+                let a = args(buf.as_ptr(), wp, oy * g.sh, 0, 0, g.ow, row.as_mut_ptr());
+                // SAFETY: `padded_dims` sized the hp x wp buffer so that every tap of every
+                // output (row oy*sh + ky*dh < hp, column ox*sw + kx*dw < wp) is inside it;
+                // vector loads touch only those addresses (partial and stride-2 loads are
+                // masked); `wc` holds kh*kw weights for convolution, `row` ow outputs; `isa`
+                // was checked in `run`.
+                unsafe { dispatch(isa, op, g.kh, g.kw, g.sw, &a) };
+                finish(row);
+            }
+        });
+        return;
+    }
+    let (ylo, yhi) = interior(g.oh, g.h, g.sh, g.kh, g.dh, g.pt);
+    let (xlo, xhi) = interior(g.ow, g.w, g.sw, g.kw, g.dw, g.pl);
+    let simd = (g.sw == 1 || g.sw == 2) && xlo < xhi;
     for oy in 0..g.oh {
         let row = &mut oc[oy * g.ow..(oy + 1) * g.ow];
         if simd && oy >= ylo && oy < yhi {
@@ -280,36 +368,22 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
             for ox in xhi..g.ow {
                 row[ox] = border(xc, wc, bias, g, red, oy, ox);
             }
-            let a = Args {
-                x: xc.as_ptr(),
-                win: g.w,
-                iy0: oy * g.sh - g.pt,
-                kh: g.kh,
-                kw: g.kw,
-                dh: g.dh,
-                dw: g.dw,
-                pl: g.pl,
-                x0: xlo,
-                x1: xhi,
-                w: wc.as_ptr(),
-                init,
-                post,
-                lo,
-                hi,
-                div,
-                out: row.as_mut_ptr(),
-            };
+            let a = args(
+                xc.as_ptr(),
+                g.w,
+                oy * g.sh - g.pt,
+                g.pl,
+                xlo,
+                xhi,
+                row.as_mut_ptr(),
+            );
             // SAFETY: rows ylo..yhi and columns xlo..xhi are the outputs whose every tap
             // (iy0 + ky*dh, ox*sw - pl + kx*dw) lies inside the h x w plane `xc` (see
             // `interior`); the vector loads read only those addresses (partial and stride-2
             // loads are masked), `wc` holds kh*kw weights for OP_CONV, `row` holds ow
             // outputs, and `isa` was checked to run on this CPU in `run`.
             unsafe { dispatch(isa, op, g.kh, g.kw, g.sw, &a) };
-            if let Reduce::Conv(act) = red {
-                if post == 3 {
-                    act.apply_slice(&mut row[xlo..xhi]);
-                }
-            }
+            finish(&mut row[xlo..xhi]);
         } else {
             for (ox, o) in row.iter_mut().enumerate() {
                 *o = border(xc, wc, bias, g, red, oy, ox);
@@ -734,8 +808,13 @@ mod avx2 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    thread_local! {
+        /// Forces the border + interior path (tests of both paths).
+        pub(crate) static NO_PAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
 
     fn rnd(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed
@@ -824,7 +903,11 @@ mod tests {
             Activation::Clip { lo: -0.1, hi: 0.3 },
             Activation::Silu,
         ];
-        for isa in Isa::available() {
+        for (isa, no_pad) in Isa::available()
+            .into_iter()
+            .flat_map(|i| [(i, false), (i, true)])
+        {
+            NO_PAD.with(|f| f.set(no_pad));
             for (i, &(h, w, k, s, d, pad)) in shapes().iter().enumerate() {
                 let (oh, ow) = (out_dim(h, k, s, d, pad, pad), out_dim(w, k, s, d, pad, pad));
                 let c = 3;
@@ -854,7 +937,7 @@ mod tests {
                 for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
                     assert!(
                         (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                        "{isa:?} {g:?} act {act:?} at {j}: {got} vs {want}"
+                        "{isa:?} no_pad {no_pad} {g:?} act {act:?} at {j}: {got} vs {want}"
                     );
                 }
                 assert!(
@@ -956,5 +1039,115 @@ mod tests {
         };
         assert!(depthwise2d(&x, &w, None, &huge, Activation::None, &mut out).is_err());
         assert!(depthwise2d(&x, &w, None, &g, Activation::None, &mut out).is_ok());
+    }
+}
+
+/// MobileNetV2 depthwise layers: `cargo test --release -p millrace-kernels
+/// bench_mobilenet -- --ignored --nocapture`.
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use std::time::Instant;
+
+    fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
+        f();
+        let mut best = f64::INFINITY;
+        for _ in 0..reps {
+            let t = Instant::now();
+            f();
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        best
+    }
+
+    #[test]
+    #[ignore]
+    fn bench_mobilenet() {
+        // (h, w, c, stride), all 3x3 pad 1.
+        let layers = [
+            (112, 112, 32, 1),
+            (112, 112, 96, 2),
+            (56, 56, 144, 1),
+            (56, 56, 144, 2),
+            (28, 28, 192, 1),
+            (14, 14, 384, 1),
+            (14, 14, 576, 1),
+            (7, 7, 960, 1),
+        ];
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let two = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        println!("layer                 | scalar 1t        | avx512 1t        | avx2 1t          | portable 1t      | best 2t");
+        for (h, w, c, s) in layers {
+            let o = |n: usize| (n + 2 - 3) / s + 1;
+            let g = Geom2d {
+                c,
+                h,
+                w,
+                kh: 3,
+                kw: 3,
+                sh: s,
+                sw: s,
+                dh: 1,
+                dw: 1,
+                pt: 1,
+                pl: 1,
+                oh: o(h),
+                ow: o(w),
+            };
+            let x: Vec<f32> = (0..c * h * w).map(|i| (i % 13) as f32 * 0.1).collect();
+            let wt: Vec<f32> = (0..c * 9).map(|i| (i % 7) as f32 * 0.1).collect();
+            let b = vec![0.5f32; c];
+            let mut out = vec![0.0f32; c * g.oh * g.ow];
+            let flops = 2.0 * (c * g.oh * g.ow * 9) as f64;
+            let bytes = 4.0 * (c * h * w + c * g.oh * g.ow + c * 10) as f64;
+            let reps = 20;
+            let fmt = |t: f64| format!("{:6.1} GF {:5.1} GB/s", flops / t / 1e9, bytes / t / 1e9);
+            let act = Activation::Clip { lo: 0.0, hi: 6.0 };
+            let ts = one.install(|| {
+                best_of(reps, || {
+                    let op = g.oh * g.ow;
+                    for ci in 0..c {
+                        crate::conv::depthwise_2d(
+                            &x[ci * h * w..(ci + 1) * h * w],
+                            &wt[ci * 9..(ci + 1) * 9],
+                            b[ci],
+                            &g,
+                            &mut out[ci * op..(ci + 1) * op],
+                        );
+                        act.apply_slice(&mut out[ci * op..(ci + 1) * op]);
+                    }
+                })
+            });
+            let mut cols = vec![fmt(ts)];
+            for isa in [Isa::Avx512, Isa::Avx2, Isa::Portable] {
+                if !isa.usable() {
+                    cols.push("-".into());
+                    continue;
+                }
+                let t = one.install(|| {
+                    best_of(reps, || {
+                        depthwise2d_with(isa, &x, &wt, Some(&b), &g, act, &mut out).unwrap()
+                    })
+                });
+                cols.push(fmt(t));
+            }
+            let t2 = two.install(|| {
+                best_of(reps, || {
+                    depthwise2d(&x, &wt, Some(&b), &g, act, &mut out).unwrap()
+                })
+            });
+            cols.push(fmt(t2));
+            println!(
+                "{h:3}x{w:3}x{c:4} s{s} ({:4.0}us) | {}",
+                ts * 1e6,
+                cols.join(" | ")
+            );
+        }
     }
 }

@@ -246,7 +246,11 @@ mod tests {
             (1, 1, 1),
         ];
         let mut case = 0u64;
-        for isa in Isa::available() {
+        for (isa, no_pad) in Isa::available()
+            .into_iter()
+            .flat_map(|i| [(i, false), (i, true)])
+        {
+            crate::depthwise::tests::NO_PAD.with(|f| f.set(no_pad));
             for &(h, w) in &sizes {
                 for &(k, s, d) in &windows {
                     for (pt, pb) in [(0, 0), (1, 1), (0, 1), (2, 1)] {
