@@ -365,8 +365,8 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
             for (ox, o) in row.iter_mut().enumerate().take(xlo) {
                 *o = border(xc, wc, bias, g, red, oy, ox);
             }
-            for ox in xhi..g.ow {
-                row[ox] = border(xc, wc, bias, g, red, oy, ox);
+            for (ox, o) in row.iter_mut().enumerate().skip(xhi) {
+                *o = border(xc, wc, bias, g, red, oy, ox);
             }
             let a = args(
                 xc.as_ptr(),

@@ -255,7 +255,7 @@ mod tests {
                 for &(k, s, d) in &windows {
                     for (pt, pb) in [(0, 0), (1, 1), (0, 1), (2, 1)] {
                         for ceil in [false, true] {
-                            if pt >= (k - 1) * d + 1 || pb >= (k - 1) * d + 1 {
+                            if pt > (k - 1) * d || pb > (k - 1) * d {
                                 continue;
                             }
                             case += 1;

@@ -2,7 +2,7 @@
 //! Indices output (flat positions in the whole input, row- or column-major per
 //! storage_order).
 use super::common::{opt_usizes, Window};
-use super::pooling::{infer, out_shape, resolve, Table};
+use super::pooling::{geom2d, infer, kernel_err, out_shape, resolve, Table};
 use crate::util::{output, Num};
 use millrace_core::{DType, Tensor};
 use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
@@ -14,13 +14,17 @@ use std::sync::Arc;
 pub struct MaxPool {
     pub window: Window,
     pub column_major: bool,
+    /// Whether the node declares the `Indices` output (true when unknown).
+    pub indices: bool,
 }
 
 const NAME: &str = "MaxPool";
 
 impl MaxPool {
     pub fn from_onnx(attrs: &Attributes, _opset: i64) -> Result<Arc<dyn Op>, OpError> {
-        Ok(Arc::new(MaxPool::parse(attrs)?))
+        let mut mp = MaxPool::parse(attrs)?;
+        mp.indices = attrs.node_outputs() != 1;
+        Ok(Arc::new(mp))
     }
 
     pub fn parse(attrs: &Attributes) -> Result<MaxPool, OpError> {
@@ -47,6 +51,7 @@ impl MaxPool {
         Ok(MaxPool {
             window,
             column_major,
+            indices: true,
         })
     }
 }
@@ -95,6 +100,9 @@ impl Op for MaxPool {
 
     fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
         let y = infer(NAME, &self.window, ctx)?;
+        if !self.indices {
+            return Ok(vec![y]);
+        }
         let ind = ValueType {
             dtype: Some(DType::I64),
             shape: y.shape.clone(),
@@ -112,6 +120,15 @@ impl Op for MaxPool {
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
         let r = resolve(NAME, &self.window, x.shape())?;
+        if !self.indices {
+            if let Some(g) = geom2d(x, &r) {
+                let xs = x.as_slice::<f32>().map_err(|e| OpError::tensor(NAME, e))?;
+                let mut y = vec![0.0f32; g.c * g.oh * g.ow];
+                millrace_kernels::pool::max_pool2d(xs, &g, &mut y)
+                    .map_err(|e| kernel_err(NAME, e))?;
+                return Ok(vec![output(NAME, out_shape(x.shape(), &r), y)?]);
+            }
+        }
         let input = &x.shape()[2..];
         let table = Table::new(input, &r);
         let planes = x.shape()[0] * x.shape()[1];
@@ -141,6 +158,9 @@ impl Op for MaxPool {
             let (y, ind) = pool::<T>(v, &table, planes, &col_index);
             (output(NAME, shape.clone(), y)?, ind)
         });
+        if !self.indices {
+            return Ok(vec![y]);
+        }
         Ok(vec![y, output(NAME, shape, ind)?])
     }
 
@@ -287,6 +307,28 @@ pub(crate) mod tests {
                     assert_eq!(ind[p * op + o], (p * h * w + wv.1) as i64, "case {ci}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn fast_path_equals_generic_path() {
+        let (h, w) = (13, 11);
+        for (ci, c) in cases().iter().enumerate() {
+            let generic = MaxPool::parse(&case_attrs(NAME, c, vec![])).unwrap();
+            let fast = MaxPool {
+                indices: false,
+                ..generic.clone()
+            };
+            let xt = Tensor::from_vec(vec![2, 3, h, w], rnd(6 * h * w, 40 + ci as u64)).unwrap();
+            let a = generic.eval(&Inputs::new(NAME, &[Some(&xt)])).unwrap();
+            let b = fast.eval(&Inputs::new(NAME, &[Some(&xt)])).unwrap();
+            assert_eq!(b.len(), 1);
+            assert_eq!(a[0].shape(), b[0].shape());
+            assert_eq!(
+                a[0].as_slice::<f32>().unwrap(),
+                b[0].as_slice::<f32>().unwrap(),
+                "case {ci}"
+            );
         }
     }
 
