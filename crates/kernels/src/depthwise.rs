@@ -238,7 +238,11 @@ struct Args {
     dh: usize,
     dw: usize,
     pl: usize,
-    /// Output columns `x0..x1` of the row at `out`.
+    /// Output rows: `rows` of them, input rows `sh` apart, outputs `ostride` apart.
+    sh: usize,
+    rows: usize,
+    ostride: usize,
+    /// Output columns `x0..x1` of the rows at `out`.
     x0: usize,
     x1: usize,
     /// The channel's `kh * kw` weights (convolution only).
@@ -300,10 +304,13 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
         Reduce::Max => (OP_MAX, f32::NEG_INFINITY, 0, 0.0, 0.0, 1.0),
         Reduce::Avg { .. } => (OP_AVG, 0.0, 0, 0.0, 0.0, (g.kh * g.kw) as f32),
     };
-    let args = |x: *const f32, win: usize, iy0: usize, pl: usize, x0: usize, x1: usize, out| Args {
+    let args = |x: *const f32, win: usize, iy0: usize, pl: usize, rows, x0, x1, out| Args {
         x,
         win,
         iy0,
+        sh: g.sh,
+        rows,
+        ostride: g.ow,
         kh: g.kh,
         kw: g.kw,
         dh: g.dh,
@@ -343,16 +350,14 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
                 r[g.pl + g.w..].fill(fill);
             }
             buf[(g.pt + g.h) * wp..].fill(fill);
-            for (oy, row) in oc.chunks_mut(g.ow).enumerate() {
-                let a = args(buf.as_ptr(), wp, oy * g.sh, 0, 0, g.ow, row.as_mut_ptr());
-                // SAFETY: `padded_dims` sized the hp x wp buffer so that every tap of every
-                // output (row oy*sh + ky*dh < hp, column ox*sw + kx*dw < wp) is inside it;
-                // vector loads touch only those addresses (partial and stride-2 loads are
-                // masked); `wc` holds kh*kw weights for convolution, `row` ow outputs; `isa`
-                // was checked in `run`.
-                unsafe { dispatch(isa, op, g.kh, g.kw, g.sw, &a) };
-                finish(row);
-            }
+            let a = args(buf.as_ptr(), wp, 0, 0, g.oh, 0, g.ow, oc.as_mut_ptr());
+            // SAFETY: `padded_dims` sized the hp x wp buffer so that every tap of every
+            // output (row oy*sh + ky*dh < hp, column ox*sw + kx*dw < wp) is inside it;
+            // vector loads touch only those addresses (partial and stride-2 loads are
+            // masked); `wc` holds kh*kw weights for convolution, `oc` oh*ow outputs; `isa`
+            // was checked in `run`.
+            unsafe { dispatch(isa, op, g.kh, g.kw, g.sw, &a) };
+            finish(&mut oc[..g.oh * g.ow]);
         });
         return;
     }
@@ -373,6 +378,7 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
                 g.w,
                 oy * g.sh - g.pt,
                 g.pl,
+                1,
                 xlo,
                 xhi,
                 row.as_mut_ptr(),
@@ -495,51 +501,72 @@ unsafe fn dispatch(isa: Isa, op: u8, kh: usize, kw: usize, sw: usize, a: &Args) 
     }
 }
 
-/// The interior loop, written once over the primitives (`V`, `L`, `splat`, `load`,
-/// `load_n`, `load_s2`, `load_s2_n`, `store`, `store_n`, `fma`, `maxv`, `minv`, `add`,
-/// `div`) that each instruction-set module defines.
+/// Independent accumulators in flight per interior step (hides the FMA latency of one
+/// accumulator's `kh * kw` dependent taps).
+const U: usize = 4;
+
+/// The interior loop, written once over the primitives that each instruction-set module
+/// defines: vector `V` of `L` lanes, lane mask `K` (`mask(n)`: the first `n` lanes), `splat`,
+/// masked `load_k`, stride-2 `load_s2_k` (even lanes of two masked loads), `store_k`, `fma`,
+/// `maxv` / `minv` (x86 semantics: `maxv(a, b) = a > b ? a : b`), `add`, `div`.
 macro_rules! interior_impl {
     ($(#[$attr:meta])*) => {
-        /// Accumulates the taps of `n` outputs starting at input address `base`.
+        /// One vector of outputs: input window origin, output address, load masks.
+        #[derive(Clone, Copy)]
+        struct Job {
+            base: *const f32,
+            out: *mut f32,
+            ka: K,
+            kb: K,
+            /// Store mask: the job's `n` outputs.
+            ko: K,
+        }
+
+        /// Accumulates all taps of `M` independent jobs, then stores them.
         $(#[$attr])*
         #[inline]
-        unsafe fn block<const OP: u8, const KH: usize, const KW: usize, const SW: usize, const FULL: bool>(
+        unsafe fn run_jobs<const OP: u8, const KH: usize, const KW: usize, const SW: usize, const M: usize>(
             a: &Args,
-            base: *const f32,
-            n: usize,
-        ) -> V {
+            jobs: &[Job; M],
+        ) {
             let kh = if KH > 0 { KH } else { a.kh };
             let kw = if KW > 0 { KW } else { a.kw };
-            let mut acc = splat(a.init);
+            let mut acc = [splat(a.init); M];
             for ky in 0..kh {
-                let rp = base.add(ky * a.dh * a.win);
                 for kx in 0..kw {
-                    let p = rp.add(kx * a.dw);
-                    let v = match (SW, FULL) {
-                        (1, true) => load(p),
-                        (1, false) => load_n(p, n),
-                        (_, true) => load_s2(p),
-                        (_, false) => load_s2_n(p, n),
-                    };
-                    acc = match OP {
-                        OP_CONV => fma(v, splat(*a.w.add(ky * kw + kx)), acc),
-                        OP_MAX => maxv(v, acc),
-                        _ => add(acc, v),
-                    };
+                    let off = ky * a.dh * a.win + kx * a.dw;
+                    let wv = if OP == OP_CONV { splat(*a.w.add(ky * kw + kx)) } else { splat(0.0) };
+                    for m in 0..M {
+                        let p = jobs[m].base.add(off);
+                        let v = if SW == 1 {
+                            load_k(p, jobs[m].ka)
+                        } else {
+                            load_s2_k(p, jobs[m].ka, jobs[m].kb)
+                        };
+                        acc[m] = match OP {
+                            OP_CONV => fma(v, wv, acc[m]),
+                            OP_MAX => maxv(v, acc[m]),
+                            _ => add(acc[m], v),
+                        };
+                    }
                 }
             }
-            match OP {
-                OP_CONV => match a.post {
-                    1 => maxv(splat(0.0), acc),
-                    2 => minv(splat(a.hi), maxv(splat(a.lo), acc)),
-                    _ => acc,
-                },
-                OP_AVG => div(acc, splat(a.div)),
-                _ => acc,
+            for m in 0..M {
+                let v = match OP {
+                    OP_CONV => match a.post {
+                        1 => maxv(splat(0.0), acc[m]),
+                        2 => minv(splat(a.hi), maxv(splat(a.lo), acc[m])),
+                        _ => acc[m],
+                    },
+                    OP_AVG => div(acc[m], splat(a.div)),
+                    _ => acc[m],
+                };
+                store_k(jobs[m].out, v, jobs[m].ko);
             }
         }
 
-        /// Computes outputs `a.x0..a.x1` of one interior row, stride `SW` (1 or 2).
+        /// Computes outputs `a.x0..a.x1` of `a.rows` consecutive interior output rows,
+        /// stride `SW` (1 or 2), `U` vectors at a time.
         ///
         /// # Safety
         /// Every tap of every output in the range must be inside the plane at `a.x`, the
@@ -549,59 +576,64 @@ macro_rules! interior_impl {
         pub(super) unsafe fn interior<const OP: u8, const KH: usize, const KW: usize, const SW: usize>(
             a: &Args,
         ) {
-            let row0 = a.x.add(a.iy0 * a.win);
-            let mut ox = a.x0;
-            while ox + L <= a.x1 {
-                let v = block::<OP, KH, KW, SW, true>(a, row0.add(ox * SW - a.pl), L);
-                store(a.out.add(ox), v);
-                ox += L;
+            let idle = Job { base: a.x, out: a.out, ka: mask(0), kb: mask(0), ko: mask(0) };
+            let mut jobs = [idle; U];
+            let mut nj = 0;
+            for r in 0..a.rows {
+                let row = a.x.add((a.iy0 + r * a.sh) * a.win);
+                let out = a.out.add(r * a.ostride);
+                let mut ox = a.x0;
+                while ox < a.x1 {
+                    let n = (a.x1 - ox).min(L);
+                    let (ka, kb) = if SW == 1 {
+                        (mask(n), mask(0))
+                    } else {
+                        // Lanes 0..2n-1 of the two loads.
+                        (mask((2 * n - 1).min(L)), mask((2 * n - 1).saturating_sub(L)))
+                    };
+                    jobs[nj] = Job { base: row.add(ox * SW - a.pl), out: out.add(ox), ka, kb, ko: mask(n) };
+                    nj += 1;
+                    if nj == U {
+                        run_jobs::<OP, KH, KW, SW, U>(a, &jobs);
+                        nj = 0;
+                    }
+                    ox += L;
+                }
             }
-            if ox < a.x1 {
-                let n = a.x1 - ox;
-                let v = block::<OP, KH, KW, SW, false>(a, row0.add(ox * SW - a.pl), n);
-                store_n(a.out.add(ox), v, n);
+            for job in &jobs[..nj] {
+                run_jobs::<OP, KH, KW, SW, 1>(a, std::array::from_ref(job));
             }
         }
     };
 }
 
 mod portable {
-    use super::{Args, OP_AVG, OP_CONV, OP_MAX};
+    use super::{Args, OP_AVG, OP_CONV, OP_MAX, U};
     type V = f32;
+    type K = ();
     const L: usize = 1;
+    #[inline(always)]
+    fn mask(_n: usize) -> K {}
     #[inline(always)]
     fn splat(v: f32) -> V {
         v
     }
     #[inline(always)]
-    unsafe fn load(p: *const f32) -> V {
+    unsafe fn load_k(p: *const f32, _k: K) -> V {
         *p
     }
     #[inline(always)]
-    unsafe fn load_n(p: *const f32, _n: usize) -> V {
+    unsafe fn load_s2_k(p: *const f32, _ka: K, _kb: K) -> V {
         *p
     }
     #[inline(always)]
-    unsafe fn load_s2(p: *const f32) -> V {
-        *p
-    }
-    #[inline(always)]
-    unsafe fn load_s2_n(p: *const f32, _n: usize) -> V {
-        *p
-    }
-    #[inline(always)]
-    unsafe fn store(p: *mut f32, v: V) {
-        *p = v
-    }
-    #[inline(always)]
-    unsafe fn store_n(p: *mut f32, v: V, _n: usize) {
+    unsafe fn store_k(p: *mut f32, v: V, _k: K) {
         *p = v
     }
     #[inline(always)]
     fn fma(a: V, b: V, c: V) -> V {
         a * b + c
     }
-    /// `a > b ? a : b` (x86 `max` semantics: NaN in `a` yields `b`).
     #[inline(always)]
     fn maxv(a: V, b: V) -> V {
         if a > b {
@@ -631,17 +663,18 @@ mod portable {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Args, OP_AVG, OP_CONV, OP_MAX};
+    use super::{Args, OP_AVG, OP_CONV, OP_MAX, U};
     use std::arch::x86_64::*;
     type V = __m512;
+    type K = __mmask16;
     const L: usize = 16;
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn mask(n: usize) -> __mmask16 {
+    fn mask(n: usize) -> K {
         if n >= 16 {
             0xffff
         } else {
-            ((1u32 << n) - 1) as __mmask16
+            ((1u32 << n) - 1) as K
         }
     }
     #[inline]
@@ -651,42 +684,22 @@ mod avx512 {
     }
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn load(p: *const f32) -> V {
-        _mm512_loadu_ps(p)
+    unsafe fn load_k(p: *const f32, k: K) -> V {
+        _mm512_maskz_loadu_ps(k, p)
     }
+    /// Even lanes of the masked loads at `p` and `p + 16`.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn load_n(p: *const f32, n: usize) -> V {
-        _mm512_maskz_loadu_ps(mask(n), p)
-    }
-    /// `p[0], p[2], ..., p[30]`, reading only `p[0..31]`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn load_s2(p: *const f32) -> V {
-        let a = _mm512_loadu_ps(p);
-        let b = _mm512_maskz_loadu_ps(0x7fff, p.add(16));
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        _mm512_permutex2var_ps(a, even, b)
-    }
-    /// `p[0], p[2], ..., p[2n - 2]`, reading only `p[0..2n - 1]`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn load_s2_n(p: *const f32, n: usize) -> V {
-        let m = 2 * n - 1;
-        let a = _mm512_maskz_loadu_ps(mask(m.min(16)), p);
-        let b = _mm512_maskz_loadu_ps(mask(m.saturating_sub(16)), p.add(16));
+    unsafe fn load_s2_k(p: *const f32, ka: K, kb: K) -> V {
+        let a = _mm512_maskz_loadu_ps(ka, p);
+        let b = _mm512_maskz_loadu_ps(kb, p.add(16));
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         _mm512_permutex2var_ps(a, even, b)
     }
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn store(p: *mut f32, v: V) {
-        _mm512_storeu_ps(p, v)
-    }
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn store_n(p: *mut f32, v: V, n: usize) {
-        _mm512_mask_storeu_ps(p, mask(n), v)
+    unsafe fn store_k(p: *mut f32, v: V, k: K) {
+        _mm512_mask_storeu_ps(p, k, v)
     }
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -718,14 +731,15 @@ mod avx512 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Args, OP_AVG, OP_CONV, OP_MAX};
+    use super::{Args, OP_AVG, OP_CONV, OP_MAX, U};
     use std::arch::x86_64::*;
     type V = __m256;
+    type K = __m256i;
     const L: usize = 8;
     /// Lanes `0..n` set.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn mask(n: usize) -> __m256i {
+    fn mask(n: usize) -> K {
         let n = n.min(8) as i32;
         _mm256_cmpgt_epi32(
             _mm256_set1_epi32(n),
@@ -739,45 +753,22 @@ mod avx2 {
     }
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn load(p: *const f32) -> V {
-        _mm256_loadu_ps(p)
+    unsafe fn load_k(p: *const f32, k: K) -> V {
+        _mm256_maskload_ps(p, k)
     }
+    /// Even lanes of the masked loads at `p` and `p + 8`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn load_n(p: *const f32, n: usize) -> V {
-        _mm256_maskload_ps(p, mask(n))
-    }
-    /// Even lanes of `a` then of `b`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn evens(a: V, b: V) -> V {
+    unsafe fn load_s2_k(p: *const f32, ka: K, kb: K) -> V {
+        let a = _mm256_maskload_ps(p, ka);
+        let b = _mm256_maskload_ps(p.add(8), kb);
         let s = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
         _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(s)))
     }
-    /// `p[0], p[2], ..., p[14]`, reading only `p[0..15]`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn load_s2(p: *const f32) -> V {
-        evens(_mm256_loadu_ps(p), _mm256_maskload_ps(p.add(8), mask(7)))
-    }
-    /// `p[0], p[2], ..., p[2n - 2]`, reading only `p[0..2n - 1]`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn load_s2_n(p: *const f32, n: usize) -> V {
-        let m = 2 * n - 1;
-        let a = _mm256_maskload_ps(p, mask(m.min(8)));
-        let b = _mm256_maskload_ps(p.add(8), mask(m.saturating_sub(8)));
-        evens(a, b)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn store(p: *mut f32, v: V) {
-        _mm256_storeu_ps(p, v)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn store_n(p: *mut f32, v: V, n: usize) {
-        _mm256_maskstore_ps(p, mask(n), v)
+    unsafe fn store_k(p: *mut f32, v: V, k: K) {
+        _mm256_maskstore_ps(p, k, v)
     }
     #[inline]
     #[target_feature(enable = "avx2,fma")]
