@@ -266,9 +266,9 @@ thread_local! {
 }
 
 /// Size `(rows, cols)` of the padded copy of a channel in which every window of `g` lies,
-/// if the padded path applies (convolution or max, stride 1 or 2, not too large).
-fn padded_dims(g: &Geom2d, red: Reduce) -> Option<(usize, usize)> {
-    if matches!(red, Reduce::Avg { .. }) || !(g.sw == 1 || g.sw == 2) || g.h == 0 || g.w == 0 {
+/// if the padded path applies (stride 1 or 2, not too large).
+fn padded_dims(g: &Geom2d) -> Option<(usize, usize)> {
+    if !(g.sw == 1 || g.sw == 2) || g.h == 0 || g.w == 0 {
         return None;
     }
     #[cfg(test)]
@@ -333,7 +333,7 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
             }
         }
     };
-    if let Some((hp, wp)) = padded_dims(g, red) {
+    if let Some((hp, wp)) = padded_dims(g) {
         // Copy the channel into a buffer padded with the reduction's neutral value (0 for
         // convolution, -inf for max), so that every output is an interior one.
         let fill = if op == OP_MAX { f32::NEG_INFINITY } else { 0.0 };
@@ -350,7 +350,10 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
                 r[g.pl + g.w..].fill(fill);
             }
             buf[(g.pt + g.h) * wp..].fill(fill);
-            let a = args(buf.as_ptr(), wp, 0, 0, g.oh, 0, g.ow, oc.as_mut_ptr());
+            let mut a = args(buf.as_ptr(), wp, 0, 0, g.oh, 0, g.ow, oc.as_mut_ptr());
+            if op == OP_AVG {
+                a.div = 1.0; // window sums; divided by the per-output counts below
+            }
             // SAFETY: `padded_dims` sized the hp x wp buffer so that every tap of every
             // output (row oy*sh + ky*dh < hp, column ox*sw + kx*dw < wp) is inside it;
             // vector loads touch only those addresses (partial and stride-2 loads are
@@ -358,6 +361,14 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
             // was checked in `run`.
             unsafe { dispatch(isa, op, g.kh, g.kw, g.sw, &a) };
             finish(&mut oc[..g.oh * g.ow]);
+            if let Reduce::Avg {
+                include_pad,
+                pb,
+                pr,
+            } = red
+            {
+                avg_counts(g, include_pad, pb, pr, &mut oc[..g.oh * g.ow]);
+            }
         });
         return;
     }
@@ -394,6 +405,37 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
             for (ox, o) in row.iter_mut().enumerate() {
                 *o = border(xc, wc, bias, g, red, oy, ox);
             }
+        }
+    }
+}
+
+/// Divides window sums by their tap counts. The count of output `(oy, ox)` is the product
+/// of the counted kernel rows at `oy` and counted kernel columns at `ox` (in bounds, or with
+/// `include_pad` inside the padded image); an empty window gives 0/0 = NaN.
+fn avg_counts(g: &Geom2d, include_pad: bool, pb: usize, pr: usize, oc: &mut [f32]) {
+    let counts = |o: usize, n: usize, s: usize, k: usize, d: usize, p0: usize, p1: usize| {
+        let (lo, hi) = if include_pad {
+            (-(p0 as isize), (n + p1) as isize)
+        } else {
+            (0, n as isize)
+        };
+        (0..o)
+            .map(|i| {
+                let c = (0..k)
+                    .filter(|&t| {
+                        let v = (i * s + t * d) as isize - p0 as isize;
+                        v >= lo && v < hi
+                    })
+                    .count();
+                c as f32
+            })
+            .collect::<Vec<f32>>()
+    };
+    let cy = counts(g.oh, g.h, g.sh, g.kh, g.dh, g.pt, pb);
+    let cx = counts(g.ow, g.w, g.sw, g.kw, g.dw, g.pl, pr);
+    for (row, &ny) in oc.chunks_mut(g.ow).zip(&cy) {
+        for (o, &nx) in row.iter_mut().zip(&cx) {
+            *o /= ny * nx;
         }
     }
 }

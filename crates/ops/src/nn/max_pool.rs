@@ -332,6 +332,91 @@ pub(crate) mod tests {
         }
     }
 
+    /// `cargo test --release -p millrace-ops --lib bench_pools -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_pools() {
+        use crate::nn::average_pool::AveragePool;
+        use crate::nn::global_average_pool::GlobalAveragePool;
+        use std::time::Instant;
+        let best = |f: &dyn Fn()| {
+            f();
+            (0..10)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        // (name, shape, kernel, stride, pads)
+        let cases: [(&str, [usize; 4], i64, i64, i64); 4] = [
+            ("resnet maxpool", [1, 64, 112, 112], 3, 2, 1),
+            ("googlenet maxpool s1", [1, 480, 14, 14], 3, 1, 1),
+            ("squeezenet maxpool", [1, 96, 109, 109], 3, 2, 0),
+            ("googlenet maxpool s2", [1, 192, 56, 56], 3, 2, 1),
+        ];
+        for (name, shape, k, s, p) in cases {
+            let a = attrs(
+                NAME,
+                vec![
+                    ("kernel_shape", ints(&[k, k])),
+                    ("strides", ints(&[s, s])),
+                    ("pads", ints(&[p, p, p, p])),
+                ],
+            );
+            let generic = MaxPool::parse(&a).unwrap();
+            let fast = MaxPool {
+                indices: false,
+                ..generic.clone()
+            };
+            let n: usize = shape.iter().product();
+            let xt = Tensor::from_vec(shape.to_vec(), rnd(n, 1)).unwrap();
+            let tg = best(&|| {
+                generic.eval(&Inputs::new(NAME, &[Some(&xt)])).unwrap();
+            });
+            let tf = best(&|| {
+                fast.eval(&Inputs::new(NAME, &[Some(&xt)])).unwrap();
+            });
+            let ap = AveragePool::parse(&attrs(
+                "AveragePool",
+                vec![
+                    ("kernel_shape", ints(&[k, k])),
+                    ("strides", ints(&[s, s])),
+                    ("pads", ints(&[p, p, p, p])),
+                ],
+            ))
+            .unwrap();
+            let xd = Tensor::from_vec(
+                shape.to_vec(),
+                rnd(n, 1).iter().map(|&v| v as f64).collect(),
+            )
+            .unwrap();
+            let ta64 = best(&|| {
+                ap.eval(&Inputs::new("AveragePool", &[Some(&xd)])).unwrap();
+            });
+            let ta = best(&|| {
+                ap.eval(&Inputs::new("AveragePool", &[Some(&xt)])).unwrap();
+            });
+            println!(
+                "{name:22} {shape:?} k{k} s{s} p{p}: MaxPool generic(+indices) {:7.1}us fast {:7.1}us ({:4.1}x, {:5.1} GB/s in) | AveragePool generic(f64) {:7.1}us fast f32 {:7.1}us",
+                tg * 1e6,
+                tf * 1e6,
+                tg / tf,
+                4.0 * n as f64 / tf / 1e9,
+                ta64 * 1e6,
+                ta * 1e6
+            );
+        }
+        let xt = Tensor::from_vec(vec![1, 2048, 7, 7], rnd(2048 * 49, 2)).unwrap();
+        let t = best(&|| {
+            GlobalAveragePool
+                .eval(&Inputs::new("GlobalAveragePool", &[Some(&xt)]))
+                .unwrap();
+        });
+        println!("GlobalAveragePool 1x2048x7x7: {:.1}us", t * 1e6);
+    }
+
     #[test]
     fn column_major_indices_and_ints() {
         let mp = MaxPool::parse(&attrs(
