@@ -1,17 +1,23 @@
 //! Direct depthwise 2-D convolution (one filter per channel) and the window engine it shares
 //! with 2-D max / average pooling ([`crate::pool`]).
 //!
-//! Every output row is split into a padded border and an interior. An interior output reads
-//! only in-bounds input for every kernel tap (the rows `oy` and columns `ox` where the first
-//! and last taps both land inside the image), so the interior runs without any bounds
-//! checks, vectorized along the output width: 16 outputs per step with AVX-512, 8 with
-//! AVX2+FMA, 1 in the portable build. Stride 1 loads contiguous input; stride 2 loads two
-//! vectors and keeps the even lanes (a permute). Each accumulator takes all `kh * kw` taps
-//! in registers and is written once, with bias added at the start and Relu / Clip applied in
-//! registers before the store; other activations run over the output row right after, while
-//! it is still in L1. Borders (and strides other than 1 and 2) use a checked scalar loop.
-//! The common shapes (3x3 and 5x5 stride 1 and 2; 2x2 and 3x3 pooling windows) are
-//! compiled with the window size as a constant so the tap loops unroll.
+//! An *interior* output reads only in-bounds input for every kernel tap, so it needs no
+//! bounds checks. Interior outputs are computed vectorized along the output width: 16
+//! outputs per vector with AVX-512, 8 with AVX2+FMA, 1 in the portable build, four
+//! independent vectors in flight (the `kh * kw` taps of one vector form a dependent FMA
+//! chain). Stride 1 loads contiguous input; stride 2 loads two vectors and keeps the even
+//! lanes (a permute). Row tails use masked loads and stores. Each accumulator takes all taps
+//! in registers and is stored once, with the bias added at the start and Relu / Clip applied
+//! in registers; other activations run over the channel's output right after, while it is
+//! in cache. The common windows (3x3 and 5x5 convolutions, 2x2 and 3x3 pools) are compiled
+//! with the window size as a constant so the tap loops unroll.
+//!
+//! To make every output interior, a channel is first copied into a thread-local buffer
+//! padded with the reduction's neutral value (0 for convolution and average, `-inf` for
+//! max); average pooling then divides each window sum by its tap count, the product of a
+//! row count and a column count. Where the copy does not pay (stride-2 layers on large
+//! images, strides above 2, huge padding), rows and columns whose windows cross the border
+//! go through a checked scalar loop and only the rest is vectorized.
 //!
 //! Channels are independent and run in parallel on the current rayon pool when the layer
 //! is big enough to pay for it.

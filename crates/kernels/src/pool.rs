@@ -1,11 +1,13 @@
 //! f32 NCHW 2-D pooling: max and average over windows, and global (whole-plane) max and
 //! average.
 //!
-//! Windowed pooling runs on the engine of [`crate::depthwise`]: per output row a checked
-//! scalar border and an unchecked interior vectorized along the output width (AVX-512,
-//! AVX2 or portable; stride 1 and 2 vectorized, 2x2 and 3x3 windows unrolled), channels in
-//! parallel. Max takes the largest in-bounds value, ignoring NaN like ONNX Runtime (`-inf`
-//! for a window entirely in padding). Average divides by the in-bounds tap count, or with
+//! Windowed pooling runs on the engine of [`crate::depthwise`]: outputs vectorized along
+//! the output width (AVX-512, AVX2 or portable; stride 1 and 2 vectorized, 2x2 and 3x3
+//! windows unrolled) over a padded copy of each channel or, where that does not pay, a
+//! checked scalar border around an unchecked interior; channels in parallel.
+//!
+//! Max takes the largest in-bounds value, ignoring NaN like ONNX Runtime (`-inf` for a
+//! window entirely in padding). Average divides by the in-bounds tap count, or with
 //! `count_include_pad` by the taps inside the padded image (a ceil-mode window can reach
 //! past the end padding; those taps never count). The caller computes the output size, so
 //! ceil mode is just a larger `oh` / `ow`.
