@@ -555,7 +555,8 @@ const U: usize = 4;
 
 /// The interior loop, written once over the primitives that each instruction-set module
 /// defines: vector `V` of `L` lanes, lane mask `K` (`mask(n)`: the first `n` lanes), `splat`,
-/// masked `load_k`, stride-2 `load_s2_k` (even lanes of two masked loads), `store_k`, `fma`,
+/// `load` / masked `load_k`, stride-2 `load_s2` / `load_s2_k` (even lanes of two loads),
+/// `store` / `store_k`, `fma`,
 /// `maxv` / `minv` (x86 semantics: `maxv(a, b) = a > b ? a : b`), `add`, `div`.
 macro_rules! interior_impl {
     ($(#[$attr:meta])*) => {
@@ -573,7 +574,14 @@ macro_rules! interior_impl {
         /// Accumulates all taps of `M` independent jobs, then stores them.
         $(#[$attr])*
         #[inline]
-        unsafe fn run_jobs<const OP: u8, const KH: usize, const KW: usize, const SW: usize, const M: usize>(
+        unsafe fn run_jobs<
+            const OP: u8,
+            const KH: usize,
+            const KW: usize,
+            const SW: usize,
+            const M: usize,
+            const FULL: bool,
+        >(
             a: &Args,
             jobs: &[Job; M],
         ) {
@@ -586,10 +594,11 @@ macro_rules! interior_impl {
                     let wv = if OP == OP_CONV { splat(*a.w.add(ky * kw + kx)) } else { splat(0.0) };
                     for m in 0..M {
                         let p = jobs[m].base.add(off);
-                        let v = if SW == 1 {
-                            load_k(p, jobs[m].ka)
-                        } else {
-                            load_s2_k(p, jobs[m].ka, jobs[m].kb)
+                        let v = match (SW, FULL) {
+                            (1, true) => load(p),
+                            (1, false) => load_k(p, jobs[m].ka),
+                            (_, true) => load_s2(p),
+                            (_, false) => load_s2_k(p, jobs[m].ka, jobs[m].kb),
                         };
                         acc[m] = match OP {
                             OP_CONV => fma(v, wv, acc[m]),
@@ -609,7 +618,11 @@ macro_rules! interior_impl {
                     OP_AVG => div(acc[m], splat(a.div)),
                     _ => acc[m],
                 };
-                store_k(jobs[m].out, v, jobs[m].ko);
+                if FULL {
+                    store(jobs[m].out, v);
+                } else {
+                    store_k(jobs[m].out, v, jobs[m].ko);
+                }
             }
         }
 
@@ -627,6 +640,7 @@ macro_rules! interior_impl {
             let idle = Job { base: a.x, out: a.out, ka: mask(0), kb: mask(0), ko: mask(0) };
             let mut jobs = [idle; U];
             let mut nj = 0;
+            let mut full = true;
             for r in 0..a.rows {
                 let row = a.x.add((a.iy0 + r * a.sh) * a.win);
                 let out = a.out.add(r * a.ostride);
@@ -641,15 +655,21 @@ macro_rules! interior_impl {
                     };
                     jobs[nj] = Job { base: row.add(ox * SW - a.pl), out: out.add(ox), ka, kb, ko: mask(n) };
                     nj += 1;
+                    full &= n == L;
                     if nj == U {
-                        run_jobs::<OP, KH, KW, SW, U>(a, &jobs);
+                        if full {
+                            run_jobs::<OP, KH, KW, SW, U, true>(a, &jobs);
+                        } else {
+                            run_jobs::<OP, KH, KW, SW, U, false>(a, &jobs);
+                        }
                         nj = 0;
+                        full = true;
                     }
                     ox += L;
                 }
             }
             for job in &jobs[..nj] {
-                run_jobs::<OP, KH, KW, SW, 1>(a, std::array::from_ref(job));
+                run_jobs::<OP, KH, KW, SW, 1, false>(a, std::array::from_ref(job));
             }
         }
     };
@@ -665,6 +685,18 @@ mod portable {
     #[inline(always)]
     fn splat(v: f32) -> V {
         v
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> V {
+        *p
+    }
+    #[inline(always)]
+    unsafe fn load_s2(p: *const f32) -> V {
+        *p
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: V) {
+        *p = v
     }
     #[inline(always)]
     unsafe fn load_k(p: *const f32, _k: K) -> V {
@@ -729,6 +761,22 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     fn splat(v: f32) -> V {
         _mm512_set1_ps(v)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load(p: *const f32) -> V {
+        _mm512_loadu_ps(p)
+    }
+    /// `p[0], p[2], ..., p[30]`, reading only `p[0..31]`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load_s2(p: *const f32) -> V {
+        load_s2_k(p, 0xffff, 0x7fff)
+    }
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store(p: *mut f32, v: V) {
+        _mm512_storeu_ps(p, v)
     }
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -798,6 +846,25 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     fn splat(v: f32) -> V {
         _mm256_set1_ps(v)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load(p: *const f32) -> V {
+        _mm256_loadu_ps(p)
+    }
+    /// `p[0], p[2], ..., p[14]`, reading only `p[0..15]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load_s2(p: *const f32) -> V {
+        let a = _mm256_loadu_ps(p);
+        let b = _mm256_maskload_ps(p.add(8), mask(7));
+        let s = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(s)))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn store(p: *mut f32, v: V) {
+        _mm256_storeu_ps(p, v)
     }
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -913,6 +980,8 @@ pub(crate) mod tests {
             (14, 33),
             (5, 40),
             (31, 19),
+            (3, 130),
+            (4, 67),
         ] {
             for &(k, s, d) in &[
                 (3, 1, 1),
