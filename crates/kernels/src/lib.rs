@@ -5,7 +5,9 @@
 
 pub mod activation;
 pub mod conv;
+pub mod depthwise;
 pub mod dgemm;
 pub mod gemm;
 pub mod peak;
+pub mod pool;
 pub mod winograd;

@@ -1,8 +1,9 @@
 //! AveragePool (ONNX opsets 1, 7, 10, 11, 19, 22): N-d window mean; padding counts toward
 //! the divisor only with count_include_pad=1.
 use super::common::{float_out, Float, Window};
-use super::pooling::{infer, out_shape, resolve, Table};
+use super::pooling::{geom2d, infer, kernel_err, out_shape, resolve, Table};
 use crate::float_run;
+use crate::util::output;
 use millrace_core::Tensor;
 use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
 use rayon::prelude::*;
@@ -89,6 +90,15 @@ impl Op for AveragePool {
 
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
+        let r = resolve(NAME, &self.window, x.shape())?;
+        if let Some(g) = geom2d(x, &r) {
+            let xs = x.as_slice::<f32>().map_err(|e| OpError::tensor(NAME, e))?;
+            let mut y = vec![0.0f32; g.c * g.oh * g.ow];
+            let pads_end = (r.pads_end[0], r.pads_end[1]);
+            millrace_kernels::pool::avg_pool2d(xs, &g, pads_end, self.count_include_pad, &mut y)
+                .map_err(|e| kernel_err(NAME, e))?;
+            return Ok(vec![output(NAME, out_shape(x.shape(), &r), y)?]);
+        }
         float_run!(NAME, x.dtype(), eval_as(self, x))
     }
 
@@ -131,6 +141,35 @@ mod tests {
                         let want = wv.2 / n as f32;
                         assert!((got[p * op + o] - want).abs() < 1e-5, "case {ci} {include}");
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_equals_generic_path() {
+        let (h, w) = (13, 11);
+        for include in [0, 1] {
+            for (ci, c) in cases().iter().enumerate() {
+                let a = case_attrs(NAME, c, vec![("count_include_pad", Attr::Int(include))]);
+                let ap = AveragePool::parse(&a).unwrap();
+                let x = rnd(6 * h * w, 50 + ci as u64);
+                let xt = Tensor::from_vec(vec![2, 3, h, w], x.clone()).unwrap();
+                let fast = ap.eval(&Inputs::new(NAME, &[Some(&xt)])).unwrap();
+                // The generic path, through f64.
+                let xd = Tensor::from_vec(vec![2, 3, h, w], x.iter().map(|&v| v as f64).collect())
+                    .unwrap();
+                let slow = ap.eval(&Inputs::new(NAME, &[Some(&xd)])).unwrap();
+                assert_eq!(fast[0].shape(), slow[0].shape());
+                let (f, s) = (
+                    fast[0].as_slice::<f32>().unwrap(),
+                    slow[0].as_slice::<f64>().unwrap(),
+                );
+                for (a, b) in f.iter().zip(s) {
+                    assert!(
+                        (*a as f64 - b).abs() < 1e-5 || (a.is_nan() && b.is_nan()),
+                        "case {ci} {include}: {a} vs {b}"
+                    );
                 }
             }
         }

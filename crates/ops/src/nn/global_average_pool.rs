@@ -66,6 +66,16 @@ impl Op for GlobalAveragePool {
 
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
+        if x.dtype() == millrace_core::DType::F32 {
+            let shape = global_shape(NAME, x.shape())?;
+            let planes = x.shape()[0] * x.shape()[1];
+            let plane = prod(&x.shape()[2..]);
+            let xs = x.as_slice::<f32>().map_err(|e| OpError::tensor(NAME, e))?;
+            let mut y = vec![0.0f32; planes];
+            millrace_kernels::pool::global_avg_pool(xs, planes, plane, &mut y)
+                .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
+            return Ok(vec![crate::util::output(NAME, shape, y)?]);
+        }
         float_run!(NAME, x.dtype(), eval_as(x))
     }
 
@@ -86,6 +96,26 @@ mod tests {
             .unwrap();
         assert_eq!(y[0].shape(), &[1, 2, 1, 1]);
         assert_eq!(y[0].as_slice::<f32>().unwrap(), &[2.0, 15.0]);
+        // f32 (kernel) and f64 (generic) agree.
+        let v: Vec<f32> = (0..2 * 3 * 7 * 5)
+            .map(|i| ((i * 37) % 11) as f32 - 5.0)
+            .collect();
+        let xf = Tensor::from_vec(vec![2, 3, 7, 5], v.clone()).unwrap();
+        let xd = Tensor::from_vec(vec![2, 3, 7, 5], v.iter().map(|&a| a as f64).collect()).unwrap();
+        let a = GlobalAveragePool
+            .eval(&Inputs::new(NAME, &[Some(&xf)]))
+            .unwrap();
+        let b = GlobalAveragePool
+            .eval(&Inputs::new(NAME, &[Some(&xd)]))
+            .unwrap();
+        for (p, q) in a[0]
+            .as_slice::<f32>()
+            .unwrap()
+            .iter()
+            .zip(b[0].as_slice::<f64>().unwrap())
+        {
+            assert!((*p as f64 - q).abs() < 1e-5);
+        }
         let bad = Tensor::from_vec(vec![2], vec![1.0f32, 2.0]).unwrap();
         assert!(GlobalAveragePool
             .eval(&Inputs::new(NAME, &[Some(&bad)]))

@@ -57,6 +57,13 @@ impl Op for GlobalMaxPool {
         let shape = global_shape(NAME, x.shape())?;
         let planes = x.shape()[0] * x.shape()[1];
         let plane = prod(&x.shape()[2..]);
+        if x.dtype() == millrace_core::DType::F32 {
+            let xs = x.as_slice::<f32>().map_err(|e| OpError::tensor(NAME, e))?;
+            let mut y = vec![0.0f32; planes];
+            millrace_kernels::pool::global_max_pool(xs, planes, plane, &mut y)
+                .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
+            return Ok(vec![output(NAME, shape, y)?]);
+        }
         if !x.dtype().is_float() {
             return Err(OpError::unsupported(NAME, format!("dtype {}", x.dtype())));
         }
@@ -84,5 +91,25 @@ mod tests {
         let y = GlobalMaxPool.eval(&Inputs::new(NAME, &[Some(&x)])).unwrap();
         assert_eq!(y[0].shape(), &[1, 2, 1]);
         assert_eq!(y[0].as_slice::<f32>().unwrap(), &[1.0, -1.0]);
+        // f32 (kernel) and f64 (generic) agree.
+        let v: Vec<f32> = (0..2 * 3 * 7 * 5)
+            .map(|i| ((i * 37) % 11) as f32 - 5.0)
+            .collect();
+        let xf = Tensor::from_vec(vec![2, 3, 7, 5], v.clone()).unwrap();
+        let xd = Tensor::from_vec(vec![2, 3, 7, 5], v.iter().map(|&a| a as f64).collect()).unwrap();
+        let a = GlobalMaxPool
+            .eval(&Inputs::new(NAME, &[Some(&xf)]))
+            .unwrap();
+        let b = GlobalMaxPool
+            .eval(&Inputs::new(NAME, &[Some(&xd)]))
+            .unwrap();
+        for (p, q) in a[0]
+            .as_slice::<f32>()
+            .unwrap()
+            .iter()
+            .zip(b[0].as_slice::<f64>().unwrap())
+        {
+            assert_eq!(*p as f64, *q);
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! Indices output (flat positions in the whole input, row- or column-major per
 //! storage_order).
 use super::common::{opt_usizes, Window};
-use super::pooling::{infer, out_shape, resolve, Table};
+use super::pooling::{geom2d, infer, kernel_err, out_shape, resolve, Table};
 use crate::util::{output, Num};
 use millrace_core::{DType, Tensor};
 use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
@@ -14,13 +14,17 @@ use std::sync::Arc;
 pub struct MaxPool {
     pub window: Window,
     pub column_major: bool,
+    /// Whether the node declares the `Indices` output (true when unknown).
+    pub indices: bool,
 }
 
 const NAME: &str = "MaxPool";
 
 impl MaxPool {
     pub fn from_onnx(attrs: &Attributes, _opset: i64) -> Result<Arc<dyn Op>, OpError> {
-        Ok(Arc::new(MaxPool::parse(attrs)?))
+        let mut mp = MaxPool::parse(attrs)?;
+        mp.indices = attrs.node_outputs() != 1;
+        Ok(Arc::new(mp))
     }
 
     pub fn parse(attrs: &Attributes) -> Result<MaxPool, OpError> {
@@ -47,6 +51,7 @@ impl MaxPool {
         Ok(MaxPool {
             window,
             column_major,
+            indices: true,
         })
     }
 }
@@ -95,6 +100,9 @@ impl Op for MaxPool {
 
     fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
         let y = infer(NAME, &self.window, ctx)?;
+        if !self.indices {
+            return Ok(vec![y]);
+        }
         let ind = ValueType {
             dtype: Some(DType::I64),
             shape: y.shape.clone(),
@@ -112,6 +120,15 @@ impl Op for MaxPool {
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
         let r = resolve(NAME, &self.window, x.shape())?;
+        if !self.indices {
+            if let Some(g) = geom2d(x, &r) {
+                let xs = x.as_slice::<f32>().map_err(|e| OpError::tensor(NAME, e))?;
+                let mut y = vec![0.0f32; g.c * g.oh * g.ow];
+                millrace_kernels::pool::max_pool2d(xs, &g, &mut y)
+                    .map_err(|e| kernel_err(NAME, e))?;
+                return Ok(vec![output(NAME, out_shape(x.shape(), &r), y)?]);
+            }
+        }
         let input = &x.shape()[2..];
         let table = Table::new(input, &r);
         let planes = x.shape()[0] * x.shape()[1];
@@ -141,6 +158,9 @@ impl Op for MaxPool {
             let (y, ind) = pool::<T>(v, &table, planes, &col_index);
             (output(NAME, shape.clone(), y)?, ind)
         });
+        if !self.indices {
+            return Ok(vec![y]);
+        }
         Ok(vec![y, output(NAME, shape, ind)?])
     }
 
@@ -288,6 +308,113 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fast_path_equals_generic_path() {
+        let (h, w) = (13, 11);
+        for (ci, c) in cases().iter().enumerate() {
+            let generic = MaxPool::parse(&case_attrs(NAME, c, vec![])).unwrap();
+            let fast = MaxPool {
+                indices: false,
+                ..generic.clone()
+            };
+            let xt = Tensor::from_vec(vec![2, 3, h, w], rnd(6 * h * w, 40 + ci as u64)).unwrap();
+            let a = generic.eval(&Inputs::new(NAME, &[Some(&xt)])).unwrap();
+            let b = fast.eval(&Inputs::new(NAME, &[Some(&xt)])).unwrap();
+            assert_eq!(b.len(), 1);
+            assert_eq!(a[0].shape(), b[0].shape());
+            assert_eq!(
+                a[0].as_slice::<f32>().unwrap(),
+                b[0].as_slice::<f32>().unwrap(),
+                "case {ci}"
+            );
+        }
+    }
+
+    /// `cargo test --release -p millrace-ops --lib bench_pools -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_pools() {
+        use crate::nn::average_pool::AveragePool;
+        use crate::nn::global_average_pool::GlobalAveragePool;
+        use std::time::Instant;
+        let best = |f: &dyn Fn()| {
+            f();
+            (0..10)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        // (name, shape, kernel, stride, pads)
+        let cases: [(&str, [usize; 4], i64, i64, i64); 4] = [
+            ("resnet maxpool", [1, 64, 112, 112], 3, 2, 1),
+            ("googlenet maxpool s1", [1, 480, 14, 14], 3, 1, 1),
+            ("squeezenet maxpool", [1, 96, 109, 109], 3, 2, 0),
+            ("googlenet maxpool s2", [1, 192, 56, 56], 3, 2, 1),
+        ];
+        for (name, shape, k, s, p) in cases {
+            let a = attrs(
+                NAME,
+                vec![
+                    ("kernel_shape", ints(&[k, k])),
+                    ("strides", ints(&[s, s])),
+                    ("pads", ints(&[p, p, p, p])),
+                ],
+            );
+            let generic = MaxPool::parse(&a).unwrap();
+            let fast = MaxPool {
+                indices: false,
+                ..generic.clone()
+            };
+            let n: usize = shape.iter().product();
+            let xt = Tensor::from_vec(shape.to_vec(), rnd(n, 1)).unwrap();
+            let tg = best(&|| {
+                generic.eval(&Inputs::new(NAME, &[Some(&xt)])).unwrap();
+            });
+            let tf = best(&|| {
+                fast.eval(&Inputs::new(NAME, &[Some(&xt)])).unwrap();
+            });
+            let ap = AveragePool::parse(&attrs(
+                "AveragePool",
+                vec![
+                    ("kernel_shape", ints(&[k, k])),
+                    ("strides", ints(&[s, s])),
+                    ("pads", ints(&[p, p, p, p])),
+                ],
+            ))
+            .unwrap();
+            let xd = Tensor::from_vec(
+                shape.to_vec(),
+                rnd(n, 1).iter().map(|&v| v as f64).collect(),
+            )
+            .unwrap();
+            let ta64 = best(&|| {
+                ap.eval(&Inputs::new("AveragePool", &[Some(&xd)])).unwrap();
+            });
+            let ta = best(&|| {
+                ap.eval(&Inputs::new("AveragePool", &[Some(&xt)])).unwrap();
+            });
+            println!(
+                "{name:22} {shape:?} k{k} s{s} p{p}: MaxPool generic(+indices) {:7.1}us fast {:7.1}us ({:4.1}x, {:5.1} GB/s in) | AveragePool generic(f64) {:7.1}us fast f32 {:7.1}us",
+                tg * 1e6,
+                tf * 1e6,
+                tg / tf,
+                4.0 * n as f64 / tf / 1e9,
+                ta64 * 1e6,
+                ta * 1e6
+            );
+        }
+        let xt = Tensor::from_vec(vec![1, 2048, 7, 7], rnd(2048 * 49, 2)).unwrap();
+        let t = best(&|| {
+            GlobalAveragePool
+                .eval(&Inputs::new("GlobalAveragePool", &[Some(&xt)]))
+                .unwrap();
+        });
+        println!("GlobalAveragePool 1x2048x7x7: {:.1}us", t * 1e6);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Shared pooling machinery: a window table (for each output position, the flat plane
 //! indices it reads and its padded size) built once and applied to every N x C plane.
 use super::common::{prod, Resolved, Window};
-use millrace_core::Dim;
+use millrace_core::{DType, Dim, Tensor};
 use millrace_ir::{InferCtx, OpError, ValueType};
+use millrace_kernels::conv::Geom2d;
 
 /// For each output position, the input plane indices its window reads.
 pub struct Table {
@@ -155,4 +156,33 @@ pub fn out_shape(x: &[usize], r: &Resolved) -> Vec<usize> {
     let mut s = x[..2].to_vec();
     s.extend(&r.output);
     s
+}
+
+/// The kernels' geometry for a 4-D (N x C x H x W) f32 input, every N x C plane a channel;
+/// `None` when the fast 2-D kernels do not apply (other dtypes or ranks).
+pub fn geom2d(x: &Tensor, r: &Resolved) -> Option<Geom2d> {
+    let s = x.shape();
+    if x.dtype() != DType::F32 || s.len() != 4 || r.output.len() != 2 {
+        return None;
+    }
+    Some(Geom2d {
+        c: s[0].checked_mul(s[1])?,
+        h: s[2],
+        w: s[3],
+        kh: r.kernel[0],
+        kw: r.kernel[1],
+        sh: r.strides[0],
+        sw: r.strides[1],
+        dh: r.dilations[0],
+        dw: r.dilations[1],
+        pt: r.pads_begin[0],
+        pl: r.pads_begin[1],
+        oh: r.output[0],
+        ow: r.output[1],
+    })
+}
+
+/// An error from the pooling kernels, as the op's error.
+pub fn kernel_err(op: &str, e: millrace_kernels::pool::PoolError) -> OpError {
+    OpError::invalid(op, e.to_string())
 }

@@ -1,0 +1,391 @@
+//! f32 NCHW 2-D pooling: max and average over windows, and global (whole-plane) max and
+//! average.
+//!
+//! Windowed pooling runs on the engine of [`crate::depthwise`]: outputs vectorized along
+//! the output width (AVX-512, AVX2 or portable; stride 1 and 2 vectorized, 2x2 and 3x3
+//! windows unrolled) over a padded copy of each channel or, where that does not pay, a
+//! checked scalar border around an unchecked interior; channels in parallel.
+//!
+//! Max takes the largest in-bounds value, ignoring NaN like ONNX Runtime (`-inf` for a
+//! window entirely in padding). Average divides by the in-bounds tap count, or with
+//! `count_include_pad` by the taps inside the padded image (a ceil-mode window can reach
+//! past the end padding; those taps never count). The caller computes the output size, so
+//! ceil mode is just a larger `oh` / `ow`.
+//!
+//! Global pooling reduces each plane with 16 independent lanes (vectorizable) and
+//! combines them at the end.
+use crate::conv::Geom2d;
+use crate::depthwise::{check_geom, run, Isa, Reduce};
+use rayon::prelude::*;
+
+pub use crate::depthwise::DepthwiseError as PoolError;
+
+/// Max pool of `x` (`c*h*w`) into `out` (`c*oh*ow`); any window, stride, dilation, pads.
+pub fn max_pool2d(x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolError> {
+    max_pool2d_with(Isa::detect(), x, g, out)
+}
+
+/// [`max_pool2d`] with an explicit instruction set (tests, benchmarks).
+pub fn max_pool2d_with(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolError> {
+    check_geom("max_pool2d", g, x.len(), out.len())?;
+    run(isa, x, &[], None, g, Reduce::Max, out);
+    Ok(())
+}
+
+/// Average pool of `x` (`c*h*w`) into `out` (`c*oh*ow`). `pads_end` is the (bottom, right)
+/// padding, which only matters with `count_include_pad`.
+pub fn avg_pool2d(
+    x: &[f32],
+    g: &Geom2d,
+    pads_end: (usize, usize),
+    count_include_pad: bool,
+    out: &mut [f32],
+) -> Result<(), PoolError> {
+    avg_pool2d_with(Isa::detect(), x, g, pads_end, count_include_pad, out)
+}
+
+/// [`avg_pool2d`] with an explicit instruction set (tests, benchmarks).
+pub fn avg_pool2d_with(
+    isa: Isa,
+    x: &[f32],
+    g: &Geom2d,
+    pads_end: (usize, usize),
+    count_include_pad: bool,
+    out: &mut [f32],
+) -> Result<(), PoolError> {
+    check_geom("avg_pool2d", g, x.len(), out.len())?;
+    let red = Reduce::Avg {
+        include_pad: count_include_pad,
+        pb: pads_end.0.min(i32::MAX as usize),
+        pr: pads_end.1.min(i32::MAX as usize),
+    };
+    run(isa, x, &[], None, g, red, out);
+    Ok(())
+}
+
+/// Mean of each of the `planes` planes of `plane` values in `x`, into `out[..planes]`.
+pub fn global_avg_pool(
+    x: &[f32],
+    planes: usize,
+    plane: usize,
+    out: &mut [f32],
+) -> Result<(), PoolError> {
+    global(x, planes, plane, out, "global_avg_pool", |p| {
+        sum(p) / p.len() as f32
+    })
+}
+
+/// Max of each of the `planes` planes of `plane` values in `x` (NaN ignored, `-inf` for an
+/// empty plane), into `out[..planes]`.
+pub fn global_max_pool(
+    x: &[f32],
+    planes: usize,
+    plane: usize,
+    out: &mut [f32],
+) -> Result<(), PoolError> {
+    global(x, planes, plane, out, "global_max_pool", max)
+}
+
+fn global(
+    x: &[f32],
+    planes: usize,
+    plane: usize,
+    out: &mut [f32],
+    op: &str,
+    f: impl Fn(&[f32]) -> f32 + Sync,
+) -> Result<(), PoolError> {
+    let n = planes
+        .checked_mul(plane)
+        .ok_or_else(|| PoolError::Invalid(format!("{op}: size overflows")))?;
+    if x.len() < n || out.len() < planes {
+        return Err(PoolError::Invalid(format!(
+            "{op}: {planes} planes of {plane} need {n} inputs and {planes} outputs, got {} and {}",
+            x.len(),
+            out.len()
+        )));
+    }
+    let out = &mut out[..planes];
+    if plane == 0 {
+        out.iter_mut().for_each(|o| *o = f(&[]));
+        return Ok(());
+    }
+    let x = &x[..n];
+    if n >= 1 << 16 && planes > 1 && rayon::current_num_threads() > 1 {
+        let min_len = (8192 / plane).max(1);
+        out.par_iter_mut()
+            .zip(x.par_chunks(plane))
+            .with_min_len(min_len)
+            .for_each(|(o, p)| *o = f(p));
+    } else {
+        out.iter_mut()
+            .zip(x.chunks(plane))
+            .for_each(|(o, p)| *o = f(p));
+    }
+    Ok(())
+}
+
+const LANES: usize = 16;
+
+/// Sum with `LANES` independent accumulators (the compiler vectorizes the lane loop).
+fn sum(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = v.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for &x in chunks.remainder() {
+        s += x;
+    }
+    s
+}
+
+fn max(v: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = v.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = if x > *a { x } else { *a };
+        }
+    }
+    let mut m = f32::NEG_INFINITY;
+    for &x in acc.iter().chain(chunks.remainder()) {
+        if x > m {
+            m = x;
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rnd(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Naive (max, sum, valid count, padded count) per output, in f64.
+    fn naive(x: &[f32], g: &Geom2d, pb: usize, pr: usize) -> Vec<(f64, f64, usize, usize)> {
+        let mut out = vec![];
+        for c in 0..g.c {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let (mut m, mut s, mut n, mut np) = (f64::NEG_INFINITY, 0.0, 0, 0);
+                    for ky in 0..g.kh {
+                        for kx in 0..g.kw {
+                            let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
+                            let ix = (ox * g.sw + kx * g.dw) as isize - g.pl as isize;
+                            if iy < (g.h + pb) as isize && ix < (g.w + pr) as isize {
+                                np += 1;
+                            }
+                            if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
+                                let v = x[c * g.h * g.w + iy as usize * g.w + ix as usize] as f64;
+                                m = m.max(v);
+                                s += v;
+                                n += 1;
+                            }
+                        }
+                    }
+                    out.push((m, s, n, np));
+                }
+            }
+        }
+        out
+    }
+
+    fn out_dim(n: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize, ceil: bool) -> usize {
+        let span = (k - 1) * d + 1;
+        if n + p0 + p1 < span {
+            return 0;
+        }
+        let r = n + p0 + p1 - span;
+        if ceil {
+            let mut o = r.div_ceil(s) + 1;
+            // The last window must start inside the image or the begin padding.
+            if (o - 1) * s >= n + p0 {
+                o -= 1;
+            }
+            o
+        } else {
+            r / s + 1
+        }
+    }
+
+    #[test]
+    fn windowed_pools_match_naive_on_every_isa() {
+        let sizes = [
+            (1, 1),
+            (2, 2),
+            (3, 5),
+            (7, 7),
+            (9, 17),
+            (14, 33),
+            (5, 40),
+            (31, 19),
+            (3, 130),
+            (4, 67),
+            (56, 56),
+        ];
+        let windows = [
+            (3, 2, 1),
+            (3, 1, 1),
+            (2, 2, 1),
+            (2, 1, 1),
+            (5, 1, 1),
+            (3, 2, 2),
+            (4, 3, 1),
+            (1, 1, 1),
+        ];
+        let mut case = 0u64;
+        for (isa, no_pad) in Isa::available()
+            .into_iter()
+            .flat_map(|i| [(i, false), (i, true)])
+        {
+            crate::depthwise::tests::NO_PAD.with(|f| f.set(no_pad));
+            for &(h, w) in &sizes {
+                for &(k, s, d) in &windows {
+                    for (pt, pb) in [(0, 0), (1, 1), (0, 1), (2, 1)] {
+                        for ceil in [false, true] {
+                            if pt > (k - 1) * d || pb > (k - 1) * d {
+                                continue;
+                            }
+                            case += 1;
+                            let oh = out_dim(h, k, s, d, pt, pb, ceil);
+                            let ow = out_dim(w, k, s, d, pt, pb, ceil);
+                            let g = Geom2d {
+                                c: 2,
+                                h,
+                                w,
+                                kh: k,
+                                kw: k,
+                                sh: s,
+                                sw: s,
+                                dh: d,
+                                dw: d,
+                                pt,
+                                pl: pt,
+                                oh,
+                                ow,
+                            };
+                            let x = rnd(g.c * h * w, case);
+                            let want = naive(&x, &g, pb, pb);
+                            let mut mx = vec![f32::NAN; g.c * oh * ow + 1];
+                            max_pool2d_with(isa, &x, &g, &mut mx).unwrap();
+                            for incl in [false, true] {
+                                let mut av = vec![f32::NAN; g.c * oh * ow + 1];
+                                avg_pool2d_with(isa, &x, &g, (pb, pb), incl, &mut av).unwrap();
+                                for (j, wv) in want.iter().enumerate() {
+                                    let n = if incl { wv.3 } else { wv.2 };
+                                    let a = wv.1 / n as f64;
+                                    if n == 0 {
+                                        assert!(av[j].is_nan());
+                                    } else {
+                                        assert!(
+                                            (av[j] as f64 - a).abs() < 1e-5,
+                                            "{isa:?} {g:?} incl {incl} at {j}: {} vs {a}",
+                                            av[j]
+                                        );
+                                    }
+                                }
+                                assert!(av[g.c * oh * ow].is_nan());
+                            }
+                            for (j, wv) in want.iter().enumerate() {
+                                assert_eq!(mx[j] as f64, wv.0, "{isa:?} {g:?} at {j}");
+                            }
+                            assert!(mx[g.c * oh * ow].is_nan());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn max_ignores_nan() {
+        let g = Geom2d {
+            c: 1,
+            h: 1,
+            w: 20,
+            kh: 1,
+            kw: 2,
+            sh: 1,
+            sw: 1,
+            dh: 1,
+            dw: 1,
+            pt: 0,
+            pl: 0,
+            oh: 1,
+            ow: 19,
+        };
+        let mut x = vec![1.0f32; 20];
+        x[3] = f32::NAN;
+        for isa in Isa::available() {
+            let mut out = vec![0.0; 19];
+            max_pool2d_with(isa, &x, &g, &mut out).unwrap();
+            assert!(out.iter().all(|&v| v == 1.0), "{isa:?} {out:?}");
+        }
+    }
+
+    #[test]
+    fn global_pools() {
+        for &(planes, plane) in &[(3, 1), (2, 17), (5, 49), (64, 3136), (1, 0)] {
+            let x = rnd(planes * plane, plane as u64);
+            let mut avg = vec![0.0; planes];
+            let mut mx = vec![0.0; planes];
+            global_avg_pool(&x, planes, plane, &mut avg).unwrap();
+            global_max_pool(&x, planes, plane, &mut mx).unwrap();
+            for p in 0..planes {
+                let s = &x[p * plane..(p + 1) * plane];
+                let want = s.iter().map(|&v| v as f64).sum::<f64>() / plane as f64;
+                if plane == 0 {
+                    assert!(avg[p].is_nan());
+                    assert_eq!(mx[p], f32::NEG_INFINITY);
+                    continue;
+                }
+                assert!((avg[p] as f64 - want).abs() < 1e-5);
+                let m = s.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                assert_eq!(mx[p], m);
+            }
+        }
+        assert!(global_avg_pool(&[1.0; 5], 2, 3, &mut [0.0; 2]).is_err());
+        assert!(global_max_pool(&[1.0; 6], 2, 3, &mut [0.0; 1]).is_err());
+    }
+
+    #[test]
+    fn rejects_bad_buffers() {
+        let g = Geom2d {
+            c: 2,
+            h: 4,
+            w: 4,
+            kh: 2,
+            kw: 2,
+            sh: 2,
+            sw: 2,
+            dh: 1,
+            dw: 1,
+            pt: 0,
+            pl: 0,
+            oh: 2,
+            ow: 2,
+        };
+        assert!(max_pool2d(&[0.0; 31], &g, &mut [0.0; 8]).is_err());
+        assert!(max_pool2d(&[0.0; 32], &g, &mut [0.0; 7]).is_err());
+        assert!(avg_pool2d(&[0.0; 32], &g, (0, 0), false, &mut [0.0; 7]).is_err());
+        let bad = Geom2d { kw: 0, ..g };
+        assert!(max_pool2d(&[0.0; 32], &bad, &mut [0.0; 8]).is_err());
+        assert!(max_pool2d(&[0.0; 32], &g, &mut [0.0; 8]).is_ok());
+    }
+}
