@@ -7,3 +7,4 @@ pub mod activation;
 pub mod conv;
 pub mod dgemm;
 pub mod gemm;
+pub mod vmath;
