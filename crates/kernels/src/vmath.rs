@@ -770,7 +770,9 @@ unsafe fn apply_v<S: Simd>(f: Func, x: S::V) -> S::V {
             Func::GeluTanh => gelu_tanh_v::<S>(x),
             Func::Silu => S::mul(x, sigmoid_v::<S>(x)),
             Func::HardSwish => {
-                let h = S::fma(x, S::splat(1.0 / 6.0), S::splat(0.5));
+                // x / 6 + 1/2 exactly as the scalar formula rounds it (near x = -3 an FMA
+                // with 1/6 would differ in the last bits of a small result).
+                let h = S::add(S::div(x, S::splat(6.0)), S::splat(0.5));
                 // max(0, h) drops NaN, but then x is NaN and so is the product.
                 let h = S::min(S::max(h, S::splat(0.0)), S::splat(1.0));
                 S::mul(x, h)
