@@ -47,6 +47,9 @@ fn block(out: &[usize], s: &[usize]) -> Option<(usize, usize, usize)> {
     Some((p(&out[..lo]), p(&out[lo..hi]), p(&out[hi..])))
 }
 
+/// An output shape and its values.
+pub type Shaped = (Vec<usize>, Vec<f32>);
+
 /// `a op b` with numpy broadcasting, or `None` for a layout this path does not cover.
 pub fn binary(
     op_name: &str,
@@ -55,7 +58,7 @@ pub fn binary(
     ash: &[usize],
     b: &[f32],
     bsh: &[usize],
-) -> Result<Option<(Vec<usize>, Vec<f32>)>, OpError> {
+) -> Result<Option<Shaped>, OpError> {
     let out = if ash == bsh {
         ash.to_vec()
     } else {
