@@ -78,11 +78,25 @@ impl Activation {
     }
 
     /// Applies the activation to every element in place.
+    ///
+    /// Vectorized through [`crate::vmath`] (AVX-512 / AVX2 / portable); the transcendental
+    /// variants agree with [`Activation::apply`] to about 1e-6 relative, the others exactly.
     pub fn apply_slice(self, xs: &mut [f32]) {
-        match self {
-            Activation::None => {}
-            a => xs.iter_mut().for_each(|x| *x = a.apply(*x)),
-        }
+        use crate::vmath::{map_inplace, Func};
+        let f = match self {
+            Activation::None => return,
+            Activation::Relu => Func::Relu,
+            Activation::Clip { lo, hi } => Func::Clip { lo, hi },
+            Activation::Sigmoid => Func::Sigmoid,
+            Activation::HardSigmoid { alpha, beta } => Func::HardSigmoid { alpha, beta },
+            Activation::HardSwish => Func::HardSwish,
+            Activation::Silu => Func::Silu,
+            Activation::LeakyRelu { alpha } => Func::LeakyRelu { alpha },
+            Activation::Tanh => Func::Tanh,
+            Activation::Gelu => Func::Gelu,
+            Activation::GeluTanh => Func::GeluTanh,
+        };
+        map_inplace(f, xs)
     }
 
     pub fn is_none(self) -> bool {
@@ -243,5 +257,45 @@ mod tests {
         let mut v = [-2.0, 3.0];
         Activation::LeakyRelu { alpha: 0.1 }.apply_slice(&mut v);
         assert_eq!(v, [-0.2, 3.0]);
+    }
+
+    #[test]
+    fn apply_slice_matches_apply() {
+        let acts = [
+            Activation::Relu,
+            Activation::Clip { lo: 0.0, hi: 6.0 },
+            Activation::Sigmoid,
+            Activation::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Activation::HardSwish,
+            Activation::Silu,
+            Activation::LeakyRelu { alpha: 0.01 },
+            Activation::Tanh,
+            Activation::Gelu,
+            Activation::GeluTanh,
+        ];
+        let xs: Vec<f32> = (0..300)
+            .map(|i| match i {
+                0 => f32::NAN,
+                1 => -0.0,
+                2 => f32::INFINITY,
+                _ => (i as f32 - 150.0) * 0.071,
+            })
+            .collect();
+        for a in acts {
+            for n in [1, 5, 16, 31, 300] {
+                let mut v = xs[..n].to_vec();
+                a.apply_slice(&mut v);
+                for (x, g) in xs.iter().zip(&v) {
+                    let w = a.apply(*x);
+                    let ok = (g.is_nan() && w.is_nan())
+                        || g == &w
+                        || (g - w).abs() <= 2e-6 * w.abs() + 1e-7 * x.abs();
+                    assert!(ok, "{a:?}({x}) = {g}, want {w}");
+                }
+            }
+        }
     }
 }

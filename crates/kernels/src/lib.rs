@@ -10,4 +10,5 @@ pub mod dgemm;
 pub mod gemm;
 pub mod peak;
 pub mod pool;
+pub mod vmath;
 pub mod winograd;

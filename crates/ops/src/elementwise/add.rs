@@ -22,6 +22,10 @@ impl ArithKernel for Add {
     fn apply<T: Arith>(&self, a: T, b: T) -> T {
         T::add(a, b)
     }
+
+    fn vbin(&self) -> Option<millrace_kernels::vmath::Bin> {
+        Some(millrace_kernels::vmath::Bin::Add)
+    }
 }
 
 impl Op for Add {

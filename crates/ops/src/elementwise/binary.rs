@@ -309,6 +309,10 @@ pub(crate) use dispatch_int;
 /// A same-dtype binary arithmetic kernel.
 pub trait ArithKernel {
     fn apply<T: Arith>(&self, a: T, b: T) -> T;
+    /// The vectorized f32 operation, when the kernel has one.
+    fn vbin(&self) -> Option<millrace_kernels::vmath::Bin> {
+        None
+    }
     /// Rejects right-hand operands the kernel cannot take (integer zero divisors).
     fn check<T: Arith>(&self, _op: &str, _b: &[T]) -> Result<(), OpError> {
         Ok(())
@@ -345,6 +349,11 @@ pub fn eval_arith<K: ArithKernel>(
     let b = inputs.req(1)?;
     same_dtype(op, a, b)?;
     legacy.check(op, a.shape(), b.shape())?;
+    if let (Some(bin), Ok(x), Ok(y)) = (k.vbin(), a.as_slice::<f32>(), b.as_slice::<f32>()) {
+        if let Some((shape, v)) = super::fast::binary(op, bin, x, a.shape(), y, b.shape())? {
+            return Ok(vec![output(op, shape, v)?]);
+        }
+    }
     let y = crate::dispatch_num!(op, a, |x: T| {
         let y = typed::<T>(op, b)?;
         k.check(op, y)?;

@@ -23,6 +23,10 @@ impl ArithKernel for Div {
         T::div(a, b)
     }
 
+    fn vbin(&self) -> Option<millrace_kernels::vmath::Bin> {
+        Some(millrace_kernels::vmath::Bin::Div)
+    }
+
     fn check<T: Arith>(&self, op: &str, b: &[T]) -> Result<(), OpError> {
         no_int_zero(op, b)
     }

@@ -1,5 +1,5 @@
 //! Erf (ONNX opsets 9, 13): the Gauss error function, elementwise for float dtypes.
-crate::simple_float_op!(Erf, 10, |x| x.erf());
+crate::simple_float_op!(Erf, 10, vmath = Erf, |x| x.erf());
 
 #[cfg(test)]
 mod tests {

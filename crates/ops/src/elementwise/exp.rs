@@ -1,5 +1,5 @@
 //! Exp (ONNX opsets 6, 13): `e^x`, elementwise for float dtypes.
-crate::simple_float_op!(Exp, 1, |x| x.exp());
+crate::simple_float_op!(Exp, 1, vmath = Exp, |x| x.exp());
 
 #[cfg(test)]
 mod tests {

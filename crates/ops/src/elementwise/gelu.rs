@@ -39,6 +39,15 @@ impl FloatKernel for Gelu {
         }
     }
 
+    fn vfunc(&self) -> Option<millrace_kernels::vmath::Func> {
+        use millrace_kernels::vmath::Func;
+        Some(if self.tanh {
+            Func::GeluTanh
+        } else {
+            Func::Gelu
+        })
+    }
+
     fn attrs(&self) -> String {
         if self.tanh {
             "approximate=tanh".into()

@@ -3,6 +3,7 @@ use crate::registry::Registry;
 
 pub mod binary;
 pub mod broadcast;
+pub mod fast;
 pub mod logic;
 #[cfg(test)]
 mod testutil;

@@ -22,6 +22,10 @@ impl ArithKernel for Mul {
     fn apply<T: Arith>(&self, a: T, b: T) -> T {
         T::mul(a, b)
     }
+
+    fn vbin(&self) -> Option<millrace_kernels::vmath::Bin> {
+        Some(millrace_kernels::vmath::Bin::Mul)
+    }
 }
 
 impl Op for Mul {

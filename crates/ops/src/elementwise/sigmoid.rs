@@ -1,5 +1,5 @@
 //! Sigmoid (ONNX opsets 6, 13): `1 / (1 + e^-x)`, computed without overflow, elementwise for float dtypes.
-crate::simple_float_op!(Sigmoid, 4, |x| {
+crate::simple_float_op!(Sigmoid, 4, vmath = Sigmoid, |x| {
     if x >= F::c(0.0) {
         F::c(1.0) / (F::c(1.0) + (-x).exp())
     } else {

@@ -1,5 +1,5 @@
 //! Sqrt (ONNX opsets 6, 13): square root (NaN below 0), elementwise for float dtypes.
-crate::simple_float_op!(Sqrt, 1, |x| x.sqrt());
+crate::simple_float_op!(Sqrt, 1, vmath = Sqrt, |x| x.sqrt());
 
 #[cfg(test)]
 mod tests {

@@ -22,6 +22,10 @@ impl ArithKernel for Sub {
     fn apply<T: Arith>(&self, a: T, b: T) -> T {
         T::sub(a, b)
     }
+
+    fn vbin(&self) -> Option<millrace_kernels::vmath::Bin> {
+        Some(millrace_kernels::vmath::Bin::Sub)
+    }
 }
 
 impl Op for Sub {

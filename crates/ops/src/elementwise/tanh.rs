@@ -1,5 +1,5 @@
 //! Tanh (ONNX opsets 6, 13): hyperbolic tangent, elementwise for float dtypes.
-crate::simple_float_op!(Tanh, 4, |x| x.tanh());
+crate::simple_float_op!(Tanh, 4, vmath = Tanh, |x| x.tanh());
 
 #[cfg(test)]
 mod tests {

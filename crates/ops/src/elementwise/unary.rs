@@ -136,6 +136,10 @@ pub use millrace_kernels::activation::erf64;
 /// A float-to-float elementwise kernel.
 pub trait FloatKernel {
     fn apply<F: Float>(&self, x: F) -> F;
+    /// The vectorized f32 function, when the kernel has one with the same semantics.
+    fn vfunc(&self) -> Option<millrace_kernels::vmath::Func> {
+        None
+    }
     /// Attribute summary for `describe`.
     fn attrs(&self) -> String {
         String::new()
@@ -146,7 +150,10 @@ pub trait FloatKernel {
 pub fn map_float<K: FloatKernel>(op: &str, k: &K, x: &Tensor) -> Result<Tensor, OpError> {
     let shape = x.shape().to_vec();
     match x.data() {
-        TensorData::F32(v) => output(op, shape, v.iter().map(|&a| k.apply(a)).collect()),
+        TensorData::F32(v) => match k.vfunc() {
+            Some(f) => output(op, shape, super::fast::unary(f, v)),
+            None => output(op, shape, v.iter().map(|&a| k.apply(a)).collect()),
+        },
         TensorData::F64(v) => output(op, shape, v.iter().map(|&a| k.apply(a)).collect()),
         TensorData::F16(v) => output(
             op,
@@ -230,6 +237,17 @@ macro_rules! float_op_impl {
 #[doc(hidden)]
 macro_rules! simple_float_op {
     ($name:ident, $flops:expr, |$x:ident| $body:expr) => {
+        $crate::simple_float_op!($name, $flops, None, |$x| $body);
+    };
+    ($name:ident, $flops:expr, vmath = $f:ident, |$x:ident| $body:expr) => {
+        $crate::simple_float_op!(
+            $name,
+            $flops,
+            Some(millrace_kernels::vmath::Func::$f),
+            |$x| $body
+        );
+    };
+    ($name:ident, $flops:expr, $vf:expr, |$x:ident| $body:expr) => {
         #[derive(Clone, Debug, PartialEq, Default)]
         pub struct $name;
 
@@ -247,6 +265,10 @@ macro_rules! simple_float_op {
             fn apply<F: $crate::elementwise::unary::Float>(&self, $x: F) -> F {
                 use $crate::elementwise::unary::Float;
                 $body
+            }
+
+            fn vfunc(&self) -> Option<millrace_kernels::vmath::Func> {
+                $vf
             }
         }
 

@@ -1,5 +1,10 @@
 //! LayerNormalization (ONNX opset 17): normalizes over dims `axis..` then applies Scale and
 //! optional B (broadcast to those dims); optional Mean and InvStdDev outputs.
+//!
+//! f32 input with f32 Scale (and B) of the normalized block's full size takes a fast path:
+//! per row a vectorized sum, sum of squared deviations, and one fused
+//! `(x - mean) * inv * scale + b` pass ([`millrace_kernels::vmath`]), rows split over
+//! threads for big tensors. Everything else uses the generic loop.
 use super::common::{float_out, mean_var, param, prod, Float};
 use crate::float_run;
 use crate::util::{broadcast_index, dims, normalize_axis, output};
@@ -53,6 +58,79 @@ fn param_index(p: &[usize], inner: &[usize], what: &str) -> Result<Vec<usize>, O
         ));
     }
     Ok(broadcast_index(inner, p))
+}
+
+/// Elements below which the fast path stays on one thread.
+const PAR_MIN: usize = 1 << 16;
+
+/// The fast path; `None` when the operands are not all f32 of the block's full size.
+fn eval_f32(ln: &LayerNormalization, inputs: &Inputs<'_>) -> Result<Option<Vec<Tensor>>, OpError> {
+    use millrace_kernels::vmath;
+    let x = inputs.req(0)?;
+    let Ok(xs) = x.as_slice::<f32>() else {
+        return Ok(None);
+    };
+    let shape = x.shape().to_vec();
+    let a = normalize_axis(NAME, ln.axis, shape.len())?;
+    let inner = &shape[a..];
+    let n = prod(inner);
+    let scale_t = inputs.req(1)?;
+    let bias_t = inputs.opt(2);
+    let full = |t: &Tensor| t.len() == n && t.as_slice::<f32>().is_ok();
+    if !full(scale_t) || !bias_t.is_none_or(full) {
+        return Ok(None);
+    }
+    // Validates the shapes (a full-size parameter that broadcasts is the identity map).
+    param_index(scale_t.shape(), inner, "Scale")?;
+    let scale = scale_t
+        .as_slice::<f32>()
+        .map_err(|e| OpError::tensor(NAME, e))?;
+    let bias: &[f32] = match bias_t {
+        Some(b) => {
+            param_index(b.shape(), inner, "B")?;
+            b.as_slice::<f32>().map_err(|e| OpError::tensor(NAME, e))?
+        }
+        None => &[],
+    };
+    let rows = prod(&shape[..a]);
+    let mut y = vec![0f32; xs.len()];
+    let mut means = vec![0f32; rows];
+    let mut invs = vec![0f32; rows];
+    let eps = ln.epsilon;
+    let row = |xi: &[f32], yo: &mut [f32], m: &mut f32, iv: &mut f32| {
+        let nf = n as f32;
+        let mean = vmath::sum(xi) / nf;
+        let var = vmath::sum_sq_dev(xi, mean) / nf;
+        let inv = 1.0 / (var + eps).sqrt();
+        *m = mean;
+        *iv = inv;
+        vmath::normalize_row(xi, yo, mean, inv, scale, bias);
+    };
+    if n > 0 {
+        if xs.len() < PAR_MIN {
+            for (((yo, xi), m), iv) in y
+                .chunks_mut(n)
+                .zip(xs.chunks(n))
+                .zip(means.iter_mut())
+                .zip(invs.iter_mut())
+            {
+                row(xi, yo, m, iv);
+            }
+        } else {
+            y.par_chunks_mut(n)
+                .zip(xs.par_chunks(n))
+                .zip(means.par_iter_mut().zip(invs.par_iter_mut()))
+                .with_min_len((8192 / n).max(1))
+                .for_each(|((yo, xi), (m, iv))| row(xi, yo, m, iv));
+        }
+    }
+    let mut stat_shape = shape[..a].to_vec();
+    stat_shape.resize(shape.len(), 1);
+    Ok(Some(vec![
+        output(NAME, shape, y)?,
+        output(NAME, stat_shape.clone(), means)?,
+        output(NAME, stat_shape, invs)?,
+    ]))
 }
 
 fn eval_as<F: Float>(ln: &LayerNormalization, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
@@ -130,6 +208,9 @@ impl Op for LayerNormalization {
 
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
+        if let Some(y) = eval_f32(self, inputs)? {
+            return Ok(y);
+        }
         float_run!(NAME, x.dtype(), eval_as(self, inputs))
     }
 
@@ -167,6 +248,92 @@ mod tests {
         assert_eq!(y[1].shape(), &[2, 1]);
         assert_eq!(y[1].as_slice::<f32>().unwrap(), &[2.0, 5.0]);
         assert_eq!(y[2].as_slice::<f32>().unwrap()[0], 1.0);
+    }
+
+    #[test]
+    fn fast_path_matches_generic() {
+        let mut seed = 3u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 * 6.0 - 3.0
+        };
+        let cases: &[(&[usize], i64)] = &[
+            (&[2, 5], -1),
+            (&[1, 128, 768], -1),
+            (&[3, 4, 17], 1),
+            (&[2, 3], 0),
+            (&[0, 8], -1),
+            (&[4, 0], -1),
+        ];
+        for &(shape, axis) in cases {
+            let ln =
+                LayerNormalization::parse(&attrs(NAME, vec![("axis", Attr::Int(axis))])).unwrap();
+            let a = normalize_axis(NAME, axis, shape.len()).unwrap();
+            let inner = shape[a..].to_vec();
+            let n: usize = inner.iter().product();
+            let total: usize = shape.iter().product();
+            let mut xv: Vec<f32> = (0..total).map(|_| rnd()).collect();
+            if total > 3 {
+                xv[2] = f32::NAN;
+            }
+            let x = Tensor::from_vec(shape.to_vec(), xv).unwrap();
+            let s = Tensor::from_vec(inner.clone(), (0..n).map(|_| rnd()).collect()).unwrap();
+            let b = Tensor::from_vec(inner.clone(), (0..n).map(|_| rnd()).collect()).unwrap();
+            for with_b in [true, false] {
+                let items = if with_b {
+                    vec![Some(&x), Some(&s), Some(&b)]
+                } else {
+                    vec![Some(&x), Some(&s)]
+                };
+                let inputs = Inputs::new(NAME, &items);
+                let fast = ln.eval(&inputs).unwrap();
+                let slow = eval_as::<f32>(&ln, &inputs).unwrap();
+                for (f, g) in fast.iter().zip(&slow) {
+                    assert_eq!(f.shape(), g.shape());
+                    let (f, g) = (f.as_slice::<f32>().unwrap(), g.as_slice::<f32>().unwrap());
+                    for (p, q) in f.iter().zip(g) {
+                        assert!(
+                            (p.is_nan() && q.is_nan()) || (p - q).abs() <= 1e-4 * q.abs().max(1.0),
+                            "{shape:?} {axis}: {p} vs {q}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// `cargo test --release -p millrace-ops --lib layer_norm_bench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn layer_norm_bench() {
+        let ln = LayerNormalization::parse(&attrs(NAME, vec![])).unwrap();
+        let x = Tensor::from_vec(
+            vec![1, 128, 768],
+            (0..128 * 768)
+                .map(|i| (i % 89) as f32 * 0.1)
+                .collect::<Vec<f32>>(),
+        )
+        .unwrap();
+        let s = Tensor::from_vec(vec![768], vec![1.5f32; 768]).unwrap();
+        let b = Tensor::from_vec(vec![768], vec![0.5f32; 768]).unwrap();
+        let items = [Some(&x), Some(&s), Some(&b)];
+        let inputs = Inputs::new(NAME, &items);
+        let best = |f: &dyn Fn()| {
+            (0..30)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64() * 1e6
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let fast = best(&|| {
+            ln.eval(&inputs).unwrap();
+        });
+        let generic = best(&|| {
+            eval_as::<f32>(&ln, &inputs).unwrap();
+        });
+        eprintln!("LayerNorm [1,128,768]: generic {generic:.0} us, fast {fast:.0} us");
     }
 
     #[test]

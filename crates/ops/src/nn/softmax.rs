@@ -1,6 +1,11 @@
 //! Softmax (ONNX opsets 1, 11, 13): `exp(x - max) / sum` along `axis` (default -1 from
 //! opset 13; before that the input is coerced to 2-D at `axis`, default 1). The same
 //! struct serves LogSoftmax and Hardmax, which differ only in the final map.
+//!
+//! f32 Softmax/LogSoftmax over contiguous rows (the last axis at opset 13, or any axis in
+//! the coerced-2-D form) take a fast path: per row a vectorized max, `exp(x - max)` with
+//! its sum in one pass, then one scaling pass ([`millrace_kernels::vmath`]); rows are
+//! split over threads for big tensors. Other cases use the generic strided loop.
 use super::common::{float_out, prod, Float};
 use crate::float_run;
 use crate::util::normalize_axis;
@@ -115,6 +120,44 @@ fn apply<F: Float>(kind: Kind, v: &mut [F], n: usize, inner: usize) {
     }
 }
 
+/// Elements below which the fast path stays on one thread.
+const PAR_MIN: usize = 1 << 16;
+
+/// Softmax / LogSoftmax of each contiguous row of `n` elements of `x`.
+fn rows_f32(kind: Kind, x: &[f32], n: usize) -> Vec<f32> {
+    use millrace_kernels::vmath::{self, Func};
+    let mut y = vec![0f32; x.len()];
+    if n == 0 || x.is_empty() {
+        return y;
+    }
+    let row = |xi: &[f32], yo: &mut [f32]| {
+        let m = vmath::max(xi);
+        let s = vmath::exp_shift_sum(xi, yo, m);
+        if kind == Kind::Softmax {
+            // A NaN in the row makes `s` NaN and so every output, as in the generic path.
+            vmath::map_inplace(Func::Affine { a: 1.0 / s, b: 0.0 }, yo);
+        } else {
+            let ls = s.ln() + m;
+            vmath::map(Func::Affine { a: 1.0, b: -ls }, xi, yo);
+        }
+    };
+    if x.len() < PAR_MIN {
+        y.chunks_mut(n)
+            .zip(x.chunks(n))
+            .for_each(|(yo, xi)| row(xi, yo));
+    } else {
+        let per_task = (8192 / n).max(1) * n;
+        y.par_chunks_mut(per_task)
+            .zip(x.par_chunks(per_task))
+            .for_each(|(yb, xb)| {
+                yb.chunks_mut(n)
+                    .zip(xb.chunks(n))
+                    .for_each(|(yo, xi)| row(xi, yo))
+            });
+    }
+    y
+}
+
 fn eval_as<F: Float>(s: &Softmax, x: &Tensor) -> Result<Vec<Tensor>, OpError> {
     let name = s.op_name();
     let (_, n, inner) = s.split(x.shape())?;
@@ -152,6 +195,17 @@ impl Op for Softmax {
 
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
+        if let (Ok(xs), true) = (x.as_slice::<f32>(), self.kind != Kind::Hardmax) {
+            let (_, n, inner) = self.split(x.shape())?;
+            if inner == 1 {
+                let y = rows_f32(self.kind, xs, n);
+                return Ok(vec![crate::util::output(
+                    self.op_name(),
+                    x.shape().to_vec(),
+                    y,
+                )?]);
+            }
+        }
         float_run!(self.op_name(), x.dtype(), eval_as(self, x))
     }
 
@@ -206,6 +260,101 @@ mod tests {
         close(&y, &[0.25; 4]);
         // Opset 11 default axis 1 on [1, 2, 2]: normalizes the trailing 4 together.
         close(&run(11, None, vec![1, 2, 2], vec![1.0; 4]), &[0.25; 4]);
+    }
+
+    /// The generic path on f32 data (through f64 to bypass the fast path), rounded.
+    fn generic(s: &Softmax, shape: &[usize], x: &[f32]) -> Vec<f32> {
+        let t = Tensor::from_vec(shape.to_vec(), x.iter().map(|&v| v as f64).collect()).unwrap();
+        let y = s.eval(&Inputs::new("Softmax", &[Some(&t)])).unwrap();
+        y[0].as_slice::<f64>()
+            .unwrap()
+            .iter()
+            .map(|&v| v as f32)
+            .collect()
+    }
+
+    #[test]
+    fn fast_path_matches_generic() {
+        let mut seed = 7u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 * 20.0 - 10.0
+        };
+        let shapes: &[&[usize]] = &[
+            &[2, 3],
+            &[4, 17],
+            &[12, 128, 128],
+            &[3, 1000],
+            &[0, 5],
+            &[5, 0],
+            &[1, 2, 3, 4],
+        ];
+        for kind in [Kind::Softmax, Kind::LogSoftmax] {
+            for (opset, axis) in [(13, -1), (11, 1), (11, 0), (13, 1)] {
+                for shape in shapes {
+                    if axis as usize >= shape.len() && axis >= 0 {
+                        continue;
+                    }
+                    let n: usize = shape.iter().product();
+                    let mut x: Vec<f32> = (0..n).map(|_| rnd()).collect();
+                    if n > 7 {
+                        x[3] = f32::NAN;
+                        x[n - 1] = f32::NEG_INFINITY;
+                    }
+                    let s = Softmax::parse(
+                        kind,
+                        &attrs("Softmax", vec![("axis", Attr::Int(axis))]),
+                        opset,
+                    )
+                    .unwrap();
+                    let t = Tensor::from_vec(shape.to_vec(), x.clone()).unwrap();
+                    let got = s.eval(&Inputs::new("Softmax", &[Some(&t)])).unwrap();
+                    assert_eq!(got[0].shape(), *shape);
+                    let got = got[0].as_slice::<f32>().unwrap();
+                    let want = generic(&s, shape, &x);
+                    // LogSoftmax is judged on an absolute scale near 0 (log of ~1).
+                    let floor = if kind == Kind::LogSoftmax { 1.0 } else { 1e-2 };
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (g.is_nan() && w.is_nan())
+                                || g == w
+                                || (g - w).abs() <= 2e-6 * w.abs().max(floor),
+                            "{kind:?} {opset} {axis} {shape:?}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// `cargo test --release -p millrace-ops --lib softmax_bench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn softmax_bench() {
+        let x = Tensor::from_vec(
+            vec![12, 128, 128],
+            (0..12 * 128 * 128)
+                .map(|i| (i % 97) as f32 * 0.1)
+                .collect::<Vec<f32>>(),
+        )
+        .unwrap();
+        let s = Softmax::parse(Kind::Softmax, &attrs("Softmax", vec![]), 13).unwrap();
+        let best = |f: &dyn Fn()| {
+            (0..30)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64() * 1e6
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let fast = best(&|| {
+            s.eval(&Inputs::new("Softmax", &[Some(&x)])).unwrap();
+        });
+        let generic = best(&|| {
+            eval_as::<f32>(&s, &x).unwrap();
+        });
+        eprintln!("Softmax [12,128,128]: generic {generic:.0} us, fast {fast:.0} us");
     }
 
     #[test]
