@@ -18,11 +18,11 @@ use millrace_core::{DType, Dim, Tensor, TensorData};
 use millrace_ir::{Cost, InferCtx, Inputs, Op, OpError, ValueType};
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
+use millrace_kernels::depthwise::depthwise2d;
 use millrace_kernels::gemm::{
     gemm_ex, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs, Strided, View,
 };
 use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
-use rayon::prelude::*;
 use std::any::Any;
 
 const NAME: &str = "FusedConv";
@@ -328,26 +328,33 @@ impl Op for FusedConv {
                 }
             }
             Path::Depthwise => {
-                let kk = g.kh * g.kw;
-                let g1 = Geom2d { c: 1, ..g };
-                y.par_chunks_mut(plane).enumerate().for_each(|(i, out)| {
-                    let ch = i % m;
-                    let xi = &x[i * g.h * g.w..(i + 1) * g.h * g.w];
-                    let b = self.bias.as_ref().map_or(0.0, |b| b[ch]);
-                    millrace_kernels::conv::depthwise_2d(
-                        xi,
-                        &self.weights[ch * kk..(ch + 1) * kk],
-                        b,
-                        &g1,
-                        out,
-                    );
+                let gd = Geom2d { c: m, ..g };
+                for img in 0..n {
+                    let yo = img * out_img;
+                    let yi = &mut y[yo..yo + out_img];
+                    // A residual is added before the activation: fuse only what the
+                    // kernel can, then finish here.
+                    let act = if res.is_some() {
+                        Activation::None
+                    } else {
+                        self.act
+                    };
+                    depthwise2d(
+                        &x[img * in_img..(img + 1) * in_img],
+                        &self.weights,
+                        self.bias.as_deref(),
+                        &gd,
+                        act,
+                        yi,
+                    )
+                    .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
                     if let Some(r) = res {
-                        out.iter_mut()
-                            .zip(&r[i * plane..(i + 1) * plane])
+                        yi.iter_mut()
+                            .zip(&r[yo..yo + out_img])
                             .for_each(|(o, r)| *o += r);
+                        self.act.apply_slice(yi);
                     }
-                    self.act.apply_slice(out);
-                });
+                }
             }
         }
         Ok(vec![
