@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// Profiled runs for --by-op (default: the timed runs, 3 to 20).
     #[arg(long, value_name = "N")]
     pub profile_iters: Option<usize>,
+    /// With --by-op, also list this many slowest nodes.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub top_nodes: usize,
 }
 
 #[derive(Args)]
@@ -146,6 +149,7 @@ struct OpRow {
 
 /// One node's profile: op type, FLOPs, and its time in each profiled run (ms).
 struct NodeTimes {
+    node: String,
     op: &'static str,
     flops: u64,
     ms: Vec<f64>,
@@ -164,6 +168,7 @@ fn profile(
             nodes = steps
                 .iter()
                 .map(|s| NodeTimes {
+                    node: s.node.clone(),
                     op: s.op,
                     flops: s.cost.flops,
                     ms: Vec::with_capacity(runs),
@@ -300,7 +305,19 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let profile_rows = if args.by_op {
         let runs = args.profile_iters.unwrap_or(lat.len().clamp(3, 20));
         let mut nodes = profile(&compiled, &inputs, runs)?;
-        Some((runs, by_op(&mut nodes)))
+        let rows = by_op(&mut nodes);
+        // by_op sorted each node's times: the slowest nodes by median.
+        let mut slow: Vec<(f64, &NodeTimes)> = nodes
+            .iter()
+            .map(|n| (percentile(&n.ms, 50.0), n))
+            .collect();
+        slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let top: Vec<(String, &'static str, f64, u64)> = slow
+            .iter()
+            .take(args.top_nodes)
+            .map(|(ms, n)| (n.node.clone(), n.op, *ms, n.flops))
+            .collect();
+        Some((runs, rows, top))
     } else {
         None
     };
@@ -320,7 +337,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             "gflop_per_s": model_gflops,
             "peak_rss_mb": rss,
         });
-        if let Some((runs, rows)) = &profile_rows {
+        if let Some((runs, rows, _)) = &profile_rows {
             let total: f64 = rows.iter().map(|r| r.ms).sum();
             v["profile_runs"] = serde_json::json!(runs);
             v["profile_total_ms"] = serde_json::json!(total);
@@ -361,8 +378,19 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         if let Some(r) = rss {
             println!("peak RSS:   {r:.1} MiB");
         }
-        if let Some((runs, rows)) = &profile_rows {
+        if let Some((runs, rows, top)) = &profile_rows {
             let total: f64 = rows.iter().map(|r| r.ms).sum();
+            if !top.is_empty() {
+                println!();
+                println!("slowest nodes (median ms):");
+                for (name, op, ms, flops) in top {
+                    println!(
+                        "  {:>8.3} ms {:>7.1} GFLOP/s  {op:<14} {name}",
+                        ms,
+                        gflops(*flops, *ms)
+                    );
+                }
+            }
             println!();
             println!(
                 "per op type (median node times over {runs} profiled runs; sum {total:.3} ms):"

@@ -405,9 +405,10 @@ pub fn gemm_ex(
     let (tm, tn) = if threads == 1 || work < 1 << 18 {
         (1, 1)
     } else {
-        // Split the side that is packed on the fly: each job packs only its own part.
-        let split_n_first = matches!((a, b), (Lhs::Packed(_), Rhs::Source(_)));
-        split(mp, np, threads, split_n_first)
+        // Jobs that share a column range each read all of A's rows for it, and jobs that
+        // share a row range each pack B's columns: split the larger operand, so the
+        // smaller one is what gets read twice.
+        split(mp, np, threads, n > m)
     };
     let job = |ji: usize| {
         let (bi, bj) = (ji / tn, ji % tn);

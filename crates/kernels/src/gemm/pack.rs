@@ -22,16 +22,83 @@ pub trait PanelSource: Sync {
     }
 }
 
-/// Copies a short run without a call to `memcpy` (panel widths are 4 to 32 floats).
+/// Copies a short run without a call to `memcpy` (panel runs are 1 to 32 floats): two
+/// fixed-size copies that may overlap, the way memcpy handles small sizes itself.
 #[inline(always)]
 fn copy_short(src: &[f32], dst: &mut [f32]) {
-    match (src.len(), dst.len()) {
-        (14, 14) => dst.copy_from_slice(&src[..14]),
-        (16, 16) => dst.copy_from_slice(&src[..16]),
-        (32, 32) => dst.copy_from_slice(&src[..32]),
-        (6, 6) => dst.copy_from_slice(&src[..6]),
-        (4, 4) => dst.copy_from_slice(&src[..4]),
+    let n = src.len().min(dst.len());
+    let (src, dst) = (&src[..n], &mut dst[..n]);
+    fn two<const K: usize>(src: &[f32], dst: &mut [f32]) {
+        let n = src.len();
+        let head: [f32; K] = src[..K].try_into().unwrap_or([0.0; K]);
+        let tail: [f32; K] = src[n - K..].try_into().unwrap_or([0.0; K]);
+        dst[..K].copy_from_slice(&head);
+        dst[n - K..].copy_from_slice(&tail);
+    }
+    match n {
+        32.. => {
+            let mut i = 0;
+            while i + 32 <= n {
+                let c: [f32; 32] = src[i..i + 32].try_into().unwrap_or([0.0; 32]);
+                dst[i..i + 32].copy_from_slice(&c);
+                i += 32;
+            }
+            if i < n {
+                copy_short(&src[i..], &mut dst[i..]);
+            }
+        }
+        16..=31 => two::<16>(src, dst),
+        8..=15 => two::<8>(src, dst),
+        4..=7 => two::<4>(src, dst),
         _ => dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+    }
+}
+
+/// `dst[j] = src[j * stride]`; stride 2 (the common downsampling convolution) uses
+/// AVX-512 permutes where the CPU has them.
+#[inline]
+fn copy_strided(src: &[f32], stride: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if stride == 2 && dst.len() >= 16 && has_avx512() {
+        // SAFETY: AVX-512F is present; the helper bounds every access by the slices.
+        unsafe { x86::stride2_avx512(src, dst) };
+        return;
+    }
+    for (d, s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+        *d = *s;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    use std::sync::OnceLock;
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx512f"))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// `dst[j] = src[2 j]`: 16 outputs from two 16-float loads and one permute.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn stride2_avx512(src: &[f32], dst: &mut [f32]) {
+        let n = dst.len().min(src.len().div_ceil(2));
+        let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let mut j = 0;
+        // Full blocks read src[2j .. 2j+32); keep them inside src.
+        while j + 16 <= n && 2 * j + 32 <= src.len() {
+            let a = _mm512_loadu_ps(src.as_ptr().add(2 * j));
+            let b = _mm512_loadu_ps(src.as_ptr().add(2 * j + 16));
+            _mm512_storeu_ps(dst.as_mut_ptr().add(j), _mm512_permutex2var_ps(a, idx, b));
+            j += 16;
+        }
+        for k in j..n {
+            dst[k] = src[2 * k];
+        }
     }
 }
 
@@ -177,30 +244,43 @@ impl Im2col<'_> {
         out: &mut [f32],
     ) {
         let g = &self.g;
+        // Per kernel column: the part of the run that reads inside the image row, and
+        // where it starts in the row. Computed once per run, not once per depth.
+        const MAX_KW: usize = 16;
+        let mut cols = [(0usize, 0usize, 0usize); MAX_KW];
+        let per_kx = g.kw <= MAX_KW;
+        if per_kx {
+            for (kx, c) in cols.iter_mut().enumerate().take(g.kw) {
+                *c = self.col_span(kx, ox0, run);
+            }
+        }
         let kk_per_c = g.kh * g.kw;
         let (mut ci, mut ky, mut kx) = (k0 / kk_per_c, (k0 % kk_per_c) / g.kw, k0 % g.kw);
+        let plane = g.h * g.w;
         for kk in 0..kc {
             let dst = &mut out[kk * w + j0..kk * w + j0 + run];
             let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
             if iy < 0 || iy >= g.h as isize {
                 dst.fill(0.0);
             } else {
-                let row = &self.x[(ci * g.h + iy as usize) * g.w..][..g.w];
-                let offx = (kx * g.dw) as isize - g.pl as isize;
-                // Output columns ox0..ox0+run; those reading inside the row:
-                let (lo, hi) = valid_range(g.ow, g.w, g.sw, offx);
-                let lo = lo.clamp(ox0, ox0 + run) - ox0;
-                let hi = hi.clamp(ox0, ox0 + run) - ox0;
-                dst[..lo].fill(0.0);
-                dst[hi.max(lo)..].fill(0.0);
+                let row = &self.x[ci * plane + iy as usize * g.w..][..g.w];
+                let (lo, hi, ix0) = if per_kx {
+                    cols[kx]
+                } else {
+                    self.col_span(kx, ox0, run)
+                };
+                if lo > 0 {
+                    dst[..lo].fill(0.0);
+                }
+                if hi < run {
+                    dst[hi.max(lo)..].fill(0.0);
+                }
                 if lo < hi {
-                    let ix0 = (((ox0 + lo) * g.sw) as isize + offx) as usize;
                     if g.sw == 1 {
                         copy_short(&row[ix0..ix0 + (hi - lo)], &mut dst[lo..hi]);
                     } else {
-                        for (j, d) in dst[lo..hi].iter_mut().enumerate() {
-                            *d = row[ix0 + j * g.sw];
-                        }
+                        let src = &row[ix0..ix0 + (hi - lo - 1) * g.sw + 1];
+                        copy_strided(src, g.sw, &mut dst[lo..hi]);
                     }
                 }
             }
@@ -214,6 +294,21 @@ impl Im2col<'_> {
                 }
             }
         }
+    }
+
+    /// For kernel column `kx` and output columns `ox0..ox0+run`: the run-relative range
+    /// `lo..hi` that reads inside the row, and the input column of `lo`.
+    fn col_span(&self, kx: usize, ox0: usize, run: usize) -> (usize, usize, usize) {
+        let g = &self.g;
+        let offx = (kx * g.dw) as isize - g.pl as isize;
+        let (lo, hi) = valid_range(g.ow, g.w, g.sw, offx);
+        let lo = lo.clamp(ox0, ox0 + run) - ox0;
+        let hi = hi.clamp(ox0, ox0 + run) - ox0;
+        if lo >= hi {
+            return (0, 0, 0);
+        }
+        let ix0 = (((ox0 + lo) * g.sw) as isize + offx) as usize;
+        (lo, hi, ix0)
     }
 }
 
