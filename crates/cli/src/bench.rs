@@ -307,10 +307,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         let mut nodes = profile(&compiled, &inputs, runs)?;
         let rows = by_op(&mut nodes);
         // by_op sorted each node's times: the slowest nodes by median.
-        let mut slow: Vec<(f64, &NodeTimes)> = nodes
-            .iter()
-            .map(|n| (percentile(&n.ms, 50.0), n))
-            .collect();
+        let mut slow: Vec<(f64, &NodeTimes)> =
+            nodes.iter().map(|n| (percentile(&n.ms, 50.0), n)).collect();
         slow.sort_by(|a, b| b.0.total_cmp(&a.0));
         let top: Vec<(String, &'static str, f64, u64)> = slow
             .iter()

@@ -140,8 +140,9 @@ fn info(load: &LoadArgs) -> Result<()> {
         g.constant_bytes(),
         g.constant_bytes() as f64 / (1 << 20) as f64
     );
-    // Cost needs concrete shapes: compile with the default input shapes.
-    let compiled = loaded.compile(Some(1))?;
+    // Cost needs concrete shapes: compile with the default input shapes, stopping
+    // before the fusion passes so MACs count the model as exported.
+    let compiled = loaded.compile_stop_after(Some("dead-node-elim".into()))?;
     let cg = compiled.graph();
     let (mut flops, mut macs) = (0u64, 0u64);
     for n in &cg.nodes {

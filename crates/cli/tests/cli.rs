@@ -254,7 +254,10 @@ fn bench_by_op_json_has_the_profile_and_samples() {
         assert!(v["peak_rss_mb"].as_f64().unwrap() > 1.0, "{v}");
     }
     let rows = v["by_op"].as_array().unwrap();
-    let conv = rows.iter().find(|r| r["op"] == "Conv").expect("a Conv row");
+    let conv = rows
+        .iter()
+        .find(|r| r["op"] == "FusedConv")
+        .expect("a FusedConv row");
     assert_eq!(conv["count"], 26);
     assert!(conv["gflop"].as_f64().unwrap() > 0.6);
     assert!(conv["gflop_per_s"].as_f64().unwrap() > 0.0);

@@ -30,9 +30,9 @@ pub struct TileOut {
 /// Signature shared by all microkernels.
 ///
 /// # Safety
-/// `a` must hold `kc * MR` floats, `b` `kc * NR`; every pointer in `out` must be valid for
+/// `a` must hold `kc * MR` floats; `b` holds `kc` rows of `NR` floats, `ldb` apart; every pointer in `out` must be valid for
 /// the `mv x nv` tile it describes; the CPU must have the kernel's instruction set.
-pub type MicroFn = unsafe fn(kc: usize, a: *const f32, b: *const f32, out: &TileOut);
+pub type MicroFn = unsafe fn(kc: usize, a: *const f32, b: *const f32, ldb: usize, out: &TileOut);
 
 /// Stores an `MR x NR` accumulator array (row-major, leading dimension `nr`) per `out`.
 ///
@@ -77,13 +77,13 @@ pub const GENERIC_NR: usize = 16;
 
 /// # Safety
 /// See [`MicroFn`].
-pub unsafe fn generic(kc: usize, a: *const f32, b: *const f32, out: &TileOut) {
+pub unsafe fn generic(kc: usize, a: *const f32, b: *const f32, ldb: usize, out: &TileOut) {
     const MR: usize = GENERIC_MR;
     const NR: usize = GENERIC_NR;
     let a = std::slice::from_raw_parts(a, kc * MR);
-    let b = std::slice::from_raw_parts(b, kc * NR);
     let mut acc = [[0.0f32; NR]; MR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+    for (p, ap) in a.chunks_exact(MR).enumerate() {
+        let bp = std::slice::from_raw_parts(b.add(p * ldb), NR);
         for i in 0..MR {
             let ai = ap[i];
             for j in 0..NR {
@@ -106,7 +106,7 @@ pub mod x86 {
     /// # Safety
     /// See [`super::MicroFn`]; needs AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn avx2(kc: usize, a: *const f32, b: *const f32, out: &super::TileOut) {
+    pub unsafe fn avx2(kc: usize, a: *const f32, b: *const f32, ldb: usize, out: &super::TileOut) {
         const MR: usize = AVX2_MR;
         const NR: usize = AVX2_NR;
         let mut c = [[_mm256_setzero_ps(); 2]; MR];
@@ -120,7 +120,7 @@ pub mod x86 {
                 ci[1] = _mm256_fmadd_ps(ai, b1, ci[1]);
             }
             a = a.add(MR);
-            b = b.add(NR);
+            b = b.add(ldb);
         }
         let mut acc = [0.0f32; MR * NR];
         for (i, ci) in c.iter().enumerate() {
@@ -138,7 +138,7 @@ pub mod x86 {
     /// # Safety
     /// See [`super::MicroFn`]; needs AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub unsafe fn avx512(kc: usize, a: *const f32, b: *const f32, o: &super::TileOut) {
+    pub unsafe fn avx512(kc: usize, a: *const f32, b: *const f32, ldb: usize, o: &super::TileOut) {
         const MR: usize = AVX512_MR;
         const NR: usize = AVX512_NR;
         let mut c = [[_mm512_setzero_ps(); 2]; MR];
@@ -152,7 +152,7 @@ pub mod x86 {
                 ci[1] = _mm512_fmadd_ps(ai, b1, ci[1]);
             }
             a = a.add(MR);
-            b = b.add(NR);
+            b = b.add(ldb);
         }
         // The epilogue in registers, masked at the right edge.
         let m0: __mmask16 = if o.nv >= 16 {

@@ -214,11 +214,19 @@ pub enum Lhs<'a> {
     Source(&'a dyn PanelSource),
 }
 
-/// The right-hand operand: prepacked, or packed on the fly from a source.
+/// The right-hand operand: prepacked, packed on the fly from a source, or read in place.
 #[derive(Clone, Copy)]
 pub enum Rhs<'a> {
     Packed(&'a Packed),
     Source(&'a dyn PanelSource),
+    /// A row-major `K x N` matrix with rows `ld` apart, read by the microkernel where it
+    /// lies (no packing): a 1x1 convolution's input. Only the ragged last panel is packed.
+    Direct {
+        data: &'a [f32],
+        k: usize,
+        n: usize,
+        ld: usize,
+    },
 }
 
 impl Lhs<'_> {
@@ -235,6 +243,7 @@ impl Rhs<'_> {
         match self {
             Rhs::Packed(p) => (p.k, p.len),
             Rhs::Source(s) => (s.depth(), s.len()),
+            Rhs::Direct { k, n, .. } => (*k, *n),
         }
     }
 }
@@ -308,7 +317,7 @@ pub fn gemm(
 ) -> Result<(), GemmError> {
     let kernel = match b {
         Rhs::Packed(p) => p.kernel,
-        Rhs::Source(_) => Kernel::detect(),
+        _ => Kernel::detect(),
     };
     gemm_ex(kernel, Lhs::Source(a), b, c, epi)
 }
@@ -348,6 +357,14 @@ pub fn gemm_ex(
     if let Rhs::Packed(p) = b {
         if !std::ptr::eq(p.kernel, kernel) || p.width != kernel.nr {
             return Err(shape_err("B was packed for another kernel or as an A"));
+        }
+    }
+    if let Rhs::Direct { data, k, n, ld } = b {
+        if k > 0 && n > 0 && (n > ld || span(k, n, ld, 1).is_none_or(|s| s > data.len())) {
+            return Err(shape_err(format!(
+                "B holds {} values, a {k}x{n} matrix with rows {ld} apart needs more",
+                data.len()
+            )));
         }
     }
     let need = span(m, n, c.rs, c.cs).ok_or_else(|| shape_err("C extent overflows"))?;
@@ -509,15 +526,28 @@ unsafe fn run_block(
                 let mut jc = q0;
                 while jc < q1 {
                     let je = (jc + NC_PANELS).min(q1);
-                    if let Rhs::Source(src) = b {
-                        let len = (je - jc) * nr * kcb;
-                        if bbuf.len() < len {
-                            bbuf.resize(len, 0.0);
+                    match b {
+                        Rhs::Source(src) => {
+                            let len = (je - jc) * nr * kcb;
+                            if bbuf.len() < len {
+                                bbuf.resize(len, 0.0);
+                            }
+                            for q in jc..je {
+                                let o = (q - jc) * nr * kcb;
+                                src.pack(q * nr, nr, k0, kcb, &mut bbuf[o..o + nr * kcb]);
+                            }
                         }
-                        for q in jc..je {
-                            let o = (q - jc) * nr * kcb;
-                            src.pack(q * nr, nr, k0, kcb, &mut bbuf[o..o + nr * kcb]);
+                        Rhs::Direct { data, k, n, ld } if je * nr > n => {
+                            // The ragged last panel: pack it (reading in place would run
+                            // past the row).
+                            if bbuf.len() < nr * kcb {
+                                bbuf.resize(nr * kcb, 0.0);
+                            }
+                            if let Some(src) = Strided::new(data, n, k, 1, ld) {
+                                src.pack((je - 1) * nr, nr, k0, kcb, &mut bbuf[..nr * kcb]);
+                            }
                         }
+                        _ => {}
                     }
                     let mut ic = p0;
                     while ic < p1 {
@@ -533,9 +563,16 @@ unsafe fn run_block(
                             }
                         }
                         for q in jc..je {
-                            let bp: &[f32] = match b {
-                                Rhs::Packed(pb) => pb.panel(pc, q),
-                                Rhs::Source(_) => &bbuf[(q - jc) * nr * kcb..][..nr * kcb],
+                            let (bp, ldb): (&[f32], usize) = match b {
+                                Rhs::Packed(pb) => (pb.panel(pc, q), nr),
+                                Rhs::Source(_) => (&bbuf[(q - jc) * nr * kcb..][..nr * kcb], nr),
+                                Rhs::Direct { n, .. } if (q + 1) * nr > n => {
+                                    (&bbuf[..nr * kcb], nr)
+                                }
+                                Rhs::Direct { data, ld, .. } => (
+                                    &data[k0 * ld + q * nr..(k0 + kcb - 1) * ld + q * nr + nr],
+                                    ld,
+                                ),
                             };
                             for p in ic..ie {
                                 let ap: &[f32] = match a {
@@ -573,7 +610,7 @@ unsafe fn run_block(
                                         ldr: epi.residual.map_or(0, |r| r.rs),
                                         clamp,
                                     };
-                                    (kernel.f)(kcb, ap.as_ptr(), bp.as_ptr(), &o);
+                                    (kernel.f)(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);
                                     if last && post_act {
                                         for i in 0..t.mv {
                                             let row = std::slice::from_raw_parts_mut(
@@ -598,7 +635,7 @@ unsafe fn run_block(
                                         ldr: 0,
                                         clamp: None,
                                     };
-                                    (kernel.f)(kcb, ap.as_ptr(), bp.as_ptr(), &o);
+                                    (kernel.f)(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);
                                     store_tile(&tile, &mut tt, t, out, epi, first, last);
                                 }
                             }

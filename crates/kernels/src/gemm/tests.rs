@@ -126,6 +126,15 @@ fn every_kernel_matches_reference_over_awkward_shapes() {
                     (Lhs::Source(&sa), Rhs::Source(&sb)),
                     (Lhs::Packed(&pa), Rhs::Source(&sb)),
                     (Lhs::Packed(&pa), Rhs::Packed(&packed)),
+                    (
+                        Lhs::Packed(&pa),
+                        Rhs::Direct {
+                            data: &b,
+                            k,
+                            n,
+                            ld: n,
+                        },
+                    ),
                 ] {
                     let mut c = c0.clone();
                     pool.install(|| {
@@ -350,7 +359,7 @@ fn microkernel_throughput() {
         let t = std::time::Instant::now();
         for _ in 0..iters {
             // SAFETY: panels and tile sized for the kernel.
-            unsafe { (kernel.f)(kc, a.as_ptr(), b.as_ptr(), &o) };
+            unsafe { (kernel.f)(kc, a.as_ptr(), b.as_ptr(), kernel.nr, &o) };
         }
         let s = t.elapsed().as_secs_f64();
         let flops = 2.0 * (kc * kernel.mr * kernel.nr) as f64 * iters as f64;

@@ -283,6 +283,25 @@ impl Op for FusedConv {
                         let xg = &x[img * in_img + gi * in_grp..][..in_grp];
                         let src = Im2col::new(xg, g)
                             .ok_or_else(|| OpError::invalid(NAME, "input too short"))?;
+                        // A 1x1, stride-1, unpadded convolution reads its input in place.
+                        let pointwise = g.kh == 1
+                            && g.kw == 1
+                            && g.sh == 1
+                            && g.sw == 1
+                            && g.pt == 0
+                            && g.pl == 0
+                            && oh == g.h
+                            && ow == g.w;
+                        let rhs = if pointwise {
+                            Rhs::Direct {
+                                data: xg,
+                                k: g.c,
+                                n: plane,
+                                ld: plane,
+                            }
+                        } else {
+                            Rhs::Source(&src)
+                        };
                         let yo = img * out_img + gi * mg * plane;
                         let epi = Epilogue {
                             bias: match &self.bias {
@@ -300,7 +319,7 @@ impl Op for FusedConv {
                         gemm_ex(
                             pa.kernel(),
                             Lhs::Packed(pa),
-                            Rhs::Source(&src),
+                            rhs,
                             Out {
                                 data: &mut y[yo..yo + mg * plane],
                                 rs: plane,
