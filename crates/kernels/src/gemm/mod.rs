@@ -60,7 +60,7 @@ static AVX512: Kernel = Kernel {
     name: "avx512",
     mr: micro::x86::AVX512_MR,
     nr: micro::x86::AVX512_NR,
-    kc: 256,
+    kc: 768,
     mc: 14 * 12,
     f: micro::x86::avx512,
 };
