@@ -156,15 +156,6 @@ impl Loaded {
     }
 
     /// Compiles for the default specs.
-    pub fn compile(&self, threads: Option<usize>) -> Result<CompiledModel> {
-        let shapes = self
-            .specs()?
-            .into_iter()
-            .map(|s| (s.name, s.shape))
-            .collect();
-        self.compile_with(shapes, threads)
-    }
-
     pub fn compile_with(
         &self,
         shapes: HashMap<String, Vec<usize>>,

@@ -32,6 +32,26 @@ impl Pass for ConstFold {
     }
 
     fn run(&self, g: &mut Graph, stats: &mut PassStats) -> Result<bool, PassError> {
+        // Folding a shape query makes a constant whose value can fix the type of a later
+        // node (a Reshape's target), which may enable more folding: repeat, re-inferring
+        // types in between, until nothing changes.
+        let mut changed = false;
+        for _ in 0..16 {
+            if !self.fold_once(g, stats)? {
+                break;
+            }
+            changed = true;
+            g.infer_types().map_err(|source| PassError::Infer {
+                pass: "const-fold",
+                source,
+            })?;
+        }
+        Ok(changed)
+    }
+}
+
+impl ConstFold {
+    fn fold_once(&self, g: &mut Graph, stats: &mut PassStats) -> Result<bool, PassError> {
         let mut changed = false;
         let mut keep = Vec::with_capacity(g.nodes.len());
         let nodes = std::mem::take(&mut g.nodes);

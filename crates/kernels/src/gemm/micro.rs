@@ -140,7 +140,7 @@ pub mod x86 {
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub unsafe fn avx512(kc: usize, a: *const f32, b: *const f32, ldb: usize, o: &super::TileOut) {
         const MR: usize = AVX512_MR;
-        const NR: usize = AVX512_NR;
+        // NR = 32: two 16-lane vectors per row.
         let mut c = [[_mm512_setzero_ps(); 2]; MR];
         let (mut a, mut b) = (a, b);
         for _ in 0..kc {

@@ -53,8 +53,52 @@ pub(crate) fn transpose(op: &str, x: &Tensor, perm: &[usize]) -> Result<Tensor, 
     if perm.iter().enumerate().all(|(i, &p)| i == p) {
         return Ok(x.clone());
     }
+    if let millrace_core::TensorData::F32(v) = x.data() {
+        let y = permute_f32(v, &out_shape, &out_strides);
+        return Tensor::new(out_shape, millrace_core::TensorData::F32(y))
+            .map_err(|e| OpError::tensor(op, e));
+    }
     let idx = strided_indices(&out_shape, &out_strides, 0);
     take(op, x.data(), &idx, out_shape)
+}
+
+/// f32 fast path: walks the output in order with an odometer over the outer axes and a
+/// strided copy along the last one (no index vector).
+fn permute_f32(x: &[f32], shape: &[usize], strides: &[isize]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    let mut y = Vec::with_capacity(n);
+    let Some((&last, outer)) = shape.split_last() else {
+        y.extend_from_slice(&x[..n.min(x.len())]);
+        return y;
+    };
+    if n == 0 {
+        return y;
+    }
+    let ls = strides[strides.len() - 1];
+    let mut pos = vec![0usize; outer.len()];
+    let mut base: isize = 0;
+    loop {
+        if ls == 1 {
+            y.extend_from_slice(&x[base as usize..base as usize + last]);
+        } else {
+            y.extend((0..last as isize).map(|i| x[(base + i * ls) as usize]));
+        }
+        // Advance the odometer over the outer axes.
+        let mut d = outer.len();
+        loop {
+            if d == 0 {
+                return y;
+            }
+            d -= 1;
+            pos[d] += 1;
+            base += strides[d];
+            if pos[d] < outer[d] {
+                break;
+            }
+            base -= strides[d] * outer[d] as isize;
+            pos[d] = 0;
+        }
+    }
 }
 
 impl Op for Transpose {
@@ -99,6 +143,32 @@ impl Op for Transpose {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f32_fast_path_matches_the_generic_one() {
+        let shape = vec![2, 3, 4, 5];
+        let v: Vec<f32> = (0..120).map(|i| i as f32).collect();
+        let x = Tensor::from_vec(shape.clone(), v).unwrap();
+        let xi = Tensor::from_vec(shape, (0..120).collect::<Vec<i32>>()).unwrap();
+        for perm in [
+            [0, 2, 1, 3],
+            [3, 2, 1, 0],
+            [1, 0, 3, 2],
+            [0, 1, 3, 2],
+            [2, 3, 0, 1],
+        ] {
+            let a = transpose("Transpose", &x, &perm).unwrap();
+            let b = transpose("Transpose", &xi, &perm).unwrap();
+            assert_eq!(a.shape(), b.shape());
+            let av: Vec<i32> = a
+                .as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .map(|&f| f as i32)
+                .collect();
+            assert_eq!(av, b.as_slice::<i32>().unwrap(), "{perm:?}");
+        }
+    }
 
     #[test]
     fn permutes() {
