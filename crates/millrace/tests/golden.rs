@@ -6,6 +6,11 @@ use common::{assert_matches, shared_models};
 use millrace::{read_npz, CompileOptions, Model};
 
 fn golden(name: &str) {
+    golden_without(name, None);
+}
+
+/// Runs `name` with the pass `skip` turned off (all passes when `None`).
+fn golden_without(name: &str, skip: Option<&str>) {
     let dir = shared_models();
     let model =
         Model::load(dir.join(format!("{name}.onnx"))).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -15,6 +20,10 @@ fn golden(name: &str) {
     for (n, t) in &inputs {
         opts.input_shapes.insert(n.clone(), t.shape().to_vec());
     }
+    if let Some(p) = skip {
+        opts.passes.disabled.insert(p.to_string());
+    }
+    let name = &format!("{name} without {}", skip.unwrap_or("nothing"));
     let compiled = model
         .compile(&opts)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -22,6 +31,16 @@ fn golden(name: &str) {
         .run_named(&inputs)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_matches(name, &got, &want, 1e-4);
+}
+
+/// Outputs stay equal to the references with each optimization pass turned off in turn.
+#[test]
+fn each_pass_can_be_turned_off() {
+    for pass in ["const-fold", "dead-node-elim", "fuse-gelu", "fuse-conv", "fuse-matmul"] {
+        for model in ["squeezenet1_1", "bert_small", "mobilenet_v2"] {
+            golden_without(model, Some(pass));
+        }
+    }
 }
 
 #[test]

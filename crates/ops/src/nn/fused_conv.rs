@@ -403,9 +403,9 @@ impl Op for FusedConv {
             parts.push(format!("+{}", self.act.describe()));
         }
         parts.push(match &self.path {
-            Path::Gemm(_) => "kernel=gemm".into(),
-            Path::Depthwise => "kernel=depthwise".into(),
-            Path::Winograd(w) => format!("kernel=winograd-{:?}", w.variant()),
+            Path::Gemm(_) => "impl=gemm".into(),
+            Path::Depthwise => "impl=depthwise".into(),
+            Path::Winograd(w) => format!("impl=winograd-{:?}", w.variant()),
         });
         if !self.fused.is_empty() {
             parts.push(format!("fused=[{}]", self.fused.join(",")));
