@@ -36,7 +36,13 @@ fn golden_without(name: &str, skip: Option<&str>) {
 /// Outputs stay equal to the references with each optimization pass turned off in turn.
 #[test]
 fn each_pass_can_be_turned_off() {
-    for pass in ["const-fold", "dead-node-elim", "fuse-gelu", "fuse-conv", "fuse-matmul"] {
+    for pass in [
+        "const-fold",
+        "dead-node-elim",
+        "fuse-gelu",
+        "fuse-conv",
+        "fuse-matmul",
+    ] {
         for model in ["squeezenet1_1", "bert_small", "mobilenet_v2"] {
             golden_without(model, Some(pass));
         }
