@@ -16,13 +16,12 @@
 //!
 //! A link of the chain is fused only when its input has no other reader and is not a
 //! graph output. Refusals are counted with their reason.
-use crate::patterns::{activation_of, const_f32, per_axis, rebuild, Uses};
+use crate::patterns::{activation_of, const_f32, fuse_chains, per_axis, Fused, Grow};
 use crate::pipeline::{Pass, PassError, PassStats};
 use millrace_core::DType;
 use millrace_ir::{Graph, Node, ValueId};
 use millrace_kernels::activation::Activation;
 use millrace_ops::nn::{batch_norm::BatchNormalization, conv::Conv, fused_conv::FusedConv};
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub struct FuseConv;
@@ -37,80 +36,16 @@ impl Pass for FuseConv {
     }
 
     fn run(&self, g: &mut Graph, stats: &mut PassStats) -> Result<bool, PassError> {
-        let uses = Uses::new(g);
-        let mut removed: HashSet<usize> = HashSet::new();
-        let mut replaced: HashMap<usize, Node> = HashMap::new();
-        for ni in 0..g.nodes.len() {
-            if removed.contains(&ni) || replaced.contains_key(&ni) {
-                continue;
-            }
-            let node = &g.nodes[ni];
-            let Some(conv) = node.op.as_any().downcast_ref::<Conv>() else {
-                continue;
-            };
-            let Some(mut chain) = Chain::start(g, node, conv, stats) else {
-                continue;
-            };
-            let mut last = ni;
-            let mut cur = node.outputs[0];
-            while let Some(nj) = uses.sole_consumer(cur) {
-                let nj = nj.index();
-                if removed.contains(&nj) || replaced.contains_key(&nj) {
-                    break;
-                }
-                let next = &g.nodes[nj];
-                if next.outputs.len() != 1 || !chain.absorb(g, next, cur, stats) {
-                    break;
-                }
-                removed.insert(nj);
-                last = nj;
-                cur = next.outputs[0];
-            }
-            let planned = g.value(chain.x).ty.concrete_shape();
-            let fused = match FusedConv::new(
-                conv,
-                planned.as_deref(),
-                &chain.w_shape,
-                chain.w,
-                chain.bias,
-                chain.act,
-                chain.residual.is_some(),
-                chain.names,
-            ) {
-                Ok(f) => f,
-                Err(_) => {
-                    stats.bump("refused: weights do not fit the convolution");
-                    continue;
-                }
-            };
-            stats.bump("fused convolutions");
-            let mut inputs = vec![Some(chain.x)];
-            if let Some(r) = chain.residual {
-                inputs.push(Some(r));
-            }
-            removed.insert(ni);
-            removed.remove(&last);
-            replaced.insert(
-                last,
-                Node {
-                    name: node.name.clone(),
-                    op: Arc::new(fused),
-                    inputs,
-                    outputs: vec![cur],
-                },
-            );
-        }
-        let changed = !replaced.is_empty();
-        rebuild(g, &removed, replaced);
-        if changed {
-            g.remove_dead();
-        }
-        Ok(changed)
+        Ok(fuse_chains(g, stats, |g, node, stats| {
+            let conv = node.op.as_any().downcast_ref::<Conv>()?;
+            Chain::start(g, node, conv, stats)
+        }))
     }
 }
 
 /// The convolution being grown.
 struct Chain {
+    conv: Conv,
     x: ValueId,
     w_shape: Vec<usize>,
     w: Vec<f32>,
@@ -123,7 +58,7 @@ struct Chain {
 }
 
 impl Chain {
-    fn start(g: &Graph, node: &Node, _conv: &Conv, stats: &mut PassStats) -> Option<Chain> {
+    fn start(g: &Graph, node: &Node, conv: &Conv, stats: &mut PassStats) -> Option<Chain> {
         let x = node.inputs.first().copied().flatten()?;
         if g.value(x).ty.dtype != Some(DType::F32) {
             stats.bump("refused: not float32");
@@ -154,6 +89,7 @@ impl Chain {
             },
         };
         Some(Chain {
+            conv: conv.clone(),
             x,
             out_shape: g.value(node.outputs[0]).ty.concrete_shape(),
             w_shape,
@@ -168,7 +104,40 @@ impl Chain {
     fn m(&self) -> usize {
         self.w_shape[0]
     }
+}
 
+impl Grow for Chain {
+    fn finish(self, g: &Graph, stats: &mut PassStats) -> Option<Fused> {
+        let planned = g.value(self.x).ty.concrete_shape();
+        match FusedConv::new(
+            &self.conv,
+            planned.as_deref(),
+            &self.w_shape,
+            self.w,
+            self.bias,
+            self.act,
+            self.residual.is_some(),
+            self.names,
+        ) {
+            Ok(f) => {
+                stats.bump("fused convolutions");
+                let mut inputs = vec![Some(self.x)];
+                inputs.extend(self.residual.map(Some));
+                Some((Arc::new(f), inputs))
+            }
+            Err(_) => {
+                stats.bump("refused: weights do not fit the convolution");
+                None
+            }
+        }
+    }
+
+    fn absorb(&mut self, g: &Graph, next: &Node, cur: ValueId, stats: &mut PassStats) -> bool {
+        self.absorb_node(g, next, cur, stats)
+    }
+}
+
+impl Chain {
     /// Scales output channel `i` by `s[i]` (weights and bias).
     fn scale(&mut self, s: &[f32]) {
         let per = self.w.len() / self.m();
@@ -188,7 +157,7 @@ impl Chain {
     }
 
     /// Tries to fold `next` (which reads `cur`) into the chain.
-    fn absorb(&mut self, g: &Graph, next: &Node, cur: ValueId, stats: &mut PassStats) -> bool {
+    fn absorb_node(&mut self, g: &Graph, next: &Node, cur: ValueId, stats: &mut PassStats) -> bool {
         let m = self.m();
         let linear_ok = self.residual.is_none() && self.act.is_none();
         let other = || -> Option<(usize, ValueId)> {

@@ -10,13 +10,12 @@
 //! %b = Add(%m, bias)                 =>
 //! %y = Gelu(%b)
 //! ```
-use crate::patterns::{activation_of, const_f32, per_axis, rebuild, Uses};
+use crate::patterns::{activation_of, const_f32, fuse_chains, per_axis, Fused, Grow};
 use crate::pipeline::{Pass, PassError, PassStats};
 use millrace_core::DType;
 use millrace_ir::{Graph, Node, ValueId};
 use millrace_kernels::activation::Activation;
 use millrace_ops::nn::{fused_matmul::FusedMatMul, gemm::Gemm};
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub struct FuseMatMul;
@@ -31,74 +30,13 @@ impl Pass for FuseMatMul {
     }
 
     fn run(&self, g: &mut Graph, stats: &mut PassStats) -> Result<bool, PassError> {
-        let uses = Uses::new(g);
-        let mut removed: HashSet<usize> = HashSet::new();
-        let mut replaced: HashMap<usize, Node> = HashMap::new();
-        for ni in 0..g.nodes.len() {
-            if removed.contains(&ni) || replaced.contains_key(&ni) {
-                continue;
-            }
-            let node = &g.nodes[ni];
-            let Some(mut c) = Chain::start(g, node, stats) else {
-                continue;
-            };
-            let mut last = ni;
-            let mut cur = node.outputs[0];
-            while let Some(nj) = uses.sole_consumer(cur) {
-                let nj = nj.index();
-                if removed.contains(&nj) || replaced.contains_key(&nj) {
-                    break;
-                }
-                let next = &g.nodes[nj];
-                if next.outputs.len() != 1 || !c.absorb(g, next, cur, stats) {
-                    break;
-                }
-                removed.insert(nj);
-                last = nj;
-                cur = next.outputs[0];
-            }
-            let op = match FusedMatMul::new(
-                c.k,
-                c.n,
-                &c.w,
-                c.transposed,
-                c.alpha,
-                c.bias,
-                c.act,
-                c.residual.is_some(),
-                c.names,
-            ) {
-                Ok(f) => f,
-                Err(_) => {
-                    stats.bump("refused: weights do not fit");
-                    continue;
-                }
-            };
-            stats.bump(format!("fused {}", node.op.name()));
-            let mut inputs = vec![Some(c.x)];
-            inputs.extend(c.residual.map(Some));
-            removed.insert(ni);
-            removed.remove(&last);
-            replaced.insert(
-                last,
-                Node {
-                    name: node.name.clone(),
-                    op: Arc::new(op),
-                    inputs,
-                    outputs: vec![cur],
-                },
-            );
-        }
-        let changed = !replaced.is_empty();
-        rebuild(g, &removed, replaced);
-        if changed {
-            g.remove_dead();
-        }
-        Ok(changed)
+        Ok(fuse_chains(g, stats, Chain::start))
     }
 }
 
 struct Chain {
+    /// The first node's op type (`MatMul` or `Gemm`), for the counters.
+    first: &'static str,
     x: ValueId,
     k: usize,
     n: usize,
@@ -110,6 +48,37 @@ struct Chain {
     act: Activation,
     names: Vec<String>,
     out_shape: Option<Vec<usize>>,
+}
+
+impl Grow for Chain {
+    fn finish(self, _g: &Graph, stats: &mut PassStats) -> Option<Fused> {
+        match FusedMatMul::new(
+            self.k,
+            self.n,
+            &self.w,
+            self.transposed,
+            self.alpha,
+            self.bias,
+            self.act,
+            self.residual.is_some(),
+            self.names,
+        ) {
+            Ok(f) => {
+                stats.bump(format!("fused {}", self.first));
+                let mut inputs = vec![Some(self.x)];
+                inputs.extend(self.residual.map(Some));
+                Some((Arc::new(f), inputs))
+            }
+            Err(_) => {
+                stats.bump("refused: weights do not fit");
+                None
+            }
+        }
+    }
+
+    fn absorb(&mut self, g: &Graph, next: &Node, cur: ValueId, stats: &mut PassStats) -> bool {
+        self.absorb_node(g, next, cur, stats)
+    }
 }
 
 impl Chain {
@@ -164,6 +133,7 @@ impl Chain {
             (ws[0], ws[1])
         };
         Some(Chain {
+            first: name,
             x,
             k,
             n,
@@ -178,7 +148,7 @@ impl Chain {
         })
     }
 
-    fn absorb(&mut self, g: &Graph, next: &Node, cur: ValueId, stats: &mut PassStats) -> bool {
+    fn absorb_node(&mut self, g: &Graph, next: &Node, cur: ValueId, stats: &mut PassStats) -> bool {
         let rank = self.out_shape.as_ref().map(Vec::len);
         let ok = match next.op.name() {
             "Add" if self.act.is_none() && self.residual.is_none() => {

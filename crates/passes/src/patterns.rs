@@ -1,12 +1,14 @@
 //! Pattern helpers shared by the fusion passes: recognising activations and per-channel
 //! constants, and replacing a chain of nodes by one.
+use crate::pipeline::PassStats;
 use millrace_core::{DType, Tensor};
-use millrace_ir::{Graph, Node, NodeId, ValueId};
+use millrace_ir::{Graph, Node, NodeId, Op, ValueId};
 use millrace_kernels::activation::Activation;
 use millrace_ops::elementwise::{
     clip::Clip, gelu::Gelu, hard_sigmoid::HardSigmoid, leaky_relu::LeakyRelu,
 };
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// The activation a node computes on its first input, if it is one an epilogue can fuse.
 pub fn activation_of(g: &Graph, node: &Node) -> Option<Activation> {
@@ -140,4 +142,73 @@ pub fn rebuild(g: &mut Graph, removed: &HashSet<usize>, mut replaced: HashMap<us
             }
         })
         .collect();
+}
+
+/// A fused node's op and its inputs.
+pub type Fused = (Arc<dyn Op>, Vec<Option<ValueId>>);
+
+/// A fusion chain grown from its first node (a `Conv`, a `MatMul`) along single readers.
+pub trait Grow: Sized {
+    /// Tries to fold `next`, which reads `cur`, into the chain.
+    fn absorb(&mut self, g: &Graph, next: &Node, cur: ValueId, stats: &mut PassStats) -> bool;
+    /// The fused op and its inputs, or `None` when it cannot be built (the reason counted).
+    fn finish(self, g: &Graph, stats: &mut PassStats) -> Option<Fused>;
+}
+
+/// Grows a chain from every node `start` accepts and replaces each by one fused node,
+/// placed where the chain's last node was (so every input it reads is computed before
+/// it) and named after the first. Returns whether anything changed.
+pub fn fuse_chains<C: Grow>(
+    g: &mut Graph,
+    stats: &mut PassStats,
+    start: impl Fn(&Graph, &Node, &mut PassStats) -> Option<C>,
+) -> bool {
+    let uses = Uses::new(g);
+    let mut removed: HashSet<usize> = HashSet::new();
+    let mut replaced: HashMap<usize, Node> = HashMap::new();
+    for ni in 0..g.nodes.len() {
+        if removed.contains(&ni) || replaced.contains_key(&ni) {
+            continue;
+        }
+        let node = &g.nodes[ni];
+        let Some(mut chain) = start(g, node, stats) else {
+            continue;
+        };
+        let mut absorbed = Vec::new();
+        let mut cur = node.outputs[0];
+        while let Some(nj) = uses.sole_consumer(cur) {
+            let nj = nj.index();
+            if removed.contains(&nj) || replaced.contains_key(&nj) {
+                break;
+            }
+            let next = &g.nodes[nj];
+            if next.outputs.len() != 1 || !chain.absorb(g, next, cur, stats) {
+                break;
+            }
+            absorbed.push(nj);
+            cur = next.outputs[0];
+        }
+        let Some((op, inputs)) = chain.finish(g, stats) else {
+            continue;
+        };
+        let last = absorbed.last().copied().unwrap_or(ni);
+        removed.insert(ni);
+        removed.extend(absorbed);
+        removed.remove(&last);
+        replaced.insert(
+            last,
+            Node {
+                name: node.name.clone(),
+                op,
+                inputs,
+                outputs: vec![cur],
+            },
+        );
+    }
+    let changed = !replaced.is_empty();
+    rebuild(g, &removed, replaced);
+    if changed {
+        g.remove_dead();
+    }
+    changed
 }
