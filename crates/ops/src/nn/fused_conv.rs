@@ -479,6 +479,9 @@ mod tests {
                     vec![],
                 )
                 .unwrap();
+                if c == 128 {
+                    assert!(f.describe().contains("impl=winograd"), "{}", f.describe());
+                }
                 let items = [Some(&x), with_res.then_some(&res)];
                 let got = f.eval(&Inputs::new(NAME, &items)).unwrap().remove(0);
                 assert_eq!(got.shape(), want.shape());
@@ -487,16 +490,20 @@ mod tests {
                 else {
                     panic!()
                 };
-                // Errors scale with the output's magnitude, not each element's (Winograd
-                // F(4x4) is within about 2e-6 of it relative, the direct GEMM far better).
+                // Winograd's error scales with the output's magnitude, not each element's
+                // (F(4x4) is within about 3e-6 of it, measured): near-zero outputs of a
+                // large-valued layer get that absolute bound. Every other path is held to
+                // 1e-4 of each element.
                 let scale = wv.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                let winograd = f.describe().contains("impl=winograd");
                 for i in 0..g.len() {
                     let e = act.apply(wv[i] + if with_res { r[i] } else { 0.0 });
-                    assert!(
-                        (g[i] - e).abs() < 2e-5 * scale + 1e-5 * e.abs(),
-                        "{i}: {} vs {e}",
-                        g[i]
-                    );
+                    let tol = if winograd {
+                        2e-5 * scale + 1e-5 * e.abs()
+                    } else {
+                        1e-4 * (1.0 + e.abs())
+                    };
+                    assert!((g[i] - e).abs() < tol, "{i}: {} vs {e}", g[i]);
                 }
             }
         }
