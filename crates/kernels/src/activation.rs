@@ -11,7 +11,7 @@ pub enum Activation {
     #[default]
     None,
     Relu,
-    /// `min(max(x, lo), hi)`; Relu6 is `Clip { lo: 0, hi: 6 }`.
+    /// `min(max(x, lo), hi)`, NaN kept (as the Clip op); Relu6 is `Clip { lo: 0, hi: 6 }`.
     Clip {
         lo: f32,
         hi: f32,
@@ -42,12 +42,12 @@ impl Activation {
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Activation::None => x,
-            // NaN passes through, as in ONNX Runtime.
+            // As millrace's Relu op (and ONNX Runtime's max with zero): NaN and -0 give +0.
             Activation::Relu => {
-                if x < 0.0 {
-                    0.0
-                } else {
+                if x > 0.0 {
                     x
+                } else {
+                    0.0
                 }
             }
             Activation::Clip { lo, hi } => {
@@ -85,7 +85,7 @@ impl Activation {
         use crate::vmath::{map_inplace, Func};
         let f = match self {
             Activation::None => return,
-            Activation::Relu => Func::Relu,
+            Activation::Relu => Func::ReluZeroNan,
             Activation::Clip { lo, hi } => Func::Clip { lo, hi },
             Activation::Sigmoid => Func::Sigmoid,
             Activation::HardSigmoid { alpha, beta } => Func::HardSigmoid { alpha, beta },

@@ -611,7 +611,7 @@ macro_rules! interior_impl {
             for m in 0..M {
                 let v = match OP {
                     OP_CONV => match a.post {
-                        1 => maxv(splat(0.0), acc[m]),
+                        1 => maxv(acc[m], splat(0.0)), // NaN and -0 give +0, as Relu
                         2 => minv(splat(a.hi), maxv(splat(a.lo), acc[m])),
                         _ => acc[m],
                     },

@@ -10,7 +10,8 @@
 /// `c + i * ldc + j` becomes
 /// `clamp(alpha * acc + add_old * C + bias_row[i] + bias_col[j] + res[i * ldr + j])`, the
 /// bias, residual and clamp only when `last` (the final `K` block). Null pointers mean
-/// "absent". Activations other than a clamp are applied by the caller afterwards.
+/// "absent". `relu` maps NaN and -0 to +0 (as [`crate::activation::Activation::Relu`]);
+/// `clamp` keeps NaN (as `Clip`). Other activations are applied by the caller afterwards.
 #[derive(Clone, Copy, Debug)]
 pub struct TileOut {
     pub c: *mut f32,
@@ -24,6 +25,7 @@ pub struct TileOut {
     pub bias_col: *const f32,
     pub res: *const f32,
     pub ldr: usize,
+    pub relu: bool,
     pub clamp: Option<(f32, f32)>,
 }
 
@@ -65,8 +67,20 @@ pub unsafe fn store_acc(acc: &[f32], nr: usize, o: &TileOut) {
             let r = std::slice::from_raw_parts(o.res.add(i * o.ldr), o.nv);
             dst.iter_mut().zip(r).for_each(|(d, r)| *d += r);
         }
+        if o.relu {
+            dst.iter_mut()
+                .for_each(|d| *d = if *d > 0.0 { *d } else { 0.0 });
+        }
         if let Some((lo, hi)) = o.clamp {
-            dst.iter_mut().for_each(|d| *d = d.max(lo).min(hi));
+            dst.iter_mut().for_each(|d| {
+                *d = if *d < lo {
+                    lo
+                } else if *d > hi {
+                    hi
+                } else {
+                    *d
+                }
+            });
         }
     }
 }
@@ -203,9 +217,15 @@ pub mod x86 {
                     v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rp));
                     v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rp.add(16)));
                 }
+                if o.relu {
+                    // maxps returns its second operand for NaN (and for -0 vs +0): +0.
+                    v0 = _mm512_max_ps(v0, _mm512_setzero_ps());
+                    v1 = _mm512_max_ps(v1, _mm512_setzero_ps());
+                }
                 if o.clamp.is_some() {
-                    v0 = _mm512_min_ps(_mm512_max_ps(v0, lo), hi);
-                    v1 = _mm512_min_ps(_mm512_max_ps(v1, lo), hi);
+                    // Bounds first: a NaN in the second operand comes through.
+                    v0 = _mm512_min_ps(hi, _mm512_max_ps(lo, v0));
+                    v1 = _mm512_min_ps(hi, _mm512_max_ps(lo, v1));
                 }
             }
             _mm512_mask_storeu_ps(cp, m0, v0);

@@ -509,11 +509,11 @@ unsafe fn run_block(
     let blocks = kernel.blocks(k);
     // Fast path: the kernel writes straight into a row-major C.
     let direct = out.cs == 1 && epi.residual.is_none_or(|r| r.cs == 1);
-    let (clamp, post_act) = match epi.act {
-        Activation::None => (None, false),
-        Activation::Relu => (Some((0.0, f32::INFINITY)), false),
-        Activation::Clip { lo, hi } => (Some((lo, hi)), false),
-        _ => (None, true),
+    let (relu, clamp, post_act) = match epi.act {
+        Activation::None => (false, None, false),
+        Activation::Relu => (true, None, false),
+        Activation::Clip { lo, hi } => (false, Some((lo, hi)), false),
+        _ => (false, None, true),
     };
     let mut tile = [0.0f32; 32 * 32];
     let mut tt = [0.0f32; 32 * 32];
@@ -608,6 +608,7 @@ unsafe fn run_block(
                                             None => std::ptr::null(),
                                         },
                                         ldr: epi.residual.map_or(0, |r| r.rs),
+                                        relu,
                                         clamp,
                                     };
                                     (kernel.f)(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);
@@ -633,6 +634,7 @@ unsafe fn run_block(
                                         bias_col: std::ptr::null(),
                                         res: std::ptr::null(),
                                         ldr: 0,
+                                        relu: false,
                                         clamp: None,
                                     };
                                     (kernel.f)(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);

@@ -353,6 +353,7 @@ fn microkernel_throughput() {
             bias_col: std::ptr::null(),
             res: std::ptr::null(),
             ldr: 0,
+            relu: false,
             clamp: None,
         };
         let iters = 20000;
@@ -364,5 +365,74 @@ fn microkernel_throughput() {
         let s = t.elapsed().as_secs_f64();
         let flops = 2.0 * (kc * kernel.mr * kernel.nr) as f64 * iters as f64;
         println!("{}: {:.1} GFLOP/s", kernel.name, flops / s / 1e9);
+    }
+}
+
+/// NaN through the fused activations matches `Activation::apply` (and so the unfused Relu
+/// and Clip ops: Relu gives 0, Clip keeps NaN), on the in-register path and the
+/// strided-output path.
+#[test]
+fn fused_activations_treat_nan_like_the_ops() {
+    let (m, n, k) = (3, 5, 2);
+    let mut a = vec![1.0f32; m * k];
+    a[0] = f32::NAN;
+    a[2] = -1.0;
+    a[3] = 1.0; // row 1 sums to exactly 0 when b is 1 (then -0 via alpha = -1 below)
+    let b = vec![1.0f32; k * n];
+    for kernel in Kernel::available() {
+        for act in [Activation::Relu, Activation::Clip { lo: -0.5, hi: 0.5 }] {
+            for alpha in [1.0f32, -1.0] {
+                let want: Vec<f32> = (0..m * n)
+                    .map(|x| {
+                        let i = x / n;
+                        act.apply(alpha * (a[i * k] + a[i * k + 1]))
+                    })
+                    .collect();
+                let sa = Strided::rows(&a, m, k).unwrap();
+                let sb = Strided::cols(&b, n, k).unwrap();
+                let epi = Epilogue {
+                    alpha,
+                    act,
+                    ..Epilogue::default()
+                };
+                let mut c = vec![7.0; m * n];
+                gemm_with(
+                    kernel,
+                    &sa,
+                    Rhs::Source(&sb),
+                    Out {
+                        data: &mut c,
+                        rs: n,
+                        cs: 1,
+                    },
+                    &epi,
+                )
+                .unwrap();
+                let mut ct = vec![7.0; m * n];
+                gemm_with(
+                    kernel,
+                    &sa,
+                    Rhs::Source(&sb),
+                    Out {
+                        data: &mut ct,
+                        rs: 1,
+                        cs: m,
+                    },
+                    &epi,
+                )
+                .unwrap();
+                for x in 0..m * n {
+                    let t = ct[(x % n) * m + x / n];
+                    for got in [c[x], t] {
+                        assert!(
+                            got == want[x] || (got.is_nan() && want[x].is_nan()),
+                            "{} {act:?} alpha {alpha}: {got} vs {}",
+                            kernel.name,
+                            want[x]
+                        );
+                    }
+                }
+            }
+        }
     }
 }
