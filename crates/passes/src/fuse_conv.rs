@@ -16,7 +16,9 @@
 //!
 //! A link of the chain is fused only when its input has no other reader and is not a
 //! graph output. Refusals are counted with their reason.
-use crate::patterns::{activation_of, const_f32, fuse_chains, per_axis, Fused, Grow};
+use crate::patterns::{
+    absorb_activation, const_f32, fits_residual, fuse_chains, other_operand, per_axis, Fused, Grow,
+};
 use crate::pipeline::{Pass, PassError, PassStats};
 use millrace_core::DType;
 use millrace_ir::{Graph, Node, ValueId};
@@ -160,13 +162,6 @@ impl Chain {
     fn absorb_node(&mut self, g: &Graph, next: &Node, cur: ValueId, stats: &mut PassStats) -> bool {
         let m = self.m();
         let linear_ok = self.residual.is_none() && self.act.is_none();
-        let other = || -> Option<(usize, ValueId)> {
-            match next.inputs.as_slice() {
-                [Some(a), Some(b)] if *a == cur && *b != cur => Some((1, *b)),
-                [Some(a), Some(b)] if *b == cur && *a != cur => Some((0, *a)),
-                _ => None,
-            }
-        };
         let ok = match next.op.name() {
             "BatchNormalization" if linear_ok && next.inputs.first() == Some(&Some(cur)) => {
                 let Some(bn) = next.op.as_any().downcast_ref::<BatchNormalization>() else {
@@ -193,7 +188,7 @@ impl Chain {
                 true
             }
             op @ ("Mul" | "Div" | "Add" | "Sub") if linear_ok => {
-                let Some((pos, o)) = other() else {
+                let Some((pos, o)) = other_operand(next, cur) else {
                     return false;
                 };
                 if let Some((shape, v)) = const_f32(g, o) {
@@ -211,10 +206,7 @@ impl Chain {
                     stats.bump(format!("folded constant {op}"));
                     true
                 } else if op == "Add" {
-                    let same = self.out_shape.is_some()
-                        && g.value(o).ty.concrete_shape() == self.out_shape
-                        && g.value(o).ty.dtype == Some(DType::F32);
-                    if !same {
+                    if !fits_residual(g, o, self.out_shape.as_ref()) {
                         stats.bump("refused residual Add: shapes differ or unknown");
                         return false;
                     }
@@ -225,17 +217,7 @@ impl Chain {
                     false
                 }
             }
-            _ if self.act.is_none() && next.inputs.first() == Some(&Some(cur)) => {
-                match activation_of(g, next) {
-                    Some(a) => {
-                        self.act = a;
-                        stats.bump(format!("fused {}", next.op.name()));
-                        true
-                    }
-                    None => false,
-                }
-            }
-            _ => false,
+            _ => absorb_activation(g, next, cur, &mut self.act, stats),
         };
         if ok {
             self.names.push(next.name.clone());

@@ -10,7 +10,7 @@
 //! ```
 //! The last two may also come as `Mul(Mul(%x, 0.5), %a)`; operands of Add and Mul in
 //! either order. Every intermediate must have no other reader.
-use crate::patterns::{rebuild, Uses};
+use crate::patterns::{other_operand, rebuild, Uses};
 use crate::pipeline::{Pass, PassError, PassStats};
 use millrace_ir::{Graph, Node, NodeId, ValueId};
 use millrace_ops::elementwise::gelu::Gelu;
@@ -85,13 +85,9 @@ fn near(a: f32, b: f32) -> bool {
     (a - b).abs() <= 1e-4 * b.abs()
 }
 
-/// The operand of binary `node` other than `v`, and whether `v` came first.
+/// The operand of binary `node` other than `v`.
 fn other(node: &Node, v: ValueId) -> Option<ValueId> {
-    match node.inputs.as_slice() {
-        [Some(a), Some(b)] if *a == v => Some(*b),
-        [Some(a), Some(b)] if *b == v => Some(*a),
-        _ => None,
-    }
+    other_operand(node, v).map(|(_, o)| o)
 }
 
 fn match_at(

@@ -10,7 +10,9 @@
 //! %b = Add(%m, bias)                 =>
 //! %y = Gelu(%b)
 //! ```
-use crate::patterns::{activation_of, const_f32, fuse_chains, per_axis, Fused, Grow};
+use crate::patterns::{
+    absorb_activation, const_f32, fits_residual, fuse_chains, other_operand, per_axis, Fused, Grow,
+};
 use crate::pipeline::{Pass, PassError, PassStats};
 use millrace_core::DType;
 use millrace_ir::{Graph, Node, ValueId};
@@ -152,10 +154,8 @@ impl Chain {
         let rank = self.out_shape.as_ref().map(Vec::len);
         let ok = match next.op.name() {
             "Add" if self.act.is_none() && self.residual.is_none() => {
-                let o = match next.inputs.as_slice() {
-                    [Some(a), Some(b)] if *a == cur && *b != cur => *b,
-                    [Some(a), Some(b)] if *b == cur && *a != cur => *a,
-                    _ => return false,
+                let Some((_, o)) = other_operand(next, cur) else {
+                    return false;
                 };
                 if let Some((s, v)) = const_f32(g, o) {
                     let Some(r) = rank else { return false };
@@ -167,10 +167,7 @@ impl Chain {
                     b.iter_mut().zip(&v).for_each(|(b, v)| *b += v);
                     stats.bump("folded bias Add");
                     true
-                } else if self.out_shape.is_some()
-                    && g.value(o).ty.concrete_shape() == self.out_shape
-                    && g.value(o).ty.dtype == Some(DType::F32)
-                {
+                } else if fits_residual(g, o, self.out_shape.as_ref()) {
                     self.residual = Some(o);
                     stats.bump("fused residual Add");
                     true
@@ -178,17 +175,7 @@ impl Chain {
                     false
                 }
             }
-            _ if self.act.is_none() && next.inputs.first() == Some(&Some(cur)) => {
-                match activation_of(g, next) {
-                    Some(a) => {
-                        self.act = a;
-                        stats.bump(format!("fused {}", next.op.name()));
-                        true
-                    }
-                    None => false,
-                }
-            }
-            _ => false,
+            _ => absorb_activation(g, next, cur, &mut self.act, stats),
         };
         if ok {
             self.names.push(next.name.clone());

@@ -66,6 +66,45 @@ fn scalar_input(g: &Graph, node: &Node, i: usize) -> Option<Option<f32>> {
     }
 }
 
+/// The operand of binary `node` other than `v`, with its position; `None` unless `v` is
+/// exactly one of two present inputs.
+pub fn other_operand(node: &Node, v: ValueId) -> Option<(usize, ValueId)> {
+    match node.inputs.as_slice() {
+        [Some(a), Some(b)] if *a == v && *b != v => Some((1, *b)),
+        [Some(a), Some(b)] if *b == v && *a != v => Some((0, *a)),
+        _ => None,
+    }
+}
+
+/// Whether `o` can be a fused residual of an output of shape `out_shape`: f32, same
+/// concrete shape (no broadcasting in the epilogue).
+pub fn fits_residual(g: &Graph, o: ValueId, out_shape: Option<&Vec<usize>>) -> bool {
+    let t = &g.value(o).ty;
+    out_shape.is_some() && t.concrete_shape().as_ref() == out_shape && t.dtype == Some(DType::F32)
+}
+
+/// Absorbs `next` as the chain's activation if it is one (applied to `cur`) and the chain
+/// has none yet.
+pub fn absorb_activation(
+    g: &Graph,
+    next: &Node,
+    cur: ValueId,
+    act: &mut Activation,
+    stats: &mut PassStats,
+) -> bool {
+    if !act.is_none() || next.inputs.first() != Some(&Some(cur)) {
+        return false;
+    }
+    match activation_of(g, next) {
+        Some(a) => {
+            *act = a;
+            stats.bump(format!("fused {}", next.op.name()));
+            true
+        }
+        None => false,
+    }
+}
+
 /// A constant f32 tensor as a vector.
 pub fn const_f32(g: &Graph, v: ValueId) -> Option<(Vec<usize>, Vec<f32>)> {
     let t: &Tensor = g.constant(v)?;
