@@ -144,14 +144,6 @@ impl FusedConv {
         })
     }
 
-    pub fn activation(&self) -> Activation {
-        self.act
-    }
-
-    pub fn has_residual(&self) -> bool {
-        self.residual
-    }
-
     /// Bytes of prepacked weights this op holds.
     pub fn weight_bytes(&self) -> usize {
         let packed = match &self.path {
