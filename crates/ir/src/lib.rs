@@ -18,7 +18,7 @@ mod verify;
 
 pub use attr::{Attr, Attributes};
 pub use graph::{Graph, InferError, Node, NodeId, ValueId, ValueInfo};
-pub use op::{Cost, InferCtx, Inputs, Op, OpError};
+pub use op::{Cost, F32View, InferCtx, Inputs, Op, OpError};
 pub use types::ValueType;
 pub use value::{invoke, ArgRef, Value, ValueKind};
 pub use verify::{verify, VerifyError};

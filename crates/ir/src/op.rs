@@ -189,6 +189,39 @@ impl<'a> Inputs<'a> {
     }
 }
 
+/// A read-only f32 tensor: its shape and its row-major data.
+#[derive(Clone, Copy, Debug)]
+pub struct F32View<'a> {
+    pub shape: &'a [usize],
+    pub data: &'a [f32],
+}
+
+impl<'a> F32View<'a> {
+    /// Views an f32 tensor; `None` for any other dtype.
+    pub fn of(t: &'a Tensor) -> Option<F32View<'a>> {
+        Some(F32View {
+            shape: t.shape(),
+            data: t.as_slice::<f32>().ok()?,
+        })
+    }
+
+    /// The input at `i`, or a missing-input error naming the op.
+    pub fn req<'b>(
+        inputs: &'b [Option<F32View<'a>>],
+        op: &str,
+        i: usize,
+    ) -> Result<F32View<'a>, OpError> {
+        inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| OpError::MissingInput {
+                op: op.to_string(),
+                index: i,
+            })
+    }
+}
+
 /// An operator: one struct per ONNX op, holding its parsed attributes.
 ///
 /// Implementations live one per file in `millrace-ops`. Nothing here may panic on bad
@@ -229,6 +262,58 @@ pub trait Op: fmt::Debug + Send + Sync + Any {
     /// lets constant folding resolve shape subgraphs whose inputs are not constant.
     fn fold_from_types(&self, _inputs: &[ValueType]) -> Option<Vec<Tensor>> {
         None
+    }
+
+    /// Whether [`Op::eval_into`] can compute this node: a single output, every present
+    /// input and the output f32, at these (concrete) types. The memory planner places only
+    /// such outputs in the run's arena.
+    fn writes_into(&self, _inputs: &[ValueType], _outputs: &[ValueType]) -> bool {
+        false
+    }
+
+    /// The planned-buffer path: computes output 0 into `out` (exactly `out_shape`'s element
+    /// count, every element overwritten; its previous contents are garbage), reading inputs
+    /// as f32 views. Called only where [`Op::writes_into`] said yes. Must give the same
+    /// values as [`Op::eval`] and must not allocate outputs.
+    fn eval_into(
+        &self,
+        _inputs: &[Option<F32View<'_>>],
+        _out: &mut [f32],
+        _out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        Err(OpError::unsupported(self.name(), "eval_into"))
+    }
+
+    /// An input whose buffer output 0 may overwrite (elementwise ops whose output has that
+    /// input's shape): `Some(i)` lets the planner run the node in place when input `i` dies
+    /// here, through [`Op::eval_inplace`]. Only asked where [`Op::writes_into`] said yes.
+    fn inplace_input(&self, _inputs: &[ValueType], _outputs: &[ValueType]) -> Option<usize> {
+        None
+    }
+
+    /// Computes output 0 into `io`, which holds input `index` (given as `None` in `inputs`)
+    /// on entry. Called only where [`Op::inplace_input`] returned `Some(index)`.
+    fn eval_inplace(
+        &self,
+        _index: usize,
+        _inputs: &[Option<F32View<'_>>],
+        _io: &mut [f32],
+        _out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        Err(OpError::unsupported(self.name(), "eval_inplace"))
+    }
+
+    /// Whether output 0 is input 0's data unchanged under a new shape (Reshape, Flatten,
+    /// Squeeze, Unsqueeze, Identity), so the executor may alias the buffer instead of
+    /// calling the op.
+    fn is_alias(&self) -> bool {
+        false
+    }
+
+    /// Bytes of weights the op holds itself (prepacked inside fused ops), not counted among
+    /// the graph's constants. For the memory and residency plans.
+    fn own_weight_bytes(&self) -> u64 {
+        0
     }
 
     /// Attribute summary for dumps, e.g. `strides=[2,2] pads=[3,3,3,3]`.

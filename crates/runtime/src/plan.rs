@@ -20,7 +20,17 @@ pub struct StepTiming {
     pub node: String,
     /// The op type, e.g. `Conv`.
     pub op: &'static str,
+    /// The step's index in the plan (its position in the optimized graph's node list).
+    pub step: usize,
+    /// When the step started, from the start of the profiled run (or stream).
+    pub start: Duration,
+    /// How long it took.
     pub time: Duration,
+    /// The thread lane that ran it: the rayon worker index in the model's pool (0 when
+    /// run outside it); in a stream, stage lanes follow each other.
+    pub thread: usize,
+    /// Which input of a stream it belongs to (0 for a single run).
+    pub frame: usize,
     /// FLOPs and bytes of the node at the compiled shapes (zero where unknown).
     pub cost: Cost,
 }
@@ -137,11 +147,12 @@ impl Plan {
         feeds: &[Option<ArgRef<'_>>],
         mut profile: Option<&mut Vec<StepTiming>>,
     ) -> Result<Vec<(String, Value)>, Error> {
+        let origin = Instant::now();
         let mut vals: Vec<Option<Value>> = (0..self.n_values).map(|_| None).collect();
         if let Some(p) = profile.as_deref_mut() {
             p.reserve(self.steps.len());
         }
-        for step in &self.steps {
+        for (index, step) in self.steps.iter().enumerate() {
             let t0 = profile.is_some().then(Instant::now);
             let mut args: Vec<Option<ArgRef<'_>>> = Vec::with_capacity(step.inputs.len());
             for i in &step.inputs {
@@ -180,7 +191,11 @@ impl Plan {
                 p.push(StepTiming {
                     node: step.name.clone(),
                     op: step.op.name(),
+                    step: index,
+                    start: t0.duration_since(origin),
                     time: t0.elapsed(),
+                    thread: rayon::current_thread_index().unwrap_or(0),
+                    frame: 0,
                     cost: step.cost,
                 });
             }

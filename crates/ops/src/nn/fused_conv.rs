@@ -405,6 +405,10 @@ impl Op for FusedConv {
         parts.join(" ")
     }
 
+    fn own_weight_bytes(&self) -> u64 {
+        self.weight_bytes() as u64
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
