@@ -21,6 +21,10 @@ pub struct LoadArgs {
     /// Skip an optimization pass (repeatable; see `millrace plan --list-passes`).
     #[arg(long = "no-pass", value_name = "PASS")]
     pub no_pass: Vec<String>,
+    /// How nodes are ordered: `parallel` runs independent branches at the same time,
+    /// `sequential` one node after another, `auto` asks the cost model.
+    #[arg(long, value_name = "auto|sequential|parallel", default_value = "auto")]
+    pub schedule: millrace::Schedule,
 }
 
 pub struct Loaded {
@@ -152,6 +156,7 @@ impl Loaded {
                 disabled: self.args.no_pass.iter().cloned().collect(),
                 stop_after: None,
             },
+            schedule: self.args.schedule,
         }
     }
 

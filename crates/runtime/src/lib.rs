@@ -15,4 +15,5 @@ pub use error::Error;
 pub use inputs::{input_specs, random_inputs, InputSpec};
 pub use millrace_ir::{Value, ValueKind};
 pub use npz::{read_npy_file, read_npz, write_npz, NpzError};
-pub use session::{CompileOptions, CompiledModel, IoInfo, Model};
+pub use plan::{Profiled, StepTiming};
+pub use session::{CompileOptions, CompiledModel, IoInfo, Model, Schedule};

@@ -60,6 +60,44 @@ pub struct CompileOptions {
     pub threads: Option<usize>,
     /// Which passes to skip or where to stop.
     pub passes: PassOptions,
+    /// Run independent branches concurrently or one node after another.
+    pub schedule: Schedule,
+}
+
+/// How the executor orders nodes (`--schedule`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// Parallel where the cost model predicts a gain, else sequential.
+    #[default]
+    Auto,
+    /// One node after another in topological order, each using every thread.
+    Sequential,
+    /// Independent branches run at the same time, sharing the thread pool.
+    Parallel,
+}
+
+impl std::str::FromStr for Schedule {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Schedule, Error> {
+        match s {
+            "auto" => Ok(Schedule::Auto),
+            "sequential" => Ok(Schedule::Sequential),
+            "parallel" => Ok(Schedule::Parallel),
+            _ => Err(Error::Invalid(format!(
+                "unknown schedule `{s}`: expected auto, sequential or parallel"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Schedule::Auto => "auto",
+            Schedule::Sequential => "sequential",
+            Schedule::Parallel => "parallel",
+        })
+    }
 }
 
 impl Model {
@@ -113,18 +151,34 @@ impl Model {
         g.infer_types()?;
         let reports = default_pipeline().run(&mut g, &opts.passes)?;
         let threads = opts.threads.unwrap_or_else(default_threads).max(1);
+        let mut compiled = CompiledModel::from_optimized(g, threads, opts.schedule)?;
+        compiled.reports = reports;
+        Ok(compiled)
+    }
+}
+
+impl CompiledModel {
+    /// Plans an already optimized graph (concrete shapes bound, passes run) on its own pool
+    /// of `threads`. Used by [`Model::compile`] and for the stages of a stream.
+    pub(crate) fn from_optimized(
+        graph: Graph,
+        threads: usize,
+        schedule: Schedule,
+    ) -> Result<CompiledModel, Error> {
+        let threads = threads.max(1);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("millrace-{i}"))
             .build()
             .map_err(|e| Error::ThreadPool(e.to_string()))?;
-        let plan = Plan::build(&g);
+        let plan = Plan::build(&graph);
         Ok(CompiledModel {
-            graph: g,
+            graph,
             plan,
             pool,
             threads,
-            reports,
+            schedule,
+            reports: Vec::new(),
         })
     }
 }
@@ -211,6 +265,7 @@ pub struct CompiledModel {
     plan: Plan,
     pool: rayon::ThreadPool,
     threads: usize,
+    schedule: Schedule,
     reports: Vec<PassReport>,
 }
 
@@ -330,6 +385,11 @@ impl CompiledModel {
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// The schedule asked for at compile time.
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
     }
 
     /// What each pass did during compilation.
