@@ -1,6 +1,6 @@
 //! Models and compiled models: the public API.
 use crate::error::Error;
-use crate::plan::Plan;
+use crate::plan::{Plan, RunStates};
 use millrace_core::{DType, Dim, Tensor};
 use millrace_ir::{ArgRef, Graph, Value, ValueKind, ValueType};
 use millrace_onnx::{import_model, load_model, OnnxModel};
@@ -171,10 +171,16 @@ impl CompiledModel {
             .thread_name(|i| format!("millrace-{i}"))
             .build()
             .map_err(|e| Error::ThreadPool(e.to_string()))?;
-        let plan = Plan::build(&graph);
+        let parallel = match schedule {
+            Schedule::Auto => None,
+            Schedule::Sequential => Some(false),
+            Schedule::Parallel => Some(true),
+        };
+        let plan = Plan::build(&graph, parallel, threads);
         Ok(CompiledModel {
             graph,
             plan,
+            states: RunStates::default(),
             pool,
             threads,
             schedule,
@@ -263,6 +269,8 @@ fn check_shape(name: &str, ty: &ValueType, got: &[usize]) -> Result<(), Error> {
 pub struct CompiledModel {
     graph: Graph,
     plan: Plan,
+    /// Arenas and value slots of finished runs, reused by the next ones.
+    states: RunStates,
     pool: rayon::ThreadPool,
     threads: usize,
     schedule: Schedule,
@@ -277,7 +285,9 @@ impl CompiledModel {
             .map(|(n, t)| (*n, ArgRef::Tensor(t)))
             .collect();
         let feeds = self.feeds(&args)?;
-        let outs = self.pool.install(|| self.plan.execute(&feeds))?;
+        let outs = self
+            .pool
+            .install(|| self.plan.execute_profiled(&self.states, &feeds, None))?;
         outs.into_iter()
             .map(|(name, v)| match v {
                 Value::Tensor(t) => Ok((name, t)),
@@ -300,7 +310,9 @@ impl CompiledModel {
         let args: Vec<(&str, ArgRef<'_>)> =
             inputs.iter().map(|(n, v)| (*n, ArgRef::Value(v))).collect();
         let feeds = self.feeds(&args)?;
-        self.pool.install(|| self.plan.execute(&feeds))
+        self
+            .pool
+            .install(|| self.plan.execute_profiled(&self.states, &feeds, None))
     }
 
     /// Validates inputs and lays them out by value index.
@@ -392,6 +404,23 @@ impl CompiledModel {
         self.schedule
     }
 
+    /// Whether runs use the branch-parallel schedule (asked for, or chosen by the cost
+    /// model under [`Schedule::Auto`]).
+    pub fn is_parallel(&self) -> bool {
+        self.plan.is_parallel()
+    }
+
+    /// The cost model's estimate of a sequential and a branch-parallel run.
+    pub fn prediction(&self) -> millrace_schedule::Prediction {
+        self.plan.prediction()
+    }
+
+    /// What the memory planner decided: arena size against one allocation per value,
+    /// in-place and aliased nodes, values left to the ops' own allocations.
+    pub fn memory_report(&self) -> &crate::memplan::MemoryReport {
+        self.plan.memory()
+    }
+
     /// What each pass did during compilation.
     pub fn pass_reports(&self) -> &[PassReport] {
         &self.reports
@@ -424,7 +453,10 @@ impl CompiledModel {
         let mut timings = Vec::new();
         let outs = self
             .pool
-            .install(|| self.plan.execute_profiled(&feeds, Some(&mut timings)))?;
+            .install(|| {
+                self.plan
+                    .execute_profiled(&self.states, &feeds, Some(&mut timings))
+            })?;
         let outs = outs
             .into_iter()
             .map(|(name, v)| match v {
