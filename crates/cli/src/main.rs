@@ -2,6 +2,7 @@
 //!
 //! Errors are reported with their full cause chain; nothing here panics on bad input.
 
+mod alloc_count;
 mod bench;
 mod model_arg;
 

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_matches, shared_models};
-use millrace::{read_npz, CompileOptions, Model};
+use millrace::{read_npz, CompileOptions, Model, Schedule};
 
 fn golden(name: &str) {
     golden_without(name, None);
@@ -33,18 +33,47 @@ fn golden_without(name: &str, skip: Option<&str>) {
     assert_matches(name, &got, &want, 1e-4);
 }
 
-/// Outputs stay equal to the references with each optimization pass turned off in turn.
+/// Outputs stay equal to the references with each optimization pass turned off in turn
+/// (every pass of the pipeline, as `millrace plan --list-passes` lists them).
 #[test]
 fn each_pass_can_be_turned_off() {
-    for pass in [
-        "const-fold",
-        "dead-node-elim",
-        "fuse-gelu",
-        "fuse-conv",
-        "fuse-matmul",
-    ] {
-        for model in ["squeezenet1_1", "bert_small", "mobilenet_v2"] {
+    for (pass, _) in millrace::passes() {
+        for model in ["squeezenet1_1", "bert_small", "mobilenet_v2", "googlenet"] {
             golden_without(model, Some(pass));
+        }
+    }
+}
+
+/// Both schedules give the reference outputs, on the first run and on later runs that
+/// reuse the pooled arena, on one thread and on two.
+#[test]
+fn every_schedule_matches_on_every_shared_model() {
+    let dir = shared_models();
+    for name in ["squeezenet1_1", "googlenet", "resnet50", "mobilenet_v2", "bert_small"] {
+        let model = Model::load(dir.join(format!("{name}.onnx"))).unwrap();
+        let inputs = read_npz(&dir.join(format!("{name}.inputs.npz"))).unwrap();
+        let want = read_npz(&dir.join(format!("{name}.outputs.npz"))).unwrap();
+        for (schedule, threads) in [
+            (Schedule::Sequential, 2),
+            (Schedule::Parallel, 2),
+            (Schedule::Parallel, 1),
+        ] {
+            let mut opts = CompileOptions {
+                schedule,
+                threads: Some(threads),
+                ..Default::default()
+            };
+            for (n, t) in &inputs {
+                opts.input_shapes.insert(n.clone(), t.shape().to_vec());
+            }
+            let compiled = model.compile(&opts).unwrap();
+            for run in 0..2 {
+                let label = format!("{name} {schedule} {threads} thread(s), run {run}");
+                let got = compiled
+                    .run_named(&inputs)
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                assert_matches(&label, &got, &want, 1e-4);
+            }
         }
     }
 }
