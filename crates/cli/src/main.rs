@@ -4,6 +4,7 @@
 
 mod alloc_count;
 mod bench;
+mod graph_report;
 mod model_arg;
 
 use anyhow::{bail, Context, Result};
@@ -252,6 +253,8 @@ fn plan(load: &LoadArgs, dump_after: Option<String>, list_passes: bool) -> Resul
             println!("    {v:>6}  {k}");
         }
     }
+    println!();
+    print!("{}", graph_report::schedule_and_memory(&compiled, 12));
     println!();
     print!("{}", compiled.graph().dump());
     Ok(())

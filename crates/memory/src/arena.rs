@@ -120,7 +120,9 @@ mod tests {
         // A small LCG: deterministic, no dependency.
         let mut s = 0x2545_f491_4f6c_dd1du64;
         let mut next = |m: usize| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 33) as usize) % m
         };
         for _ in 0..200 {

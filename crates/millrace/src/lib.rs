@@ -23,6 +23,7 @@ pub use millrace_runtime::{
     CompiledModel, Error, InputSpec, IoInfo, Model, NpzError, Profiled, Schedule, StepTiming,
     Value, ValueKind,
 };
+pub use millrace_schedule as schedule;
 pub use millrace_zoo as zoo;
 
 /// Builds a built-in model (`resnet50`, `mobilenet_v2`, `googlenet`, `vgg16`, `bert`) in memory.

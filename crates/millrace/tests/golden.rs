@@ -49,7 +49,13 @@ fn each_pass_can_be_turned_off() {
 #[test]
 fn every_schedule_matches_on_every_shared_model() {
     let dir = shared_models();
-    for name in ["squeezenet1_1", "googlenet", "resnet50", "mobilenet_v2", "bert_small"] {
+    for name in [
+        "squeezenet1_1",
+        "googlenet",
+        "resnet50",
+        "mobilenet_v2",
+        "bert_small",
+    ] {
         let model = Model::load(dir.join(format!("{name}.onnx"))).unwrap();
         let inputs = read_npz(&dir.join(format!("{name}.inputs.npz"))).unwrap();
         let want = read_npz(&dir.join(format!("{name}.outputs.npz"))).unwrap();

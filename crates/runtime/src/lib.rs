@@ -7,16 +7,16 @@
 
 mod error;
 mod inputs;
-pub mod npz;
 mod memplan;
+pub mod npz;
 mod plan;
 mod session;
 
 pub use error::Error;
 pub use inputs::{input_specs, random_inputs, InputSpec};
-pub use millrace_ir::{Value, ValueKind};
-pub use npz::{read_npy_file, read_npz, write_npz, NpzError};
 pub use memplan::MemoryReport;
+pub use millrace_ir::{Value, ValueKind};
 pub use millrace_schedule::Prediction;
+pub use npz::{read_npy_file, read_npz, write_npz, NpzError};
 pub use plan::{Profiled, StepTiming};
 pub use session::{CompileOptions, CompiledModel, IoInfo, Model, Schedule};

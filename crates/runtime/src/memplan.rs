@@ -221,13 +221,20 @@ pub(crate) fn plan(g: &Graph, dag: Option<&Dag>) -> MemPlan {
 
     // Conflicts between buffers.
     let nb = buf_len.len();
-    let acc: Vec<Vec<usize>> = (0..nb).map(|b| accesses(b, &buf_members, &buf_defs)).collect();
+    let acc: Vec<Vec<usize>> = (0..nb)
+        .map(|b| accesses(b, &buf_members, &buf_defs))
+        .collect();
     let first_def: Vec<usize> = (0..nb)
         .map(|b| buf_defs[b].iter().copied().min().unwrap_or(0))
         .collect();
     let span: Vec<(usize, usize)> = acc
         .iter()
-        .map(|a| (a.first().copied().unwrap_or(0), a.last().copied().unwrap_or(0)))
+        .map(|a| {
+            (
+                a.first().copied().unwrap_or(0),
+                a.last().copied().unwrap_or(0),
+            )
+        })
         .collect();
     let conflicts = |i: usize, j: usize| -> bool {
         match dag {

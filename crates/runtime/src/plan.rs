@@ -134,7 +134,10 @@ unsafe impl Sync for ArenaRef {}
 
 impl ArenaRef {
     fn new(buf: &mut [f32]) -> ArenaRef {
-        let skip = buf.as_ptr().align_offset(memplan::ALIGN * 4).min(memplan::ALIGN);
+        let skip = buf
+            .as_ptr()
+            .align_offset(memplan::ALIGN * 4)
+            .min(memplan::ALIGN);
         let skip = skip.min(buf.len());
         let rest = &mut buf[skip..];
         ArenaRef {
@@ -233,9 +236,7 @@ impl Plan {
                     .iter()
                     .flatten()
                     .map(|v| v.index())
-                    .filter(|&i| {
-                        constants[i].is_none() && mem.storage[i] == Storage::Owned
-                    })
+                    .filter(|&i| constants[i].is_none() && mem.storage[i] == Storage::Owned)
                     .collect();
                 reads_owned.sort_unstable();
                 reads_owned.dedup();
@@ -363,8 +364,9 @@ impl Plan {
                 for (i, p) in state.pending.iter().enumerate() {
                     p.store(dag.preds(i).len(), Ordering::Relaxed);
                 }
-                let mut roots: Vec<usize> =
-                    (0..self.steps.len()).filter(|&i| dag.preds(i).is_empty()).collect();
+                let mut roots: Vec<usize> = (0..self.steps.len())
+                    .filter(|&i| dag.preds(i).is_empty())
+                    .collect();
                 roots.sort_by(|&a, &b| priority[a].total_cmp(&priority[b]));
                 rayon::scope(|scope| {
                     for r in roots {
@@ -409,7 +411,13 @@ impl Plan {
 impl Ctx<'_, '_> {
     /// Runs step `i`, then whichever successors it made ready: the highest-priority one on
     /// this thread, the rest spawned.
-    fn chain<'s>(&'s self, scope: &rayon::Scope<'s>, dag: &'s Dag, priority: &'s [f64], first: usize) {
+    fn chain<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        dag: &'s Dag,
+        priority: &'s [f64],
+        first: usize,
+    ) {
         let mut at = first;
         loop {
             if self.failed.load(Ordering::Relaxed) {
@@ -525,10 +533,11 @@ impl Ctx<'_, '_> {
                     Storage::Owned => {
                         let shape = self.out_shape(step, out)?;
                         let mut buf = vec![0f32; shape.iter().product()];
-                        step.op.eval_into(&args, &mut buf, &shape).map_err(node_err)?;
-                        let t = Tensor::from_vec(shape, buf).map_err(|e| {
-                            Error::Internal(format!("node `{}`: {e}", step.name))
-                        })?;
+                        step.op
+                            .eval_into(&args, &mut buf, &shape)
+                            .map_err(node_err)?;
+                        let t = Tensor::from_vec(shape, buf)
+                            .map_err(|e| Error::Internal(format!("node `{}`: {e}", step.name)))?;
                         self.store(out, Value::Tensor(t))?;
                     }
                 }
@@ -537,7 +546,8 @@ impl Ctx<'_, '_> {
                 let mut held: SmallVec<[Arc<Value>; 4]> = SmallVec::new();
                 let mut copies: SmallVec<[Value; 2]> = SmallVec::new();
                 for &i in step.inputs.iter().flatten() {
-                    if plan.constants[i].is_some() || self.feeds.get(i).copied().flatten().is_some() {
+                    if plan.constants[i].is_some() || self.feeds.get(i).copied().flatten().is_some()
+                    {
                         continue;
                     }
                     match &plan.storage[i] {
@@ -547,9 +557,10 @@ impl Ctx<'_, '_> {
                         Storage::Arena { offset, len, shape } => {
                             // SAFETY: as above: written before, not written concurrently.
                             let data = unsafe { self.arena.read(*offset, *len)? };
-                            let t = Tensor::from_vec(shape.clone(), data.to_vec()).map_err(|e| {
-                                Error::Internal(format!("node `{}`: {e}", step.name))
-                            })?;
+                            let t =
+                                Tensor::from_vec(shape.clone(), data.to_vec()).map_err(|e| {
+                                    Error::Internal(format!("node `{}`: {e}", step.name))
+                                })?;
                             copies.push(Value::Tensor(t));
                         }
                     }
@@ -737,17 +748,29 @@ mod planned_tests {
         fn writes_into(&self, i: &[ValueType], _o: &[ValueType]) -> bool {
             i.iter().all(|t| t.dtype == Some(DType::F32))
         }
-        fn eval_into(&self, inputs: &[Option<F32View<'_>>], out: &mut [f32], _s: &[usize]) -> Result<(), OpError> {
+        fn eval_into(
+            &self,
+            inputs: &[Option<F32View<'_>>],
+            out: &mut [f32],
+            _s: &[usize],
+        ) -> Result<(), OpError> {
             let x = F32View::req(inputs, "Axpy", 0)?;
             for (k, o) in out.iter_mut().enumerate() {
-                *o = x.data[k] * self.0 + inputs.get(1).copied().flatten().map_or(0.0, |y| y.data[k]);
+                *o = x.data[k] * self.0
+                    + inputs.get(1).copied().flatten().map_or(0.0, |y| y.data[k]);
             }
             Ok(())
         }
         fn inplace_input(&self, _i: &[ValueType], _o: &[ValueType]) -> Option<usize> {
             Some(0)
         }
-        fn eval_inplace(&self, index: usize, inputs: &[Option<F32View<'_>>], io: &mut [f32], _s: &[usize]) -> Result<(), OpError> {
+        fn eval_inplace(
+            &self,
+            index: usize,
+            inputs: &[Option<F32View<'_>>],
+            io: &mut [f32],
+            _s: &[usize],
+        ) -> Result<(), OpError> {
             assert_eq!(index, 0);
             assert!(inputs[0].is_none());
             for (k, o) in io.iter_mut().enumerate() {
@@ -771,7 +794,10 @@ mod planned_tests {
         }
         fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
             let t = ctx.input(0)?;
-            Ok(vec![ValueType::concrete(DType::F32, &[t.numel().unwrap_or(0)])])
+            Ok(vec![ValueType::concrete(
+                DType::F32,
+                &[t.numel().unwrap_or(0)],
+            )])
         }
         fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
             if self.fail {
@@ -811,7 +837,12 @@ mod planned_tests {
         g.add_node("f", Arc::new(View { fail: false }), vec![Some(b)], vec![f]);
         g.add_node("r", reg("Relu"), vec![Some(c)], vec![r]); // fallback: reads an arena value
         let r2 = g.add_value("r2", u());
-        g.add_node("fl", Arc::new(View { fail: false }), vec![Some(r)], vec![r2]);
+        g.add_node(
+            "fl",
+            Arc::new(View { fail: false }),
+            vec![Some(r)],
+            vec![r2],
+        );
         g.add_node("d", Arc::new(Axpy(1.0)), vec![Some(f), Some(r2)], vec![d]);
         g.add_node("e", Arc::new(Axpy(0.5)), vec![Some(d), Some(f)], vec![e]);
         g.inputs = vec![x];
@@ -854,9 +885,15 @@ mod planned_tests {
             assert_eq!(m.in_place, 1, "{m:?}"); // b over a
             assert_eq!(m.aliases, 1, "{m:?}"); // f over b (fl reads an owned Relu output)
             assert_eq!(m.copies, 1, "{m:?}"); // Relu reads c from the arena
-            assert!(m.arena_bytes > 0 && m.arena_bytes <= m.naive_bytes + 4 * 64, "{m:?}");
+            assert!(
+                m.arena_bytes > 0 && m.arena_bytes <= m.naive_bytes + 4 * 64,
+                "{m:?}"
+            );
             let states = RunStates::default();
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
             for _ in 0..3 {
                 let got = pool.install(|| run(&plan, &states, &x));
                 assert_eq!(got, expected(&xs));
@@ -874,7 +911,10 @@ mod planned_tests {
         let mut feeds: Vec<Option<ArgRef<'_>>> = vec![None; plan.n_values];
         feeds[plan.inputs[0].1] = Some(ArgRef::Tensor(&x));
         let mut prof = Vec::new();
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
         pool.install(|| plan.execute_profiled(&RunStates::default(), &feeds, Some(&mut prof)))
             .unwrap();
         assert_eq!(prof.len(), g.nodes.len());
@@ -902,7 +942,10 @@ mod planned_tests {
         for parallel in [false, true] {
             let plan = Plan::build(&g, Some(parallel), 2);
             let states = RunStates::default();
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
             for _ in 0..2 {
                 let mut feeds: Vec<Option<ArgRef<'_>>> = vec![None; plan.n_values];
                 feeds[plan.inputs[0].1] = Some(ArgRef::Tensor(&x));

@@ -310,8 +310,7 @@ impl CompiledModel {
         let args: Vec<(&str, ArgRef<'_>)> =
             inputs.iter().map(|(n, v)| (*n, ArgRef::Value(v))).collect();
         let feeds = self.feeds(&args)?;
-        self
-            .pool
+        self.pool
             .install(|| self.plan.execute_profiled(&self.states, &feeds, None))
     }
 
@@ -451,12 +450,10 @@ impl CompiledModel {
             .collect();
         let feeds = self.feeds(&args)?;
         let mut timings = Vec::new();
-        let outs = self
-            .pool
-            .install(|| {
-                self.plan
-                    .execute_profiled(&self.states, &feeds, Some(&mut timings))
-            })?;
+        let outs = self.pool.install(|| {
+            self.plan
+                .execute_profiled(&self.states, &feeds, Some(&mut timings))
+        })?;
         let outs = outs
             .into_iter()
             .map(|(name, v)| match v {

@@ -145,7 +145,11 @@ impl Dag {
         let n = self.len();
         let mut level = vec![0usize; n];
         for b in 0..n {
-            level[b] = self.preds[b].iter().map(|&a| level[a] + 1).max().unwrap_or(0);
+            level[b] = self.preds[b]
+                .iter()
+                .map(|&a| level[a] + 1)
+                .max()
+                .unwrap_or(0);
         }
         let mut count = vec![0usize; n + 1];
         for &l in &level {
@@ -200,7 +204,9 @@ mod tests {
     #[test]
     fn wide_graphs_span_several_words() {
         // A chain of 200 nodes: reachability across bitset words.
-        let preds: Vec<Vec<usize>> = (0..200).map(|i| if i == 0 { vec![] } else { vec![i - 1] }).collect();
+        let preds: Vec<Vec<usize>> = (0..200)
+            .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
+            .collect();
         let d = Dag::from_preds(preds);
         assert!(d.before(3, 199) && d.before(70, 130) && !d.before(130, 70));
         assert_eq!(d.max_width(), 1);

@@ -46,7 +46,11 @@ impl Machine {
         let p = p.max(1e-3);
         let compute = flops / (p * self.flops_per_thread);
         let memory = bytes / (p * self.bytes_per_s_per_thread).min(self.bytes_per_s_total);
-        let fork = if p > 1.0 + 1e-9 { self.fork_join_s } else { 0.0 };
+        let fork = if p > 1.0 + 1e-9 {
+            self.fork_join_s
+        } else {
+            0.0
+        };
         self.node_overhead_s + fork + compute.max(memory)
     }
 }
@@ -145,7 +149,11 @@ mod tests {
     use super::*;
 
     fn chain(n: usize) -> Dag {
-        Dag::from_preds((0..n).map(|i| if i == 0 { vec![] } else { vec![i - 1] }).collect())
+        Dag::from_preds(
+            (0..n)
+                .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
+                .collect(),
+        )
     }
 
     #[test]
