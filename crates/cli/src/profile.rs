@@ -369,7 +369,7 @@ const OP_COLORS: &[(&str, &str)] = &[
     ("Mul", "#b07aa1"),
     ("MaxPool", "#76b7b2"),
     ("AveragePool", "#499894"),
-    ("GlobalAveragePool", "#86bcb6"),
+    ("GlobalAveragePool", "#d7b5a6"),
     ("Concat", "#ff9da7"),
     ("Reshape", "#9c755f"),
     ("Flatten", "#bab0ac"),
@@ -390,6 +390,21 @@ const HASH_COLORS: &[&str] = &[
 const FRAME_STROKES: &[&str] = &[
     "#000000", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b",
 ];
+
+/// White or black, whichever reads better on `fill` (`#rrggbb`).
+fn text_on(fill: &str) -> &'static str {
+    let ch = |i: usize| {
+        fill.get(i..i + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .map_or(1.0, |v| v as f64 / 255.0)
+    };
+    let luma = 0.299 * ch(1) + 0.587 * ch(3) + 0.114 * ch(5);
+    if luma < 0.5 {
+        "white"
+    } else {
+        "black"
+    }
+}
 
 /// A fixed colour for an op type (the same in every model and run).
 pub fn op_color(op: &str) -> &'static str {
@@ -594,9 +609,10 @@ pub fn svg_timeline(events: &[StepTiming], opts: &SvgOptions<'_>) -> String {
         if let Some(l) = fit(&label, chars) {
             let _ = write!(
                 s,
-                r#"<text x="{:.2}" y="{:.1}" pointer-events="none">{}</text>"#,
+                r#"<text x="{:.2}" y="{:.1}" fill="{}" pointer-events="none">{}</text>"#,
                 x + 2.0,
                 y + LANE_H / 2.0 + 4.0,
+                text_on(op_color(e.op)),
                 xml_escape(&l)
             );
         }
@@ -1189,6 +1205,8 @@ mod tests {
         assert!((tick_step(0.55, 10.0) - 0.1).abs() < 1e-12);
         assert_eq!(fit("abcdef", 4).as_deref(), Some("abc…"));
         assert_eq!(fit("abcdef", 3), None);
+        assert_eq!(text_on("#2f5f8f"), "white");
+        assert_eq!(text_on("#edc948"), "black");
         assert_eq!(tail("abcdef", 4), "…def");
     }
 }
