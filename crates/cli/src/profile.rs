@@ -354,6 +354,8 @@ pub struct SvgOptions<'a> {
     /// Total width in pixels.
     pub width: f64,
     pub title: &'a str,
+    /// Vertical marker lines with a label (e.g. where each run starts), from the run start.
+    pub marks: &'a [(Duration, String)],
 }
 
 /// Colours for the common op types; others get one from the hash of their name.
@@ -618,6 +620,17 @@ pub fn svg_timeline(events: &[StepTiming], opts: &SvgOptions<'_>) -> String {
         }
         s.push('\n');
     }
+    for (t, label) in opts.marks {
+        let x = x_of(*t);
+        let _ = writeln!(
+            s,
+            r##"<line class="mark" x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{axis_y:.1}" stroke="#555555" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" font-size="10" fill="#555555">{}</text>"##,
+            TOP - 8.0,
+            x + 3.0,
+            TOP - 2.0,
+            xml_escape(label)
+        );
+    }
     // Time axis.
     let _ = writeln!(
         s,
@@ -658,21 +671,27 @@ pub fn svg_timeline(events: &[StepTiming], opts: &SvgOptions<'_>) -> String {
 }
 
 /// Measures the FMA peak and triad bandwidth on `threads` threads (about half a second),
-/// unless given.
-fn machine(args: &ProfileArgs, threads: usize) -> (Machine, bool) {
-    let measured = args.peak_gflops.is_none() || args.bandwidth_gbs.is_none();
+/// unless given; also says which were measured.
+fn machine(args: &ProfileArgs, threads: usize) -> (Machine, &'static str) {
+    // Best of several short tries: on a busy machine a short window is likelier to be quiet.
     let peak = args
         .peak_gflops
-        .unwrap_or_else(|| fma_peak(FmaVariant::detect(), threads, 0.1, 2).gflops);
+        .unwrap_or_else(|| fma_peak(FmaVariant::detect(), threads, 0.04, 5).gflops);
     let bw = args
         .bandwidth_gbs
-        .unwrap_or_else(|| triad_bandwidth(threads, 64 << 20, 2));
+        .unwrap_or_else(|| triad_bandwidth(threads, 64 << 20, 3));
+    let how = match (args.peak_gflops, args.bandwidth_gbs) {
+        (None, None) => "measured",
+        (Some(_), Some(_)) => "given",
+        (None, Some(_)) => "peak measured, bandwidth given",
+        (Some(_), None) => "peak given, bandwidth measured",
+    };
     (
         Machine {
             peak_gflops: peak,
             bandwidth_gbs: bw,
         },
-        measured,
+        how,
     )
 }
 
@@ -718,7 +737,7 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
         .map(|(n, t)| (n.clone(), t.shape().to_vec()))
         .collect();
     let compiled = loaded.compile_with(shapes, None)?;
-    let (mach, measured) = machine(args, compiled.threads());
+    let (mach, how) = machine(args, compiled.threads());
     for _ in 0..args.warmup {
         compiled.run_named(&inputs)?;
     }
@@ -744,11 +763,57 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
     let bytes: u64 = nodes.iter().map(|n| n.bytes).sum();
     let total_gflops = gflops(flops, wall);
     let lanes_used = lanes(&runs[rep]).len();
+    // Node time in the median run itself: about its wall when sequential, more when
+    // branches overlap. (The medians above drop each node's slow outliers, so on a busy
+    // machine they can sum to less than any whole run.)
+    let busy: f64 = runs[rep].iter().map(|e| ms(e.time)).sum();
+    let mut notes = Vec::new();
+    let too_fast = nodes
+        .iter()
+        .filter(|n| n.gflops() > mach.peak_gflops * 1.05)
+        .count();
+    if too_fast > 0 {
+        notes.push(format!(
+            "{too_fast} node(s) ran faster than the peak: {}",
+            if how.starts_with("peak given") || how == "given" {
+                "is --peak-gflops too low?"
+            } else {
+                "other load probably disturbed the measurement; give --peak-gflops"
+            }
+        ));
+    }
+    let cached = nodes
+        .iter()
+        .filter(|n| {
+            mach.bound(n.flops, n.bytes) == Some(Bound::Memory)
+                && n.ms > 0.0
+                && mach.min_ms(n.flops, n.bytes) > n.ms * 1.05
+        })
+        .count();
+    if cached > 0 {
+        notes.push(format!(
+            "{cached} memory-bound node(s) beat the memory roofline: their data was in cache \
+             (the bandwidth is DRAM's)"
+        ));
+    }
 
     let timeline = if args.trace_all {
         end_to_end(&runs)
     } else {
         runs[rep].clone()
+    };
+    let marks: Vec<(Duration, String)> = if args.trace_all {
+        let mut at = Duration::ZERO;
+        runs.iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let m = (at, format!("run {}", i + 1));
+                at += makespan(r);
+                m
+            })
+            .collect()
+    } else {
+        Vec::new()
     };
     let title = format!(
         "{} - {} thread(s), schedule {}, {}",
@@ -784,6 +849,7 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
             &SvgOptions {
                 width: 1600.0,
                 title: &title,
+                marks: &marks,
             },
         );
         std::fs::write(p, svg).map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
@@ -821,10 +887,12 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
                 "peak_gflops": mach.peak_gflops,
                 "bandwidth_gbs": mach.bandwidth_gbs,
                 "balance_flop_per_byte": mach.balance(),
-                "measured": measured,
+                "source": how,
             },
             "wall_ms": { "median": wall, "min": wall_min },
             "sum_node_ms": sum_ms,
+            "busy_ms_median_run": busy,
+            "notes": notes,
             "gflop": flops as f64 / 1e9,
             "bytes": bytes,
             "gflop_per_s": total_gflops,
@@ -859,11 +927,16 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
         mach.peak_gflops,
         mach.bandwidth_gbs,
         mach.balance(),
-        if measured { "measured" } else { "given" }
+        how
     );
     println!(
-        "wall:     {wall:.3} ms median ({wall_min:.3} min); node times sum to {sum_ms:.3} ms ({:.2}x wall)",
-        if wall > 0.0 { sum_ms / wall } else { 0.0 }
+        "wall:     {wall:.3} ms median run ({wall_min:.3} min); its nodes took {busy:.3} ms ({:.2}x wall{})",
+        if wall > 0.0 { busy / wall } else { 0.0 },
+        if lanes_used > 1 { ": branches overlap" } else { "" }
+    );
+    println!(
+        "nodes:    {} in the plan; median node times sum to {sum_ms:.3} ms",
+        nodes.len()
     );
     println!(
         "work:     {:.3} GFLOP, {:.1} MB moved; {total_gflops:.1} GFLOP/s at the median wall = {:.1}% of peak",
@@ -972,6 +1045,12 @@ pub fn profile(args: &ProfileArgs) -> Result<()> {
             },
             pct(mach.min_ms(r.flops, r.bytes), r.ms),
         );
+    }
+    if !notes.is_empty() {
+        println!();
+        for n in &notes {
+            println!("note: {n}");
+        }
     }
     if let Some(p) = &args.trace {
         println!();
@@ -1112,6 +1191,7 @@ mod tests {
             &SvgOptions {
                 width: 1600.0,
                 title: "a <title> & more",
+                marks: &[(Duration::from_micros(300), "frame <1>".into())],
             },
         );
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
@@ -1123,6 +1203,7 @@ mod tests {
         assert_eq!(svg.matches("<title>").count(), evs.len());
         assert!(svg.contains("relu&lt;b&gt;&amp;"));
         assert!(!svg.contains("<b>"));
+        assert_eq!(svg.matches(r#"class="mark""#).count(), 1);
         // Several frames: strokes per frame and a frame legend.
         assert!(svg.contains(">frame 1<"));
         assert!(svg.contains(&format!("stroke=\"{}\"", FRAME_STROKES[1])));
@@ -1142,6 +1223,7 @@ mod tests {
             &SvgOptions {
                 width: 800.0,
                 title: "empty",
+                marks: &[],
             },
         );
         assert!(balanced(&svg));

@@ -121,7 +121,7 @@ fn profile_json_has_nodes_and_ops_and_honours_load_args() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["threads"], 1);
     assert_eq!(v["schedule"], "sequential");
-    assert_eq!(v["machine"]["measured"], false);
+    assert_eq!(v["machine"]["source"], "given");
     assert_eq!(v["machine"]["balance_flop_per_byte"], 5.0);
     let nodes = v["nodes"].as_array().unwrap();
     // With fuse-conv off, plain Conv nodes remain.
