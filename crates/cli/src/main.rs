@@ -6,6 +6,7 @@ mod alloc_count;
 mod bench;
 mod graph_report;
 mod model_arg;
+mod profile;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Measure the machine's peak fp32 FMA rate and triad memory bandwidth.
     Peak(bench::PeakArgs),
+    /// Per-node time, GFLOP/s and roofline bound; writes a Chrome trace and an SVG timeline.
+    Profile(profile::ProfileArgs),
     /// Show the optimized graph and what each pass did.
     Plan {
         #[command(flatten)]
@@ -89,6 +92,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Run(args) => run(&args),
         Cmd::Bench(args) => bench::bench(&args),
         Cmd::Peak(args) => bench::peak(&args),
+        Cmd::Profile(args) => profile::profile(&args),
         Cmd::Plan {
             load,
             dump_after,
