@@ -488,6 +488,73 @@ impl ResidencyPlan {
     }
 }
 
+/// Residency of one kind of layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KindSummary {
+    pub kind: LayerKind,
+    pub tensors: usize,
+    pub resident_tensors: usize,
+    pub bytes: u64,
+    pub resident_bytes: u64,
+    /// Nodes of this kind that read weights.
+    pub layers: usize,
+    /// Those whose every weight is resident.
+    pub resident_layers: usize,
+    /// Names of the others.
+    pub streamed_layers: Vec<String>,
+    /// The node of this kind with the most weight bytes, and those bytes.
+    pub largest_layer: Option<(String, u64)>,
+}
+
+impl ResidencyPlan {
+    /// Per layer kind (conv, fc, ...), in [`LayerKind`] order: what is resident.
+    pub fn by_kind(&self, a: &Analysis) -> Vec<KindSummary> {
+        let mut kinds: Vec<LayerKind> = a.items.iter().map(|i| i.kind).collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+            .into_iter()
+            .map(|kind| {
+                let its: Vec<usize> = (0..a.items.len())
+                    .filter(|&i| a.items[i].kind == kind)
+                    .collect();
+                let res: Vec<usize> = its.iter().copied().filter(|&i| self.resident[i]).collect();
+                let layers: Vec<&NodeInfo> = a
+                    .nodes
+                    .iter()
+                    .filter(|n| n.kind == kind && !n.weights.is_empty())
+                    .collect();
+                let streamed_layers: Vec<String> = layers
+                    .iter()
+                    .filter(|n| n.weights.iter().any(|(i, _)| !self.resident[*i]))
+                    .map(|n| n.name.clone())
+                    .collect();
+                let largest_layer = layers
+                    .iter()
+                    .map(|n| {
+                        let b: u64 = n.weights.iter().map(|(i, _)| a.items[*i].bytes).sum();
+                        (n.name.clone(), b)
+                    })
+                    .fold(None, |best: Option<(String, u64)>, x| match best {
+                        Some(b) if b.1 >= x.1 => Some(b),
+                        _ => Some(x),
+                    });
+                KindSummary {
+                    kind,
+                    tensors: its.len(),
+                    resident_tensors: res.len(),
+                    bytes: its.iter().map(|&i| a.items[i].bytes).sum(),
+                    resident_bytes: res.iter().map(|&i| a.items[i].bytes).sum(),
+                    layers: layers.len(),
+                    resident_layers: layers.len() - streamed_layers.len(),
+                    streamed_layers,
+                    largest_layer,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Plans residency for `sram` bytes; `working_set` overrides the analysis's peak (e.g.
 /// with an arena planner's measured peak).
 pub fn plan(a: &Analysis, sram: u64, working_set: Option<u64>) -> ResidencyPlan {
@@ -606,45 +673,45 @@ pub fn render(a: &Analysis, p: &ResidencyPlan, m: &Machine, o: &RenderOptions) -
         a.items.len() - n_res
     );
 
-    // Per layer kind: tensors and bytes resident, and layers with every weight resident.
-    let mut kinds: Vec<LayerKind> = a.items.iter().map(|i| i.kind).collect();
-    kinds.sort();
-    kinds.dedup();
-    let _ = writeln!(s, "  by layer kind:");
-    for k in kinds {
-        let its: Vec<usize> = (0..a.items.len())
-            .filter(|&i| a.items[i].kind == k)
-            .collect();
-        let r = its.iter().filter(|&&i| p.resident[i]).count();
-        let kb: u64 = its.iter().map(|&i| a.items[i].bytes).sum();
-        let rb: u64 = its
-            .iter()
-            .filter(|&&i| p.resident[i])
-            .map(|&i| a.items[i].bytes)
-            .sum();
-        let layers: Vec<&NodeInfo> = a
-            .nodes
-            .iter()
-            .filter(|n| n.kind == k && !n.weights.is_empty())
-            .collect();
-        let partial: Vec<&str> = layers
-            .iter()
-            .filter(|n| n.weights.iter().any(|(i, _)| !p.resident[*i]))
-            .map(|n| n.name.as_str())
-            .collect();
-        let mut line = format!(
-            "    {:<10} tensors resident {r}/{}  bytes {} / {}  layers fully resident {}/{}",
-            k.name(),
-            its.len(),
-            fb(rb),
-            fb(kb),
-            layers.len() - partial.len(),
-            layers.len()
+    // Per layer kind: tensors, bytes and layers resident; the largest layer against the
+    // capacity.
+    let _ = writeln!(
+        s,
+        "  by layer kind:  {:<10} {:<22} {:<10} largest layer (weights)",
+        "tensors", "bytes resident", "layers"
+    );
+    let summaries = p.by_kind(a);
+    for k in &summaries {
+        let largest = match &k.largest_layer {
+            Some((name, b)) => format!(
+                "{} {} {name}",
+                fb(*b),
+                if *b <= p.capacity {
+                    "(fits)"
+                } else {
+                    "(> capacity)"
+                }
+            ),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "    {:<12} {:<10} {:<22} {:<10} {largest}",
+            k.kind.name(),
+            format!("{}/{}", k.resident_tensors, k.tensors),
+            format!("{} / {}", fb(k.resident_bytes), fb(k.bytes)),
+            format!("{}/{}", k.resident_layers, k.layers),
         );
-        if !partial.is_empty() && partial.len() <= 4 {
-            let _ = write!(line, " (not: {})", partial.join(", "));
+    }
+    for k in &summaries {
+        if !k.streamed_layers.is_empty() && k.streamed_layers.len() <= 4 {
+            let _ = writeln!(
+                s,
+                "  {} layers not fully resident: {}",
+                k.kind.name(),
+                k.streamed_layers.join(", ")
+            );
         }
-        let _ = writeln!(s, "{line}");
     }
 
     let mut streamed: Vec<usize> = (0..a.items.len()).filter(|&i| !p.resident[i]).collect();
@@ -794,7 +861,16 @@ pub fn render(a: &Analysis, p: &ResidencyPlan, m: &Machine, o: &RenderOptions) -
             let _ = writeln!(s, "    ... {} more", mem.len() - o.max_layers);
         }
     }
-    s
+    trim_lines(s)
+}
+
+fn trim_lines(s: String) -> String {
+    let mut out = String::with_capacity(s.len());
+    for line in s.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 fn truncate(s: &str, n: usize) -> String {

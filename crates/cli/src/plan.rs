@@ -1,0 +1,143 @@
+//! `millrace plan`: what the passes did and the optimized graph; with `--sram SIZE`, which
+//! weights stay resident in an on-chip memory of that size, the off-chip traffic per
+//! inference with and without them, and the layers that are memory-bound on a roofline.
+//!
+//! The residency plan reads the graph as compiled up to `dead-node-elim`, before fusion:
+//! there every Conv/Gemm/MatMul reads its weights as plain constants, so tensor sizes are
+//! the logical ones (the fused ops hold packed, padded or Winograd-transformed copies).
+//! See `millrace_memory::residency` for the model.
+use crate::model_arg::{LoadArgs, Loaded};
+use anyhow::{Context, Result};
+use clap::Args;
+use millrace_kernels::peak::{fma_peak, triad_bandwidth, FmaVariant};
+use millrace_memory::residency::{self, RenderOptions, WeightDtype};
+use millrace_memory::{format_bytes, parse_size, Machine};
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Print the graph as it is after this pass.
+    #[arg(long, value_name = "PASS")]
+    pub dump_after: Option<String>,
+    /// List the passes and exit.
+    #[arg(long)]
+    pub list_passes: bool,
+    /// On-chip memory size (`40MB` = 40e6 bytes, `40MiB`, `512KiB`, `1.5GB`, bytes): plan
+    /// which weights stay resident in it instead of printing the graph.
+    #[arg(long, value_name = "SIZE")]
+    pub sram: Option<String>,
+    /// Precision weights and activations are counted at for the residency plan.
+    #[arg(long, value_name = "fp32|fp16|int8", default_value = "fp32")]
+    pub weight_dtype: String,
+    /// Activation bytes to reserve on chip instead of the computed peak of live activations.
+    #[arg(long, value_name = "SIZE")]
+    pub working_set: Option<String>,
+    /// Peak arithmetic rate for the roofline, GFLOP/s (default: measured here, briefly).
+    #[arg(long, value_name = "GFLOPS")]
+    pub peak_gflops: Option<f64>,
+    /// Off-chip bandwidth for the roofline, GB/s (default: measured here, briefly).
+    #[arg(long, value_name = "GBS")]
+    pub bandwidth_gbs: Option<f64>,
+    /// How many memory-bound layers and streamed tensors to list.
+    #[arg(long, value_name = "N", default_value_t = 12)]
+    pub top: usize,
+}
+
+pub fn plan(args: &PlanArgs) -> Result<()> {
+    if args.list_passes {
+        for (name, summary) in millrace::passes() {
+            println!("{name:<20} {summary}");
+        }
+        return Ok(());
+    }
+    // Validate the residency arguments before the (possibly slow) compile.
+    let residency_args = match &args.sram {
+        Some(s) => Some((
+            parse_size(s).context("--sram")?,
+            args.weight_dtype
+                .parse::<WeightDtype>()
+                .context("--weight-dtype")?,
+            args.working_set
+                .as_deref()
+                .map(parse_size)
+                .transpose()
+                .context("--working-set")?,
+        )),
+        None => None,
+    };
+    let loaded = Loaded::new(&args.load)?;
+    if residency_args.is_none() || args.dump_after.is_some() {
+        let compiled = loaded.compile_stop_after(args.dump_after.clone())?;
+        passes_and_graph(&compiled);
+    }
+
+    // Memory sections. The activation arena (peak activation bytes vs the naive sum) goes
+    // here; its peak can replace the working set below: `residency::plan(.., Some(peak))`.
+
+    if let Some((sram, dtype, working_set)) = residency_args {
+        let machine = machine(args)?;
+        let compiled = loaded
+            .compile_stop_after(Some("dead-node-elim".into()))
+            .context("compiling up to dead-node-elim for the residency plan")?;
+        let analysis = residency::analyze(compiled.graph(), dtype);
+        let p = residency::plan(&analysis, sram, working_set);
+        println!("model: {}", loaded.label);
+        print!(
+            "{}",
+            residency::render(
+                &analysis,
+                &p,
+                &machine.0,
+                &RenderOptions {
+                    max_streamed: args.top,
+                    max_layers: args.top,
+                    machine_source: machine.1,
+                }
+            )
+        );
+        if let Some(ws) = working_set {
+            println!(
+                "(working set given: {}; computed {})",
+                format_bytes(ws),
+                format_bytes(analysis.working_set)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn passes_and_graph(compiled: &millrace::CompiledModel) {
+    for r in compiled.pass_reports() {
+        println!(
+            "pass {:<18} {:>8.2} ms  nodes after: {:<6} {}",
+            r.pass,
+            r.time.as_secs_f64() * 1e3,
+            r.nodes_after,
+            if r.changed { "changed" } else { "no change" }
+        );
+        for (k, v) in &r.stats.counters {
+            println!("    {v:>6}  {k}");
+        }
+    }
+    println!();
+    print!("{}", compiled.graph().dump());
+}
+
+/// The roofline's ceilings: given, or a quick measurement (all cores, ~0.3 s).
+fn machine(args: &PlanArgs) -> Result<(Machine, &'static str)> {
+    let threads = args.load.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let (peak, bw, source) = match (args.peak_gflops, args.bandwidth_gbs) {
+        (Some(p), Some(b)) => (p, b, "given"),
+        (p, b) => {
+            let p = p.unwrap_or_else(|| fma_peak(FmaVariant::detect(), threads, 0.05, 2).gflops);
+            let b = b.unwrap_or_else(|| triad_bandwidth(threads, 64 << 20, 2));
+            (p, b, "measured here; --peak-gflops/--bandwidth-gbs to set")
+        }
+    };
+    Ok((Machine::new(peak, bw)?, source))
+}
