@@ -66,6 +66,10 @@ pub fn plan(args: &PlanArgs) -> Result<()> {
         )),
         None => None,
     };
+    let machine = match residency_args {
+        Some(_) => Some(machine(args)?),
+        None => None,
+    };
     let loaded = Loaded::new(&args.load)?;
     if residency_args.is_none() || args.dump_after.is_some() {
         let compiled = loaded.compile_stop_after(args.dump_after.clone())?;
@@ -75,8 +79,7 @@ pub fn plan(args: &PlanArgs) -> Result<()> {
     // Memory sections. The activation arena (peak activation bytes vs the naive sum) goes
     // here; its peak can replace the working set below: `residency::plan(.., Some(peak))`.
 
-    if let Some((sram, dtype, working_set)) = residency_args {
-        let machine = machine(args)?;
+    if let (Some((sram, dtype, working_set)), Some(machine)) = (residency_args, machine) {
         let compiled = loaded
             .compile_stop_after(Some("dead-node-elim".into()))
             .context("compiling up to dead-node-elim for the residency plan")?;
