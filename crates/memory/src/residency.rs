@@ -20,7 +20,9 @@
 //!   the nodes in execution order, of the bytes of all activations live at that node
 //!   (produced and still to be read, including the node's own inputs and outputs; an alias
 //!   op's output shares its input's buffer). No tiling and no fragmentation: an arena
-//!   planner's real peak can be higher, and [`plan`] takes it as an override.
+//!   planner's real peak can be higher, and [`plan`] takes it as an override. The CLI
+//!   takes it from the *optimized* graph ([`working_set`]), the one that runs: fusion
+//!   removes the BatchNormalization/Relu intermediates the pre-fusion graph still has.
 //! * **Capacity.** When the working set fits, activations stay on chip and the weights get
 //!   `SRAM - working set`; only graph inputs and outputs cross the chip boundary. When it
 //!   does not fit, every activation spills (each node reads its inputs and writes its
@@ -282,6 +284,26 @@ pub fn analyze(g: &Graph, dtype: WeightDtype) -> Analysis {
         working_set,
         unknown_sizes: unknown.len(),
     }
+}
+
+/// The activations' working set of a graph on its own: peak live activation bytes at
+/// `dtype`'s element size (see the module doc), and how many values had an unknown size.
+/// Use it on the graph that actually runs (after fusion, which removes intermediates)
+/// and pass it to [`plan`].
+pub fn working_set(g: &Graph, dtype: WeightDtype) -> (u64, usize) {
+    let mut unknown = 0;
+    let peak = peak_live_bytes(g, |v| {
+        let ty = &g.value(v).ty;
+        match (ty.numel(), ty.dtype) {
+            (Some(n), Some(d)) if d.is_float() => n as u64 * dtype.bytes(),
+            (Some(n), Some(d)) => (n * d.size_bytes()) as u64,
+            _ => {
+                unknown += 1;
+                0
+            }
+        }
+    });
+    (peak, unknown)
 }
 
 /// Peak bytes of simultaneously live activations, nodes run in graph order. A value is live
@@ -600,6 +622,8 @@ pub struct RenderOptions {
     pub max_layers: usize,
     /// How the machine numbers were obtained (`measured`, `given`), for the header.
     pub machine_source: &'static str,
+    /// Where the working set comes from, for the header.
+    pub working_set_source: &'static str,
 }
 
 impl Default for RenderOptions {
@@ -608,6 +632,7 @@ impl Default for RenderOptions {
             max_streamed: 10,
             max_layers: 12,
             machine_source: "given",
+            working_set_source: "peak live activations, execution order",
         }
     }
 }
@@ -634,8 +659,9 @@ pub fn render(a: &Analysis, p: &ResidencyPlan, m: &Machine, o: &RenderOptions) -
     );
     let _ = writeln!(
         s,
-        "  working set:  {} (peak live activations, execution order{})",
+        "  working set:  {} ({}{})",
         fb(p.working_set),
+        o.working_set_source,
         if a.unknown_sizes > 0 {
             format!("; {} values of unknown size counted as 0", a.unknown_sizes)
         } else {
@@ -1059,6 +1085,7 @@ mod tests {
         assert_eq!(a.nodes[2].io_bytes, 4000 + 40);
         // Live at the fc node: x (skip), a/b (one aliased buffer), y.
         assert_eq!(a.working_set, 4000 + 4000 + 40);
+        assert_eq!(working_set(&g, WeightDtype::F32), (a.working_set, 0));
         let i8 = analyze(&g, WeightDtype::Int8);
         assert_eq!(i8.total_weight_bytes(), 10010);
         assert_eq!(i8.working_set, 1000 + 1000 + 10);
