@@ -9,10 +9,10 @@
 //! 117.9 MB against 102.2 MB logical at fp32). The activations' working set comes from the
 //! optimized graph, the one that runs. See `millrace_memory::residency` for the model.
 use crate::model_arg::{LoadArgs, Loaded};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use millrace_kernels::peak::{fma_peak, triad_bandwidth, FmaVariant};
-use millrace_memory::residency::{self, RenderOptions, WeightDtype};
+use millrace_memory::residency::{self, Objective, RenderOptions, WeightDtype};
 use millrace_memory::{format_bytes, parse_size, Machine};
 
 #[derive(Args)]
@@ -41,6 +41,10 @@ pub struct PlanArgs {
     /// Off-chip bandwidth for the roofline, GB/s (default: measured here, briefly).
     #[arg(long, value_name = "GBS")]
     pub bandwidth_gbs: Option<f64>,
+    /// What the resident set maximizes: `traffic` (off-chip bytes saved per inference) or
+    /// `time` (roofline time saved on --peak-gflops/--bandwidth-gbs, then bytes).
+    #[arg(long, value_name = "traffic|time", default_value = "traffic")]
+    pub objective: String,
     /// How many memory-bound layers and streamed tensors to list.
     #[arg(long, value_name = "N", default_value_t = 12)]
     pub top: usize,
@@ -56,6 +60,10 @@ pub fn plan(args: &PlanArgs) -> Result<()> {
     // Validate the residency arguments before the (possibly slow) compile.
     let residency_args = match &args.sram {
         Some(s) => Some((
+            match args.objective.as_str() {
+                "traffic" | "time" => args.objective.as_str(),
+                o => bail!("--objective `{o}`: expected traffic or time"),
+            },
             parse_size(s).context("--sram")?,
             args.weight_dtype
                 .parse::<WeightDtype>()
@@ -83,7 +91,7 @@ pub fn plan(args: &PlanArgs) -> Result<()> {
     // optimized graph `compiled`) goes here; its peak can then replace the working set the
     // residency plan reserves (`ws` below).
 
-    if let (Some((sram, dtype, given_ws)), Some(machine)) = (residency_args, machine) {
+    if let (Some((objective, sram, dtype, given_ws)), Some(machine)) = (residency_args, machine) {
         let (peak_live, _) = residency::working_set(compiled.graph(), dtype);
         let ws = given_ws.unwrap_or(peak_live);
         // Weights at their logical sizes: the graph before fusion prepacks them.
@@ -91,7 +99,16 @@ pub fn plan(args: &PlanArgs) -> Result<()> {
             .compile_stop_after(Some("dead-node-elim".into()))
             .context("compiling up to dead-node-elim for the residency plan")?;
         let analysis = residency::analyze(unfused.graph(), dtype);
-        let p = residency::plan(&analysis, sram, Some(ws));
+        let p = residency::plan_for(
+            &analysis,
+            sram,
+            Some(ws),
+            if objective == "time" {
+                Objective::Time(machine.0)
+            } else {
+                Objective::Traffic
+            },
+        );
         println!("model: {}", loaded.label);
         print!(
             "{}",
@@ -103,6 +120,11 @@ pub fn plan(args: &PlanArgs) -> Result<()> {
                     max_streamed: args.top,
                     max_layers: args.top,
                     machine_source: machine.1,
+                    objective: if objective == "time" {
+                        "roofline time saved per inference"
+                    } else {
+                        "off-chip bytes saved per inference"
+                    },
                     working_set_source: if given_ws.is_some() {
                         "given by --working-set"
                     } else if args.dump_after.is_some() {

@@ -15,8 +15,8 @@ pub mod roofline;
 pub mod size;
 
 pub use residency::{
-    analyze, greedy, knapsack, plan, render, working_set, Analysis, KindSummary, LayerKind,
-    NodeInfo, RenderOptions, ResidencyPlan, Traffic, WeightDtype, WeightItem,
+    analyze, greedy, knapsack, plan, plan_for, render, working_set, Analysis, KindSummary,
+    LayerKind, NodeInfo, Objective, RenderOptions, ResidencyPlan, Traffic, WeightDtype, WeightItem,
 };
 pub use roofline::{Bound, Machine};
 pub use size::{format_bytes, parse_size};

@@ -373,7 +373,13 @@ fn peak_live_bytes(g: &Graph, mut size: impl FnMut(ValueId) -> u64) -> u64 {
 /// down, so the result always fits; with unit 1 (`capacity <= max_cells`) it is optimal.
 /// Leftover bytes are then filled greedily by value density. Items larger than the
 /// capacity are never chosen.
-pub fn knapsack(sizes: &[u64], values: &[u64], capacity: u64, max_cells: usize) -> Vec<bool> {
+pub fn knapsack<V: Copy + Into<u128>>(
+    sizes: &[u64],
+    values: &[V],
+    capacity: u64,
+    max_cells: usize,
+) -> Vec<bool> {
+    let values: Vec<u128> = values.iter().map(|&v| v.into()).collect();
     let n = sizes.len().min(values.len());
     let mut chosen = vec![false; sizes.len()];
     let fitting: Vec<usize> = (0..n).filter(|&i| sizes[i] <= capacity).collect();
@@ -391,7 +397,7 @@ pub fn knapsack(sizes: &[u64], values: &[u64], capacity: u64, max_cells: usize) 
         .map(|&i| sizes[i].div_ceil(unit) as usize)
         .collect();
     // best[c]: the largest value within c units; keep[k][c]: item k taken at c.
-    let mut best = vec![0u64; cells + 1];
+    let mut best = vec![0u128; cells + 1];
     let mut keep = vec![false; fitting.len() * (cells + 1)];
     for (k, &i) in fitting.iter().enumerate() {
         let wk = w[k];
@@ -415,24 +421,25 @@ pub fn knapsack(sizes: &[u64], values: &[u64], capacity: u64, max_cells: usize) 
     }
     // Rounding up may leave room: fill it with the densest items that still fit exactly.
     let used: u64 = (0..n).filter(|&i| chosen[i]).map(|i| sizes[i]).sum();
-    fill_greedy(sizes, values, capacity - used.min(capacity), &mut chosen);
+    fill_greedy(sizes, &values, capacity - used.min(capacity), &mut chosen);
     chosen
 }
 
 /// Greedy by value per byte: the baseline the knapsack is tested against.
-pub fn greedy(sizes: &[u64], values: &[u64], capacity: u64) -> Vec<bool> {
+pub fn greedy<V: Copy + Into<u128>>(sizes: &[u64], values: &[V], capacity: u64) -> Vec<bool> {
+    let values: Vec<u128> = values.iter().map(|&v| v.into()).collect();
     let mut chosen = vec![false; sizes.len()];
-    fill_greedy(sizes, values, capacity, &mut chosen);
+    fill_greedy(sizes, &values, capacity, &mut chosen);
     chosen
 }
 
-fn fill_greedy(sizes: &[u64], values: &[u64], mut room: u64, chosen: &mut [bool]) {
+fn fill_greedy(sizes: &[u64], values: &[u128], mut room: u64, chosen: &mut [bool]) {
     let n = sizes.len().min(values.len());
     let mut order: Vec<usize> = (0..n).filter(|&i| !chosen[i]).collect();
     // Descending values[i] / sizes[i], compared without division; zero sizes first.
     order.sort_by(|&a, &b| {
-        let l = values[b] as u128 * sizes[a].max(1) as u128;
-        let r = values[a] as u128 * sizes[b].max(1) as u128;
+        let l = values[b].saturating_mul(sizes[a].max(1) as u128);
+        let r = values[a].saturating_mul(sizes[b].max(1) as u128);
         l.cmp(&r).then(a.cmp(&b))
     });
     for i in order {
@@ -577,15 +584,59 @@ impl ResidencyPlan {
     }
 }
 
-/// Plans residency for `sram` bytes; `working_set` overrides the analysis's peak (e.g.
-/// with an arena planner's measured peak).
+/// What the knapsack maximizes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Objective {
+    /// Off-chip bytes saved per inference (`bytes x reads`).
+    Traffic,
+    /// Roofline time saved per inference on this machine, then bytes saved as the tie-break.
+    /// An item's time is what making it alone resident saves its layers, each bounded by
+    /// `max(FLOPs / peak, bytes / bandwidth)`: streamed weights of compute-bound layers save
+    /// nothing, so the memory-bound layers' weights (batch-1 FC layers) go first. Additive
+    /// only approximately (two items of one layer interact through the max).
+    Time(Machine),
+}
+
+/// Plans residency for `sram` bytes, maximizing the traffic saved; `working_set`
+/// overrides the analysis's peak (e.g. with an arena planner's measured peak).
 pub fn plan(a: &Analysis, sram: u64, working_set: Option<u64>) -> ResidencyPlan {
+    plan_for(a, sram, working_set, Objective::Traffic)
+}
+
+/// [`plan`] with a choice of [`Objective`].
+pub fn plan_for(
+    a: &Analysis,
+    sram: u64,
+    working_set: Option<u64>,
+    objective: Objective,
+) -> ResidencyPlan {
     let ws = working_set.unwrap_or(a.working_set);
     let on_chip = ws <= sram;
     let capacity = if on_chip { sram - ws } else { sram };
     let sizes: Vec<u64> = a.items.iter().map(|i| i.bytes).collect();
     let values: Vec<u64> = a.items.iter().map(|i| i.traffic).collect();
-    let resident = knapsack(&sizes, &values, capacity, CELLS);
+    let resident = match objective {
+        Objective::Traffic => knapsack(&sizes, &values, capacity, CELLS),
+        Objective::Time(m) => {
+            let mut saved_ps = vec![0u128; a.items.len()];
+            for n in &a.nodes {
+                let act = if on_chip { n.io_bytes } else { n.act_bytes };
+                let all: u64 = act + n.weights.iter().map(|(_, b)| b).sum::<u64>();
+                let t = m.time_s(n.flops, all);
+                for &(i, b) in &n.weights {
+                    let dt = t - m.time_s(n.flops, all - b);
+                    saved_ps[i] += (dt.max(0.0) * 1e12).round() as u128;
+                }
+            }
+            // Lexicographic: time first, traffic (< 2^64) second.
+            let combined: Vec<u128> = saved_ps
+                .iter()
+                .zip(&values)
+                .map(|(&t, &v)| (t << 64) | v as u128)
+                .collect();
+            knapsack(&sizes, &combined, capacity, CELLS)
+        }
+    };
     let activations: u64 = a
         .nodes
         .iter()
@@ -624,6 +675,8 @@ pub struct RenderOptions {
     pub machine_source: &'static str,
     /// Where the working set comes from, for the header.
     pub working_set_source: &'static str,
+    /// What the knapsack maximized, for the header.
+    pub objective: &'static str,
 }
 
 impl Default for RenderOptions {
@@ -633,6 +686,7 @@ impl Default for RenderOptions {
             max_layers: 12,
             machine_source: "given",
             working_set_source: "peak live activations, execution order",
+            objective: "off-chip bytes saved per inference",
         }
     }
 }
@@ -692,9 +746,10 @@ pub fn render(a: &Analysis, p: &ResidencyPlan, m: &Machine, o: &RenderOptions) -
     );
     let _ = writeln!(
         s,
-        "  resident:     {} in {n_res}/{} tensors; streamed {} in {} tensors",
+        "  resident:     {} in {n_res}/{} tensors, chosen for the most {}; streamed {} in {} tensors",
         fb(resident),
         a.items.len(),
+        o.objective,
         fb(total - resident),
         a.items.len() - n_res
     );
@@ -988,12 +1043,12 @@ mod tests {
 
     #[test]
     fn knapsack_edge_cases() {
-        assert_eq!(knapsack(&[], &[], 10, 16), Vec::<bool>::new());
+        assert_eq!(knapsack::<u64>(&[], &[], 10, 16), Vec::<bool>::new());
         // Everything fits: all taken, no DP.
-        assert_eq!(knapsack(&[3, 4], &[3, 4], 7, 1), vec![true, true]);
+        assert_eq!(knapsack(&[3, 4], &[3u64, 4], 7, 1), vec![true, true]);
         // Too large alone: streamed; zero capacity: nothing (but zero-size items).
-        assert_eq!(knapsack(&[11, 2], &[11, 2], 10, 4), vec![false, true]);
-        assert_eq!(knapsack(&[5, 0], &[5, 0], 0, 4), vec![false, true]);
+        assert_eq!(knapsack(&[11, 2], &[11u64, 2], 10, 4), vec![false, true]);
+        assert_eq!(knapsack(&[5, 0], &[5u64, 0], 0, 4), vec![false, true]);
     }
 
     /// A test op: `flops` FLOPs, reads everything.
@@ -1133,6 +1188,38 @@ mod tests {
         let text = render(&a, &p, &m, &RenderOptions::default());
         assert!(text.contains("fits: yes"), "{text}");
         assert!(text.contains("memory-bound layers: 1 of 2 without residency"));
+    }
+
+    #[test]
+    fn the_time_objective_prefers_memory_bound_layers() {
+        // A compute-bound conv with big weights, a memory-bound FC with small ones.
+        let mut g = Graph::new("t");
+        let f = |n: usize| ValueType::concrete(DType::F32, &[n]);
+        let x = g.add_value("x", f(10));
+        g.inputs.push(x);
+        let w1 = g.add_constant("w1", Tensor::zeros(DType::F32, vec![8000]));
+        let a = g.add_value("a", f(10));
+        g.add_node(
+            "conv",
+            op("Conv", 1 << 30),
+            vec![Some(x), Some(w1)],
+            vec![a],
+        );
+        let w2 = g.add_constant("w2", Tensor::zeros(DType::F32, vec![2000]));
+        let y = g.add_value("y", f(10));
+        g.add_node("fc", op("Gemm", 4000), vec![Some(a), Some(w2)], vec![y]);
+        g.outputs.push(y);
+        let an = analyze(&g, WeightDtype::Int8);
+        let m = Machine::new(100.0, 10.0).unwrap();
+        // Room for one of the two.
+        let sram = an.working_set + 8500;
+        assert_eq!(plan(&an, sram, None).resident, vec![true, false]);
+        let p = plan_for(&an, sram, None, Objective::Time(m));
+        assert_eq!(p.resident, vec![false, true]);
+        assert_eq!(p.with.weights, 8000);
+        // With room for both, both objectives keep both.
+        let p = plan_for(&an, sram + 2000, None, Objective::Time(m));
+        assert!(p.fits_all(&an));
     }
 
     #[test]
