@@ -1,9 +1,14 @@
 //! The schedule and memory sections of `millrace plan`: the dependency DAG (width,
 //! critical path), the cost model's sequential-vs-parallel estimate and the choice made,
 //! and the activation arena against one allocation per value.
+use crate::model_arg::Loaded;
+use anyhow::{bail, Context, Result};
 use millrace::schedule::{Dag, Machine};
 use millrace::CompiledModel;
 use std::fmt::Write;
+
+/// The script that measures ONNX Runtime's memory (kept in `scripts/`, embedded here).
+const ORT_MEMORY: &str = include_str!("../../../scripts/ort_memory.py");
 
 fn mib(b: u64) -> f64 {
     b as f64 / (1u64 << 20) as f64
@@ -109,4 +114,70 @@ pub fn schedule_and_memory(c: &CompiledModel, critical: usize) -> String {
         mib(m.owned_bytes)
     );
     s
+}
+
+/// Runs the model once here and ONNX Runtime in a child Python process, and compares peak
+/// resident memory (ORT's over its Python import baseline) next to the arena.
+pub fn versus_ort(loaded: &Loaded, c: &CompiledModel) -> Result<String> {
+    let inputs = loaded.random(0)?;
+    c.run_named(&inputs).context("running the model once")?;
+    let ours = crate::bench::peak_rss_mb();
+    let path = std::path::Path::new(&loaded.args().model);
+    let tmp;
+    let model_path = if path.exists() {
+        path.to_path_buf()
+    } else {
+        let bytes = millrace::zoo::build_bytes(&loaded.args().model)?;
+        tmp = std::env::temp_dir().join(format!("millrace-plan-{}.onnx", std::process::id()));
+        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        tmp.clone()
+    };
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c")
+        .arg(ORT_MEMORY)
+        .arg(&model_path)
+        .arg(c.threads().to_string());
+    for (n, t) in &inputs {
+        let dims: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
+        cmd.arg(format!("{n}={}", dims.join("x")));
+    }
+    let out = cmd
+        .output()
+        .context("running python3 (needs numpy and onnxruntime)")?;
+    if !path.exists() {
+        let _ = std::fs::remove_file(&model_path);
+    }
+    if !out.status.success() {
+        bail!(
+            "ONNX Runtime memory measurement failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("reading the ONNX Runtime measurement")?;
+    let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+    let m = c.memory_report();
+    let mut s = String::new();
+    let _ = writeln!(s, "memory against ONNX Runtime (peak resident, session/compile + one run):");
+    let _ = writeln!(
+        s,
+        "  ONNX Runtime {}: {:.1} MiB over its Python baseline of {:.1} MiB ({:.1} MiB after session creation)",
+        v.get("onnxruntime").and_then(|x| x.as_str()).unwrap_or("?"),
+        f("peak_mib"),
+        f("baseline_mib"),
+        f("session_mib")
+    );
+    match ours {
+        Some(r) => {
+            let _ = writeln!(
+                s,
+                "  millrace:         {r:.1} MiB for this whole process (load, compile, plan, one run); arena {:.2} MiB",
+                mib(m.arena_bytes)
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  millrace: peak resident memory not available on this OS");
+        }
+    }
+    Ok(s)
 }

@@ -6,6 +6,7 @@ mod alloc_count;
 mod bench;
 mod graph_report;
 mod model_arg;
+mod plan;
 mod profile;
 
 use anyhow::{bail, Context, Result};
@@ -40,17 +41,9 @@ enum Cmd {
     Peak(bench::PeakArgs),
     /// Per-node time, GFLOP/s and roofline bound; writes a Chrome trace and an SVG timeline.
     Profile(profile::ProfileArgs),
-    /// Show the optimized graph and what each pass did.
-    Plan {
-        #[command(flatten)]
-        load: LoadArgs,
-        /// Print the graph as it is after this pass.
-        #[arg(long, value_name = "PASS")]
-        dump_after: Option<String>,
-        /// List the passes and exit.
-        #[arg(long)]
-        list_passes: bool,
-    },
+    /// Show the optimized graph and what each pass did; with `--sram SIZE`, which weights
+    /// stay resident on chip, off-chip traffic and memory-bound layers.
+    Plan(plan::PlanArgs),
     /// Write a built-in model to an ONNX file (`millrace zoo resnet50 -o resnet50.onnx`), or list them.
     Zoo {
         /// Built-in model name; omit to list them.
@@ -93,11 +86,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Bench(args) => bench::bench(&args),
         Cmd::Peak(args) => bench::peak(&args),
         Cmd::Profile(args) => profile::profile(&args),
-        Cmd::Plan {
-            load,
-            dump_after,
-            list_passes,
-        } => plan(&load, dump_after, list_passes),
+        Cmd::Plan(args) => plan::plan(&args),
         Cmd::Zoo { name, output } => zoo(name, output),
     }
 }
@@ -234,34 +223,6 @@ fn summary(t: &Tensor) -> String {
         "  [{} ...] min {lo:.4} max {hi:.4} argmax(flat) {arg}",
         head.join(", ")
     )
-}
-
-fn plan(load: &LoadArgs, dump_after: Option<String>, list_passes: bool) -> Result<()> {
-    if list_passes {
-        for (name, summary) in millrace::passes() {
-            println!("{name:<20} {summary}");
-        }
-        return Ok(());
-    }
-    let loaded = Loaded::new(load)?;
-    let compiled = loaded.compile_stop_after(dump_after.clone())?;
-    for r in compiled.pass_reports() {
-        println!(
-            "pass {:<18} {:>8.2} ms  nodes after: {:<6} {}",
-            r.pass,
-            r.time.as_secs_f64() * 1e3,
-            r.nodes_after,
-            if r.changed { "changed" } else { "no change" }
-        );
-        for (k, v) in &r.stats.counters {
-            println!("    {v:>6}  {k}");
-        }
-    }
-    println!();
-    print!("{}", graph_report::schedule_and_memory(&compiled, 12));
-    println!();
-    print!("{}", compiled.graph().dump());
-    Ok(())
 }
 
 fn zoo(name: Option<String>, output: Option<PathBuf>) -> Result<()> {

@@ -53,6 +53,11 @@ fn parse_shape(s: &str) -> Result<(String, Vec<usize>)> {
 }
 
 impl Loaded {
+    /// The arguments it was loaded with.
+    pub fn args(&self) -> &LoadArgs {
+        &self.args
+    }
+
     pub fn new(args: &LoadArgs) -> Result<Loaded> {
         let path = Path::new(&args.model);
         let (model, label, builtin) = if path.exists() {
