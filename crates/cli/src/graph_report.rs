@@ -158,7 +158,10 @@ pub fn versus_ort(loaded: &Loaded, c: &CompiledModel) -> Result<String> {
     let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
     let m = c.memory_report();
     let mut s = String::new();
-    let _ = writeln!(s, "memory against ONNX Runtime (peak resident, session/compile + one run):");
+    let _ = writeln!(
+        s,
+        "memory against ONNX Runtime (peak resident, session/compile + one run):"
+    );
     let _ = writeln!(
         s,
         "  ONNX Runtime {}: {:.1} MiB over its Python baseline of {:.1} MiB ({:.1} MiB after session creation)",
@@ -176,7 +179,10 @@ pub fn versus_ort(loaded: &Loaded, c: &CompiledModel) -> Result<String> {
             );
         }
         None => {
-            let _ = writeln!(s, "  millrace: peak resident memory not available on this OS");
+            let _ = writeln!(
+                s,
+                "  millrace: peak resident memory not available on this OS"
+            );
         }
     }
     Ok(s)

@@ -16,6 +16,13 @@
 //!
 //! A link of the chain is fused only when its input has no other reader and is not a
 //! graph output. Refusals are counted with their reason.
+//!
+//! Which convolution hosts a residual `Add` of two convolution branches matters to the
+//! branch-parallel schedule: the host waits for the other branch. So the `Add` goes to the
+//! branch that finishes later on the FLOP-weighted longest path (ResNet's main branch
+//! `conv1 -> conv2 -> conv3`, not its projection shortcut), leaving the shorter branch
+//! free to run beside it; the other branch's chain refuses it
+//! (`refused residual Add: left to the longer branch`).
 use crate::patterns::{
     absorb_activation, const_f32, fits_residual, fuse_chains, other_operand, per_axis, Fused, Grow,
 };
@@ -24,6 +31,7 @@ use millrace_core::DType;
 use millrace_ir::{Graph, Node, ValueId};
 use millrace_kernels::activation::Activation;
 use millrace_ops::nn::{batch_norm::BatchNormalization, conv::Conv, fused_conv::FusedConv};
+use std::rc::Rc;
 use std::sync::Arc;
 
 pub struct FuseConv;
@@ -38,10 +46,66 @@ impl Pass for FuseConv {
     }
 
     fn run(&self, g: &mut Graph, stats: &mut PassStats) -> Result<bool, PassError> {
+        let paths = Rc::new(Paths::new(g));
         Ok(fuse_chains(g, stats, |g, node, stats| {
             let conv = node.op.as_any().downcast_ref::<Conv>()?;
-            Chain::start(g, node, conv, stats)
+            Chain::start(g, node, conv, stats, paths.clone())
         }))
+    }
+}
+
+/// Per value: when it is ready on the FLOP-weighted longest path from the graph inputs,
+/// and whether a convolution chain makes it (a `Conv`, or a per-channel op right after one).
+struct Paths {
+    ready: Vec<f64>,
+    from_conv: Vec<bool>,
+}
+
+impl Paths {
+    fn new(g: &Graph) -> Paths {
+        let n = g.values.len();
+        let (mut ready, mut from_conv) = (vec![0.0f64; n], vec![false; n]);
+        for node in &g.nodes {
+            let ins: Vec<_> = node
+                .inputs
+                .iter()
+                .map(|v| v.map(|v| g.value(v).ty.clone()).unwrap_or_default())
+                .collect();
+            let outs: Vec<_> = node
+                .outputs
+                .iter()
+                .map(|v| g.value(*v).ty.clone())
+                .collect();
+            let start = node
+                .inputs
+                .iter()
+                .flatten()
+                .map(|v| ready[v.index()])
+                .fold(0.0, f64::max);
+            let done = start + node.op.cost(&ins, &outs).flops as f64;
+            let conv = match node.op.name() {
+                "Conv" => true,
+                "BatchNormalization" | "Mul" | "Div" | "Add" | "Sub" => node
+                    .inputs
+                    .first()
+                    .copied()
+                    .flatten()
+                    .is_some_and(|v| g.value(v).ty.dtype.is_some() && from_conv[v.index()]),
+                _ => false,
+            };
+            for o in &node.outputs {
+                ready[o.index()] = done;
+                from_conv[o.index()] = conv;
+            }
+        }
+        Paths { ready, from_conv }
+    }
+
+    /// Whether the Add of `cur` and `other` should be left to `other`'s chain.
+    fn other_hosts(&self, cur: ValueId, other: ValueId) -> bool {
+        let (c, o) = (cur.index(), other.index());
+        self.from_conv.get(o) == Some(&true)
+            && self.ready.get(o).copied().unwrap_or(0.0) > self.ready.get(c).copied().unwrap_or(0.0)
     }
 }
 
@@ -57,10 +121,17 @@ struct Chain {
     names: Vec<String>,
     /// Output shape, when known (needed to accept a residual).
     out_shape: Option<Vec<usize>>,
+    paths: Rc<Paths>,
 }
 
 impl Chain {
-    fn start(g: &Graph, node: &Node, conv: &Conv, stats: &mut PassStats) -> Option<Chain> {
+    fn start(
+        g: &Graph,
+        node: &Node,
+        conv: &Conv,
+        stats: &mut PassStats,
+        paths: Rc<Paths>,
+    ) -> Option<Chain> {
         let x = node.inputs.first().copied().flatten()?;
         if g.value(x).ty.dtype != Some(DType::F32) {
             stats.bump("refused: not float32");
@@ -100,6 +171,7 @@ impl Chain {
             residual: None,
             act: Activation::None,
             names: Vec::new(),
+            paths,
         })
     }
 
@@ -206,6 +278,10 @@ impl Chain {
                     stats.bump(format!("folded constant {op}"));
                     true
                 } else if op == "Add" {
+                    if self.paths.other_hosts(cur, o) {
+                        stats.bump("refused residual Add: left to the longer branch");
+                        return false;
+                    }
                     if !fits_residual(g, o, self.out_shape.as_ref()) {
                         stats.bump("refused residual Add: shapes differ or unknown");
                         return false;
@@ -314,6 +390,63 @@ mod tests {
         let (w, v) = (want[0].to_f32_vec().unwrap(), got[0].to_f32_vec().unwrap());
         for (a, b) in w.iter().zip(&v) {
             assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
+        }
+    }
+
+    /// A projection block whose shortcut conv comes first in node order: the Add must go
+    /// to the main branch's last conv (the longer path), so the shortcut stays free to
+    /// run beside the main branch.
+    #[test]
+    fn the_residual_add_goes_to_the_longer_branch() {
+        let mut g = Graph::new("t");
+        let x = g.add_value("x", ValueType::concrete(DType::F32, &[1, 4, 5, 5]));
+        g.inputs.push(x);
+        let conv = |g: &mut Graph, name: &str, input: ValueId, seed: u32| {
+            let w = g.add_constant(
+                format!("{name}.w"),
+                Tensor::from_vec(vec![4, 4, 1, 1], rnd(16, seed)).unwrap(),
+            );
+            let o = g.add_value(name, ValueType::unknown());
+            g.add_node(
+                name,
+                op("Conv", vec![]),
+                vec![Some(input), Some(w)],
+                vec![o],
+            );
+            o
+        };
+        let short = conv(&mut g, "shortcut", x, 1);
+        let m1 = conv(&mut g, "main1", x, 2);
+        let m2 = conv(&mut g, "main2", m1, 3);
+        let a = g.add_value("a", ValueType::unknown());
+        g.add_node(
+            "add",
+            op("Add", vec![]),
+            vec![Some(short), Some(m2)],
+            vec![a],
+        );
+        g.outputs.push(a);
+        g.infer_types().unwrap();
+        let g0 = g.clone();
+        let mut stats = PassStats::default();
+        assert!(FuseConv.run(&mut g, &mut stats).unwrap());
+        assert_eq!(
+            stats.counters["refused residual Add: left to the longer branch"],
+            1
+        );
+        let host = g.nodes.iter().find(|n| n.outputs[0] == a).unwrap();
+        assert_eq!(host.name, "main2");
+        assert_eq!(host.inputs, vec![Some(m1), Some(short)]);
+        let xs = Tensor::from_vec(vec![1, 4, 5, 5], rnd(100, 9)).unwrap();
+        let run = |g: &Graph| {
+            let out = g
+                .eval_args(&[millrace_ir::ArgRef::Tensor(&xs)], &[])
+                .unwrap();
+            out[0].as_tensor().unwrap().to_f64_vec().unwrap()
+        };
+        let (want, got) = (run(&g0), run(&g));
+        for (w, v) in want.iter().zip(&got) {
+            assert!((w - v).abs() <= 1e-5 * (1.0 + w.abs()), "{w} vs {v}");
         }
     }
 
