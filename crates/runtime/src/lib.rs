@@ -10,6 +10,7 @@ mod inputs;
 pub mod npz;
 mod plan;
 mod session;
+mod stream;
 
 pub use error::Error;
 pub use inputs::{input_specs, random_inputs, InputSpec};
@@ -17,3 +18,4 @@ pub use millrace_ir::{Value, ValueKind};
 pub use npz::{read_npy_file, read_npz, write_npz, NpzError};
 pub use plan::{Profiled, StepTiming};
 pub use session::{CompileOptions, CompiledModel, IoInfo, Model, Schedule};
+pub use stream::{StageInfo, Stream, StreamOptions, StreamOutput};
