@@ -372,10 +372,10 @@ fn build_stages(
         let mut map: HashMap<ValueId, ValueId> = HashMap::new();
         let mut inputs: Vec<(ValueId, String)> = Vec::new();
         let map_value = |sub: &mut Graph,
-                             map: &mut HashMap<ValueId, ValueId>,
-                             inputs: &mut Vec<(ValueId, String)>,
-                             v: ValueId,
-                             reading: bool|
+                         map: &mut HashMap<ValueId, ValueId>,
+                         inputs: &mut Vec<(ValueId, String)>,
+                         v: ValueId,
+                         reading: bool|
          -> Result<ValueId, Error> {
             if let Some(&id) = map.get(&v) {
                 return Ok(id);
@@ -437,7 +437,11 @@ fn build_stages(
         carried.extend(outputs.iter().copied());
         let needed_later =
             |v: &ValueId| is_output.contains(v) || last_stage.get(v).is_some_and(|&l| l > s);
-        let drop_after: Vec<ValueId> = carried.iter().copied().filter(|v| !needed_later(v)).collect();
+        let drop_after: Vec<ValueId> = carried
+            .iter()
+            .copied()
+            .filter(|v| !needed_later(v))
+            .collect();
         carried.retain(needed_later);
         let info = StageInfo {
             nodes: range.clone(),
@@ -447,7 +451,10 @@ fn build_stages(
                 0.0
             },
             threads: threads[s],
-            inputs: inputs.iter().map(|(v, _)| g.value(*v).name.clone()).collect(),
+            inputs: inputs
+                .iter()
+                .map(|(v, _)| g.value(*v).name.clone())
+                .collect(),
             outputs: outputs.iter().map(|v| g.value(*v).name.clone()).collect(),
         };
         let model = CompiledModel::from_optimized(sub, threads[s], schedule)?;
@@ -631,7 +638,7 @@ impl Stream {
             })
             .collect();
         let mut threads = Vec::with_capacity(stages.len());
-                for (index, stage) in stages.into_iter().enumerate() {
+        for (index, stage) in stages.into_iter().enumerate() {
             let Some(input) = rx.take() else {
                 break;
             };
@@ -808,6 +815,15 @@ impl Stream {
     }
 }
 
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("stages", &self.stages)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
 impl Drop for Stream {
     fn drop(&mut self) {
         self.shutdown();
@@ -880,5 +896,248 @@ fn stage_loop(
         if !sent {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Schedule;
+    use millrace_core::DType;
+    use millrace_ir::{Attributes, InferCtx, Inputs, Op, OpError, ValueType};
+    use millrace_ops::registry::Registry;
+    use std::sync::Arc;
+
+    fn op(t: &str) -> Arc<dyn Op> {
+        Registry::global().get(t).unwrap()(&Attributes::new(t, vec![]), 17).unwrap()
+    }
+
+    /// Panics when run: a stage must turn that into an error for its frame.
+    #[derive(Debug)]
+    struct Boom;
+    impl Op for Boom {
+        fn name(&self) -> &'static str {
+            "Boom"
+        }
+        fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
+            Ok(vec![ctx.input(0)?.clone()])
+        }
+        fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
+            let x = inputs.req(0)?;
+            if x.to_f64_vec().ok().and_then(|v| v.first().copied()) < Some(-10.0) {
+                panic!("boom");
+            }
+            Ok(vec![x.clone()])
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    /// a = x @ w; b = Relu(a); c = Boom(b + a); d = c * c. Outputs d and a (a is made in
+    /// the first node and read again by the third). `x_shape: None` leaves x untyped.
+    fn model(x_shape: Option<&[usize]>) -> CompiledModel {
+        let mut g = Graph::new("t");
+        let x_ty = match x_shape {
+            Some(s) => ValueType::concrete(DType::F32, s),
+            None => ValueType {
+                dtype: Some(DType::F32),
+                shape: None,
+            },
+        };
+        let x = g.add_value("x", x_ty);
+        let w = g.add_constant("w", Tensor::from_vec(vec![3, 4], vec![0.5f32; 12]).unwrap());
+        let [a, b, s, c, d] =
+            ["a", "b", "s", "c", "d"].map(|n| g.add_value(n, ValueType::unknown()));
+        g.add_node("mm", op("MatMul"), vec![Some(x), Some(w)], vec![a]);
+        g.add_node("relu", op("Relu"), vec![Some(a)], vec![b]);
+        g.add_node("add", op("Add"), vec![Some(b), Some(a)], vec![s]);
+        g.add_node("boom", Arc::new(Boom), vec![Some(s)], vec![c]);
+        g.add_node("sq", op("Mul"), vec![Some(c), Some(c)], vec![d]);
+        g.inputs = vec![x, w];
+        g.outputs = vec![d, a];
+        g.infer_types().unwrap();
+        CompiledModel::from_optimized(g, 2, Schedule::Sequential).unwrap()
+    }
+
+    fn frame(v: f32) -> Vec<(String, Tensor)> {
+        let data = vec![v, 1.0, -2.0, 0.5, v, 3.0];
+        vec![("x".into(), Tensor::from_vec(vec![2, 3], data).unwrap())]
+    }
+
+    fn opts(stages: usize) -> StreamOptions {
+        StreamOptions {
+            stages,
+            // Equal costs: the split depends on nothing measured.
+            node_costs: Some(vec![1.0; 5]),
+            ..StreamOptions::default()
+        }
+    }
+
+    #[test]
+    fn stream_outputs_equal_plain_runs_for_every_stage_count() {
+        let m = model(Some(&[2, 3]));
+        let frames: Vec<_> = (0..7).map(|i| frame(i as f32 - 3.0)).collect();
+        let want: Vec<_> = frames.iter().map(|f| m.run_named(f).unwrap()).collect();
+        for k in 1..=5 {
+            let mut s = m.stream(&opts(k)).unwrap();
+            assert_eq!(s.stages().len(), k);
+            let got = s.run_all(frames.clone());
+            assert_eq!(got.len(), frames.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.frame, i as u64);
+                let outs = g.outputs.as_ref().unwrap();
+                assert_eq!(outs, w, "{k} stages, frame {i}");
+                // `a`, made in the first stage, is delivered as the second output.
+                assert_eq!(outs[1].0, "a");
+            }
+        }
+    }
+
+    #[test]
+    fn values_crossing_cuts_and_early_outputs_are_carried() {
+        let m = model(Some(&[2, 3]));
+        let s = m.stream(&opts(2)).unwrap();
+        let st = s.stages();
+        // Equal costs, 2 + 3 or 3 + 2: the first best split is taken.
+        assert_eq!((st[0].nodes.clone(), st[1].nodes.clone()), (0..2, 2..5));
+        assert_eq!(st[1].inputs, ["b", "a"]);
+        assert_eq!(st[0].outputs, ["a", "b"]);
+        assert_eq!(st[1].outputs, ["d"]);
+        let st = m.stream(&opts(3)).unwrap().stages().to_vec();
+        // Two nodes at most per stage; `a` is made in the first.
+        assert_eq!(st.iter().map(|s| s.nodes.len()).sum::<usize>(), 5);
+        assert!(st[0].outputs.contains(&"a".to_string()));
+        assert_eq!(st[0].inputs, vec!["x".to_string()]);
+        assert_eq!(st.iter().map(|s| s.threads).collect::<Vec<_>>(), [1, 1, 1]);
+    }
+
+    #[test]
+    fn bad_frames_fail_alone_and_later_frames_work() {
+        let m = model(Some(&[2, 3]));
+        let mut s = m.stream(&opts(3)).unwrap();
+        let bad_shape = vec![(
+            "x".into(),
+            Tensor::from_vec(vec![3, 2], vec![0.0f32; 6]).unwrap(),
+        )];
+        let unknown = vec![(
+            "y".into(),
+            Tensor::from_vec(vec![2, 3], vec![0.0f32; 6]).unwrap(),
+        )];
+        let frames = vec![
+            frame(1.0),
+            bad_shape,
+            frame(-99.0),
+            unknown,
+            vec![],
+            frame(2.0),
+        ];
+        let got = s.run_all(frames);
+        assert!(got[0].outputs.is_ok());
+        assert!(
+            matches!(got[1].outputs, Err(Error::InputShape { .. })),
+            "{:?}",
+            got[1].outputs
+        );
+        let panicked = got[2].outputs.as_ref().unwrap_err().to_string();
+        assert!(panicked.contains("panicked: boom"), "{panicked}");
+        assert!(matches!(got[3].outputs, Err(Error::UnknownInput { .. })));
+        assert!(matches!(got[4].outputs, Err(Error::MissingInput { .. })));
+        assert_eq!(
+            got[5].outputs.as_ref().unwrap(),
+            &m.run_named(&frame(2.0)).unwrap()
+        );
+        // The stream still works after all that.
+        s.submit(frame(3.0)).unwrap();
+        assert!(s.recv().unwrap().outputs.is_ok());
+        assert!(s.recv().is_none());
+    }
+
+    #[test]
+    fn errors_inside_a_stage_fail_that_frame() {
+        // x untyped: a wrong inner dimension is found by MatMul in the first stage.
+        let m = model(None);
+        let mut s = m.stream(&opts(2)).unwrap();
+        let wrong = vec![(
+            "x".into(),
+            Tensor::from_vec(vec![2, 2], vec![0.0f32; 4]).unwrap(),
+        )];
+        let got = s.run_all(vec![wrong, frame(1.0)]);
+        assert!(
+            matches!(got[0].outputs, Err(Error::Node { .. })),
+            "{:?}",
+            got[0].outputs
+        );
+        assert!(got[1].outputs.is_ok());
+    }
+
+    #[test]
+    fn dropping_or_closing_mid_stream_does_not_hang() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let m = model(Some(&[2, 3]));
+            let mut s = m.stream(&opts(3)).unwrap();
+            for i in 0..4 {
+                s.submit(frame(i as f32)).unwrap();
+            }
+            assert!(s.recv().unwrap().outputs.is_ok());
+            drop(s);
+            let mut s = m.stream(&opts(2)).unwrap();
+            s.submit(frame(0.0)).unwrap();
+            s.close();
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the stream hung on drop");
+    }
+
+    #[test]
+    fn too_many_stages_are_rejected_clearly() {
+        let m = model(Some(&[2, 3]));
+        let e = m.stream(&opts(6)).unwrap_err().to_string();
+        assert!(e.contains("at most 5 stages"), "{e}");
+        assert!(m.stream(&opts(0)).is_err());
+        let mut o = opts(2);
+        o.node_costs = Some(vec![1.0; 3]);
+        assert!(m.stream(&o).is_err());
+    }
+
+    #[test]
+    fn profiled_streams_tag_frames_and_lanes() {
+        let m = model(Some(&[2, 3]));
+        let mut o = opts(2);
+        o.profile = true;
+        o.threads = Some(4);
+        let mut s = m.stream(&o).unwrap();
+        let got = s.run_all(vec![frame(1.0), frame(2.0)]);
+        for (f, r) in got.iter().enumerate() {
+            assert_eq!(r.timings.len(), 5);
+            let steps: Vec<_> = r.timings.iter().map(|t| t.step).collect();
+            assert_eq!(steps, [0, 1, 2, 3, 4]);
+            assert!(r.timings.iter().all(|t| t.frame == f));
+            // Stage 0 (nodes 0..2) runs on lanes 0-1, stage 1 on lanes 2-3.
+            assert_eq!(s.stages()[0].nodes, 0..2);
+            assert!(r.timings[..2].iter().all(|t| t.thread < 2));
+            assert!(r.timings[2..].iter().all(|t| (2..4).contains(&t.thread)));
+            assert!(r.timings[2].start >= r.timings[1].start + r.timings[1].time);
+        }
+    }
+
+    #[test]
+    fn partition_balances_and_respects_forbidden_cuts() {
+        let all = vec![true; 7];
+        let p = partition(&[1.0, 1.0, 1.0, 1.0, 4.0, 1.0], &all, 2).unwrap();
+        assert_eq!(p, vec![0..4, 4..6]);
+        let p = partition(&[5.0, 1.0, 1.0, 1.0, 1.0, 1.0], &all, 3).unwrap();
+        assert_eq!(p[0], 0..1);
+        // No cut before node 4: the best split moves.
+        let mut some = all.clone();
+        some[4] = false;
+        let p = partition(&[1.0, 1.0, 1.0, 1.0, 4.0, 1.0], &some, 2).unwrap();
+        assert_eq!(p, vec![0..3, 3..6]);
+        assert!(partition(&[1.0; 3], &[false; 4], 2).is_err());
+        assert_eq!(split_threads(2, 2), [1, 1]);
+        assert_eq!(split_threads(5, 2), [3, 2]);
+        assert_eq!(split_threads(1, 3), [1, 1, 1]);
     }
 }
