@@ -6,8 +6,8 @@
 //! own thread pool (the model's threads split across the stages). A [`Stream`] runs one
 //! OS thread per stage, connected by bounded channels: while stage 2 works on frame 7,
 //! stage 1 works on frame 8. Throughput approaches 1 / (slowest stage) instead of
-//! 1 / (whole model); the latency of one frame is about the same as a plain run with
-//! fewer threads per node.
+//! 1 / (whole model); the latency of one frame is that of a plain run with fewer threads
+//! per node, plus any time it queues between stages.
 //!
 //! What crosses a cut: the values a stage reads that earlier stages produced (or that are
 //! graph inputs), and graph outputs produced early, which are carried to the end. Values
@@ -19,9 +19,21 @@
 //! FLOPs plus a bytes term) or from a profiled run ([`CompiledModel::measure_node_costs`]).
 //!
 //! Frames are delivered in submission order, each with its latency (submit to last
-//! stage done) and its own result: an error in any stage fails that frame only. Closing
-//! or dropping the stream ends the stage threads; a stage that panics fails its frame and
-//! the stream reports the rest as failed instead of hanging.
+//! stage done) and its own result: an error in any stage fails that frame only, and a node
+//! that panics fails only its frame (the stage carries on). Closing or dropping the stream
+//! ends the stage threads after the frames in flight; should a stage thread end early
+//! anyway, every frame still in flight comes back failed instead of hanging.
+//!
+//! ```no_run
+//! # use millrace_runtime::{CompiledModel, StreamOptions};
+//! # use millrace_core::Tensor;
+//! # fn f(model: &CompiledModel, frames: Vec<Vec<(String, Tensor)>>) -> Result<(), millrace_runtime::Error> {
+//! let mut stream = model.stream(&StreamOptions { stages: 2, ..StreamOptions::default() })?;
+//! for out in stream.run_all(frames) {
+//!     println!("frame {} in {:?}: {:?}", out.frame, out.latency, out.outputs?.len());
+//! }
+//! # Ok(()) }
+//! ```
 use crate::error::Error;
 use crate::plan::StepTiming;
 use crate::session::{CompiledModel, IoInfo};
@@ -753,7 +765,8 @@ impl Stream {
     }
 
     /// Runs every frame through the stream, keeping at most `stages + 1` in flight, and
-    /// returns the results in order.
+    /// returns the results in order. Per-frame latency then includes up to one frame of
+    /// queueing before the first stage; [`Stream::run_all_window`] trades that off.
     pub fn run_all(&mut self, frames: Vec<Vec<(String, Tensor)>>) -> Vec<StreamOutput> {
         self.run_all_window(frames, self.stages.len() + 1)
     }
@@ -767,8 +780,8 @@ impl Stream {
     ) -> Vec<StreamOutput> {
         let window = window.max(1);
         let mut results = Vec::with_capacity(frames.len());
-        // Frames already in flight belong to earlier calls: deliver them first? They are
-        // returned here too, in order, so the caller sees every frame once.
+        // Frames submitted before this call and not yet received come back here too, first
+        // and in order, so every frame is delivered exactly once.
         for inputs in frames {
             while self.in_flight() >= window {
                 if let Some(r) = self.recv() {
