@@ -44,6 +44,24 @@ pub struct BenchArgs {
     /// With --by-op, also list this many slowest nodes.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub top_nodes: usize,
+    /// Throughput mode: run --frames inputs one after another on the whole model, then
+    /// pipelined through --stages stages running at the same time, and compare.
+    #[arg(long)]
+    pub stream: bool,
+    /// With --stream: number of stages (default: the threads).
+    #[arg(long, value_name = "K")]
+    pub stages: Option<usize>,
+    /// With --stream: frames timed in each mode.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub frames: usize,
+    /// With --stream: balance stages by `measured` node times (a profiled run) or by the
+    /// `estimated` cost model.
+    #[arg(long, value_name = "measured|estimated", default_value = "measured")]
+    pub stage_costs: String,
+    /// With --stream: frames in flight at once (default: stages + 1). Fewer lowers
+    /// per-frame latency (less queueing), more hides uneven stages.
+    #[arg(long, value_name = "N")]
+    pub in_flight: Option<usize>,
 }
 
 #[derive(Args)]
@@ -224,6 +242,188 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
 }
 
+/// Throughput and latency of one way of running frames.
+struct ModeStats {
+    frames: usize,
+    wall_s: f64,
+    /// Per-frame latency, sorted (ms).
+    lat: Vec<f64>,
+}
+
+impl ModeStats {
+    fn new(frames: usize, wall_s: f64, mut lat: Vec<f64>) -> ModeStats {
+        lat.sort_by(f64::total_cmp);
+        ModeStats {
+            frames,
+            wall_s,
+            lat,
+        }
+    }
+    fn fps(&self, batch: usize) -> f64 {
+        (self.frames * batch) as f64 / self.wall_s
+    }
+    fn json(&self, batch: usize) -> serde_json::Value {
+        serde_json::json!({
+            "frames": self.frames,
+            "wall_s": self.wall_s,
+            "throughput_per_s": self.fps(batch),
+            "latency_ms": {
+                "p50": percentile(&self.lat, 50.0),
+                "p99": percentile(&self.lat, 99.0),
+                "mean": self.lat.iter().sum::<f64>() / self.lat.len().max(1) as f64,
+            },
+        })
+    }
+}
+
+/// `bench --stream`: frames one after another on the whole model vs. through a stream.
+fn stream_bench(
+    args: &BenchArgs,
+    label: &str,
+    compiled: &millrace::CompiledModel,
+    inputs: &[(String, millrace::Tensor)],
+    batch: usize,
+) -> Result<()> {
+    if args.frames == 0 {
+        bail!("--frames must be at least 1");
+    }
+    if args.by_op {
+        bail!("--by-op and --stream cannot be combined");
+    }
+    let threads = compiled.threads();
+    let stages = args.stages.unwrap_or(threads);
+    if stages == 0 {
+        bail!("--stages must be at least 1");
+    }
+    if stages > threads && !args.json {
+        eprintln!(
+            "warning: {stages} stages on {threads} thread(s): stages share cores, so expect little or no gain"
+        );
+    }
+    let node_costs = match args.stage_costs.as_str() {
+        "measured" => Some(compiled.measure_node_costs(inputs, 5)?),
+        "estimated" => None,
+        other => bail!("--stage-costs `{other}`: expected measured or estimated"),
+    };
+    // (a) One after another, the whole model on every thread.
+    let mut lat = Vec::with_capacity(args.frames);
+    let mut first_plain = None;
+    let start = Instant::now();
+    for _ in 0..args.frames {
+        let t = Instant::now();
+        let out = compiled.run_named(inputs)?;
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        first_plain.get_or_insert(out);
+    }
+    let plain = ModeStats::new(args.frames, start.elapsed().as_secs_f64(), lat);
+    // (b) Through the stream.
+    let mut stream = compiled.stream(&millrace::StreamOptions {
+        stages,
+        threads: Some(threads),
+        node_costs,
+        ..millrace::StreamOptions::default()
+    })?;
+    let window = args.in_flight.unwrap_or(stages + 1);
+    if window == 0 {
+        bail!("--in-flight must be at least 1");
+    }
+    let warm = args.warmup.max(stages + 1);
+    for r in stream.run_all_window(vec![inputs.to_vec(); warm], window) {
+        r.outputs?;
+    }
+    let frames = vec![inputs.to_vec(); args.frames];
+    let start = Instant::now();
+    let results = stream.run_all_window(frames, window);
+    let wall = start.elapsed().as_secs_f64();
+    let mut lat = Vec::with_capacity(results.len());
+    let mut first_stream = None;
+    for r in results {
+        lat.push(r.latency.as_secs_f64() * 1e3);
+        let out = r.outputs?;
+        first_stream.get_or_insert(out);
+    }
+    let piped = ModeStats::new(args.frames, wall, lat);
+    // The stream must compute what the whole model computes.
+    let mut max_err = 0.0f64;
+    if let (Some(a), Some(b)) = (&first_plain, &first_stream) {
+        for ((_, x), (_, y)) in a.iter().zip(b) {
+            max_err = max_err.max(rel_l2(y, x)?);
+        }
+    }
+    let ratio = piped.fps(batch) / plain.fps(batch);
+    let split: Vec<_> = stream.stages().to_vec();
+    if args.json {
+        let v = serde_json::json!({
+            "model": label,
+            "batch": batch,
+            "threads": threads,
+            "stages": stages,
+            "stage_costs": args.stage_costs,
+            "in_flight": window,
+            "sequential": plain.json(batch),
+            "stream": piped.json(batch),
+            "throughput_ratio": ratio,
+            "max_rel_l2_vs_sequential": max_err,
+            "stage_split": split.iter().map(|s| serde_json::json!({
+                "nodes": [s.nodes.start, s.nodes.end],
+                "share": s.share,
+                "threads": s.threads,
+                "inputs": s.inputs,
+                "outputs": s.outputs,
+            })).collect::<Vec<_>>(),
+            "peak_rss_mb": peak_rss_mb(),
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("model:      {label}");
+    println!(
+        "batch {batch}, {threads} thread(s), {} frames per mode, stages balanced by {} cost, {window} frame(s) in flight",
+        args.frames, args.stage_costs
+    );
+    println!("stages:");
+    for (i, s) in split.iter().enumerate() {
+        println!(
+            "  {i}: nodes {:>4}..{:<4} ({:>3} nodes) {:>5.1}% of cost, {} thread(s), {} value(s) in",
+            s.nodes.start,
+            s.nodes.end,
+            s.nodes.len(),
+            100.0 * s.share,
+            s.threads,
+            s.inputs.len()
+        );
+    }
+    for (name, m) in [("sequential", &plain), ("stream", &piped)] {
+        println!(
+            "{name:<11} {:>8.2} frames/s   latency ms p50 {:>8.3}  p99 {:>8.3}",
+            m.fps(batch),
+            percentile(&m.lat, 50.0),
+            percentile(&m.lat, 99.0)
+        );
+    }
+    println!("stream / sequential throughput: {ratio:.2}x");
+    println!("max relative L2 difference of outputs vs sequential: {max_err:.1e}");
+    if let Some(r) = peak_rss_mb() {
+        println!("peak RSS:   {r:.1} MiB");
+    }
+    Ok(())
+}
+
+/// Relative L2 difference ||a - b|| / ||b||.
+fn rel_l2(a: &millrace::Tensor, b: &millrace::Tensor) -> Result<f64> {
+    let (a, b) = (a.to_f64_vec()?, b.to_f64_vec()?);
+    if a.len() != b.len() {
+        return Ok(f64::INFINITY);
+    }
+    let num: f64 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    Ok(if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    })
+}
+
 pub fn bench(args: &BenchArgs) -> Result<()> {
     if args.iters == Some(0) {
         bail!("--iters must be at least 1");
@@ -254,6 +454,9 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let compile_time = t0.elapsed();
     for _ in 0..args.warmup {
         compiled.run_named(&inputs)?;
+    }
+    if args.stream {
+        return stream_bench(args, &loaded.label, &compiled, &inputs, batch);
     }
     let budget = Duration::from_secs_f64(args.seconds.unwrap_or(3.0));
     let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {

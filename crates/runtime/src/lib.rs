@@ -11,6 +11,7 @@ mod memplan;
 pub mod npz;
 mod plan;
 mod session;
+mod stream;
 
 pub use error::Error;
 pub use inputs::{input_specs, random_inputs, InputSpec};
@@ -20,3 +21,4 @@ pub use millrace_schedule::Prediction;
 pub use npz::{read_npy_file, read_npz, write_npz, NpzError};
 pub use plan::{Profiled, StepTiming};
 pub use session::{CompileOptions, CompiledModel, IoInfo, Model, Schedule};
+pub use stream::{StageInfo, Stream, StreamOptions, StreamOutput};
