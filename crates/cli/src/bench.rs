@@ -523,11 +523,21 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         None
     };
     let rss = peak_rss_mb();
+    // One more steady-state run, counting its heap allocations (the outputs it returns
+    // are among them).
+    let (alloc_calls, alloc_bytes, out) =
+        crate::alloc_count::measure(|| compiled.run_named(&inputs));
+    let out_bytes: usize = out?.iter().map(|(_, t)| t.size_bytes()).sum();
+    let mem = compiled.memory_report();
     if args.json {
         let mut v = serde_json::json!({
             "model": loaded.label,
             "latency_ms": { "min": min, "mean": mean, "p50": p50, "p90": p90, "p99": p99 },
             "throughput_per_s": throughput,
+            "schedule": compiled.schedule().to_string(),
+            "parallel": compiled.is_parallel(),
+            "allocations_per_run": { "calls": alloc_calls, "bytes": alloc_bytes, "output_bytes": out_bytes },
+            "arena_bytes": mem.arena_bytes,
             "batch": batch,
             "threads": compiled.threads(),
             "iters": lat.len(),
@@ -579,6 +589,20 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
         if let Some(r) = rss {
             println!("peak RSS:   {r:.1} MiB");
         }
+        println!(
+            "schedule:   {} ({}); arena {:.2} MiB for {} activations",
+            compiled.schedule(),
+            if compiled.is_parallel() {
+                "branch-parallel"
+            } else {
+                "sequential"
+            },
+            mem.arena_bytes as f64 / (1u64 << 20) as f64,
+            mem.arena_values
+        );
+        println!(
+            "allocated:  {alloc_calls} heap allocations, {alloc_bytes} bytes in a steady-state run (the returned outputs: {out_bytes} bytes)"
+        );
         if let Some((runs, rows, top)) = &profile_rows {
             let total: f64 = rows.iter().map(|r| r.ms).sum();
             if !top.is_empty() {
