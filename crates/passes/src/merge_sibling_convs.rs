@@ -81,9 +81,12 @@ impl Pass for MergeSiblingConvs {
                 let Some(nodes) = merge(g, x, &gr, stats) else {
                     continue;
                 };
+                let all_relu = gr.iter().all(|b| b.relu.is_some());
                 for b in &gr {
                     removed.insert(b.node);
-                    removed.extend(b.relu);
+                    if all_relu {
+                        removed.extend(b.relu);
+                    }
                 }
                 inserted.insert(at, nodes);
             }
