@@ -6,17 +6,23 @@
 
 mod const_fold;
 mod dead_node_elim;
+mod fuse_attention;
 mod fuse_conv;
 mod fuse_gelu;
+mod fuse_layernorm;
 mod fuse_matmul;
+mod merge_sibling_convs;
 mod patterns;
 mod pipeline;
 
 pub use const_fold::ConstFold;
 pub use dead_node_elim::DeadNodeElim;
+pub use fuse_attention::FuseAttention;
 pub use fuse_conv::FuseConv;
 pub use fuse_gelu::FuseGelu;
+pub use fuse_layernorm::FuseLayerNorm;
 pub use fuse_matmul::FuseMatMul;
+pub use merge_sibling_convs::MergeSiblingConvs;
 pub use pipeline::{
     default_pipeline, Pass, PassError, PassOptions, PassReport, PassStats, Pipeline,
 };

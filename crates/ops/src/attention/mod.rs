@@ -3,6 +3,7 @@ use crate::registry::Registry;
 
 pub mod causal_conv;
 pub mod common;
+pub mod fused_attention;
 pub mod linear_attention;
 pub mod rotary;
 pub mod sdpa;
