@@ -82,9 +82,11 @@ pub fn default_pipeline() -> Pipeline {
         passes: vec![
             Box::new(crate::ConstFold),
             Box::new(crate::DeadNodeElim),
+            Box::new(crate::CancelTranspose),
             Box::new(crate::FuseGelu),
             Box::new(crate::FuseConv),
             Box::new(crate::FuseMatMul),
+            Box::new(crate::FuseElementwise),
         ],
     }
 }
