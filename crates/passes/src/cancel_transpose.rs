@@ -296,7 +296,11 @@ fn round(g: &mut Graph, stats: &mut PassStats, refused: &mut PassStats) -> bool 
                     removed.remove(&ni);
                     continue;
                 };
-                let s = g.add_constant(format!("{name}_shape"), t);
+                let mut cname = format!("{name}_shape");
+                while g.find_value(&cname).is_some() {
+                    cname.push('_');
+                }
+                let s = g.add_constant(cname, t);
                 (
                     Arc::new(Reshape {
                         shape_attr: None,

@@ -108,14 +108,8 @@ impl Unary {
                 .iter_mut()
                 .for_each(|v| *v = if *v >= 0.0 { *v } else { alpha * *v }),
             Unary::HardSigmoid { alpha, beta } => xs.iter_mut().for_each(|v| {
-                let a = alpha * *v + beta;
-                *v = if a < 0.0 {
-                    0.0
-                } else if a > 1.0 {
-                    1.0
-                } else {
-                    a
-                };
+                // As the op: NaN stays NaN.
+                *v = (alpha * *v + beta).clamp(0.0, 1.0);
             }),
             Unary::HardSwish => {
                 let sixth = (1.0f64 / 6.0) as f32;
