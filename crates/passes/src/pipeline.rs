@@ -82,12 +82,14 @@ pub fn default_pipeline() -> Pipeline {
         passes: vec![
             Box::new(crate::ConstFold),
             Box::new(crate::DeadNodeElim),
+            Box::new(crate::CancelTranspose),
             Box::new(crate::FuseLayerNorm),
             Box::new(crate::FuseGelu),
             Box::new(crate::MergeSiblingConvs),
             Box::new(crate::FuseConv),
             Box::new(crate::FuseMatMul),
             Box::new(crate::FuseAttention),
+            Box::new(crate::FuseElementwise),
         ],
     }
 }

@@ -4,6 +4,7 @@ use crate::registry::Registry;
 pub mod binary;
 pub mod broadcast;
 pub mod fast;
+pub mod fused_chain;
 pub mod logic;
 #[cfg(test)]
 mod testutil;
