@@ -399,7 +399,7 @@ pub fn gemm_ex(
         cs: c.cs,
     };
     if k == 0 {
-        let zero = vec![0.0f32; kernel.mr * kernel.nr];
+        let zero = [0.0f32; 32 * 32];
         for i0 in (0..m).step_by(kernel.mr) {
             for j0 in (0..n).step_by(kernel.nr) {
                 let t = TileAt {
