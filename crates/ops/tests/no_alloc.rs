@@ -230,6 +230,9 @@ fn second_eval_into_allocates_nothing() {
         .num_threads(2)
         .build()
         .unwrap();
+    // Every pool thread's GEMM packing buffers at their bound up front: otherwise a thread
+    // that ran no part of a product in the first call may grow its buffers in the second.
+    pool.broadcast(|_| millrace_kernels::gemm::reserve_scratch());
     let mut report = Vec::new();
     pool.install(|| {
         for case in &cases {

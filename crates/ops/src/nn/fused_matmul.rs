@@ -164,8 +164,20 @@ impl Op for FusedMatMul {
     ) -> Result<(), OpError> {
         let av = F32View::req(inputs, NAME, 0)?;
         let a = av.data;
-        let shape = self.out_shape(av.shape)?;
-        check_shape(NAME, "output", out_shape, &shape)?;
+        // Checked without building the shape: this path must not allocate.
+        let fits = match (av.shape.split_last(), out_shape.split_last()) {
+            (Some((&k, lead)), Some((&n, olead))) => k == self.k && n == self.n && lead == olead,
+            _ => false,
+        };
+        if !fits {
+            return Err(OpError::invalid(
+                NAME,
+                format!(
+                    "input {:?} and output {out_shape:?} do not fit K = {}, N = {}",
+                    av.shape, self.k, self.n
+                ),
+            ));
+        }
         check_out(NAME, y, out_shape)?;
         let m = av.shape[..av.shape.len() - 1].iter().product::<usize>();
         let res = if self.residual {

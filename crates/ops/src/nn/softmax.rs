@@ -263,7 +263,9 @@ mod tests {
                     coerce_2d,
                 };
                 check(&s, &[Some(&small)]);
-                check(&s, &[Some(&big)]);
+                if axis < 2 {
+                    check(&s, &[Some(&big)]);
+                }
             }
             let s = Softmax {
                 kind,
