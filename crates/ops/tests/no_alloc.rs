@@ -236,8 +236,7 @@ fn second_eval_into_allocates_nothing() {
     let mut report = Vec::new();
     pool.install(|| {
         for case in &cases {
-            let views: Vec<Option<F32View<'_>>> =
-                case.inputs.iter().map(|t| F32View::of(t)).collect();
+            let views: Vec<Option<F32View<'_>>> = case.inputs.iter().map(F32View::of).collect();
             let mut out = vec![f32::NAN; case.out_shape.iter().product()];
             let first = counted(|| {
                 case.op

@@ -486,9 +486,17 @@ mod tests {
                 assert!(check(op.as_ref(), &[Some(&x)]), "{}", op.name());
             }
             let f64t = ValueType::concrete(DType::F64, &[4]);
-            refuses(op.as_ref(), &[f64t.clone()], &[f64t]);
+            refuses(
+                op.as_ref(),
+                std::slice::from_ref(&f64t),
+                std::slice::from_ref(&f64t),
+            );
             let unk = ValueType::of_dtype(DType::F32);
-            refuses(op.as_ref(), &[unk.clone()], &[unk]);
+            refuses(
+                op.as_ref(),
+                std::slice::from_ref(&unk),
+                std::slice::from_ref(&unk),
+            );
         }
     }
 

@@ -273,7 +273,7 @@ mod tests {
                 coerce_2d: false,
             };
             let t = ValueType::concrete(DType::F32, small.shape());
-            refuses(&s, &[t.clone()], &[t]);
+            refuses(&s, std::slice::from_ref(&t), std::slice::from_ref(&t));
         }
         let h = Softmax {
             kind: Kind::Hardmax,
@@ -281,7 +281,7 @@ mod tests {
             coerce_2d: false,
         };
         let t = ValueType::concrete(DType::F32, small.shape());
-        refuses(&h, &[t.clone()], &[t]);
+        refuses(&h, std::slice::from_ref(&t), std::slice::from_ref(&t));
     }
 
     fn run(opset: i64, axis: Option<i64>, shape: Vec<usize>, x: Vec<f32>) -> Vec<f32> {
