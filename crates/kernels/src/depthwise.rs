@@ -70,7 +70,9 @@ impl Isa {
     }
 
     fn usable(self) -> bool {
-        Isa::available().contains(&self)
+        // Cached: this runs on every call, which must not allocate.
+        static AVAILABLE: OnceLock<Vec<Isa>> = OnceLock::new();
+        AVAILABLE.get_or_init(Isa::available).contains(&self)
     }
 }
 

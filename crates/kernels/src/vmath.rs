@@ -409,6 +409,44 @@ pub fn binary_with(isa: Isa, op: Bin, x: Operands<'_>, dst: &mut [f32]) {
     }
 }
 
+/// The operand of [`binary_inplace`] that is not the buffer.
+#[derive(Clone, Copy, Debug)]
+pub enum Other<'a> {
+    /// One value per element of the buffer.
+    Slice(&'a [f32]),
+    /// One value for all.
+    Scalar(f32),
+}
+
+/// `io = io op other` (`io_is_a`) or `io = other op io`, elementwise, in place.
+pub fn binary_inplace(op: Bin, io: &mut [f32], other: Other<'_>, io_is_a: bool) {
+    let isa = checked(Isa::detect());
+    let d = io.as_mut_ptr();
+    let (po, so, n) = match other {
+        Other::Slice(v) => (v.as_ptr(), 1, io.len().min(v.len())),
+        Other::Scalar(ref v) => (v as *const f32, 0, io.len()),
+    };
+    if n == 0 {
+        return;
+    }
+    let (pa, sa, pb, sb) = if io_is_a {
+        (d as *const f32, 1, po, so)
+    } else {
+        (po, so, d as *const f32, 1)
+    };
+    // SAFETY: as in `binary_with`; the buffer is both an operand and the destination,
+    // which the loops allow: each vector is loaded before the same place is stored.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86::binary_avx512(op, pa, sa, pb, sb, d, n),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::binary_avx2(op, pa, sa, pb, sb, d, n),
+            Isa::Portable => binary_generic::<Scalar>(op, pa, sa, pb, sb, d, n),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The vector abstraction.
 

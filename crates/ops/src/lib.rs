@@ -16,6 +16,7 @@ pub mod control;
 pub mod elementwise;
 pub mod loss;
 pub mod nn;
+pub mod planned;
 pub mod quant;
 pub mod reduce;
 pub mod registry;
@@ -24,5 +25,8 @@ pub mod sequence;
 pub mod signal;
 pub mod tensor;
 pub mod util;
+
+#[cfg(test)]
+pub(crate) mod into_check;
 
 pub use registry::{Builder, Registry};

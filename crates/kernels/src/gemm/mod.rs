@@ -399,7 +399,7 @@ pub fn gemm_ex(
         cs: c.cs,
     };
     if k == 0 {
-        let zero = vec![0.0f32; kernel.mr * kernel.nr];
+        let zero = [0.0f32; 32 * 32];
         for i0 in (0..m).step_by(kernel.mr) {
             for j0 in (0..n).step_by(kernel.nr) {
                 let t = TileAt {
@@ -487,6 +487,36 @@ thread_local! {
 /// Column panels of `B` packed at a time (bounds the per-thread `B` buffer near L2 size).
 const NC_PANELS: usize = 8;
 
+/// The most floats a thread's packing buffers (`A`, `B`) ever hold for `kernel`: they
+/// grow to this at their first use, so a thread's later products never allocate.
+fn pack_bounds(kernel: &Kernel) -> (usize, usize) {
+    let mcp = (kernel.mc / kernel.mr).max(1);
+    (
+        mcp * kernel.mr * kernel.kc,
+        NC_PANELS * kernel.nr * kernel.kc,
+    )
+}
+
+/// Grows the calling thread's packing buffers to their bound for the kernel this CPU runs.
+///
+/// Which pool thread runs which part of a product varies from call to call, so a thread
+/// may first need its buffers in any later call: calling this on every thread of a pool
+/// (`pool.broadcast(|_| reserve_scratch())`) when a session starts means no product
+/// allocates afterwards.
+pub fn reserve_scratch() {
+    let (a, b) = pack_bounds(Kernel::detect());
+    PACK_A.with_borrow_mut(|v| {
+        if v.len() < a {
+            v.resize(a, 0.0)
+        }
+    });
+    PACK_B.with_borrow_mut(|v| {
+        if v.len() < b {
+            v.resize(b, 0.0)
+        }
+    });
+}
+
 /// One job: row panels `p0..p1` by column panels `q0..q1`, all of K.
 ///
 /// # Safety
@@ -530,7 +560,7 @@ unsafe fn run_block(
                         Rhs::Source(src) => {
                             let len = (je - jc) * nr * kcb;
                             if bbuf.len() < len {
-                                bbuf.resize(len, 0.0);
+                                bbuf.resize(len.max(pack_bounds(kernel).1), 0.0);
                             }
                             for q in jc..je {
                                 let o = (q - jc) * nr * kcb;
@@ -541,7 +571,7 @@ unsafe fn run_block(
                             // The ragged last panel: pack it (reading in place would run
                             // past the row).
                             if bbuf.len() < nr * kcb {
-                                bbuf.resize(nr * kcb, 0.0);
+                                bbuf.resize((nr * kcb).max(pack_bounds(kernel).1), 0.0);
                             }
                             if let Some(src) = Strided::new(data, n, k, 1, ld) {
                                 src.pack((je - 1) * nr, nr, k0, kcb, &mut bbuf[..nr * kcb]);
@@ -555,7 +585,7 @@ unsafe fn run_block(
                         if let Lhs::Source(src) = a {
                             let len = (ie - ic) * mr * kcb;
                             if abuf.len() < len {
-                                abuf.resize(len, 0.0);
+                                abuf.resize(len.max(pack_bounds(kernel).0), 0.0);
                             }
                             for p in ic..ie {
                                 let o = (p - ic) * mr * kcb;

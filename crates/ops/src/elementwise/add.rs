@@ -45,6 +45,8 @@ impl Op for Add {
         eval_arith(self.name(), self, &self.legacy, inputs)
     }
 
+    crate::arith_into_hooks!();
+
     fn describe(&self) -> String {
         self.legacy.describe()
     }

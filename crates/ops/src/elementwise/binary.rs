@@ -1,9 +1,10 @@
 //! Shared machinery of the binary and variadic elementwise ops: per-dtype arithmetic,
 //! legacy (opset < 7) broadcast attributes, dtype dispatch, evaluation and inference.
 use super::broadcast::map2;
-use crate::util::{broadcast_types, output, typed, Num};
+use crate::planned::{alloc_f32, check_out, f32_io, f32_shape};
+use crate::util::{broadcast_all, broadcast_types, output, typed, Num};
 use millrace_core::{bf16, f16, DType, Tensor};
-use millrace_ir::{Attributes, InferCtx, Inputs, OpError, ValueType};
+use millrace_ir::{Attributes, F32View, InferCtx, Inputs, OpError, ValueType};
 
 /// Per-dtype arithmetic with ONNX Runtime / numpy semantics: integers wrap, integer
 /// division truncates toward zero (callers reject zero divisors first), floats follow IEEE.
@@ -349,9 +350,13 @@ pub fn eval_arith<K: ArithKernel>(
     let b = inputs.req(1)?;
     same_dtype(op, a, b)?;
     legacy.check(op, a.shape(), b.shape())?;
-    if let (Some(bin), Ok(x), Ok(y)) = (k.vbin(), a.as_slice::<f32>(), b.as_slice::<f32>()) {
-        if let Some((shape, v)) = super::fast::binary(op, bin, x, a.shape(), y, b.shape())? {
-            return Ok(vec![output(op, shape, v)?]);
+    if let (Some(_), Some(x), Some(y)) = (k.vbin(), F32View::of(a), F32View::of(b)) {
+        let shape = broadcast_all(op, &[a.shape(), b.shape()])?;
+        if shape.len() <= MAX_RANK {
+            let views = [Some(x), Some(y)];
+            return Ok(vec![alloc_f32(op, shape.clone(), |out| {
+                arith_into(op, k, legacy, &views, out, &shape)
+            })?]);
         }
     }
     let y = crate::dispatch_num!(op, a, |x: T| {
@@ -361,6 +366,255 @@ pub fn eval_arith<K: ArithKernel>(
         output(op, shape, v)?
     });
     Ok(vec![y])
+}
+
+/// Highest rank the planned-buffer path of the arithmetic ops takes.
+pub const MAX_RANK: usize = 8;
+
+/// Whether `out` is the numpy broadcast of `a` and `b`.
+fn broadcasts_to(a: &[usize], b: &[usize], out: &[usize]) -> bool {
+    if a.len() > out.len() || b.len() > out.len() {
+        return false;
+    }
+    let dim = |s: &[usize], i: usize| {
+        let off = out.len() - s.len();
+        if i < off {
+            1
+        } else {
+            s[i - off]
+        }
+    };
+    (0..out.len()).all(|i| {
+        let (x, y) = (dim(a, i), dim(b, i));
+        out[i] == if x == 1 { y } else { x } && (y == 1 || y == x || x == 1)
+    })
+}
+
+/// Element strides of `s` against `out` (0 on broadcast axes), right-aligned.
+fn strides(s: &[usize], out: &[usize]) -> [usize; MAX_RANK] {
+    let mut st = [0usize; MAX_RANK];
+    let off = out.len() - s.len();
+    let mut acc = 1;
+    for i in (0..s.len()).rev() {
+        if s[i] != 1 {
+            st[off + i] = acc;
+        }
+        acc *= s[i];
+    }
+    st
+}
+
+/// Calls `f(out index, a index, b index)` over every element of `out`, in order (the
+/// general broadcast, for layouts the vectorized path does not cover). No allocation.
+fn for_each_broadcast(
+    ash: &[usize],
+    bsh: &[usize],
+    out: &[usize],
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let (sa, sb) = (strides(ash, out), strides(bsh, out));
+    let r = out.len();
+    let n: usize = out.iter().product();
+    let mut ctr = [0usize; MAX_RANK];
+    let (mut ia, mut ib) = (0usize, 0usize);
+    for i in 0..n {
+        f(i, ia, ib);
+        for ax in (0..r).rev() {
+            ctr[ax] += 1;
+            ia += sa[ax];
+            ib += sb[ax];
+            if ctr[ax] < out[ax] {
+                break;
+            }
+            ia -= sa[ax] * ctr[ax];
+            ib -= sb[ax] * ctr[ax];
+            ctr[ax] = 0;
+        }
+    }
+}
+
+/// `writes_into` of a two-input arithmetic op: a vectorized f32 kernel, f32 operands,
+/// and an output of their broadcast shape, rank at most [`MAX_RANK`].
+pub fn arith_writes_into<K: ArithKernel>(
+    k: &K,
+    legacy: &Legacy,
+    inputs: &[ValueType],
+    outputs: &[ValueType],
+) -> bool {
+    if k.vbin().is_none() || !f32_io(inputs, outputs, 2) {
+        return false;
+    }
+    match (
+        f32_shape(&inputs[0]),
+        f32_shape(&inputs[1]),
+        f32_shape(&outputs[0]),
+    ) {
+        (Some(a), Some(b), Some(y)) => {
+            y.len() <= MAX_RANK && broadcasts_to(&a, &b, &y) && legacy.check("", &a, &b).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// `inplace_input` of a two-input arithmetic op: an operand with the output's shape.
+pub fn arith_inplace_input<K: ArithKernel>(
+    k: &K,
+    legacy: &Legacy,
+    inputs: &[ValueType],
+    outputs: &[ValueType],
+) -> Option<usize> {
+    if !arith_writes_into(k, legacy, inputs, outputs) {
+        return None;
+    }
+    let y = f32_shape(&outputs[0])?;
+    (0..2).find(|&i| f32_shape(&inputs[i]).as_ref() == Some(&y))
+}
+
+/// Checks a view holds its shape's element count.
+fn sized(op: &str, v: &F32View<'_>) -> Result<(), OpError> {
+    if v.data.len() != v.shape.iter().product::<usize>() {
+        return Err(OpError::invalid(op, "input data does not match its shape"));
+    }
+    Ok(())
+}
+
+/// `eval_into` of a two-input arithmetic op (and the f32 path of its `eval`).
+pub fn arith_into<K: ArithKernel>(
+    op: &str,
+    k: &K,
+    legacy: &Legacy,
+    inputs: &[Option<F32View<'_>>],
+    out: &mut [f32],
+    out_shape: &[usize],
+) -> Result<(), OpError> {
+    let bin = k
+        .vbin()
+        .ok_or_else(|| OpError::unsupported(op, "eval_into"))?;
+    let a = F32View::req(inputs, op, 0)?;
+    let b = F32View::req(inputs, op, 1)?;
+    sized(op, &a)?;
+    sized(op, &b)?;
+    legacy.check(op, a.shape, b.shape)?;
+    if out_shape.len() > MAX_RANK || !broadcasts_to(a.shape, b.shape, out_shape) {
+        return Err(OpError::invalid(
+            op,
+            format!(
+                "output {out_shape:?} is not the broadcast of {:?} and {:?}",
+                a.shape, b.shape
+            ),
+        ));
+    }
+    check_out(op, out, out_shape)?;
+    if !super::fast::binary_into(bin, a.data, a.shape, b.data, b.shape, out_shape, out) {
+        for_each_broadcast(a.shape, b.shape, out_shape, |i, ia, ib| {
+            out[i] = bin.scalar(a.data[ia], b.data[ib])
+        });
+    }
+    Ok(())
+}
+
+/// `eval_inplace` of a two-input arithmetic op: `io` holds operand `index` on entry.
+pub fn arith_inplace<K: ArithKernel>(
+    op: &str,
+    k: &K,
+    legacy: &Legacy,
+    index: usize,
+    inputs: &[Option<F32View<'_>>],
+    io: &mut [f32],
+    out_shape: &[usize],
+) -> Result<(), OpError> {
+    let bin = k
+        .vbin()
+        .ok_or_else(|| OpError::unsupported(op, "eval_inplace"))?;
+    if index > 1 {
+        return Err(OpError::invalid(
+            op,
+            format!("no input {index} to overwrite"),
+        ));
+    }
+    let o = F32View::req(inputs, op, 1 - index)?;
+    sized(op, &o)?;
+    let (ash, bsh) = if index == 0 {
+        (out_shape, o.shape)
+    } else {
+        (o.shape, out_shape)
+    };
+    legacy.check(op, ash, bsh)?;
+    if out_shape.len() > MAX_RANK || !broadcasts_to(ash, bsh, out_shape) {
+        return Err(OpError::invalid(
+            op,
+            format!("output {out_shape:?} is not the broadcast of {ash:?} and {bsh:?}"),
+        ));
+    }
+    check_out(op, io, out_shape)?;
+    if !super::fast::binary_inplace(bin, io, index == 0, o.data, o.shape, out_shape) {
+        for_each_broadcast(out_shape, o.shape, out_shape, |i, _, io_| {
+            io[i] = if index == 0 {
+                bin.scalar(io[i], o.data[io_])
+            } else {
+                bin.scalar(o.data[io_], io[i])
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Implements the planned-buffer hooks of a two-input arithmetic op with a `legacy`
+/// field, inside its `impl Op`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! arith_into_hooks {
+    () => {
+        fn writes_into(
+            &self,
+            inputs: &[millrace_ir::ValueType],
+            outputs: &[millrace_ir::ValueType],
+        ) -> bool {
+            $crate::elementwise::binary::arith_writes_into(self, &self.legacy, inputs, outputs)
+        }
+
+        fn eval_into(
+            &self,
+            inputs: &[Option<millrace_ir::F32View<'_>>],
+            out: &mut [f32],
+            out_shape: &[usize],
+        ) -> Result<(), millrace_ir::OpError> {
+            $crate::elementwise::binary::arith_into(
+                self.name(),
+                self,
+                &self.legacy,
+                inputs,
+                out,
+                out_shape,
+            )
+        }
+
+        fn inplace_input(
+            &self,
+            inputs: &[millrace_ir::ValueType],
+            outputs: &[millrace_ir::ValueType],
+        ) -> Option<usize> {
+            $crate::elementwise::binary::arith_inplace_input(self, &self.legacy, inputs, outputs)
+        }
+
+        fn eval_inplace(
+            &self,
+            index: usize,
+            inputs: &[Option<millrace_ir::F32View<'_>>],
+            io: &mut [f32],
+            out_shape: &[usize],
+        ) -> Result<(), millrace_ir::OpError> {
+            $crate::elementwise::binary::arith_inplace(
+                self.name(),
+                self,
+                &self.legacy,
+                index,
+                inputs,
+                io,
+                out_shape,
+            )
+        }
+    };
 }
 
 /// Folds a variadic op (Sum, Min, Max) over its present inputs with broadcasting.
@@ -425,6 +679,49 @@ pub fn infer_broadcast(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planned_paths_match_eval() {
+        use super::super::{add::Add, div::Div, mul::Mul, sub::Sub};
+        use crate::into_check::{check, rand, refuses};
+        let ops: Vec<Box<dyn millrace_ir::Op>> = vec![
+            Box::new(Add::default()),
+            Box::new(Sub::default()),
+            Box::new(Mul::default()),
+            Box::new(Div::default()),
+        ];
+        let cases: &[(&[usize], &[usize], bool)] = &[
+            (&[2, 3, 4, 5], &[2, 3, 4, 5], true),
+            (&[2, 3, 4, 5], &[1, 3, 1, 1], true),
+            (&[1, 3, 1, 1], &[2, 3, 4, 5], true),
+            (&[2, 3, 4, 5], &[5], true),
+            (&[2, 3, 4, 5], &[], true),
+            (&[], &[2, 3, 4, 5], true),
+            (&[2, 3, 4], &[2, 3, 1], true),
+            // The general broadcast (no vectorized layout), in place on either side.
+            (&[2, 1, 4], &[3, 1], false),
+            (&[2, 3, 4], &[2, 1, 4], true),
+            (&[2, 1, 4], &[2, 3, 4], true),
+            (&[4, 70_000], &[70_000], true),
+            (&[4, 1, 30_000], &[1, 3, 1], false),
+            (&[0, 3], &[3], true),
+        ];
+        for op in &ops {
+            for &(ash, bsh, inplace) in cases {
+                let (a, b) = (rand(ash, 1), rand(bsh, 2));
+                assert_eq!(
+                    check(op.as_ref(), &[Some(&a), Some(&b)]),
+                    inplace,
+                    "{} {ash:?} {bsh:?}",
+                    op.name()
+                );
+            }
+            let t = |s: &[usize]| ValueType::concrete(DType::F32, s);
+            refuses(op.as_ref(), &[t(&[2, 3]), t(&[3])], &[t(&[2, 4])]);
+            let i = ValueType::concrete(DType::I64, &[3]);
+            refuses(op.as_ref(), &[i.clone(), i.clone()], &[i]);
+        }
+    }
 
     #[test]
     fn integer_semantics() {

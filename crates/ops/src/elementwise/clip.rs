@@ -1,8 +1,10 @@
 //! Clip (ONNX opsets 6, 11, 12, 13): `min(max(x, lo), hi)`; bounds are attributes before
 //! opset 11 and optional scalar inputs since (either may be absent); ints since opset 12.
+use super::unary::{unary_inplace_args, unary_input, unary_writes_into};
+use crate::planned::f32_shape;
 use crate::util::{output, typed, Num};
 use millrace_core::Tensor;
-use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_ir::{Attributes, Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use std::any::Any;
 use std::sync::Arc;
 
@@ -47,19 +49,43 @@ fn bound<T: Num>(op: &str, x: &Tensor, b: Option<&Tensor>) -> Result<Option<T>, 
     }
 }
 
+#[inline]
+fn clip1<T: Num>(a: T, lo: Option<T>, hi: Option<T>) -> T {
+    let a = match lo {
+        Some(l) if a < l => l,
+        _ => a,
+    };
+    match hi {
+        Some(h) if a > h => h,
+        _ => a,
+    }
+}
+
 fn clip<T: Num>(v: &[T], lo: Option<T>, hi: Option<T>) -> Vec<T> {
-    v.iter()
-        .map(|&a| {
-            let a = match lo {
-                Some(l) if a < l => l,
-                _ => a,
-            };
-            match hi {
-                Some(h) if a > h => h,
-                _ => a,
-            }
-        })
-        .collect()
+    v.iter().map(|&a| clip1(a, lo, hi)).collect()
+}
+
+impl Clip {
+    /// The bounds of an f32 clip, from the attributes or the scalar inputs 1 and 2.
+    fn f32_bounds(
+        &self,
+        inputs: &[Option<F32View<'_>>],
+    ) -> Result<(Option<f32>, Option<f32>), OpError> {
+        if let Some(b) = self.attr_bounds {
+            return Ok(b);
+        }
+        let one = |i: usize| match inputs.get(i).copied().flatten() {
+            None => Ok(None),
+            Some(v) => match v.data {
+                [s] => Ok(Some(*s)),
+                _ => Err(OpError::invalid(
+                    "Clip",
+                    format!("bound must be a scalar, got shape {:?}", v.shape),
+                )),
+            },
+        };
+        Ok((one(1)?, one(2)?))
+    }
 }
 
 impl Op for Clip {
@@ -95,6 +121,49 @@ impl Op for Clip {
         Ok(vec![y])
     }
 
+    fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+        let scalar_or_absent = |i: usize| match inputs.get(i) {
+            None => true,
+            Some(t) if t.dtype.is_none() && t.shape.is_none() => true,
+            Some(t) => {
+                self.attr_bounds.is_none()
+                    && f32_shape(t).is_some_and(|s| s.iter().product::<usize>() == 1)
+            }
+        };
+        unary_writes_into(inputs, outputs) && scalar_or_absent(1) && scalar_or_absent(2)
+    }
+
+    fn eval_into(
+        &self,
+        inputs: &[Option<F32View<'_>>],
+        out: &mut [f32],
+        out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        let x = unary_input(self.name(), inputs, out, out_shape)?;
+        let (lo, hi) = self.f32_bounds(inputs)?;
+        out.iter_mut()
+            .zip(x)
+            .for_each(|(o, &a)| *o = clip1(a, lo, hi));
+        Ok(())
+    }
+
+    fn inplace_input(&self, inputs: &[ValueType], outputs: &[ValueType]) -> Option<usize> {
+        self.writes_into(inputs, outputs).then_some(0)
+    }
+
+    fn eval_inplace(
+        &self,
+        index: usize,
+        inputs: &[Option<F32View<'_>>],
+        io: &mut [f32],
+        out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        unary_inplace_args(self.name(), index, io, out_shape)?;
+        let (lo, hi) = self.f32_bounds(inputs)?;
+        io.iter_mut().for_each(|v| *v = clip1(*v, lo, hi));
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         match self.attr_bounds {
             Some((lo, hi)) => {
@@ -115,6 +184,22 @@ mod tests {
     use super::super::testutil::{build, run, run_opt, t, vals};
     use super::*;
     use millrace_ir::Attr;
+
+    #[test]
+    fn planned_paths_match_eval() {
+        use crate::into_check::{check, rand};
+        let x = rand(&[3, 50], 1);
+        let lo = Tensor::from_vec(vec![], vec![-0.25f32]).unwrap();
+        let hi = Tensor::from_vec(vec![], vec![0.5f32]).unwrap();
+        let c = Clip { attr_bounds: None };
+        assert!(check(&c, &[Some(&x), Some(&lo), Some(&hi)]));
+        assert!(check(&c, &[Some(&x), None, Some(&hi)]));
+        assert!(check(&c, &[Some(&x), Some(&lo)]));
+        let c = Clip {
+            attr_bounds: Some((Some(0.0), Some(6.0))),
+        };
+        assert!(check(&c, &[Some(&x)]));
+    }
 
     #[test]
     fn attribute_bounds_before_opset_11() {

@@ -49,6 +49,8 @@ impl Op for Div {
         eval_arith(self.name(), self, &self.legacy, inputs)
     }
 
+    crate::arith_into_hooks!();
+
     fn describe(&self) -> String {
         self.legacy.describe()
     }

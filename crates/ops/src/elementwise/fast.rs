@@ -9,7 +9,7 @@
 //! returns `None` and the caller's generic broadcasting loop runs.
 use crate::util::broadcast_all;
 use millrace_ir::OpError;
-use millrace_kernels::vmath::{self, Bin, Func, Operands};
+use millrace_kernels::vmath::{self, Bin, Func, Operands, Other};
 use rayon::prelude::*;
 
 /// Elements below which the work stays on one thread.
@@ -20,31 +20,88 @@ const TASK: usize = 1 << 14;
 /// `f` of every element of `x` into a new vector.
 pub fn unary(f: Func, x: &[f32]) -> Vec<f32> {
     let mut y = vec![0f32; x.len()];
+    unary_into(f, x, &mut y);
+    y
+}
+
+/// `f` of every element of `x` into `y` (of `x`'s length).
+pub fn unary_into(f: Func, x: &[f32], y: &mut [f32]) {
     if x.len() < PAR_MIN {
-        vmath::map(f, x, &mut y);
+        vmath::map(f, x, y);
     } else {
         y.par_chunks_mut(TASK)
             .zip(x.par_chunks(TASK))
             .for_each(|(o, i)| vmath::map(f, i, o));
     }
-    y
+}
+
+/// `f` of every element of `io`, in place.
+pub fn unary_inplace(f: Func, io: &mut [f32]) {
+    if io.len() < PAR_MIN {
+        vmath::map_inplace(f, io);
+    } else {
+        io.par_chunks_mut(TASK)
+            .for_each(|o| vmath::map_inplace(f, o));
+    }
 }
 
 /// How the broadcast operand maps onto the output `[outer, mid, inner]`: it holds `mid`
 /// values, the same for every `outer` index, each repeated `inner` times.
 fn block(out: &[usize], s: &[usize]) -> Option<(usize, usize, usize)> {
+    if s.len() > out.len() {
+        return None;
+    }
     let off = out.len() - s.len();
     let dim = |i: usize| if i < off { 1 } else { s[i - off] };
-    let used: Vec<usize> = (0..out.len()).filter(|&i| dim(i) != 1).collect();
-    let (lo, hi) = match (used.first(), used.last()) {
-        (Some(&lo), Some(&hi)) => (lo, hi + 1),
-        _ => return None, // one element: handled as a scalar
-    };
+    let lo = (0..out.len()).find(|&i| dim(i) != 1)?;
+    let hi = (0..out.len()).rev().find(|&i| dim(i) != 1)? + 1;
     if (lo..hi).any(|i| dim(i) != out[i]) {
         return None;
     }
     let p = |r: &[usize]| r.iter().product::<usize>();
     Some((p(&out[..lo]), p(&out[lo..hi]), p(&out[hi..])))
+}
+
+/// How the two operands of a binary op lie against an output of `n` elements.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Layout {
+    /// Both of the output's size.
+    Both,
+    /// The full-size operand, and a one-element one.
+    Scalar,
+    /// The full-size operand, and one of `mid` values repeating per output row.
+    Row { mid: usize },
+    /// The full-size operand, and one of `mid` values each spread over `inner` outputs.
+    Spread { mid: usize, inner: usize },
+}
+
+/// The layout, and whether `a` is the full-size operand (`b` when false); `None` when the
+/// fast path does not cover these shapes.
+fn layout(out: &[usize], ash: &[usize], bsh: &[usize], n: usize) -> Option<(Layout, bool)> {
+    let an: usize = ash.iter().product();
+    let bn: usize = bsh.iter().product();
+    if an == n && bn == n {
+        return Some((Layout::Both, true));
+    }
+    let (full_a, small) = if an == n {
+        (true, bsh)
+    } else if bn == n {
+        (false, ash)
+    } else {
+        return None;
+    };
+    if small.iter().product::<usize>() == 1 {
+        return Some((Layout::Scalar, full_a));
+    }
+    let (_, mid, inner) = block(out, small)?;
+    Some((
+        if inner == 1 {
+            Layout::Row { mid }
+        } else {
+            Layout::Spread { mid, inner }
+        },
+        full_a,
+    ))
 }
 
 /// An output shape and its values.
@@ -65,57 +122,95 @@ pub fn binary(
         broadcast_all(op_name, &[ash, bsh])?
     };
     let n: usize = out.iter().product();
-    let mut y = vec![0f32; n];
-    if n == 0 {
-        return Ok(Some((out, y)));
-    }
-    if a.len() == n && b.len() == n {
-        par_rows(&mut y, TASK, |r, o| {
-            let s = r * TASK..r * TASK + o.len();
-            vmath::binary(op, Operands::Both(&a[s.clone()], &b[s]), o)
-        });
-    } else if b.len() == 1 && a.len() == n {
-        par_rows(&mut y, TASK, |r, o| {
-            let s = r * TASK..r * TASK + o.len();
-            vmath::binary(op, Operands::ScalarB(&a[s], b[0]), o)
-        });
-    } else if a.len() == 1 && b.len() == n {
-        par_rows(&mut y, TASK, |r, o| {
-            let s = r * TASK..r * TASK + o.len();
-            vmath::binary(op, Operands::ScalarA(a[0], &b[s]), o)
-        });
-    } else if a.len() == n {
-        let Some((_, mid, inner)) = block(&out, bsh) else {
-            return Ok(None);
-        };
-        if inner == 1 {
-            par_rows(&mut y, mid, |r, o| {
-                vmath::binary(op, Operands::Both(&a[r * mid..(r + 1) * mid], b), o)
-            });
-        } else {
-            par_rows(&mut y, inner, |r, o| {
-                let s = r * inner..(r + 1) * inner;
-                vmath::binary(op, Operands::ScalarB(&a[s], b[r % mid]), o)
-            });
-        }
-    } else if b.len() == n {
-        let Some((_, mid, inner)) = block(&out, ash) else {
-            return Ok(None);
-        };
-        if inner == 1 {
-            par_rows(&mut y, mid, |r, o| {
-                vmath::binary(op, Operands::Both(a, &b[r * mid..(r + 1) * mid]), o)
-            });
-        } else {
-            par_rows(&mut y, inner, |r, o| {
-                let s = r * inner..(r + 1) * inner;
-                vmath::binary(op, Operands::ScalarA(a[r % mid], &b[s]), o)
-            });
-        }
-    } else {
+    if layout(&out, ash, bsh, n).is_none() && n != 0 {
         return Ok(None);
     }
+    let mut y = vec![0f32; n];
+    binary_into(op, a, ash, b, bsh, &out, &mut y);
     Ok(Some((out, y)))
+}
+
+/// `y = a op b` for an output of shape `out` (the broadcast of `ash` and `bsh`, which the
+/// caller checked, as it checked the operands hold their shapes' sizes). False, with `y`
+/// untouched, for a layout this path does not cover.
+pub fn binary_into(
+    op: Bin,
+    a: &[f32],
+    ash: &[usize],
+    b: &[f32],
+    bsh: &[usize],
+    out: &[usize],
+    y: &mut [f32],
+) -> bool {
+    let n = y.len();
+    if n == 0 {
+        return true;
+    }
+    let Some((lay, full_a)) = layout(out, ash, bsh, n) else {
+        return false;
+    };
+    let (f, s) = if full_a { (a, b) } else { (b, a) };
+    // The operands in their order, `f`'s part `fr` against `s`'s part `sr`.
+    let both = |fr: &[f32], sr: &[f32], o: &mut [f32]| {
+        if full_a {
+            vmath::binary(op, Operands::Both(fr, sr), o)
+        } else {
+            vmath::binary(op, Operands::Both(sr, fr), o)
+        }
+    };
+    let scalar = |fr: &[f32], v: f32, o: &mut [f32]| {
+        if full_a {
+            vmath::binary(op, Operands::ScalarB(fr, v), o)
+        } else {
+            vmath::binary(op, Operands::ScalarA(v, fr), o)
+        }
+    };
+    match lay {
+        Layout::Both => par_rows(y, TASK, |r, o| {
+            let i = r * TASK..r * TASK + o.len();
+            both(&f[i.clone()], &s[i], o)
+        }),
+        Layout::Scalar => par_rows(y, TASK, |r, o| {
+            scalar(&f[r * TASK..r * TASK + o.len()], s[0], o)
+        }),
+        Layout::Row { mid } => par_rows(y, mid, |r, o| both(&f[r * mid..(r + 1) * mid], s, o)),
+        Layout::Spread { mid, inner } => par_rows(y, inner, |r, o| {
+            scalar(&f[r * inner..(r + 1) * inner], s[r % mid], o)
+        }),
+    }
+    true
+}
+
+/// `io = a op b` in place, where `io` holds operand `a` (`io_is_a`) or `b` on entry and
+/// has the output's shape `out`; `other` is the other operand, of shape `osh`. False,
+/// with `io` untouched, for a layout this path does not cover.
+pub fn binary_inplace(
+    op: Bin,
+    io: &mut [f32],
+    io_is_a: bool,
+    other: &[f32],
+    osh: &[usize],
+    out: &[usize],
+) -> bool {
+    let n = io.len();
+    if n == 0 {
+        return true;
+    }
+    let Some((lay, _)) = layout(out, out, osh, n) else {
+        return false;
+    };
+    let run = |o: &mut [f32], v: Other<'_>| vmath::binary_inplace(op, o, v, io_is_a);
+    match lay {
+        Layout::Both => par_rows(io, TASK, |r, o| {
+            run(o, Other::Slice(&other[r * TASK..r * TASK + o.len()]))
+        }),
+        Layout::Scalar => par_rows(io, TASK, |_, o| run(o, Other::Scalar(other[0]))),
+        Layout::Row { mid } => par_rows(io, mid, |_, o| run(o, Other::Slice(other))),
+        Layout::Spread { mid, inner } => {
+            par_rows(io, inner, |r, o| run(o, Other::Scalar(other[r % mid])))
+        }
+    }
+    true
 }
 
 /// Calls `f(row index, row)` for each `len`-element row of `y` (the last may be short),

@@ -19,6 +19,13 @@ fn relu<T: Num>(x: &[T]) -> Vec<T> {
     x.iter().map(|&v| if v > zero { v } else { zero }).collect()
 }
 
+/// `x > 0 ? x : 0`, as the generic loop (NaN and -0 give +0).
+const RELU: millrace_kernels::vmath::Func = millrace_kernels::vmath::Func::ReluZeroNan;
+
+fn relu_f32(x: &[f32], y: &mut [f32]) {
+    super::fast::unary_into(RELU, x, y)
+}
+
 impl Op for Relu {
     fn name(&self) -> &'static str {
         "Relu"
@@ -36,8 +43,8 @@ impl Op for Relu {
         let x = inputs.req(0)?;
         let shape = x.shape().to_vec();
         if let Ok(v) = x.as_slice::<f32>() {
-            // `x > 0 ? x : 0`, as the generic loop below.
-            let y = super::fast::unary(millrace_kernels::vmath::Func::ReluZeroNan, v);
+            let mut y = vec![0f32; v.len()];
+            relu_f32(v, &mut y);
             return Ok(vec![output(self.name(), shape, y)?]);
         }
         let y = crate::dispatch_num!(self.name(), x, |v: T| output(
@@ -47,6 +54,11 @@ impl Op for Relu {
         )?);
         Ok(vec![y])
     }
+
+    crate::unary_into_hooks!(
+        |_: &Self, x: &[f32], y: &mut [f32]| relu_f32(x, y),
+        |_: &Self, io: &mut [f32]| super::fast::unary_inplace(RELU, io)
+    );
 
     fn as_any(&self) -> &dyn Any {
         self
@@ -62,6 +74,14 @@ mod tests {
         let x = Tensor::from_vec(vec![4], vec![-1.0f32, 0.0, 2.5, -0.0]).unwrap();
         let y = Relu.eval(&Inputs::new("Relu", &[Some(&x)])).unwrap();
         assert_eq!(y[0].as_slice::<f32>().unwrap(), &[0.0, 0.0, 2.5, 0.0]);
+    }
+
+    #[test]
+    fn planned_paths_match_eval() {
+        let x = crate::into_check::rand(&[3, 70_000], 1);
+        assert!(crate::into_check::check(&Relu, &[Some(&x)]));
+        let x = Tensor::from_vec(vec![3], vec![f32::NAN, -0.0, 1.0]).unwrap();
+        assert!(crate::into_check::check(&Relu, &[Some(&x)]));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Shared machinery of the unary math ops and activations: a [`Float`] trait over f32/f64
 //! (f16/bf16 compute through f32), an accurate `erf`, and evaluation helpers.
+use crate::planned::{check_out, check_shape, f32_io, f32_shape};
 use crate::util::output;
 use millrace_core::{bf16, f16, Tensor, TensorData};
-use millrace_ir::{Inputs, OpError};
+use millrace_ir::{F32View, Inputs, OpError, ValueType};
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 /// Float math in the element's own precision (f32 math stays in f32).
@@ -150,10 +151,11 @@ pub trait FloatKernel {
 pub fn map_float<K: FloatKernel>(op: &str, k: &K, x: &Tensor) -> Result<Tensor, OpError> {
     let shape = x.shape().to_vec();
     match x.data() {
-        TensorData::F32(v) => match k.vfunc() {
-            Some(f) => output(op, shape, super::fast::unary(f, v)),
-            None => output(op, shape, v.iter().map(|&a| k.apply(a)).collect()),
-        },
+        TensorData::F32(v) => {
+            let mut y = vec![0f32; v.len()];
+            float_fill(k, v, &mut y);
+            output(op, shape, y)
+        }
         TensorData::F64(v) => output(op, shape, v.iter().map(|&a| k.apply(a)).collect()),
         TensorData::F16(v) => output(
             op,
@@ -171,6 +173,110 @@ pub fn map_float<K: FloatKernel>(op: &str, k: &K, x: &Tensor) -> Result<Tensor, 
         ),
         other => Err(OpError::unsupported(op, format!("dtype {}", other.dtype()))),
     }
+}
+
+/// `y = k(x)` elementwise, f32 (`y` of `x`'s length): the one f32 path of `eval`,
+/// `eval_into` and (through [`float_fill_inplace`]) `eval_inplace`.
+pub fn float_fill<K: FloatKernel>(k: &K, x: &[f32], y: &mut [f32]) {
+    match k.vfunc() {
+        Some(f) => super::fast::unary_into(f, x, y),
+        None => y.iter_mut().zip(x).for_each(|(o, &a)| *o = k.apply(a)),
+    }
+}
+
+/// `io = k(io)` elementwise, f32.
+pub fn float_fill_inplace<K: FloatKernel>(k: &K, io: &mut [f32]) {
+    match k.vfunc() {
+        Some(f) => super::fast::unary_inplace(f, io),
+        None => io.iter_mut().for_each(|v| *v = k.apply(*v)),
+    }
+}
+
+/// `writes_into` of a one-input elementwise op: f32 in and out, of one concrete shape.
+pub fn unary_writes_into(inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+    f32_io(inputs, outputs, 1) && f32_shape(&inputs[0]) == f32_shape(&outputs[0])
+}
+
+/// The input of a one-input elementwise op's `eval_into`, checked against the output.
+pub fn unary_input<'a>(
+    op: &str,
+    inputs: &[Option<F32View<'a>>],
+    out: &[f32],
+    out_shape: &[usize],
+) -> Result<&'a [f32], OpError> {
+    let x = F32View::req(inputs, op, 0)?;
+    check_shape(op, "input", x.shape, out_shape)?;
+    check_out(op, out, out_shape)?;
+    if x.data.len() != out.len() {
+        return Err(OpError::invalid(op, "input data does not match its shape"));
+    }
+    Ok(x.data)
+}
+
+/// Checks an `eval_inplace` call of a one-input elementwise op.
+pub fn unary_inplace_args(
+    op: &str,
+    index: usize,
+    io: &[f32],
+    out_shape: &[usize],
+) -> Result<(), OpError> {
+    if index != 0 {
+        return Err(OpError::invalid(
+            op,
+            format!("no input {index} to overwrite"),
+        ));
+    }
+    check_out(op, io, out_shape)
+}
+
+/// Implements the planned-buffer hooks (into and in place) of a one-input f32 op, inside
+/// its `impl Op`, given the f32 fill functions `$fill(&self, x, y)` and
+/// `$fill_inplace(&self, io)`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! unary_into_hooks {
+    ($fill:expr, $fill_inplace:expr) => {
+        fn writes_into(
+            &self,
+            inputs: &[millrace_ir::ValueType],
+            outputs: &[millrace_ir::ValueType],
+        ) -> bool {
+            $crate::elementwise::unary::unary_writes_into(inputs, outputs)
+        }
+
+        fn eval_into(
+            &self,
+            inputs: &[Option<millrace_ir::F32View<'_>>],
+            out: &mut [f32],
+            out_shape: &[usize],
+        ) -> Result<(), millrace_ir::OpError> {
+            let x = $crate::elementwise::unary::unary_input(self.name(), inputs, out, out_shape)?;
+            #[allow(clippy::redundant_closure_call)]
+            ($fill)(self, x, out);
+            Ok(())
+        }
+
+        fn inplace_input(
+            &self,
+            inputs: &[millrace_ir::ValueType],
+            outputs: &[millrace_ir::ValueType],
+        ) -> Option<usize> {
+            $crate::elementwise::unary::unary_writes_into(inputs, outputs).then_some(0)
+        }
+
+        fn eval_inplace(
+            &self,
+            index: usize,
+            _inputs: &[Option<millrace_ir::F32View<'_>>],
+            io: &mut [f32],
+            out_shape: &[usize],
+        ) -> Result<(), millrace_ir::OpError> {
+            $crate::elementwise::unary::unary_inplace_args(self.name(), index, io, out_shape)?;
+            #[allow(clippy::redundant_closure_call)]
+            ($fill_inplace)(self, io);
+            Ok(())
+        }
+    };
 }
 
 /// Evaluates a one-input float op.
@@ -220,6 +326,13 @@ macro_rules! float_op_impl {
             ) -> Result<Vec<millrace_core::Tensor>, millrace_ir::OpError> {
                 $crate::elementwise::unary::eval_float(stringify!($name), self, inputs)
             }
+
+            $crate::unary_into_hooks!(
+                |k: &Self, x: &[f32], y: &mut [f32]| $crate::elementwise::unary::float_fill(
+                    k, x, y
+                ),
+                |k: &Self, io: &mut [f32]| $crate::elementwise::unary::float_fill_inplace(k, io)
+            );
 
             fn describe(&self) -> String {
                 $crate::elementwise::unary::FloatKernel::attrs(self)
@@ -346,6 +459,46 @@ sign_half!(f16, bf16);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planned_paths_match_eval() {
+        use super::super::{
+            erf::Erf, exp::Exp, gelu::Gelu, hard_sigmoid::HardSigmoid, hard_swish::HardSwish,
+            leaky_relu::LeakyRelu, sigmoid::Sigmoid, sqrt::Sqrt, tanh::Tanh,
+        };
+        use crate::into_check::{check, rand, refuses};
+        use millrace_core::DType;
+        let ops: Vec<Box<dyn millrace_ir::Op>> = vec![
+            Box::new(Sigmoid),
+            Box::new(Tanh),
+            Box::new(Erf),
+            Box::new(Exp),
+            Box::new(Sqrt),
+            Box::new(HardSwish),
+            Box::new(LeakyRelu { alpha: 0.1 }),
+            Box::new(HardSigmoid::default()),
+            Box::new(Gelu { tanh: false }),
+            Box::new(Gelu { tanh: true }),
+        ];
+        for op in &ops {
+            for shape in [&[2, 3, 5][..], &[3, 70_000], &[0, 4], &[]] {
+                let x = rand(shape, 7);
+                assert!(check(op.as_ref(), &[Some(&x)]), "{}", op.name());
+            }
+            let f64t = ValueType::concrete(DType::F64, &[4]);
+            refuses(
+                op.as_ref(),
+                std::slice::from_ref(&f64t),
+                std::slice::from_ref(&f64t),
+            );
+            let unk = ValueType::of_dtype(DType::F32);
+            refuses(
+                op.as_ref(),
+                std::slice::from_ref(&unk),
+                std::slice::from_ref(&unk),
+            );
+        }
+    }
 
     #[test]
     fn erf_matches_reference_values() {

@@ -1,11 +1,12 @@
 //! AveragePool (ONNX opsets 1, 7, 10, 11, 19, 22): N-d window mean; padding counts toward
 //! the divisor only with count_include_pad=1.
 use super::common::{float_out, Float, Window};
-use super::pooling::{geom2d, infer, kernel_err, out_shape, resolve, Table};
+use super::pooling::{
+    geom2d, infer, kernel_err, out_shape, pool2d_args, pool2d_writes_into, resolve, Table,
+};
 use crate::float_run;
-use crate::util::output;
 use millrace_core::Tensor;
-use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_ir::{Attributes, Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use rayon::prelude::*;
 use std::any::Any;
 use std::sync::Arc;
@@ -91,15 +92,30 @@ impl Op for AveragePool {
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
         let r = resolve(NAME, &self.window, x.shape())?;
-        if let Some(g) = geom2d(x, &r) {
-            let xs = x.as_slice::<f32>().map_err(|e| OpError::tensor(NAME, e))?;
-            let mut y = vec![0.0f32; g.c * g.oh * g.ow];
-            let pads_end = (r.pads_end[0], r.pads_end[1]);
-            millrace_kernels::pool::avg_pool2d(xs, &g, pads_end, self.count_include_pad, &mut y)
-                .map_err(|e| kernel_err(NAME, e))?;
-            return Ok(vec![output(NAME, out_shape(x.shape(), &r), y)?]);
+        if geom2d(x, &r).is_some() {
+            let shape = out_shape(x.shape(), &r);
+            let views = crate::planned::views(NAME, inputs)?;
+            return Ok(vec![crate::planned::alloc_f32(NAME, shape.clone(), |y| {
+                self.eval_into(&views, y, &shape)
+            })?]);
         }
         float_run!(NAME, x.dtype(), eval_as(self, x))
+    }
+
+    fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+        pool2d_writes_into(NAME, &self.window, inputs, outputs)
+    }
+
+    fn eval_into(
+        &self,
+        inputs: &[Option<F32View<'_>>],
+        out: &mut [f32],
+        out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        let (x, r, g) = pool2d_args(NAME, &self.window, inputs, out, out_shape)?;
+        let pads_end = (r.pads_end[0], r.pads_end[1]);
+        millrace_kernels::pool::avg_pool2d(x, &g, pads_end, self.count_include_pad, out)
+            .map_err(|e| kernel_err(NAME, e))
     }
 
     fn describe(&self) -> String {

@@ -14,8 +14,9 @@
 //! per register tile.
 use super::common::Window;
 use super::conv::Conv;
+use crate::planned::{alloc_f32, check_out, check_shape, f32_io, f32_shape, views};
 use millrace_core::{DType, Dim, Tensor, TensorData};
-use millrace_ir::{Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_ir::{Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
 use millrace_kernels::depthwise::depthwise2d;
@@ -24,6 +25,7 @@ use millrace_kernels::gemm::{
 };
 use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
 use std::any::Any;
+use std::sync::Mutex;
 
 const NAME: &str = "FusedConv";
 
@@ -53,6 +55,9 @@ pub struct FusedConv {
     /// Names of the nodes folded in, for plans and profiles.
     fused: Vec<String>,
     path: Path,
+    /// The last input shape's resolved geometry: resolving the window allocates, and the
+    /// planned path must not, so steady-state runs (one shape) read it from here.
+    geom_cache: Mutex<Option<([usize; 4], Geom2d)>>,
 }
 
 impl FusedConv {
@@ -141,6 +146,7 @@ impl FusedConv {
             residual,
             fused,
             path,
+            geom_cache: Mutex::new(None),
         })
     }
 
@@ -154,7 +160,28 @@ impl FusedConv {
         packed + self.weights.len() * 4
     }
 
+    fn out_shape(&self, x: &[usize]) -> Result<Vec<usize>, OpError> {
+        let (_, oh, ow) = self.geom(x)?;
+        Ok(vec![x[0], self.w_shape[0], oh, ow])
+    }
+
     fn geom(&self, x: &[usize]) -> Result<(Geom2d, usize, usize), OpError> {
+        let key: Option<[usize; 4]> = x.try_into().ok();
+        if let (Some(key), Ok(cache)) = (key, self.geom_cache.lock()) {
+            if let Some((k, g)) = *cache {
+                if k == key {
+                    return Ok((g, g.oh, g.ow));
+                }
+            }
+        }
+        let r = self.resolve_geom(x)?;
+        if let (Some(key), Ok(mut cache)) = (key, self.geom_cache.lock()) {
+            *cache = Some((key, r.0));
+        }
+        Ok(r)
+    }
+
+    fn resolve_geom(&self, x: &[usize]) -> Result<(Geom2d, usize, usize), OpError> {
         let &[_, c, h, w] = x else {
             return Err(OpError::invalid(NAME, format!("input {x:?} is not 4-D")));
         };
@@ -238,33 +265,64 @@ impl Op for FusedConv {
 
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let xt = inputs.req(0)?;
-        let x = f32s(xt, "input")?;
-        let (g, oh, ow) = self.geom(xt.shape())?;
-        let (n, m) = (xt.shape()[0], self.w_shape[0]);
-        let out_shape = vec![n, m, oh, ow];
+        f32s(xt, "input")?;
+        let out_shape = self.out_shape(xt.shape())?;
+        let views = views(NAME, inputs)?;
+        Ok(vec![alloc_f32(NAME, out_shape.clone(), |y| {
+            self.eval_into(&views, y, &out_shape)
+        })?])
+    }
+
+    fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+        let n = 1 + self.residual as usize;
+        if !f32_io(inputs, outputs, n) {
+            return false;
+        }
+        match (f32_shape(&inputs[0]), f32_shape(&outputs[0])) {
+            (Some(x), Some(y)) => {
+                self.out_shape(&x).is_ok_and(|s| s == y)
+                    && (!self.residual || f32_shape(&inputs[1]).is_some_and(|r| r == y))
+            }
+            _ => false,
+        }
+    }
+
+    fn eval_into(
+        &self,
+        inputs: &[Option<F32View<'_>>],
+        y: &mut [f32],
+        out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        let xv = F32View::req(inputs, NAME, 0)?;
+        let x = xv.data;
+        let (g, oh, ow) = self.geom(xv.shape)?;
+        let (n, m) = (xv.shape[0], self.w_shape[0]);
+        check_shape(NAME, "output", out_shape, &[n, m, oh, ow])?;
+        check_out(NAME, y, out_shape)?;
+        if x.len() != xv.shape.iter().product::<usize>() {
+            return Err(OpError::invalid(
+                NAME,
+                "input data does not match its shape",
+            ));
+        }
         let res = if self.residual {
-            let r = inputs.req(1)?;
-            if r.shape() != out_shape.as_slice() {
+            let r = F32View::req(inputs, NAME, 1)?;
+            check_shape(NAME, "residual", r.shape, out_shape)?;
+            if r.data.len() != y.len() {
                 return Err(OpError::invalid(
                     NAME,
-                    format!(
-                        "residual shape {:?} differs from the output's {out_shape:?}",
-                        r.shape()
-                    ),
+                    "residual data does not match its shape",
                 ));
             }
-            Some(f32s(r, "residual")?)
+            Some(r.data)
         } else {
             None
         };
         let plane = oh * ow;
         let in_img = g.c * self.group * g.h * g.w;
         let out_img = m * plane;
-        let mut y = vec![0.0f32; n * out_img];
         if y.is_empty() {
-            return Ok(vec![
-                Tensor::new(out_shape, TensorData::F32(y)).map_err(|e| OpError::tensor(NAME, e))?
-            ]);
+            return Ok(());
         }
         let mg = m / self.group;
         let in_grp = g.c * g.h * g.w;
@@ -368,9 +426,7 @@ impl Op for FusedConv {
                 }
             }
         }
-        Ok(vec![
-            Tensor::new(out_shape, TensorData::F32(y)).map_err(|e| OpError::tensor(NAME, e))?
-        ])
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -501,6 +557,68 @@ mod tests {
                     };
                     assert!((g[i] - e).abs() < tol, "{i}: {} vs {e}", g[i]);
                 }
+            }
+        }
+    }
+
+    /// Every path's planned-buffer run gives `eval`'s bits, and a residual that is not
+    /// f32 or a second output refuses the planned path.
+    #[test]
+    fn planned_paths_match_eval() {
+        use crate::into_check::{check, rand, refuses};
+        // (c, m, h, k, s, p, group, expected impl)
+        for (c, m, h, k, s, p, group, want) in [
+            (16, 24, 9, 1, 1, 0, 1, "impl=gemm"), // 1x1 direct
+            (8, 16, 9, 3, 1, 1, 1, "impl=gemm"),  // kxk im2col
+            (3, 40, 12, 7, 2, 3, 1, "impl=gemm"), // stride 2
+            (16, 16, 7, 1, 2, 0, 1, "impl=gemm"), // 1x1 stride 2
+            (128, 32, 12, 3, 1, 1, 1, "impl=winograd"),
+            (6, 6, 9, 3, 1, 1, 6, "impl=depthwise"),
+            (6, 6, 9, 3, 2, 1, 6, "impl=depthwise"),
+            (8, 12, 10, 3, 2, 1, 4, "impl=gemm"), // grouped
+        ] {
+            let a = attrs(
+                "Conv",
+                vec![
+                    ("kernel_shape", Attr::Ints(vec![k as i64, k as i64])),
+                    ("strides", Attr::Ints(vec![s as i64, s as i64])),
+                    ("pads", Attr::Ints(vec![p as i64; 4])),
+                    ("group", Attr::Int(group as i64)),
+                ],
+            );
+            let conv = Conv::parse(&a).unwrap();
+            let x = rand(&[2, c, h, h], 1);
+            let ws = vec![m, c / group, k, k];
+            let wv = rnd(ws.iter().product(), 2);
+            for (act, with_res, bias) in [
+                (Activation::None, false, false),
+                (Activation::Relu, true, true),
+                (Activation::Clip { lo: 0.0, hi: 6.0 }, false, true),
+                (Activation::Sigmoid, true, false),
+            ] {
+                let f = FusedConv::new(
+                    &conv,
+                    Some(x.shape()),
+                    &ws,
+                    wv.clone(),
+                    bias.then(|| rnd(m, 3)),
+                    act,
+                    with_res,
+                    vec![],
+                )
+                .unwrap();
+                assert!(f.describe().contains(want), "{}", f.describe());
+                let y = f.out_shape(x.shape()).unwrap();
+                let res = rand(&y, 4);
+                check(&f, &[Some(&x), with_res.then_some(&res)]);
+                let t = |s: &[usize]| ValueType::concrete(DType::F32, s);
+                if with_res {
+                    let r64 = ValueType::concrete(DType::F64, &y);
+                    refuses(&f, &[t(x.shape()), r64], &[t(&y)]);
+                    refuses(&f, &[t(x.shape())], &[t(&y)]);
+                }
+                refuses(&f, &[t(x.shape()), t(&y)], &[t(&y), t(&y)]);
+                refuses(&f, &[ValueType::of_dtype(DType::F32), t(&y)], &[t(&y)]);
             }
         }
     }

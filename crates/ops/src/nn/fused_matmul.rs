@@ -7,8 +7,9 @@
 //! leading dimension is a GEMM row, so a transformer's `[batch, seq, hidden]` activations
 //! are one `batch*seq x hidden` product. The bias is added per output column and the
 //! activation applied on each register tile before it is stored.
+use crate::planned::{alloc_f32, check_out, check_shape, f32_io, f32_shape, views};
 use millrace_core::{DType, Dim, Tensor, TensorData};
-use millrace_ir::{Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_ir::{Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use millrace_kernels::activation::Activation;
 use millrace_kernels::gemm::{gemm_ex, Bias, Epilogue, Lhs, Out, Packed, Rhs, Strided, View};
 use std::any::Any;
@@ -128,38 +129,64 @@ impl Op for FusedMatMul {
 
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let at = inputs.req(0)?;
-        let TensorData::F32(a) = at.data() else {
+        if !matches!(at.data(), TensorData::F32(_)) {
             return Err(OpError::invalid(
                 NAME,
                 format!("input must be float32, got {}", at.dtype()),
             ));
-        };
+        }
         let shape = self.out_shape(at.shape())?;
-        let m = at.shape()[..at.rank() - 1].iter().product::<usize>();
+        let views = views(NAME, inputs)?;
+        Ok(vec![alloc_f32(NAME, shape.clone(), |y| {
+            self.eval_into(&views, y, &shape)
+        })?])
+    }
+
+    fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+        let n = 1 + self.residual as usize;
+        if !f32_io(inputs, outputs, n) {
+            return false;
+        }
+        match (f32_shape(&inputs[0]), f32_shape(&outputs[0])) {
+            (Some(a), Some(y)) => {
+                self.out_shape(&a).is_ok_and(|s| s == y)
+                    && (!self.residual || f32_shape(&inputs[1]).is_some_and(|r| r == y))
+            }
+            _ => false,
+        }
+    }
+
+    fn eval_into(
+        &self,
+        inputs: &[Option<F32View<'_>>],
+        y: &mut [f32],
+        out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        let av = F32View::req(inputs, NAME, 0)?;
+        let a = av.data;
+        // Checked without building the shape: this path must not allocate.
+        let fits = match (av.shape.split_last(), out_shape.split_last()) {
+            (Some((&k, lead)), Some((&n, olead))) => k == self.k && n == self.n && lead == olead,
+            _ => false,
+        };
+        if !fits {
+            return Err(OpError::invalid(
+                NAME,
+                format!(
+                    "input {:?} and output {out_shape:?} do not fit K = {}, N = {}",
+                    av.shape, self.k, self.n
+                ),
+            ));
+        }
+        check_out(NAME, y, out_shape)?;
+        let m = av.shape[..av.shape.len() - 1].iter().product::<usize>();
         let res = if self.residual {
-            let r = inputs.req(1)?;
-            if r.shape() != shape.as_slice() {
-                return Err(OpError::invalid(
-                    NAME,
-                    format!(
-                        "residual shape {:?} differs from the output's {shape:?}",
-                        r.shape()
-                    ),
-                ));
-            }
-            match r.data() {
-                TensorData::F32(v) => Some(v.as_slice()),
-                d => {
-                    return Err(OpError::invalid(
-                        NAME,
-                        format!("residual must be float32, got {}", d.dtype()),
-                    ))
-                }
-            }
+            let r = F32View::req(inputs, NAME, 1)?;
+            check_shape(NAME, "residual", r.shape, out_shape)?;
+            Some(r.data)
         } else {
             None
         };
-        let mut y = vec![0.0f32; m * self.n];
         let src =
             Strided::rows(a, m, self.k).ok_or_else(|| OpError::invalid(NAME, "input too short"))?;
         gemm_ex(
@@ -167,7 +194,7 @@ impl Op for FusedMatMul {
             Lhs::Source(&src),
             Rhs::Packed(&self.packed),
             Out {
-                data: &mut y,
+                data: y,
                 rs: self.n,
                 cs: 1,
             },
@@ -183,10 +210,7 @@ impl Op for FusedMatMul {
                 ..Epilogue::default()
             },
         )
-        .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
-        Ok(vec![
-            Tensor::new(shape, TensorData::F32(y)).map_err(|e| OpError::tensor(NAME, e))?
-        ])
+        .map_err(|e| OpError::invalid(NAME, e.to_string()))
     }
 
     fn describe(&self) -> String {
@@ -221,6 +245,44 @@ impl Op for FusedMatMul {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planned_paths_match_eval() {
+        use crate::into_check::{check, rand, refuses};
+        let (k, n) = (37, 45);
+        let w = rand(&[k, n], 9);
+        let w = w.as_slice::<f32>().unwrap();
+        for (bias, act, residual, lead) in [
+            (false, Activation::None, false, vec![5]),
+            (true, Activation::Relu, false, vec![2, 7]),
+            (true, Activation::Gelu, true, vec![3, 33]),
+            (false, Activation::Sigmoid, true, vec![1, 1, 130]),
+        ] {
+            let f = FusedMatMul::new(
+                k,
+                n,
+                w,
+                false,
+                1.0,
+                bias.then(|| rand(&[n], 3).as_slice::<f32>().unwrap().to_vec()),
+                act,
+                residual,
+                vec![],
+            )
+            .unwrap();
+            let mut xs = lead.clone();
+            xs.push(k);
+            let mut ys = lead.clone();
+            ys.push(n);
+            let (x, r) = (rand(&xs, 1), rand(&ys, 2));
+            check(&f, &[Some(&x), residual.then_some(&r)]);
+            let t = |s: &[usize]| ValueType::concrete(DType::F32, s);
+            refuses(&f, &[t(&xs), t(&ys)], &[t(&xs)]);
+            if residual {
+                refuses(&f, &[t(&xs)], &[t(&ys)]);
+            }
+        }
+    }
 
     #[test]
     fn matches_naive_with_epilogue() {

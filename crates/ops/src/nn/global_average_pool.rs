@@ -68,15 +68,46 @@ impl Op for GlobalAveragePool {
         let x = inputs.req(0)?;
         if x.dtype() == millrace_core::DType::F32 {
             let shape = global_shape(NAME, x.shape())?;
-            let planes = x.shape()[0] * x.shape()[1];
-            let plane = prod(&x.shape()[2..]);
-            let xs = x.as_slice::<f32>().map_err(|e| OpError::tensor(NAME, e))?;
-            let mut y = vec![0.0f32; planes];
-            millrace_kernels::pool::global_avg_pool(xs, planes, plane, &mut y)
-                .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
-            return Ok(vec![crate::util::output(NAME, shape, y)?]);
+            let views = crate::planned::views(NAME, inputs)?;
+            return Ok(vec![crate::planned::alloc_f32(NAME, shape.clone(), |y| {
+                self.eval_into(&views, y, &shape)
+            })?]);
         }
         float_run!(NAME, x.dtype(), eval_as(x))
+    }
+
+    fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+        crate::planned::f32_io(inputs, outputs, 1)
+            && match (
+                crate::planned::f32_shape(&inputs[0]),
+                crate::planned::f32_shape(&outputs[0]),
+            ) {
+                (Some(x), Some(y)) => global_shape(NAME, &x).is_ok_and(|s| s == y),
+                _ => false,
+            }
+    }
+
+    fn eval_into(
+        &self,
+        inputs: &[Option<millrace_ir::F32View<'_>>],
+        out: &mut [f32],
+        out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        let x = millrace_ir::F32View::req(inputs, NAME, 0)?;
+        if x.shape.len() < 2 {
+            return Err(OpError::invalid(NAME, "input must be N x C x ..."));
+        }
+        let planes = x.shape[0] * x.shape[1];
+        crate::planned::check_out(NAME, out, out_shape)?;
+        if out.len() != planes {
+            return Err(OpError::invalid(
+                NAME,
+                format!("output {out_shape:?} is not N x C x 1..."),
+            ));
+        }
+        let plane = prod(&x.shape[2..]);
+        millrace_kernels::pool::global_avg_pool(x.data, planes, plane, out)
+            .map_err(|e| OpError::invalid(NAME, e.to_string()))
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -9,7 +9,7 @@ use super::common::{float_out, mean_var, param, prod, Float};
 use crate::float_run;
 use crate::util::{broadcast_index, dims, normalize_axis, output};
 use millrace_core::{DType, Dim, Tensor};
-use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_ir::{Attributes, Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use rayon::prelude::*;
 use std::any::Any;
 use std::sync::Arc;
@@ -21,6 +21,11 @@ pub struct LayerNormalization {
 }
 
 const NAME: &str = "LayerNormalization";
+
+/// An absent optional input, as the planner types it.
+fn is_absent(t: &ValueType) -> bool {
+    t.dtype.is_none() && t.shape.is_none()
+}
 
 impl LayerNormalization {
     pub fn from_onnx(attrs: &Attributes, _opset: i64) -> Result<Arc<dyn Op>, OpError> {
@@ -63,67 +68,145 @@ fn param_index(p: &[usize], inner: &[usize], what: &str) -> Result<Vec<usize>, O
 /// Elements below which the fast path stays on one thread.
 const PAR_MIN: usize = 1 << 16;
 
-/// The fast path; `None` when the operands are not all f32 of the block's full size.
-fn eval_f32(ln: &LayerNormalization, inputs: &Inputs<'_>) -> Result<Option<Vec<Tensor>>, OpError> {
-    use millrace_kernels::vmath;
-    let x = inputs.req(0)?;
-    let Ok(xs) = x.as_slice::<f32>() else {
-        return Ok(None);
-    };
-    let shape = x.shape().to_vec();
-    let a = normalize_axis(NAME, ln.axis, shape.len())?;
-    let inner = &shape[a..];
-    let n = prod(inner);
-    let scale_t = inputs.req(1)?;
-    let bias_t = inputs.opt(2);
-    let full = |t: &Tensor| t.len() == n && t.as_slice::<f32>().is_ok();
-    if !full(scale_t) || !bias_t.is_none_or(full) {
-        return Ok(None);
+/// Whether a parameter of shape `p` broadcasts to the normalized block `inner`.
+fn param_ok(p: &[usize], inner: &[usize]) -> bool {
+    let mut p = p;
+    while p.len() > inner.len() && p.first() == Some(&1) {
+        p = &p[1..];
     }
-    // Validates the shapes (a full-size parameter that broadcasts is the identity map).
-    param_index(scale_t.shape(), inner, "Scale")?;
-    let scale = scale_t
-        .as_slice::<f32>()
-        .map_err(|e| OpError::tensor(NAME, e))?;
-    let bias: &[f32] = match bias_t {
-        Some(b) => {
-            param_index(b.shape(), inner, "B")?;
-            b.as_slice::<f32>().map_err(|e| OpError::tensor(NAME, e))?
-        }
-        None => &[],
-    };
-    let rows = prod(&shape[..a]);
-    let mut y = vec![0f32; xs.len()];
-    let mut means = vec![0f32; rows];
-    let mut invs = vec![0f32; rows];
-    let eps = ln.epsilon;
-    let row = |xi: &[f32], yo: &mut [f32], m: &mut f32, iv: &mut f32| {
+    p.len() <= inner.len()
+        && p.iter()
+            .rev()
+            .zip(inner.iter().rev())
+            .all(|(&a, &b)| a == b || a == 1)
+}
+
+/// The f32 fast path over `rows` rows of `n`: `y`, and the per-row mean and inverse
+/// standard deviation when `stats` is given. `scale` (and `bias`, unless empty) hold `n`
+/// values. Shared by `eval` and `eval_into`.
+fn rows_f32(
+    eps: f32,
+    xs: &[f32],
+    n: usize,
+    scale: &[f32],
+    bias: &[f32],
+    y: &mut [f32],
+    stats: Option<(&mut [f32], &mut [f32])>,
+) {
+    use millrace_kernels::vmath;
+    if n == 0 {
+        return;
+    }
+    let row = |xi: &[f32], yo: &mut [f32]| {
         let nf = n as f32;
         let mean = vmath::sum(xi) / nf;
         let var = vmath::sum_sq_dev(xi, mean) / nf;
         let inv = 1.0 / (var + eps).sqrt();
-        *m = mean;
-        *iv = inv;
         vmath::normalize_row(xi, yo, mean, inv, scale, bias);
+        (mean, inv)
     };
-    if n > 0 {
-        if xs.len() < PAR_MIN {
-            for (((yo, xi), m), iv) in y
-                .chunks_mut(n)
-                .zip(xs.chunks(n))
-                .zip(means.iter_mut())
-                .zip(invs.iter_mut())
-            {
-                row(xi, yo, m, iv);
+    match stats {
+        Some((means, invs)) => {
+            if xs.len() < PAR_MIN {
+                for (((yo, xi), m), iv) in y
+                    .chunks_mut(n)
+                    .zip(xs.chunks(n))
+                    .zip(means.iter_mut())
+                    .zip(invs.iter_mut())
+                {
+                    (*m, *iv) = row(xi, yo);
+                }
+            } else {
+                y.par_chunks_mut(n)
+                    .zip(xs.par_chunks(n))
+                    .zip(means.par_iter_mut().zip(invs.par_iter_mut()))
+                    .with_min_len((8192 / n).max(1))
+                    .for_each(|((yo, xi), (m, iv))| (*m, *iv) = row(xi, yo));
             }
-        } else {
-            y.par_chunks_mut(n)
-                .zip(xs.par_chunks(n))
-                .zip(means.par_iter_mut().zip(invs.par_iter_mut()))
-                .with_min_len((8192 / n).max(1))
-                .for_each(|((yo, xi), (m, iv))| row(xi, yo, m, iv));
+        }
+        None => {
+            if xs.len() < PAR_MIN {
+                for (yo, xi) in y.chunks_mut(n).zip(xs.chunks(n)) {
+                    row(xi, yo);
+                }
+            } else {
+                y.par_chunks_mut(n)
+                    .zip(xs.par_chunks(n))
+                    .with_min_len((8192 / n).max(1))
+                    .for_each(|(yo, xi)| {
+                        row(xi, yo);
+                    });
+            }
         }
     }
+}
+
+/// The checked operands of the f32 fast path: `(x, n, rows, scale, bias)`; `None` when
+/// the operands are not all f32 of the block's full size.
+#[allow(clippy::type_complexity)]
+fn f32_operands<'a>(
+    ln: &LayerNormalization,
+    inputs: &[Option<F32View<'a>>],
+) -> Result<Option<(&'a [f32], usize, usize, &'a [f32], &'a [f32])>, OpError> {
+    let x = F32View::req(inputs, NAME, 0)?;
+    let shape = x.shape;
+    let a = normalize_axis(NAME, ln.axis, shape.len())?;
+    let inner = &shape[a..];
+    let n = prod(inner);
+    let scale = F32View::req(inputs, NAME, 1)?;
+    let bias = inputs.get(2).copied().flatten();
+    if scale.data.len() != n || bias.is_some_and(|b| b.data.len() != n) {
+        return Ok(None);
+    }
+    if x.data.len() != prod(shape) {
+        return Err(OpError::invalid(
+            NAME,
+            "input data does not match its shape",
+        ));
+    }
+    for (t, what) in [(Some(scale), "Scale"), (bias, "B")] {
+        if let Some(t) = t {
+            if !param_ok(t.shape, inner) {
+                return Err(OpError::invalid(
+                    NAME,
+                    format!("{what} shape {:?} does not broadcast to {inner:?}", t.shape),
+                ));
+            }
+        }
+    }
+    Ok(Some((
+        x.data,
+        n,
+        prod(&shape[..a]),
+        scale.data,
+        bias.map_or(&[][..], |b| b.data),
+    )))
+}
+
+/// The fast path; `None` when the operands are not all f32 of the block's full size.
+fn eval_f32(ln: &LayerNormalization, inputs: &Inputs<'_>) -> Result<Option<Vec<Tensor>>, OpError> {
+    let x = inputs.req(0)?;
+    if (0..inputs.len().min(3)).any(|i| inputs.opt(i).is_some_and(|t| F32View::of(t).is_none())) {
+        return Ok(None);
+    }
+    let views = crate::planned::views(NAME, inputs)?;
+    let Some((xs, n, rows, scale, bias)) = f32_operands(ln, &views)? else {
+        return Ok(None);
+    };
+    let shape = x.shape().to_vec();
+    let a = normalize_axis(NAME, ln.axis, shape.len())?;
+    let mut y = vec![0f32; xs.len()];
+    let mut means = vec![0f32; rows];
+    let mut invs = vec![0f32; rows];
+    rows_f32(
+        ln.epsilon,
+        xs,
+        n,
+        scale,
+        bias,
+        &mut y,
+        Some((&mut means, &mut invs)),
+    );
     let mut stat_shape = shape[..a].to_vec();
     stat_shape.resize(shape.len(), 1);
     Ok(Some(vec![
@@ -214,6 +297,42 @@ impl Op for LayerNormalization {
         float_run!(NAME, x.dtype(), eval_as(self, inputs))
     }
 
+    fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+        use crate::planned::{f32_io, f32_shape, is_f32};
+        if !f32_io(inputs, outputs, 2)
+            || (inputs.len() > 2 && !is_absent(&inputs[2]) && !is_f32(inputs.get(2)))
+        {
+            return false;
+        }
+        let (Some(x), Some(y)) = (f32_shape(&inputs[0]), f32_shape(&outputs[0])) else {
+            return false;
+        };
+        let Ok(a) = normalize_axis(NAME, self.axis, x.len()) else {
+            return false;
+        };
+        let inner = &x[a..];
+        let n = prod(inner);
+        let full =
+            |t: &ValueType| f32_shape(t).is_some_and(|s| prod(&s) == n && param_ok(&s, inner));
+        x == y && full(&inputs[1]) && inputs.get(2).is_none_or(|b| is_absent(b) || full(b))
+    }
+
+    fn eval_into(
+        &self,
+        inputs: &[Option<F32View<'_>>],
+        out: &mut [f32],
+        out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        let x = F32View::req(inputs, NAME, 0)?;
+        crate::planned::check_shape(NAME, "output", out_shape, x.shape)?;
+        crate::planned::check_out(NAME, out, out_shape)?;
+        let (xs, n, _, scale, bias) = f32_operands(self, inputs)?.ok_or_else(|| {
+            OpError::unsupported(NAME, "eval_into with parameters smaller than the block")
+        })?;
+        rows_f32(self.epsilon, xs, n, scale, bias, out, None);
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!("axis={} epsilon={}", self.axis, self.epsilon)
     }
@@ -228,6 +347,28 @@ mod tests {
     use super::*;
     use crate::nn::conv::tests::attrs;
     use millrace_ir::Attr;
+
+    #[test]
+    fn planned_paths_match_eval() {
+        use crate::into_check::{check, rand, refuses};
+        for (shape, axis) in [(&[2, 5, 64][..], -1i64), (&[3, 4, 5], 1), (&[40, 2048], -1)] {
+            let ln = LayerNormalization {
+                axis,
+                epsilon: 1e-5,
+            };
+            let x = rand(shape, 1);
+            let a = normalize_axis(NAME, axis, shape.len()).unwrap();
+            let inner = &shape[a..];
+            let (s, b) = (rand(inner, 2), rand(inner, 3));
+            check(&ln, &[Some(&x), Some(&s), Some(&b)]);
+            check(&ln, &[Some(&x), Some(&s)]);
+            let t = |s: &[usize]| ValueType::concrete(DType::F32, s);
+            // A Scale smaller than the block takes the generic path only.
+            refuses(&ln, &[t(shape), t(&[1])], &[t(shape)]);
+            // Mean / InvStdDev requested.
+            refuses(&ln, &[t(shape), t(inner)], &[t(shape), t(&[1]), t(&[1])]);
+        }
+    }
 
     #[test]
     fn normalizes_trailing_dims() {

@@ -2,10 +2,12 @@
 //! Indices output (flat positions in the whole input, row- or column-major per
 //! storage_order).
 use super::common::{opt_usizes, Window};
-use super::pooling::{geom2d, infer, kernel_err, out_shape, resolve, Table};
+use super::pooling::{
+    geom2d, infer, kernel_err, out_shape, pool2d_args, pool2d_writes_into, resolve, Table,
+};
 use crate::util::{output, Num};
 use millrace_core::{DType, Tensor};
-use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_ir::{Attributes, Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use rayon::prelude::*;
 use std::any::Any;
 use std::sync::Arc;
@@ -120,14 +122,12 @@ impl Op for MaxPool {
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
         let r = resolve(NAME, &self.window, x.shape())?;
-        if !self.indices {
-            if let Some(g) = geom2d(x, &r) {
-                let xs = x.as_slice::<f32>().map_err(|e| OpError::tensor(NAME, e))?;
-                let mut y = vec![0.0f32; g.c * g.oh * g.ow];
-                millrace_kernels::pool::max_pool2d(xs, &g, &mut y)
-                    .map_err(|e| kernel_err(NAME, e))?;
-                return Ok(vec![output(NAME, out_shape(x.shape(), &r), y)?]);
-            }
+        if !self.indices && geom2d(x, &r).is_some() {
+            let shape = out_shape(x.shape(), &r);
+            let views = crate::planned::views(NAME, inputs)?;
+            return Ok(vec![crate::planned::alloc_f32(NAME, shape.clone(), |y| {
+                self.eval_into(&views, y, &shape)
+            })?]);
         }
         let input = &x.shape()[2..];
         let table = Table::new(input, &r);
@@ -162,6 +162,23 @@ impl Op for MaxPool {
             return Ok(vec![y]);
         }
         Ok(vec![y, output(NAME, shape, ind)?])
+    }
+
+    fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+        !self.indices && pool2d_writes_into(NAME, &self.window, inputs, outputs)
+    }
+
+    fn eval_into(
+        &self,
+        inputs: &[Option<F32View<'_>>],
+        out: &mut [f32],
+        out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        if self.indices {
+            return Err(OpError::unsupported(NAME, "eval_into with Indices"));
+        }
+        let (x, _, g) = pool2d_args(NAME, &self.window, inputs, out, out_shape)?;
+        millrace_kernels::pool::max_pool2d(x, &g, out).map_err(|e| kernel_err(NAME, e))
     }
 
     fn describe(&self) -> String {
@@ -286,6 +303,47 @@ pub(crate) mod tests {
         }
         items.extend(extra);
         attrs(op, items)
+    }
+
+    /// MaxPool (without Indices), AveragePool and the global pools: the planned path
+    /// gives `eval`'s bits; MaxPool with Indices and non-4-D pools refuse it.
+    #[test]
+    fn planned_paths_match_eval() {
+        use crate::into_check::{check, rand, refuses};
+        use crate::nn::average_pool::AveragePool;
+        use crate::nn::global_average_pool::GlobalAveragePool;
+        use crate::nn::global_max_pool::GlobalMaxPool;
+        use millrace_core::DType;
+        let x = rand(&[2, 3, 7, 6], 5);
+        for c in cases() {
+            let mut mp = MaxPool::parse(&case_attrs(NAME, &c, vec![])).unwrap();
+            let t = |s: &[usize]| ValueType::concrete(DType::F32, s);
+            let r = resolve(NAME, &mp.window, x.shape()).unwrap();
+            let ys = out_shape(x.shape(), &r);
+            refuses(&mp, &[t(x.shape())], &[t(&ys)]);
+            mp.indices = false;
+            check(&mp, &[Some(&x)]);
+            refuses(
+                &mp,
+                &[t(x.shape())],
+                &[t(&ys), ValueType::concrete(DType::I64, &ys)],
+            );
+            refuses(&mp, &[t(&[2, 3, 7])], &[t(&ys)]);
+            for cip in [0, 1] {
+                let a = AveragePool::parse(&case_attrs(
+                    "AveragePool",
+                    &c,
+                    vec![("count_include_pad", Attr::Int(cip))],
+                ))
+                .unwrap();
+                check(&a, &[Some(&x)]);
+            }
+        }
+        for shape in [&[2, 3, 7, 6][..], &[1, 4, 9], &[2, 5]] {
+            let x = rand(shape, 6);
+            check(&GlobalAveragePool, &[Some(&x)]);
+            check(&GlobalMaxPool, &[Some(&x)]);
+        }
     }
 
     #[test]

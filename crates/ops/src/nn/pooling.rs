@@ -2,7 +2,7 @@
 //! indices it reads and its padded size) built once and applied to every N x C plane.
 use super::common::{prod, Resolved, Window};
 use millrace_core::{DType, Dim, Tensor};
-use millrace_ir::{InferCtx, OpError, ValueType};
+use millrace_ir::{F32View, InferCtx, OpError, ValueType};
 use millrace_kernels::conv::Geom2d;
 
 /// For each output position, the input plane indices its window reads.
@@ -161,8 +161,15 @@ pub fn out_shape(x: &[usize], r: &Resolved) -> Vec<usize> {
 /// The kernels' geometry for a 4-D (N x C x H x W) f32 input, every N x C plane a channel;
 /// `None` when the fast 2-D kernels do not apply (other dtypes or ranks).
 pub fn geom2d(x: &Tensor, r: &Resolved) -> Option<Geom2d> {
-    let s = x.shape();
-    if x.dtype() != DType::F32 || s.len() != 4 || r.output.len() != 2 {
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    geom2d_shape(x.shape(), r)
+}
+
+/// [`geom2d`] of an f32 input of shape `s`.
+pub fn geom2d_shape(s: &[usize], r: &Resolved) -> Option<Geom2d> {
+    if s.len() != 4 || r.output.len() != 2 {
         return None;
     }
     Some(Geom2d {
@@ -185,4 +192,41 @@ pub fn geom2d(x: &Tensor, r: &Resolved) -> Option<Geom2d> {
 /// An error from the pooling kernels, as the op's error.
 pub fn kernel_err(op: &str, e: millrace_kernels::pool::PoolError) -> OpError {
     OpError::invalid(op, e.to_string())
+}
+
+/// `writes_into` of the 2-D f32 pooling kernels: one f32 output of the resolved shape.
+pub fn pool2d_writes_into(
+    op: &str,
+    w: &Window,
+    inputs: &[ValueType],
+    outputs: &[ValueType],
+) -> bool {
+    if !crate::planned::f32_io(inputs, outputs, 1) {
+        return false;
+    }
+    let (Some(x), Some(y)) = (
+        crate::planned::f32_shape(&inputs[0]),
+        crate::planned::f32_shape(&outputs[0]),
+    ) else {
+        return false;
+    };
+    resolve(op, w, &x).is_ok_and(|r| geom2d_shape(&x, &r).is_some() && out_shape(&x, &r) == y)
+}
+
+/// The input, resolved window and kernel geometry of a 2-D pooling `eval_into`, checked
+/// against the output buffer.
+pub fn pool2d_args<'a>(
+    op: &str,
+    w: &Window,
+    inputs: &[Option<F32View<'a>>],
+    out: &[f32],
+    out_sh: &[usize],
+) -> Result<(&'a [f32], Resolved, Geom2d), OpError> {
+    let x = F32View::req(inputs, op, 0)?;
+    let r = resolve(op, w, x.shape)?;
+    let g = geom2d_shape(x.shape, &r)
+        .ok_or_else(|| OpError::unsupported(op, "eval_into of a non-2-D pooling"))?;
+    crate::planned::check_shape(op, "output", out_sh, &out_shape(x.shape, &r))?;
+    crate::planned::check_out(op, out, out_sh)?;
+    Ok((x.data, r, g))
 }

@@ -10,7 +10,7 @@ use super::common::{float_out, prod, Float};
 use crate::float_run;
 use crate::util::normalize_axis;
 use millrace_core::Tensor;
-use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_ir::{Attributes, Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use rayon::prelude::*;
 use std::any::Any;
 use std::sync::Arc;
@@ -124,11 +124,10 @@ fn apply<F: Float>(kind: Kind, v: &mut [F], n: usize, inner: usize) {
 const PAR_MIN: usize = 1 << 16;
 
 /// Softmax / LogSoftmax of each contiguous row of `n` elements of `x`.
-fn rows_f32(kind: Kind, x: &[f32], n: usize) -> Vec<f32> {
+fn rows_f32(kind: Kind, x: &[f32], n: usize, y: &mut [f32]) {
     use millrace_kernels::vmath::{self, Func};
-    let mut y = vec![0f32; x.len()];
     if n == 0 || x.is_empty() {
-        return y;
+        return;
     }
     let row = |xi: &[f32], yo: &mut [f32]| {
         let m = vmath::max(xi);
@@ -155,7 +154,6 @@ fn rows_f32(kind: Kind, x: &[f32], n: usize) -> Vec<f32> {
                     .for_each(|(yo, xi)| row(xi, yo))
             });
     }
-    y
 }
 
 fn eval_as<F: Float>(s: &Softmax, x: &Tensor) -> Result<Vec<Tensor>, OpError> {
@@ -196,17 +194,44 @@ impl Op for Softmax {
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
         if let (Ok(xs), true) = (x.as_slice::<f32>(), self.kind != Kind::Hardmax) {
-            let (_, n, inner) = self.split(x.shape())?;
-            if inner == 1 {
-                let y = rows_f32(self.kind, xs, n);
-                return Ok(vec![crate::util::output(
+            let (_, _, inner) = self.split(x.shape())?;
+            if inner == 1 && xs.len() == x.shape().iter().product::<usize>() {
+                let views = crate::planned::views(self.op_name(), inputs)?;
+                let shape = x.shape().to_vec();
+                return Ok(vec![crate::planned::alloc_f32(
                     self.op_name(),
-                    x.shape().to_vec(),
-                    y,
+                    shape.clone(),
+                    |y| self.eval_into(&views, y, &shape),
                 )?]);
             }
         }
         float_run!(self.op_name(), x.dtype(), eval_as(self, x))
+    }
+
+    fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+        self.kind != Kind::Hardmax
+            && crate::elementwise::unary::unary_writes_into(inputs, outputs)
+            && crate::planned::f32_shape(&inputs[0])
+                .is_some_and(|x| self.split(&x).is_ok_and(|(_, _, inner)| inner == 1))
+    }
+
+    fn eval_into(
+        &self,
+        inputs: &[Option<F32View<'_>>],
+        out: &mut [f32],
+        out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        let name = self.op_name();
+        if self.kind == Kind::Hardmax {
+            return Err(OpError::unsupported(name, "eval_into"));
+        }
+        let x = crate::elementwise::unary::unary_input(name, inputs, out, out_shape)?;
+        let (_, n, inner) = self.split(out_shape)?;
+        if inner != 1 {
+            return Err(OpError::unsupported(name, "eval_into over a strided axis"));
+        }
+        rows_f32(self.kind, x, n, out);
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -223,6 +248,41 @@ mod tests {
     use super::*;
     use crate::nn::conv::tests::attrs;
     use millrace_ir::Attr;
+
+    #[test]
+    fn planned_paths_match_eval() {
+        use crate::into_check::{check, rand, refuses};
+        use millrace_core::DType;
+        let big = rand(&[40, 2000], 3);
+        let small = rand(&[2, 3, 17], 4);
+        for kind in [Kind::Softmax, Kind::LogSoftmax] {
+            for (axis, coerce_2d) in [(-1, false), (1, true), (2, true)] {
+                let s = Softmax {
+                    kind,
+                    axis,
+                    coerce_2d,
+                };
+                check(&s, &[Some(&small)]);
+                if axis < 2 {
+                    check(&s, &[Some(&big)]);
+                }
+            }
+            let s = Softmax {
+                kind,
+                axis: 1,
+                coerce_2d: false,
+            };
+            let t = ValueType::concrete(DType::F32, small.shape());
+            refuses(&s, std::slice::from_ref(&t), std::slice::from_ref(&t));
+        }
+        let h = Softmax {
+            kind: Kind::Hardmax,
+            axis: -1,
+            coerce_2d: false,
+        };
+        let t = ValueType::concrete(DType::F32, small.shape());
+        refuses(&h, std::slice::from_ref(&t), std::slice::from_ref(&t));
+    }
 
     fn run(opset: i64, axis: Option<i64>, shape: Vec<usize>, x: Vec<f32>) -> Vec<f32> {
         let items = axis

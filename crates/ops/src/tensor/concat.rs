@@ -2,7 +2,7 @@
 use super::common::{dim_sum, same_typed, unify_dim};
 use crate::util::normalize_axis;
 use millrace_core::{with_data, Elem, Tensor};
-use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_ir::{Attributes, Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use std::any::Any;
 use std::sync::Arc;
 
@@ -132,6 +132,14 @@ impl Op for Concat {
             }
             out_shape[axis] += s[axis];
         }
+        if first.dtype() == millrace_core::DType::F32 {
+            let views = crate::planned::views(op, inputs)?;
+            return Ok(vec![crate::planned::alloc_f32(
+                op,
+                out_shape.clone(),
+                |y| self.eval_into(&views, y, &out_shape),
+            )?]);
+        }
         let outer: usize = first.shape()[..axis].iter().product();
         let inner: usize = first.shape()[axis + 1..].iter().product();
         let chunks: Vec<usize> = parts.iter().map(|p| p.shape()[axis] * inner).collect();
@@ -140,6 +148,73 @@ impl Op for Concat {
         Ok(vec![
             Tensor::new(out_shape, data).map_err(|e| OpError::tensor(op, e))?
         ])
+    }
+
+    fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+        use crate::planned::{f32_shape, is_f32};
+        let (Some(y), true) = (outputs.first().and_then(f32_shape), outputs.len() == 1) else {
+            return false;
+        };
+        if inputs.is_empty() || !inputs.iter().all(|t| is_f32(Some(t))) || y.is_empty() {
+            return false;
+        }
+        let Ok(axis) = normalize_axis("Concat", self.axis, y.len()) else {
+            return false;
+        };
+        let mut along = 0;
+        for t in inputs {
+            let Some(s) = f32_shape(t) else { return false };
+            if s.len() != y.len() || (0..y.len()).any(|i| i != axis && s[i] != y[i]) {
+                return false;
+            }
+            along += s[axis];
+        }
+        along == y[axis]
+    }
+
+    fn eval_into(
+        &self,
+        inputs: &[Option<F32View<'_>>],
+        out: &mut [f32],
+        out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        let op = self.name();
+        crate::planned::check_out(op, out, out_shape)?;
+        if out_shape.is_empty() {
+            return Err(OpError::invalid(op, "cannot concatenate scalars"));
+        }
+        let axis = normalize_axis(op, self.axis, out_shape.len())?;
+        let mut along = 0;
+        for p in inputs.iter().flatten() {
+            let s = p.shape;
+            if s.len() != out_shape.len()
+                || (0..s.len()).any(|i| i != axis && s[i] != out_shape[i])
+                || p.data.len() != s.iter().product::<usize>()
+            {
+                return Err(OpError::invalid(
+                    op,
+                    format!("input {s:?} does not fit output {out_shape:?} off axis {axis}"),
+                ));
+            }
+            along += s[axis];
+        }
+        if along != out_shape[axis] {
+            return Err(OpError::invalid(
+                op,
+                format!("inputs add up to {along} along axis {axis}, output has {out_shape:?}"),
+            ));
+        }
+        let outer: usize = out_shape[..axis].iter().product();
+        let inner: usize = out_shape[axis + 1..].iter().product();
+        let mut at = 0;
+        for o in 0..outer {
+            for p in inputs.iter().flatten() {
+                let c = p.shape[axis] * inner;
+                out[at..at + c].copy_from_slice(&p.data[o * c..(o + 1) * c]);
+                at += c;
+            }
+        }
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -156,6 +231,33 @@ impl Op for Concat {
 mod tests {
     use super::*;
     use millrace_core::{DType, Dim};
+
+    #[test]
+    fn planned_paths_match_eval() {
+        use crate::into_check::{check, rand, refuses};
+        let (a, b, c) = (
+            rand(&[2, 3, 4], 1),
+            rand(&[2, 5, 4], 2),
+            rand(&[2, 1, 4], 3),
+        );
+        check(&Concat { axis: 1 }, &[Some(&a), Some(&b), Some(&c)]);
+        check(&Concat { axis: -2 }, &[Some(&a), Some(&b)]);
+        let d = rand(&[2, 3, 7], 4);
+        check(&Concat { axis: 2 }, &[Some(&a), Some(&d)]);
+        check(&Concat { axis: 0 }, &[Some(&a), Some(&a)]);
+        let t = |s: &[usize]| ValueType::concrete(DType::F32, s);
+        refuses(
+            &Concat { axis: 1 },
+            &[t(&[2, 3]), t(&[3, 3])],
+            &[t(&[2, 6])],
+        );
+        let i = ValueType::concrete(DType::I64, &[3]);
+        refuses(
+            &Concat { axis: 0 },
+            &[i.clone(), i],
+            &[ValueType::concrete(DType::I64, &[6])],
+        );
+    }
 
     #[test]
     fn joins_along_axes() {

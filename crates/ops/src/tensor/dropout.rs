@@ -11,6 +11,9 @@ pub struct Dropout {
     pub seed: Option<i64>,
     /// Opset >= 10: the mask is bool; before, it has the input's dtype.
     pub bool_mask: bool,
+    /// The node declares one output (no mask) and no `training_mode` input: output 0 is
+    /// input 0, which the executor may alias instead of running the op.
+    pub alias: bool,
 }
 
 impl Dropout {
@@ -31,6 +34,7 @@ impl Dropout {
             ratio,
             seed,
             bool_mask: opset >= 10,
+            alias: attrs.node_outputs() == 1 && (1..=2).contains(&attrs.node_inputs()),
         }))
     }
 
@@ -91,6 +95,10 @@ impl Op for Dropout {
         Ok(vec![x.clone(), mask])
     }
 
+    fn is_alias(&self) -> bool {
+        self.alias
+    }
+
     fn describe(&self) -> String {
         format!("ratio={}", self.ratio)
     }
@@ -111,6 +119,7 @@ mod tests {
             ratio: 0.5,
             seed: None,
             bool_mask: true,
+            alias: false,
         };
         let y = op.eval(&Inputs::new("Dropout", &[Some(&x)])).unwrap();
         assert_eq!(y[0], x);
@@ -121,5 +130,20 @@ mod tests {
             .eval(&Inputs::new("Dropout", &[Some(&x), Some(&r), Some(&tm)]))
             .unwrap_err()
             .is_unsupported());
+    }
+
+    #[test]
+    fn aliases_only_with_one_output_and_no_training_mode() {
+        let a = |outs, ins| {
+            let attrs = Attributes::new("Dropout", vec![])
+                .with_outputs(outs)
+                .with_inputs(ins);
+            Dropout::from_onnx(&attrs, 13).unwrap().is_alias()
+        };
+        assert!(a(1, 1));
+        assert!(a(1, 2));
+        assert!(!a(2, 1), "mask requested");
+        assert!(!a(1, 3), "training_mode given");
+        assert!(!a(0, 0), "unknown node");
     }
 }

@@ -54,6 +54,11 @@ impl Op for Flatten {
         format!("axis={}", self.axis)
     }
 
+    /// Output 0 is input 0's data under a new shape: the executor may alias it.
+    fn is_alias(&self) -> bool {
+        true
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

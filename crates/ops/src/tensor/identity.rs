@@ -50,6 +50,11 @@ impl Op for Identity {
         Ok(vec![v.clone()])
     }
 
+    /// Output 0 is input 0's data under a new shape: the executor may alias it.
+    fn is_alias(&self) -> bool {
+        true
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -1,7 +1,7 @@
 //! Transpose (ONNX opsets 1, 13, 21): permutes axes (`perm`, default reversed).
 use super::common::{istrides, strided_indices, take};
 use millrace_core::Tensor;
-use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
+use millrace_ir::{Attributes, Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use std::any::Any;
 use std::sync::Arc;
 
@@ -65,29 +65,51 @@ pub(crate) fn transpose(op: &str, x: &Tensor, perm: &[usize]) -> Result<Tensor, 
 /// f32 fast path: walks the output in order with an odometer over the outer axes and a
 /// strided copy along the last one (no index vector).
 fn permute_f32(x: &[f32], shape: &[usize], strides: &[isize]) -> Vec<f32> {
+    let mut y = vec![0f32; shape.iter().product()];
+    permute_f32_into(x, shape, strides, &mut y);
+    y
+}
+
+/// Highest rank whose transpose runs without allocating (the planned-buffer path).
+const MAX_RANK: usize = 8;
+
+/// [`permute_f32`] into `y` (of `shape`'s size); allocation-free up to [`MAX_RANK`].
+fn permute_f32_into(x: &[f32], shape: &[usize], strides: &[isize], y: &mut [f32]) {
     let n: usize = shape.iter().product();
-    let mut y = Vec::with_capacity(n);
     let Some((&last, outer)) = shape.split_last() else {
-        y.extend_from_slice(&x[..n.min(x.len())]);
-        return y;
+        let k = n.min(x.len()).min(y.len());
+        y[..k].copy_from_slice(&x[..k]);
+        return;
     };
     if n == 0 {
-        return y;
+        return;
     }
     let ls = strides[strides.len() - 1];
-    let mut pos = vec![0usize; outer.len()];
+    let mut pos_arr = [0usize; MAX_RANK];
+    let mut pos_vec;
+    let pos: &mut [usize] = if outer.len() <= MAX_RANK {
+        &mut pos_arr[..outer.len()]
+    } else {
+        pos_vec = vec![0usize; outer.len()];
+        &mut pos_vec
+    };
     let mut base: isize = 0;
+    let mut at = 0;
     loop {
+        let row = &mut y[at..at + last];
         if ls == 1 {
-            y.extend_from_slice(&x[base as usize..base as usize + last]);
+            row.copy_from_slice(&x[base as usize..base as usize + last]);
         } else {
-            y.extend((0..last as isize).map(|i| x[(base + i * ls) as usize]));
+            for (i, o) in row.iter_mut().enumerate() {
+                *o = x[(base + i as isize * ls) as usize];
+            }
         }
+        at += last;
         // Advance the odometer over the outer axes.
         let mut d = outer.len();
         loop {
             if d == 0 {
-                return y;
+                return;
             }
             d -= 1;
             pos[d] += 1;
@@ -98,6 +120,42 @@ fn permute_f32(x: &[f32], shape: &[usize], strides: &[isize]) -> Vec<f32> {
             base -= strides[d] * outer[d] as isize;
             pos[d] = 0;
         }
+    }
+}
+
+impl Transpose {
+    /// The validated permutation for `rank` into `out`, without allocating.
+    fn perm_into(&self, rank: usize, out: &mut [usize; MAX_RANK]) -> Result<(), OpError> {
+        if rank > MAX_RANK {
+            return Err(OpError::unsupported(
+                self.name(),
+                format!("eval_into at rank {rank}"),
+            ));
+        }
+        match &self.perm {
+            None => (0..rank).for_each(|i| out[i] = rank - 1 - i),
+            Some(p) if p.len() == rank => {
+                let mut seen = [false; MAX_RANK];
+                for (i, &a) in p.iter().enumerate() {
+                    let n = if a < 0 { a + rank as i64 } else { a };
+                    if n < 0 || n >= rank as i64 || seen[n as usize] {
+                        return Err(OpError::invalid(
+                            self.name(),
+                            format!("perm {p:?} is not a permutation of 0..{rank}"),
+                        ));
+                    }
+                    seen[n as usize] = true;
+                    out[i] = n as usize;
+                }
+            }
+            Some(p) => {
+                return Err(OpError::invalid(
+                    self.name(),
+                    format!("perm {p:?} does not match rank {rank}"),
+                ))
+            }
+        }
+        Ok(())
     }
 }
 
@@ -125,7 +183,64 @@ impl Op for Transpose {
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
         let perm = self.perm(x.rank())?;
+        if x.dtype() == millrace_core::DType::F32 && x.rank() <= MAX_RANK {
+            let shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
+            let views = crate::planned::views(self.name(), inputs)?;
+            return Ok(vec![crate::planned::alloc_f32(
+                self.name(),
+                shape.clone(),
+                |y| self.eval_into(&views, y, &shape),
+            )?]);
+        }
         Ok(vec![transpose(self.name(), x, &perm)?])
+    }
+
+    fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+        use crate::planned::{f32_io, f32_shape};
+        if !f32_io(inputs, outputs, 1) {
+            return false;
+        }
+        let (Some(x), Some(y)) = (f32_shape(&inputs[0]), f32_shape(&outputs[0])) else {
+            return false;
+        };
+        x.len() <= MAX_RANK
+            && self
+                .perm(x.len())
+                .is_ok_and(|p| p.iter().map(|&a| x[a]).eq(y.iter().copied()))
+    }
+
+    fn eval_into(
+        &self,
+        inputs: &[Option<F32View<'_>>],
+        out: &mut [f32],
+        out_shape: &[usize],
+    ) -> Result<(), OpError> {
+        let x = F32View::req(inputs, self.name(), 0)?;
+        let r = x.shape.len();
+        let mut perm = [0usize; MAX_RANK];
+        self.perm_into(r, &mut perm)?;
+        crate::planned::check_out(self.name(), out, out_shape)?;
+        if x.data.len() != x.shape.iter().product::<usize>()
+            || out_shape.len() != r
+            || (0..r).any(|i| out_shape[i] != x.shape[perm[i]])
+        {
+            return Err(OpError::invalid(
+                self.name(),
+                format!("output {out_shape:?} is not {:?} permuted", x.shape),
+            ));
+        }
+        let mut st = [0isize; MAX_RANK];
+        let mut acc = 1isize;
+        for i in (0..r).rev() {
+            st[i] = acc;
+            acc *= x.shape[i] as isize;
+        }
+        let mut ost = [0isize; MAX_RANK];
+        for i in 0..r {
+            ost[i] = st[perm[i]];
+        }
+        permute_f32_into(x.data, out_shape, &ost[..r], out);
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -143,6 +258,24 @@ impl Op for Transpose {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planned_paths_match_eval() {
+        use crate::into_check::check;
+        let x = crate::into_check::rand(&[2, 3, 4, 5], 1);
+        for perm in [
+            None,
+            Some(vec![0, 2, 1, 3]),
+            Some(vec![0, 1, 2, 3]),
+            Some(vec![3, 2, 1, 0]),
+            Some(vec![0, 1, 3, 2]),
+            Some(vec![2, -1, 0, 1]),
+        ] {
+            check(&Transpose { perm }, &[Some(&x)]);
+        }
+        let s = crate::into_check::rand(&[], 2);
+        check(&Transpose { perm: None }, &[Some(&s)]);
+    }
 
     #[test]
     fn f32_fast_path_matches_the_generic_one() {

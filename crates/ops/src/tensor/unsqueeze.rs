@@ -94,6 +94,11 @@ impl Op for Unsqueeze {
         }
     }
 
+    /// Output 0 is input 0's data under a new shape: the executor may alias it.
+    fn is_alias(&self) -> bool {
+        true
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
