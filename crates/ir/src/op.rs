@@ -310,6 +310,14 @@ pub trait Op: fmt::Debug + Send + Sync + Any {
         false
     }
 
+    /// Whether every output `k` is a contiguous piece of input 0: its elements
+    /// `[offsets[k], offsets[k] + len_k)` in row-major order under the output's own shape
+    /// (Split along an axis with only unit dimensions before it). The executor then hands
+    /// out views of input 0's buffer instead of calling the op.
+    fn output_pieces(&self, _inputs: &[ValueType], _outputs: &[ValueType]) -> Option<Vec<usize>> {
+        None
+    }
+
     /// Bytes of weights the op holds itself (prepacked inside fused ops), not counted among
     /// the graph's constants. For the memory and residency plans.
     fn own_weight_bytes(&self) -> u64 {

@@ -146,7 +146,45 @@ pub(crate) fn plan(g: &Graph, dag: Option<&Dag>) -> MemPlan {
         a
     };
 
+    // Element offset of each arena value inside its buffer (pieces of a Split).
+    let mut sub: Vec<usize> = vec![0; n_values];
     for (s, node) in g.nodes.iter().enumerate() {
+        if node.outputs.len() > 1 {
+            // Outputs that are contiguous pieces of an arena input become views of it.
+            let first = node.inputs.first().copied().flatten().map(|v| v.index());
+            let Some((i, b)) = first.and_then(|i| buffer_of[i].map(|b| (i, b))) else {
+                continue;
+            };
+            let ins = types(g, &node.inputs);
+            let outs: Vec<ValueType> = node
+                .outputs
+                .iter()
+                .map(|v| g.value(*v).ty.clone())
+                .collect();
+            let shapes_out: Option<Vec<Vec<usize>>> = outs.iter().map(f32_shape).collect();
+            let (Some(offs), Some(shapes_out)) = (node.op.output_pieces(&ins, &outs), shapes_out)
+            else {
+                continue;
+            };
+            let ok = offs.len() == node.outputs.len()
+                && node
+                    .outputs
+                    .iter()
+                    .all(|o| !is_output[o.index()] && !external[o.index()]);
+            if !ok {
+                continue;
+            }
+            for ((o, off), shape) in node.outputs.iter().zip(offs).zip(shapes_out) {
+                let o = o.index();
+                buffer_of[o] = Some(b);
+                sub[o] = sub[i] + off;
+                shapes[o] = Some(shape);
+                buf_members[b].push(o);
+            }
+            exec[s] = Exec::Alias;
+            report.aliases += 1;
+            continue;
+        }
         let [out] = node.outputs.as_slice() else {
             continue;
         };
@@ -172,6 +210,7 @@ pub(crate) fn plan(g: &Graph, dag: Option<&Dag>) -> MemPlan {
                 if numel(&shapes[i]) == Some(len) {
                     exec[s] = Exec::Alias;
                     buffer_of[out] = Some(b);
+                    sub[out] = sub[i];
                     shapes[out] = Some(shape);
                     buf_members[b].push(out);
                     report.aliases += 1;
@@ -203,6 +242,7 @@ pub(crate) fn plan(g: &Graph, dag: Option<&Dag>) -> MemPlan {
                 if same_size && sole && dies_here {
                     exec[s] = Exec::InPlace { index: k };
                     buffer_of[out] = Some(b);
+                    sub[out] = sub[v];
                     shapes[out] = Some(shape);
                     buf_members[b].push(out);
                     buf_defs[b].push(s);
@@ -251,7 +291,7 @@ pub(crate) fn plan(g: &Graph, dag: Option<&Dag>) -> MemPlan {
     for v in 0..n_values {
         if let (Some(b), Some(shape)) = (buffer_of[v], shapes[v].take()) {
             storage[v] = Storage::Arena {
-                offset: arena.offsets[b],
+                offset: arena.offsets[b] + sub[v],
                 len: shape.iter().product(),
                 shape,
             };

@@ -155,6 +155,21 @@ impl Op for Split {
         Cost::movement(&inputs[..inputs.len().min(1)], outputs)
     }
 
+    fn output_pieces(&self, inputs: &[ValueType], outputs: &[ValueType]) -> Option<Vec<usize>> {
+        let x = inputs.first()?.concrete_shape()?;
+        let axis = normalize_axis(self.name(), self.axis, x.len()).ok()?;
+        if x[..axis].iter().product::<usize>() != 1 {
+            return None;
+        }
+        let mut offsets = Vec::with_capacity(outputs.len());
+        let mut at = 0usize;
+        for o in outputs {
+            offsets.push(at);
+            at += o.numel()?;
+        }
+        (at == x.iter().product::<usize>()).then_some(offsets)
+    }
+
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let x = inputs.req(0)?;
         if x.rank() == 0 {
