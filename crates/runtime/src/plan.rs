@@ -722,8 +722,7 @@ mod tests {
 mod planned_tests {
     use super::*;
     use millrace_core::DType;
-    use millrace_ir::{Attributes, InferCtx, Inputs, OpError, ValueType};
-    use millrace_ops::registry::Registry;
+    use millrace_ir::{InferCtx, Inputs, OpError, ValueType};
     use std::any::Any;
 
     /// `y = x * k + (second input, if any)`, with every hook.
@@ -814,9 +813,26 @@ mod planned_tests {
         }
     }
 
-    fn reg(t: &str) -> Arc<dyn Op> {
-        Registry::global().get(t).unwrap()(&Attributes::new(t, vec![]), 17).unwrap()
+    /// Relu with no planned-buffer path: the generic path, reading a copy of an arena value.
+    #[derive(Debug)]
+    struct PlainRelu;
+    impl Op for PlainRelu {
+        fn name(&self) -> &'static str {
+            "PlainRelu"
+        }
+        fn infer(&self, ctx: &InferCtx<'_>) -> Result<Vec<ValueType>, OpError> {
+            Ok(vec![ctx.input(0)?.clone()])
+        }
+        fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
+            let x = inputs.req(0)?;
+            let v: Vec<f32> = x.as_slice::<f32>().unwrap().iter().map(|v| v.max(0.0)).collect();
+            Ok(vec![Tensor::from_vec(x.shape().to_vec(), v).unwrap()])
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
     }
+
 
     /// x -> a = Axpy2(x) -> b = Axpy3(a) [in place] -> f = Flatten(b) [alias] ;
     /// x -> c = Axpy(-1)(x) ; d = Axpy1(f', c)... laid out as a diamond with a fallback Relu.
@@ -835,7 +851,7 @@ mod planned_tests {
         g.add_node("b", Arc::new(Axpy(3.0)), vec![Some(a)], vec![b]);
         g.add_node("c", Arc::new(Axpy(-1.0)), vec![Some(x)], vec![c]);
         g.add_node("f", Arc::new(View { fail: false }), vec![Some(b)], vec![f]);
-        g.add_node("r", reg("Relu"), vec![Some(c)], vec![r]); // fallback: reads an arena value
+        g.add_node("r", Arc::new(PlainRelu), vec![Some(c)], vec![r]); // reads an arena value
         let r2 = g.add_value("r2", u());
         g.add_node(
             "fl",
