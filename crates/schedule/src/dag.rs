@@ -26,7 +26,8 @@ impl Dag {
             for v in node.inputs.iter().flatten() {
                 if let Some(&(a, _)) = producers.get(v) {
                     let a = a.index();
-                    if a != b && !preds[b].contains(&a) {
+                    // Nodes are in topological order: a producer comes first.
+                    if a < b && !preds[b].contains(&a) {
                         preds[b].push(a);
                         succs[a].push(b);
                     }
@@ -57,13 +58,16 @@ impl Dag {
         let n = preds.len();
         let words = n.div_ceil(64);
         let mut ancestors: Vec<Vec<u64>> = Vec::with_capacity(n);
-        for b in 0..n {
+        for ps in &preds {
             let mut set = vec![0u64; words];
-            for &a in &preds[b] {
-                set[a / 64] |= 1 << (a % 64);
-                // a < b, so its set is final.
-                for (w, x) in set.iter_mut().zip(&ancestors[a]) {
-                    *w |= *x;
+            for &a in ps {
+                // Every predecessor has a lower index (checked by the constructors), so its
+                // set is already final.
+                if let Some(anc) = ancestors.get(a) {
+                    set[a / 64] |= 1 << (a % 64);
+                    for (w, x) in set.iter_mut().zip(anc) {
+                        *w |= *x;
+                    }
                 }
             }
             ancestors.push(set);
