@@ -265,3 +265,44 @@ fn bench_by_op_json_has_the_profile_and_samples() {
     assert!((share - 1.0).abs() < 1e-6, "shares sum to {share}");
     assert_eq!(v["profile_runs"], 1);
 }
+
+/// `plan` shows the DAG and schedule decision and the activation arena; `bench` reports the
+/// arena and what a steady-state run allocates: far less than the activations (SqueezeNet's
+/// are ~17 MB) — only the outputs and bookkeeping.
+#[test]
+fn plan_and_bench_show_the_schedule_and_the_arena() {
+    let m = models().join("squeezenet1_1.onnx");
+    let m = m.to_str().unwrap();
+    let o = millrace(&["plan", m, "--schedule", "parallel", "--threads", "2"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("schedule:") && t.contains("--schedule parallel: runs branch-parallel"),
+        "{t}"
+    );
+    assert!(t.contains("critical path:"), "{t}");
+    assert!(t.contains("activation memory (parallel plan):"), "{t}");
+    let o = millrace(&[
+        "bench",
+        m,
+        "--json",
+        "--iters",
+        "3",
+        "--warmup",
+        "1",
+        "--schedule",
+        "sequential",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["schedule"], "sequential");
+    assert_eq!(v["parallel"], false);
+    let arena = v["arena_bytes"].as_u64().unwrap();
+    assert!(arena > 1 << 20, "{v}");
+    let bytes = v["allocations_per_run"]["bytes"].as_u64().unwrap();
+    assert!(
+        bytes < 1 << 20,
+        "a steady-state run allocated {bytes} bytes"
+    );
+    assert!(bytes >= v["allocations_per_run"]["output_bytes"].as_u64().unwrap());
+}

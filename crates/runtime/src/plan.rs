@@ -825,14 +825,18 @@ mod planned_tests {
         }
         fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
             let x = inputs.req(0)?;
-            let v: Vec<f32> = x.as_slice::<f32>().unwrap().iter().map(|v| v.max(0.0)).collect();
+            let v: Vec<f32> = x
+                .as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.max(0.0))
+                .collect();
             Ok(vec![Tensor::from_vec(x.shape().to_vec(), v).unwrap()])
         }
         fn as_any(&self) -> &dyn Any {
             self
         }
     }
-
 
     /// x -> a = Axpy2(x) -> b = Axpy3(a) [in place] -> f = Flatten(b) [alias] ;
     /// x -> c = Axpy(-1)(x) ; d = Axpy1(f', c)... laid out as a diamond with a fallback Relu.
