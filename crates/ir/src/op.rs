@@ -318,6 +318,14 @@ pub trait Op: fmt::Debug + Send + Sync + Any {
         None
     }
 
+    /// Whether output 0 is inputs 0, 1, ... laid end to end: input `k` is its elements
+    /// `[offsets[k], offsets[k] + len_k)` (Concat along an axis with only unit dimensions
+    /// before it). The memory plan can then have each input's producer write straight into
+    /// its piece of the output, and the op itself does nothing.
+    fn input_pieces(&self, _inputs: &[ValueType], _outputs: &[ValueType]) -> Option<Vec<usize>> {
+        None
+    }
+
     /// Bytes of weights the op holds itself (prepacked inside fused ops), not counted among
     /// the graph's constants. For the memory and residency plans.
     fn own_weight_bytes(&self) -> u64 {

@@ -146,9 +146,101 @@ pub(crate) fn plan(g: &Graph, dag: Option<&Dag>) -> MemPlan {
         a
     };
 
-    // Element offset of each arena value inside its buffer (pieces of a Split).
+    // Concat elimination: a Concat whose inputs are laid end to end in its output, each
+    // input made by a node with the planned path and read by the Concat alone, becomes a
+    // no-op: each producer writes straight into its piece of the Concat's buffer.
+    let producer: Vec<Option<usize>> = {
+        let mut p = vec![None; n_values];
+        for (s, node) in g.nodes.iter().enumerate() {
+            for o in &node.outputs {
+                p[o.index()] = Some(s);
+            }
+        }
+        p
+    };
+    let mut piece_of: Vec<Option<(usize, usize)>> = vec![None; n_values];
+    let mut concat_buf: Vec<Option<usize>> = vec![None; n_steps];
+    let mut is_concat = vec![false; n_steps];
+    for (s, node) in g.nodes.iter().enumerate() {
+        let [out] = node.outputs.as_slice() else {
+            continue;
+        };
+        if is_output[out.index()] || f32_shape(&g.value(*out).ty).is_none() {
+            continue;
+        }
+        let ins = types(g, &node.inputs);
+        let outs = vec![g.value(*out).ty.clone()];
+        let Some(offs) = node.op.input_pieces(&ins, &outs) else {
+            continue;
+        };
+        let mut claims = Vec::with_capacity(node.inputs.len());
+        let ok = offs.len() == node.inputs.len()
+            && node.inputs.iter().zip(&offs).all(|(v, &off)| {
+                let Some(v) = v else { return false };
+                let vi = v.index();
+                let Some(p) = producer[vi] else { return false };
+                let pn = &g.nodes[p];
+                let p_ins = types(g, &pn.inputs);
+                let p_outs = vec![g.value(*v).ty.clone()];
+                let fresh = !claims.iter().any(|&(w, _)| w == vi);
+                claims.push((vi, off));
+                fresh
+                    && !is_output[vi]
+                    && !external[vi]
+                    && readers[vi] == [s]
+                    && piece_of[vi].is_none()
+                    && !is_concat[p]
+                    && pn.outputs.len() == 1
+                    && !pn.op.is_alias()
+                    && f32_shape(&g.value(*v).ty).is_some()
+                    && pn.op.writes_into(&p_ins, &p_outs)
+            });
+        if ok {
+            for (vi, off) in claims {
+                piece_of[vi] = Some((s, off));
+            }
+            is_concat[s] = true;
+        }
+    }
+
+    // Element offset of each arena value inside its buffer (pieces of a Split or Concat).
     let mut sub: Vec<usize> = vec![0; n_values];
     for (s, node) in g.nodes.iter().enumerate() {
+        if is_concat[s] {
+            // Every input already sits in its piece of this buffer.
+            let out = node.outputs[0].index();
+            let Some(b) = concat_buf[s] else { continue };
+            buffer_of[out] = Some(b);
+            sub[out] = 0;
+            shapes[out] = f32_shape(&g.value(node.outputs[0]).ty);
+            buf_members[b].push(out);
+            exec[s] = Exec::Alias;
+            report.aliases += 1;
+            continue;
+        }
+        if let Some(out) = node.outputs.first().map(|o| o.index()) {
+            if let Some((c, off)) = piece_of[out] {
+                let b = match concat_buf[c] {
+                    Some(b) => b,
+                    None => {
+                        let total: usize = f32_shape(&g.value(g.nodes[c].outputs[0]).ty)
+                            .map_or(0, |s| s.iter().product());
+                        buf_len.push(total.div_ceil(ALIGN) * ALIGN);
+                        buf_members.push(Vec::new());
+                        buf_defs.push(Vec::new());
+                        concat_buf[c] = Some(buf_len.len() - 1);
+                        buf_len.len() - 1
+                    }
+                };
+                exec[s] = Exec::Into;
+                buffer_of[out] = Some(b);
+                sub[out] = off;
+                shapes[out] = f32_shape(&g.value(node.outputs[0]).ty);
+                buf_members[b].push(out);
+                buf_defs[b].push(s);
+                continue;
+            }
+        }
         if node.outputs.len() > 1 {
             // Outputs that are contiguous pieces of an arena input become views of it.
             let first = node.inputs.first().copied().flatten().map(|v| v.index());

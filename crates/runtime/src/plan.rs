@@ -977,4 +977,54 @@ mod planned_tests {
             assert_eq!(states.0.lock().unwrap().len(), 1);
         }
     }
+
+    /// A Concat whose inputs are made by planned-path nodes and read by it alone becomes a
+    /// no-op: the producers write into their pieces of its buffer.
+    #[test]
+    fn concat_inputs_are_written_in_place() {
+        use millrace_ir::{Attr, Attributes};
+        let concat = millrace_ops::registry::Registry::global()
+            .get("Concat")
+            .unwrap()(
+            &Attributes::new("Concat", vec![("axis".to_string(), Attr::Int(0))]),
+            17,
+        )
+        .unwrap();
+        let mut g = Graph::new("t");
+        let x = g.add_value("x", ValueType::concrete(DType::F32, &[5]));
+        let u = ValueType::unknown;
+        let (a, b, c, d) = (
+            g.add_value("a", u()),
+            g.add_value("b", u()),
+            g.add_value("c", u()),
+            g.add_value("d", u()),
+        );
+        g.add_node("a", Arc::new(Axpy(2.0)), vec![Some(x)], vec![a]);
+        g.add_node("b", Arc::new(Axpy(-1.0)), vec![Some(x)], vec![b]);
+        g.add_node("c", concat, vec![Some(a), Some(b)], vec![c]);
+        g.add_node("d", Arc::new(Axpy(1.0)), vec![Some(c)], vec![d]);
+        g.inputs = vec![x];
+        g.outputs = vec![d];
+        g.infer_types().unwrap();
+        let xs = vec![1.0f32, -2.0, 3.0, 0.5, 4.0];
+        let x = Tensor::from_vec(vec![5], xs.clone()).unwrap();
+        let want: Vec<f32> = xs
+            .iter()
+            .map(|v| v * 2.0)
+            .chain(xs.iter().map(|v| -v))
+            .collect();
+        for parallel in [false, true] {
+            let plan = Plan::build(&g, Some(parallel), 2);
+            assert_eq!(plan.steps[2].exec, Exec::Alias);
+            assert_eq!(plan.memory().copies, 0);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            let states = RunStates::default();
+            for _ in 0..2 {
+                assert_eq!(pool.install(|| run(&plan, &states, &x)), want);
+            }
+        }
+    }
 }

@@ -96,6 +96,21 @@ impl Op for Concat {
         Cost::movement(inputs, outputs)
     }
 
+    fn input_pieces(&self, inputs: &[ValueType], outputs: &[ValueType]) -> Option<Vec<usize>> {
+        let out = outputs.first()?.concrete_shape()?;
+        let axis = normalize_axis(self.name(), self.axis, out.len()).ok()?;
+        if out[..axis].iter().product::<usize>() != 1 {
+            return None;
+        }
+        let mut offsets = Vec::with_capacity(inputs.len());
+        let mut at = 0usize;
+        for t in inputs {
+            offsets.push(at);
+            at += t.numel()?;
+        }
+        (at == out.iter().product::<usize>()).then_some(offsets)
+    }
+
     fn eval(&self, inputs: &Inputs<'_>) -> Result<Vec<Tensor>, OpError> {
         let op = self.name();
         let parts: Vec<&Tensor> = inputs.present().collect();
