@@ -344,17 +344,9 @@ fn round(g: &mut Graph, stats: &mut PassStats, refused: &mut PassStats) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::op;
     use millrace_core::DType;
-    use millrace_ir::{verify, Attr, Attributes, Op, ValueType};
-    use millrace_ops::registry::Registry;
-
-    fn op(name: &str, attrs: Vec<(&str, Attr)>) -> Arc<dyn Op> {
-        let a = Attributes::new(
-            name,
-            attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        );
-        (Registry::global().get(name).unwrap())(&a, 17).unwrap()
-    }
+    use millrace_ir::{verify, Attr, ValueType};
 
     fn node(g: &mut Graph, name: &str, attrs: Vec<(&str, Attr)>, inputs: &[ValueId]) -> ValueId {
         let k = g.nodes.len();

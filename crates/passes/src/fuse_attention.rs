@@ -302,23 +302,9 @@ fn back_scale(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{op, rnd};
     use millrace_core::Tensor;
-    use millrace_ir::{Attr, Attributes, Op};
-    use millrace_ops::registry::Registry;
-
-    fn op(name: &str, attrs: Vec<(&str, Attr)>) -> Arc<dyn Op> {
-        let a = Attributes::new(
-            name,
-            attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        );
-        (Registry::global().get(name).unwrap())(&a, 17).unwrap()
-    }
-
-    fn rnd(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use millrace_ir::Attr;
 
     /// BERT's self-attention: [B, S, H, D] inputs, transposed to heads, K^T by perm
     /// [0, 2, 3, 1], scale by Mul, mask Add, Softmax, MatMul, Transpose back.

@@ -305,23 +305,9 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::{op, rnd};
     use millrace_core::Tensor;
-    use millrace_ir::{Attr, Attributes, ValueType};
-    use millrace_ops::registry::Registry;
-
-    fn op(name: &str, attrs: Vec<(&str, Attr)>) -> Arc<dyn millrace_ir::Op> {
-        let a = Attributes::new(
-            name,
-            attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        );
-        (Registry::global().get(name).unwrap())(&a, 17).unwrap()
-    }
-
-    fn rnd(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use millrace_ir::{Attr, ValueType};
 
     /// conv -> BN -> Add(skip) -> Relu, with a second reader of the skip input.
     fn resnet_block() -> Graph {

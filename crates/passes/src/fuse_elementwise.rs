@@ -392,16 +392,8 @@ impl Pass for FuseElementwise {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use millrace_ir::{verify, Attr, Attributes, Op, ValueType};
-    use millrace_ops::registry::Registry;
-
-    fn op(name: &str, attrs: Vec<(&str, Attr)>) -> Arc<dyn Op> {
-        let a = Attributes::new(
-            name,
-            attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        );
-        (Registry::global().get(name).unwrap())(&a, 17).unwrap()
-    }
+    use crate::test_util::op;
+    use millrace_ir::{verify, Attr, ValueType};
 
     fn rnd(n: usize, seed: u32) -> Vec<f32> {
         (0..n)

@@ -286,22 +286,8 @@ fn match_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use millrace_ir::{Op, ValueType};
-    use std::sync::Arc;
-
-    fn op(name: &str, attrs: Vec<(&str, Attr)>, opset: i64) -> Arc<dyn Op> {
-        let a = Attributes::new(
-            name,
-            attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        );
-        (Registry::global().get(name).unwrap())(&a, opset).unwrap()
-    }
-
-    fn rnd(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use crate::test_util::{op_at as op, rnd};
+    use millrace_ir::ValueType;
 
     /// The decomposed form. `opset18`: axes as a constant input; `mul_form`: Mul(d, d) and
     /// Mul(d, Reciprocal(r)); `affine`: with gamma and beta.

@@ -16,6 +16,8 @@ mod fuse_matmul;
 mod merge_sibling_convs;
 mod patterns;
 mod pipeline;
+#[cfg(test)]
+mod test_util;
 
 pub use cancel_transpose::CancelTranspose;
 pub use const_fold::ConstFold;

@@ -291,22 +291,8 @@ fn merge(g: &mut Graph, x: ValueId, gr: &[Branch], stats: &mut PassStats) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use millrace_ir::{Attr, Attributes, Op};
-    use millrace_ops::registry::Registry;
-
-    fn op(name: &str, attrs: Vec<(&str, Attr)>) -> Arc<dyn Op> {
-        let a = Attributes::new(
-            name,
-            attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        );
-        (Registry::global().get(name).unwrap())(&a, 17).unwrap()
-    }
-
-    fn rnd(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use crate::test_util::{op, rnd};
+    use millrace_ir::Attr;
 
     /// An inception-like fan-out: 1x1 (+Relu), 1x1 (+Relu), 1x1 stride 2, 3x3, all on x.
     fn fanout(all_relu: bool) -> Graph {
