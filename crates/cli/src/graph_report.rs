@@ -23,13 +23,7 @@ pub fn schedule_and_memory(c: &CompiledModel, critical: usize) -> String {
         .nodes
         .iter()
         .map(|n| {
-            let ins: Vec<_> = n
-                .inputs
-                .iter()
-                .map(|v| v.map(|v| g.value(v).ty.clone()).unwrap_or_default())
-                .collect();
-            let outs: Vec<_> = n.outputs.iter().map(|v| g.value(*v).ty.clone()).collect();
-            let cost = n.op.cost(&ins, &outs);
+            let cost = g.node_cost(n);
             machine.time(cost.flops as f64, cost.bytes() as f64, c.threads() as f64)
         })
         .collect();

@@ -141,13 +141,7 @@ fn info(load: &LoadArgs) -> Result<()> {
     let cg = compiled.graph();
     let (mut flops, mut macs) = (0u64, 0u64);
     for n in &cg.nodes {
-        let ins: Vec<_> = n
-            .inputs
-            .iter()
-            .map(|v| v.map(|v| cg.value(v).ty.clone()).unwrap_or_default())
-            .collect();
-        let outs: Vec<_> = n.outputs.iter().map(|v| cg.value(*v).ty.clone()).collect();
-        let c = n.op.cost(&ins, &outs);
+        let c = cg.node_cost(n);
         flops += c.flops;
         if matches!(
             n.op.name(),

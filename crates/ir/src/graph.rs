@@ -148,6 +148,27 @@ impl Graph {
         &self.values[id.index()]
     }
 
+    /// The types of a node's inputs (an absent optional input as unknown) and outputs.
+    pub fn node_types(&self, node: &Node) -> (Vec<ValueType>, Vec<ValueType>) {
+        let ins = node
+            .inputs
+            .iter()
+            .map(|v| v.map(|v| self.value(v).ty.clone()).unwrap_or_default())
+            .collect();
+        let outs = node
+            .outputs
+            .iter()
+            .map(|v| self.value(*v).ty.clone())
+            .collect();
+        (ins, outs)
+    }
+
+    /// A node's FLOPs and bytes at the graph's current types.
+    pub fn node_cost(&self, node: &Node) -> crate::Cost {
+        let (ins, outs) = self.node_types(node);
+        node.op.cost(&ins, &outs)
+    }
+
     pub fn constant(&self, id: ValueId) -> Option<&Arc<Tensor>> {
         self.constants.get(&id)
     }

@@ -116,11 +116,7 @@ fn fold_node(
             }
         }
     } else {
-        let types: Vec<ValueType> = node
-            .inputs
-            .iter()
-            .map(|i| i.map(|v| g.value(v).ty.clone()).unwrap_or_default())
-            .collect();
+        let (types, _) = g.node_types(node);
         match node.op.fold_from_types(&types) {
             Some(outs) => outs,
             None => return Ok(None),

@@ -66,23 +66,13 @@ impl Paths {
         let n = g.values.len();
         let (mut ready, mut from_conv) = (vec![0.0f64; n], vec![false; n]);
         for node in &g.nodes {
-            let ins: Vec<_> = node
-                .inputs
-                .iter()
-                .map(|v| v.map(|v| g.value(v).ty.clone()).unwrap_or_default())
-                .collect();
-            let outs: Vec<_> = node
-                .outputs
-                .iter()
-                .map(|v| g.value(*v).ty.clone())
-                .collect();
             let start = node
                 .inputs
                 .iter()
                 .flatten()
                 .map(|v| ready[v.index()])
                 .fold(0.0, f64::max);
-            let done = start + node.op.cost(&ins, &outs).flops as f64;
+            let done = start + g.node_cost(node).flops as f64;
             let conv = match node.op.name() {
                 "Conv" => true,
                 "BatchNormalization" | "Mul" | "Div" | "Add" | "Sub" => node
@@ -90,7 +80,7 @@ impl Paths {
                     .first()
                     .copied()
                     .flatten()
-                    .is_some_and(|v| g.value(v).ty.dtype.is_some() && from_conv[v.index()]),
+                    .is_some_and(|v| from_conv[v.index()]),
                 _ => false,
             };
             for o in &node.outputs {

@@ -86,12 +86,6 @@ pub(crate) struct MemPlan {
     pub report: MemoryReport,
 }
 
-fn types(g: &Graph, ids: &[Option<millrace_ir::ValueId>]) -> Vec<ValueType> {
-    ids.iter()
-        .map(|v| v.map(|v| g.value(v).ty.clone()).unwrap_or_default())
-        .collect()
-}
-
 fn numel(shape: &Option<Vec<usize>>) -> Option<usize> {
     shape.as_ref().map(|s| s.iter().product())
 }
@@ -168,8 +162,7 @@ pub(crate) fn plan(g: &Graph, dag: Option<&Dag>) -> MemPlan {
         if is_output[out.index()] || f32_shape(&g.value(*out).ty).is_none() {
             continue;
         }
-        let ins = types(g, &node.inputs);
-        let outs = vec![g.value(*out).ty.clone()];
+        let (ins, outs) = g.node_types(node);
         let Some(offs) = node.op.input_pieces(&ins, &outs) else {
             continue;
         };
@@ -180,8 +173,7 @@ pub(crate) fn plan(g: &Graph, dag: Option<&Dag>) -> MemPlan {
                 let vi = v.index();
                 let Some(p) = producer[vi] else { return false };
                 let pn = &g.nodes[p];
-                let p_ins = types(g, &pn.inputs);
-                let p_outs = vec![g.value(*v).ty.clone()];
+                let (p_ins, p_outs) = g.node_types(pn);
                 let fresh = !claims.iter().any(|&(w, _)| w == vi);
                 claims.push((vi, off));
                 fresh
@@ -247,12 +239,7 @@ pub(crate) fn plan(g: &Graph, dag: Option<&Dag>) -> MemPlan {
             let Some((i, b)) = first.and_then(|i| buffer_of[i].map(|b| (i, b))) else {
                 continue;
             };
-            let ins = types(g, &node.inputs);
-            let outs: Vec<ValueType> = node
-                .outputs
-                .iter()
-                .map(|v| g.value(*v).ty.clone())
-                .collect();
+            let (ins, outs) = g.node_types(node);
             let shapes_out: Option<Vec<Vec<usize>>> = outs.iter().map(f32_shape).collect();
             let (Some(offs), Some(shapes_out)) = (node.op.output_pieces(&ins, &outs), shapes_out)
             else {
@@ -284,8 +271,7 @@ pub(crate) fn plan(g: &Graph, dag: Option<&Dag>) -> MemPlan {
         if is_output[out] || external[out] {
             // Graph outputs are returned to the caller: owned. Still computed in place of
             // an allocation-free path when the op offers one.
-            let ins = types(g, &node.inputs);
-            let outs = vec![g.value(node.outputs[0]).ty.clone()];
+            let (ins, outs) = g.node_types(node);
             if f32_shape(&outs[0]).is_some() && node.op.writes_into(&ins, &outs) {
                 exec[s] = Exec::Into;
             }
@@ -310,8 +296,7 @@ pub(crate) fn plan(g: &Graph, dag: Option<&Dag>) -> MemPlan {
                 }
             }
         }
-        let ins = types(g, &node.inputs);
-        let outs = vec![g.value(node.outputs[0]).ty.clone()];
+        let (ins, outs) = g.node_types(node);
         if !node.op.writes_into(&ins, &outs) {
             continue;
         }

@@ -202,23 +202,7 @@ impl Plan {
         for o in &g.outputs {
             is_output[o.index()] = true;
         }
-        let costs: Vec<Cost> = g
-            .nodes
-            .iter()
-            .map(|node| {
-                let ins: Vec<_> = node
-                    .inputs
-                    .iter()
-                    .map(|v| v.map(|v| g.value(v).ty.clone()).unwrap_or_default())
-                    .collect();
-                let outs: Vec<_> = node
-                    .outputs
-                    .iter()
-                    .map(|v| g.value(*v).ty.clone())
-                    .collect();
-                node.op.cost(&ins, &outs)
-            })
-            .collect();
+        let costs: Vec<Cost> = g.nodes.iter().map(|node| g.node_cost(node)).collect();
         let dag = Dag::build(g);
         let fb: Vec<(u64, u64)> = costs.iter().map(|c| (c.flops, c.bytes())).collect();
         let machine = Machine::default();

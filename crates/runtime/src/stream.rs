@@ -190,13 +190,7 @@ impl CompiledModel {
         g.nodes
             .iter()
             .map(|n| {
-                let ins: Vec<_> = n
-                    .inputs
-                    .iter()
-                    .map(|v| v.map(|v| g.value(v).ty.clone()).unwrap_or_default())
-                    .collect();
-                let outs: Vec<_> = n.outputs.iter().map(|v| g.value(*v).ty.clone()).collect();
-                let c = n.op.cost(&ins, &outs);
+                let c = g.node_cost(n);
                 c.flops as f64 + 4.0 * (c.bytes_read + c.bytes_written) as f64 + 1e4
             })
             .collect()
