@@ -30,6 +30,43 @@ pub fn global_shape(op: &str, x: &[usize]) -> Result<Vec<usize>, OpError> {
         .collect())
 }
 
+/// `Op::writes_into` of the global pools: f32 in and out, output N x C x 1 x ...
+pub(crate) fn global_writes_into(inputs: &[ValueType], outputs: &[ValueType]) -> bool {
+    crate::planned::f32_io(inputs, outputs, 1)
+        && match (
+            crate::planned::f32_shape(&inputs[0]),
+            crate::planned::f32_shape(&outputs[0]),
+        ) {
+            (Some(x), Some(y)) => global_shape(NAME, &x).is_ok_and(|s| s == y),
+            _ => false,
+        }
+}
+
+/// `Op::eval_into` of the global pools: checks the shapes, then reduces each of the N x C
+/// planes with `kernel(x, planes, plane, out)`.
+pub(crate) fn global_eval_into(
+    op: &str,
+    inputs: &[Option<millrace_ir::F32View<'_>>],
+    out: &mut [f32],
+    out_shape: &[usize],
+    kernel: fn(&[f32], usize, usize, &mut [f32]) -> Result<(), millrace_kernels::pool::PoolError>,
+) -> Result<(), OpError> {
+    let x = millrace_ir::F32View::req(inputs, op, 0)?;
+    if x.shape.len() < 2 {
+        return Err(OpError::invalid(op, "input must be N x C x ..."));
+    }
+    let planes = x.shape[0] * x.shape[1];
+    crate::planned::check_out(op, out, out_shape)?;
+    if out.len() != planes {
+        return Err(OpError::invalid(
+            op,
+            format!("output {out_shape:?} is not N x C x 1..."),
+        ));
+    }
+    let plane = prod(&x.shape[2..]);
+    kernel(x.data, planes, plane, out).map_err(|e| OpError::invalid(op, e.to_string()))
+}
+
 fn eval_as<F: Float>(x: &Tensor) -> Result<Vec<Tensor>, OpError> {
     let shape = global_shape(NAME, x.shape())?;
     let planes = x.shape()[0] * x.shape()[1];
@@ -77,14 +114,7 @@ impl Op for GlobalAveragePool {
     }
 
     fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
-        crate::planned::f32_io(inputs, outputs, 1)
-            && match (
-                crate::planned::f32_shape(&inputs[0]),
-                crate::planned::f32_shape(&outputs[0]),
-            ) {
-                (Some(x), Some(y)) => global_shape(NAME, &x).is_ok_and(|s| s == y),
-                _ => false,
-            }
+        global_writes_into(inputs, outputs)
     }
 
     fn eval_into(
@@ -93,21 +123,13 @@ impl Op for GlobalAveragePool {
         out: &mut [f32],
         out_shape: &[usize],
     ) -> Result<(), OpError> {
-        let x = millrace_ir::F32View::req(inputs, NAME, 0)?;
-        if x.shape.len() < 2 {
-            return Err(OpError::invalid(NAME, "input must be N x C x ..."));
-        }
-        let planes = x.shape[0] * x.shape[1];
-        crate::planned::check_out(NAME, out, out_shape)?;
-        if out.len() != planes {
-            return Err(OpError::invalid(
-                NAME,
-                format!("output {out_shape:?} is not N x C x 1..."),
-            ));
-        }
-        let plane = prod(&x.shape[2..]);
-        millrace_kernels::pool::global_avg_pool(x.data, planes, plane, out)
-            .map_err(|e| OpError::invalid(NAME, e.to_string()))
+        global_eval_into(
+            NAME,
+            inputs,
+            out,
+            out_shape,
+            millrace_kernels::pool::global_avg_pool,
+        )
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -1,6 +1,6 @@
 //! GlobalMaxPool (ONNX opset 1, 22): max over all spatial dims, keeping them as 1s.
 use super::common::prod;
-use super::global_average_pool::global_shape;
+use super::global_average_pool::{global_eval_into, global_shape, global_writes_into};
 use super::pooling::global_infer;
 use crate::util::{output, Num};
 use millrace_core::Tensor;
@@ -76,14 +76,7 @@ impl Op for GlobalMaxPool {
     }
 
     fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
-        crate::planned::f32_io(inputs, outputs, 1)
-            && match (
-                crate::planned::f32_shape(&inputs[0]),
-                crate::planned::f32_shape(&outputs[0]),
-            ) {
-                (Some(x), Some(y)) => global_shape(NAME, &x).is_ok_and(|s| s == y),
-                _ => false,
-            }
+        global_writes_into(inputs, outputs)
     }
 
     fn eval_into(
@@ -92,21 +85,13 @@ impl Op for GlobalMaxPool {
         out: &mut [f32],
         out_shape: &[usize],
     ) -> Result<(), OpError> {
-        let x = millrace_ir::F32View::req(inputs, NAME, 0)?;
-        if x.shape.len() < 2 {
-            return Err(OpError::invalid(NAME, "input must be N x C x ..."));
-        }
-        let planes = x.shape[0] * x.shape[1];
-        crate::planned::check_out(NAME, out, out_shape)?;
-        if out.len() != planes {
-            return Err(OpError::invalid(
-                NAME,
-                format!("output {out_shape:?} is not N x C x 1..."),
-            ));
-        }
-        let plane = prod(&x.shape[2..]);
-        millrace_kernels::pool::global_max_pool(x.data, planes, plane, out)
-            .map_err(|e| OpError::invalid(NAME, e.to_string()))
+        global_eval_into(
+            NAME,
+            inputs,
+            out,
+            out_shape,
+            millrace_kernels::pool::global_max_pool,
+        )
     }
 
     fn as_any(&self) -> &dyn Any {
