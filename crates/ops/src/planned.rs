@@ -26,6 +26,26 @@ pub fn f32_io(inputs: &[ValueType], outputs: &[ValueType], n: usize) -> bool {
 
 /// The inputs as f32 views (`None` for an absent input); an error naming `op` when a
 /// present input is not f32.
+/// `Op::writes_into` of a fused op reading input 0 and, with `residual`, input 1 shaped
+/// like the output: all f32 with concrete shapes, the output the shape `out_shape` gives.
+pub fn fused_writes_into<E>(
+    inputs: &[ValueType],
+    outputs: &[ValueType],
+    residual: bool,
+    out_shape: impl Fn(&[usize]) -> Result<Vec<usize>, E>,
+) -> bool {
+    if !f32_io(inputs, outputs, 1 + residual as usize) {
+        return false;
+    }
+    match (f32_shape(&inputs[0]), f32_shape(&outputs[0])) {
+        (Some(x), Some(y)) => {
+            out_shape(&x).is_ok_and(|s| s == y)
+                && (!residual || f32_shape(&inputs[1]).is_some_and(|r| r == y))
+        }
+        _ => false,
+    }
+}
+
 pub fn views<'a>(op: &str, inputs: &Inputs<'a>) -> Result<Vec<Option<F32View<'a>>>, OpError> {
     (0..inputs.len())
         .map(|i| match inputs.opt(i) {

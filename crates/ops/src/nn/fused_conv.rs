@@ -14,7 +14,7 @@
 //! per register tile.
 use super::common::Window;
 use super::conv::Conv;
-use crate::planned::{alloc_f32, check_out, check_shape, f32_io, f32_shape, views};
+use crate::planned::{alloc_f32, check_out, check_shape, fused_writes_into, views};
 use millrace_core::{DType, Dim, Tensor, TensorData};
 use millrace_ir::{Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use millrace_kernels::activation::Activation;
@@ -274,17 +274,7 @@ impl Op for FusedConv {
     }
 
     fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
-        let n = 1 + self.residual as usize;
-        if !f32_io(inputs, outputs, n) {
-            return false;
-        }
-        match (f32_shape(&inputs[0]), f32_shape(&outputs[0])) {
-            (Some(x), Some(y)) => {
-                self.out_shape(&x).is_ok_and(|s| s == y)
-                    && (!self.residual || f32_shape(&inputs[1]).is_some_and(|r| r == y))
-            }
-            _ => false,
-        }
+        fused_writes_into(inputs, outputs, self.residual, |x| self.out_shape(x))
     }
 
     fn eval_into(

@@ -7,7 +7,7 @@
 //! leading dimension is a GEMM row, so a transformer's `[batch, seq, hidden]` activations
 //! are one `batch*seq x hidden` product. The bias is added per output column and the
 //! activation applied on each register tile before it is stored.
-use crate::planned::{alloc_f32, check_out, check_shape, f32_io, f32_shape, views};
+use crate::planned::{alloc_f32, check_out, check_shape, fused_writes_into, views};
 use millrace_core::{DType, Dim, Tensor, TensorData};
 use millrace_ir::{Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use millrace_kernels::activation::Activation;
@@ -143,17 +143,7 @@ impl Op for FusedMatMul {
     }
 
     fn writes_into(&self, inputs: &[ValueType], outputs: &[ValueType]) -> bool {
-        let n = 1 + self.residual as usize;
-        if !f32_io(inputs, outputs, n) {
-            return false;
-        }
-        match (f32_shape(&inputs[0]), f32_shape(&outputs[0])) {
-            (Some(a), Some(y)) => {
-                self.out_shape(&a).is_ok_and(|s| s == y)
-                    && (!self.residual || f32_shape(&inputs[1]).is_some_and(|r| r == y))
-            }
-            _ => false,
-        }
+        fused_writes_into(inputs, outputs, self.residual, |a| self.out_shape(a))
     }
 
     fn eval_into(
