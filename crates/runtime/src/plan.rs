@@ -431,8 +431,8 @@ impl Ctx<'_, '_> {
         }
     }
 
-    /// The argument for value `i` as the generic path takes it; arena values are copied
-    /// into a tensor kept in `hold`.
+    /// The owned value in slot `i` (`None` while it is not computed yet), shared so the
+    /// reader holds it for the duration of its call.
     fn owned_value(&self, i: usize) -> Result<Option<Arc<Value>>, Error> {
         Ok(self.state.slots[i]
             .lock()
