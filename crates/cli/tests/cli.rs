@@ -1,31 +1,7 @@
 //! The `millrace` binary, driven as a user would.
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn millrace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_millrace"))
-        .args(args)
-        .output()
-        .expect("run millrace")
-}
-
-fn models() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("millrace-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{millrace, models, text, tmp};
 
 #[test]
 fn run_writes_outputs_that_match_the_reference() {

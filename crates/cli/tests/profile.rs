@@ -1,42 +1,11 @@
 //! `millrace profile`, driven as a user would: the table, the Chrome trace and the SVG.
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn millrace(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_millrace"))
-        .args(args)
-        .output()
-        .expect("run millrace")
-}
-
-/// The shared test models, or `None` (the test then skips) where this checkout has none.
-fn models() -> Option<PathBuf> {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models");
-    if d.join("squeezenet1_1.onnx").exists() {
-        Some(d)
-    } else {
-        eprintln!("skipping: no shared models at {}", d.display());
-        None
-    }
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("millrace-profile-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{millrace, models, text, tmp};
 
 #[test]
 fn profile_prints_the_table_and_writes_a_trace_and_an_svg() {
-    let Some(m) = models() else { return };
+    let m = models();
     let (trace, svg) = (tmp("t.json"), tmp("t.svg"));
     let o = millrace(&[
         "profile",
@@ -97,7 +66,7 @@ fn profile_prints_the_table_and_writes_a_trace_and_an_svg() {
 
 #[test]
 fn profile_json_has_nodes_and_ops_and_honours_load_args() {
-    let Some(m) = models() else { return };
+    let m = models();
     let o = millrace(&[
         "profile",
         m.join("squeezenet1_1.onnx").to_str().unwrap(),

@@ -3,30 +3,24 @@
 //! ResNet-50's weights fit a 40 MB SRAM only at int8 (fp16 ~51 MB and fp32 ~102 MB do
 //! not); VGG-16's convolution weights all stay resident in 48 MB at int8 while its first
 //! FC layer (~103 MB) is streamed. Roofline ceilings are given so nothing is measured.
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
+use common::{millrace, models, text};
 
 fn plan(model: &str, sram: &str, dtype: &str) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_millrace"))
-        .args([
-            "plan",
-            model,
-            "--sram",
-            sram,
-            "--weight-dtype",
-            dtype,
-            "--peak-gflops",
-            "1000",
-            "--bandwidth-gbs",
-            "50",
-        ])
-        .output()
-        .expect("run millrace");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = millrace(&[
+        "plan",
+        model,
+        "--sram",
+        sram,
+        "--weight-dtype",
+        dtype,
+        "--peak-gflops",
+        "1000",
+        "--bandwidth-gbs",
+        "50",
+    ]);
+    let text = text(&o);
     assert!(o.status.success(), "{text}");
     text
 }
@@ -56,13 +50,8 @@ fn kind_row(text: &str, kind: &str) -> Vec<String> {
 
 #[test]
 fn resnet50_fits_40mb_only_at_int8() {
-    let onnx =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/resnet50.onnx");
-    let mut models = vec!["resnet50".to_string()];
-    if onnx.exists() {
-        models.push(onnx.to_str().unwrap().to_string());
-    }
-    for model in &models {
+    let onnx = models().join("resnet50.onnx");
+    for model in ["resnet50", onnx.to_str().unwrap()] {
         let int8 = plan(model, "40MB", "int8");
         assert!(int8.contains("fits: yes (needs 25."), "{int8}");
         let (r, t) = resident_counts(&int8);
@@ -122,10 +111,7 @@ fn bad_residency_arguments_are_errors() {
         if flag != "--peak-gflops" {
             args.extend(["--peak-gflops", "100"]);
         }
-        let o = Command::new(env!("CARGO_BIN_EXE_millrace"))
-            .args(&args)
-            .output()
-            .expect("run millrace");
+        let o = millrace(&args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(want), "{args:?}: {err}");
     }
