@@ -42,6 +42,10 @@ pub(crate) fn global_writes_into(inputs: &[ValueType], outputs: &[ValueType]) ->
         }
 }
 
+/// A global pooling kernel: `(x, planes, plane, out)`.
+pub(crate) type GlobalKernel =
+    fn(&[f32], usize, usize, &mut [f32]) -> Result<(), millrace_kernels::pool::PoolError>;
+
 /// `Op::eval_into` of the global pools: checks the shapes, then reduces each of the N x C
 /// planes with `kernel(x, planes, plane, out)`.
 pub(crate) fn global_eval_into(
@@ -49,7 +53,7 @@ pub(crate) fn global_eval_into(
     inputs: &[Option<millrace_ir::F32View<'_>>],
     out: &mut [f32],
     out_shape: &[usize],
-    kernel: fn(&[f32], usize, usize, &mut [f32]) -> Result<(), millrace_kernels::pool::PoolError>,
+    kernel: GlobalKernel,
 ) -> Result<(), OpError> {
     let x = millrace_ir::F32View::req(inputs, op, 0)?;
     if x.shape.len() < 2 {
