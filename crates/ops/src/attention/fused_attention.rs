@@ -483,22 +483,8 @@ mod tests {
     use crate::nn::softmax::{Kind, Softmax};
     use crate::tensor::transpose::Transpose;
 
-    fn rand(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
     fn t(shape: &[usize], seed: u64) -> Tensor {
-        Tensor::from_vec(shape.to_vec(), rand(shape.iter().product(), seed)).unwrap()
+        crate::into_check::rand(shape, seed)
     }
 
     fn run1(op: &dyn Op, xs: &[&Tensor]) -> Tensor {
