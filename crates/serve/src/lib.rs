@@ -1,0 +1,22 @@
+//! millrace's inference server.
+//!
+//! It speaks the Open Inference Protocol (KServe v2, also spoken by NVIDIA Triton), so clients
+//! written for Triton or KServe work unchanged:
+//!
+//! - [`types`]: the protocol's data model (datatypes, requests, responses, metadata) and the
+//!   raw little-endian tensor encoding shared by HTTP's binary extension and gRPC's raw contents;
+//! - [`error`]: [`ServeError`], each kind mapped to one HTTP status and one gRPC code;
+//! - [`state`]: [`ServerState`], the models being served and `infer`, shared by the front ends.
+//!
+//! The front ends (HTTP, gRPC, metrics) only translate between wire formats and [`ServerState`].
+
+pub mod error;
+pub mod state;
+pub mod types;
+
+pub use error::{ErrorKind, ServeError};
+pub use state::{ServeOptions, ServerState};
+pub use types::{
+    Datatype, InferInput, InferRequest, InferResponse, ModelMetadata, ServerMetadata,
+    TensorMetadata,
+};
