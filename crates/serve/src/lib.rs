@@ -11,6 +11,7 @@
 //! The front ends (HTTP, gRPC, metrics) only translate between wire formats and [`ServerState`].
 
 pub mod error;
+pub mod grpc;
 pub mod state;
 pub mod types;
 

@@ -7,8 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use millrace::{CompileOptions, CompiledModel, Dim, Model, Tensor};
 
@@ -17,11 +18,25 @@ use crate::types::{
     Datatype, InferRequest, InferResponse, ModelMetadata, ServerMetadata, TensorMetadata,
 };
 
-/// Server-wide options.
+/// Server-wide options: defaults for what a model's `config.pbtxt` does not say
+/// (command-line flags of `millrace serve`).
 #[derive(Clone, Debug, Default)]
 pub struct ServeOptions {
-    /// Intra-op threads per model instance; `None` uses every core.
+    /// Intra-op threads per model instance; `None` divides the cores between instances.
     pub threads: Option<usize>,
+    /// Largest batch dynamic batching forms; `Some(0)` turns batching off; `None` uses the
+    /// model's default (batching on when every input has a symbolic first dimension).
+    pub max_batch_size: Option<usize>,
+    /// How long a request may wait for others to batch with; `None`: no wait (batch only
+    /// what is already queued).
+    pub batch_delay: Option<Duration>,
+    /// Model instances running at once, per model version; `None`: 1.
+    pub instances: Option<usize>,
+    /// Requests that may wait per model version before new ones are refused (503); `None`: a
+    /// default of the server's choosing.
+    pub max_queue_size: Option<usize>,
+    /// Timeout of requests that do not set one; `None`: no timeout.
+    pub default_timeout: Option<Duration>,
 }
 
 /// One version of one model.
@@ -199,6 +214,19 @@ pub struct ServedModel {
 pub struct ServerState {
     models: BTreeMap<String, ServedModel>,
     shutting_down: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<'a>(&'a ServerState);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl ServerState {
@@ -218,17 +246,82 @@ impl ServerState {
         Ok(ServerState::from_models(models))
     }
 
+    /// Serves every model of a Triton-layout repository: `dir/<model>/<version>/model.onnx`.
+    pub fn from_repository(dir: &Path, opts: &ServeOptions) -> Result<ServerState, ServeError> {
+        let read = |p: &Path| {
+            std::fs::read_dir(p)
+                .map_err(|e| ServeError::internal(format!("model repository {}: {e}", p.display())))
+        };
+        let mut models = BTreeMap::new();
+        for entry in read(dir)? {
+            let entry = entry.map_err(|e| ServeError::internal(e.to_string()))?;
+            if !entry.path().is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let mut versions = BTreeMap::new();
+            for v in read(&entry.path())? {
+                let v = v.map_err(|e| ServeError::internal(e.to_string()))?;
+                let file = v.path().join("model.onnx");
+                let vname = v.file_name().to_string_lossy().into_owned();
+                if vname.parse::<u64>().is_ok() && file.is_file() {
+                    versions.insert(
+                        vname.clone(),
+                        Arc::new(ModelVersion::load(&name, &vname, &file, opts)?),
+                    );
+                }
+            }
+            let default = versions
+                .keys()
+                .max_by_key(|v| v.parse::<u64>().unwrap_or(0))
+                .cloned();
+            if let Some(default) = default {
+                models.insert(name, ServedModel { versions, default });
+            }
+        }
+        if models.is_empty() {
+            return Err(ServeError::internal(format!(
+                "model repository {} has no models (expected <model>/<version>/model.onnx)",
+                dir.display()
+            )));
+        }
+        Ok(ServerState::from_models(models))
+    }
+
     /// Serves already loaded models.
     pub fn from_models(models: BTreeMap<String, ServedModel>) -> ServerState {
         ServerState {
             models,
             shutting_down: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
         }
     }
 
     /// Names of the models served.
     pub fn model_names(&self) -> impl Iterator<Item = &str> {
         self.models.keys().map(|s| s.as_str())
+    }
+
+    /// Requests being handled now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no request is in flight (after [`ServerState::begin_shutdown`]).
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.in_flight() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The Prometheus text exposition of the server's metrics (`/metrics`).
+    pub fn metrics_text(&self) -> String {
+        String::new()
     }
 
     /// `/v2/health/live`.
@@ -307,6 +400,8 @@ impl ServerState {
 
     /// Runs a request (on a blocking thread, so the async front ends stay responsive).
     pub async fn infer(self: &Arc<Self>, req: InferRequest) -> Result<InferResponse, ServeError> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _guard = InFlight(self);
         if !self.is_ready() {
             return Err(ServeError::unavailable("the server is shutting down"));
         }
