@@ -256,9 +256,11 @@ impl Parser<'_> {
                     self.bump();
                     return Ok(out);
                 }
-                None => return Err(self.err(format!(
+                None => {
+                    return Err(self.err(format!(
                     "the list opened at line {line}, column {column} is not closed (expected `]`)"
-                ))),
+                )))
+                }
                 _ => {}
             }
             out.push(self.value()?);
@@ -635,13 +637,15 @@ impl ModelConfig {
                                 }
                                 VersionPolicy::Specific(vs)
                             }
-                            _ => return Err(cx.err(
-                                g,
-                                format!(
+                            _ => {
+                                return Err(cx.err(
+                                    g,
+                                    format!(
                                     "unknown version_policy `{}`; expected latest, all or specific",
                                     g.name
                                 ),
-                            )),
+                                ))
+                            }
                         };
                         if cfg.version_policy.is_some() {
                             return Err(cx.err(g, "version_policy sets more than one policy"));

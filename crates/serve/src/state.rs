@@ -51,6 +51,8 @@ pub struct ServeOptions {
 pub const MAX_COMPILED_SHAPES: usize = 32;
 
 type CompileSlot = Arc<OnceLock<Result<Arc<CompiledModel>, ServeError>>>;
+/// Compiled forms by input shapes, each with when it was last asked for.
+type CompileCache = HashMap<Vec<Vec<usize>>, (CompileSlot, u64)>;
 
 /// A model and its compiled forms, one per set of input shapes, each compiled once (callers
 /// asking for a shape being compiled wait for it rather than compiling it again).
@@ -58,7 +60,7 @@ pub struct ModelRunner {
     label: String,
     model: Model,
     threads: usize,
-    cache: Mutex<HashMap<Vec<Vec<usize>>, (CompileSlot, u64)>>,
+    cache: Mutex<CompileCache>,
     tick: AtomicU64,
 }
 
