@@ -129,10 +129,18 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         .thread_name("millrace-serve")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(millrace_serve::run(
-        Arc::new(state),
-        &config,
-        millrace_serve::shutdown_signal(),
-    ))?;
+    // The first Ctrl-C / SIGTERM drains; a second one exits at once. The handlers are
+    // installed now, before the listeners open.
+    let _guard = runtime.enter();
+    let first = millrace_serve::shutdown_signal();
+    let shutdown = async {
+        first.await;
+        tokio::spawn(async {
+            millrace_serve::shutdown_signal().await;
+            eprintln!("second signal: exiting without waiting for requests in flight");
+            std::process::exit(130);
+        });
+    };
+    runtime.block_on(millrace_serve::run(Arc::new(state), &config, shutdown))?;
     Ok(())
 }

@@ -337,6 +337,14 @@ async fn infer_inner(
 ) -> Result<Response, ServeError> {
     // Unknown model or version: say so before reading a large body.
     h.state.model(&model, version.as_deref())?;
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        let enc = String::from_utf8_lossy(enc.as_bytes());
+        if !enc.trim().eq_ignore_ascii_case("identity") {
+            return Err(ServeError::invalid(format!(
+                "Content-Encoding `{enc}` is not supported; send the body uncompressed"
+            )));
+        }
+    }
     let bytes = read_body(body, headers, h.max_body_bytes).await?;
     let header_len = header_length(headers)?;
     let parsed = parse_infer_body(&bytes, header_len)?;

@@ -73,10 +73,8 @@ fn local_addr(l: &TcpListener, what: &str) -> Result<SocketAddr, ServeError> {
 }
 
 /// A future that resolves once `stop` turns true (or its sender is gone).
-fn stopped(mut stop: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<Arc<ServerState>>) -> Response {
@@ -200,27 +198,46 @@ pub async fn run(
     Ok(())
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM. Where a signal cannot be watched, that branch never
-/// resolves (the other still can).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// A future that resolves on Ctrl-C (SIGINT) or SIGTERM.
+///
+/// On Unix the handlers are installed when this is called, not when the future is first
+/// polled, so a signal that comes while the server is still starting is not lost (when it is
+/// called inside a runtime, e.g. under `Runtime::enter`; outside one, on the first poll). Where a signal cannot be watched, that
+/// branch never resolves (the other still can).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = || {
+            (
+                signal(SignalKind::interrupt()).ok(),
+                signal(SignalKind::terminate()).ok(),
+            )
+        };
+        // Outside a runtime `signal` cannot register: do it on the first poll instead.
+        let early = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|_| install());
+        async move {
+            let (int, term) = early.unwrap_or_else(install);
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(int) => {}
+                _ = wait(term) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
     }
 }

@@ -594,6 +594,19 @@ async fn bad_requests_get_clear_errors() {
         "over the server's limit",
     ));
     cases.push((
+        "compressed body",
+        request(
+            a,
+            "POST",
+            infer,
+            &[("Content-Encoding", "gzip".into())],
+            b"\x1f\x8b",
+        )
+        .await,
+        400,
+        "Content-Encoding `gzip` is not supported",
+    ));
+    cases.push((
         "unknown route",
         get(a, "/v2/nothing/here").await,
         404,
