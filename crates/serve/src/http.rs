@@ -872,6 +872,28 @@ mod tests {
     }
 
     #[test]
+    fn json_inputs_of_every_kind() {
+        let (r, _) = parse(
+            r#"{"inputs":[
+                {"name":"b","shape":[2],"datatype":"BOOL","data":[true,false]},
+                {"name":"s","shape":[1,2],"datatype":"BYTES","data":[["x","yz"]]},
+                {"name":"h","shape":[1],"datatype":"FP16","data":[0.5]},
+                {"name":"g","shape":[1],"datatype":"BF16","data":[-2]},
+                {"name":"u","shape":[],"datatype":"UINT64","data":18446744073709551615},
+                {"name":"i","shape":[1],"datatype":"INT8","data":[-128]}]}"#,
+        )
+        .unwrap();
+        let t = |i: usize| &r.inputs[i].tensor;
+        assert_eq!(t(0).as_slice::<bool>().unwrap(), &[true, false]);
+        assert_eq!(t(1).shape(), &[1, 2]);
+        assert_eq!(t(1).as_slice::<String>().unwrap(), &["x", "yz"]);
+        assert_eq!(t(2).as_slice::<millrace::f16>().unwrap()[0].to_f32(), 0.5);
+        assert_eq!(t(3).as_slice::<millrace::bf16>().unwrap()[0].to_f32(), -2.0);
+        assert_eq!(t(4).as_slice::<u64>().unwrap(), &[u64::MAX]);
+        assert_eq!(t(5).as_slice::<i8>().unwrap(), &[-128]);
+    }
+
+    #[test]
     fn json_errors_say_what_is_wrong() {
         let e = parse(r#"{"inputs": [}"#).unwrap_err();
         assert!(e.message.contains("line 1 column"), "{}", e.message);
@@ -929,6 +951,85 @@ mod tests {
         );
         let e = parse_infer_body(&body, Some(body.len() + 1)).err().unwrap();
         assert!(e.message.contains("has only"), "{}", e.message);
+    }
+
+    #[test]
+    fn responses_carry_every_datatype_as_json_and_binary() {
+        let outputs = vec![
+            (
+                "s".to_string(),
+                Tensor::from_vec(vec![2], vec!["ab".to_string(), "c".to_string()]).unwrap(),
+            ),
+            (
+                "b".to_string(),
+                Tensor::from_vec(vec![1, 2], vec![true, false]).unwrap(),
+            ),
+            (
+                "h".to_string(),
+                Tensor::from_vec(vec![1], vec![millrace::f16::from_f32(1.5)]).unwrap(),
+            ),
+            (
+                "u".to_string(),
+                Tensor::from_vec(vec![2], vec![7u8, 255]).unwrap(),
+            ),
+            (
+                "f".to_string(),
+                Tensor::from_vec(vec![1], vec![0.1f32]).unwrap(),
+            ),
+        ];
+        let resp = |wanted: Wanted| {
+            let r = InferResponse {
+                model_name: "m".into(),
+                model_version: "1".into(),
+                id: Some("x".into()),
+                outputs: outputs.clone(),
+            };
+            encode_response(r, &wanted).unwrap()
+        };
+        let body = |r: Response| {
+            let headers = r.headers().clone();
+            let bytes = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(axum::body::to_bytes(r.into_body(), usize::MAX))
+                .unwrap();
+            (headers, bytes)
+        };
+        let (h, b) = body(resp(Wanted {
+            outputs: None,
+            binary_default: false,
+        }));
+        assert!(h.get(HEADER_CONTENT_LENGTH).is_none());
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["id"], "x");
+        let o = &v["outputs"];
+        assert_eq!(o[0]["datatype"], "BYTES");
+        assert_eq!(o[0]["data"], serde_json::json!(["ab", "c"]));
+        assert_eq!(o[1]["datatype"], "BOOL");
+        assert_eq!(o[1]["shape"], serde_json::json!([1, 2]));
+        assert_eq!(o[1]["data"], serde_json::json!([true, false]));
+        assert_eq!(o[2]["datatype"], "FP16");
+        assert_eq!(o[2]["data"], serde_json::json!([1.5]));
+        assert_eq!(o[3]["data"], serde_json::json!([7, 255]));
+        assert_eq!(o[4]["data"][0].as_f64().unwrap() as f32, 0.1f32);
+
+        // Binary for `s` and `h` only: raw bytes in response order after the JSON.
+        let (h, b) = body(resp(Wanted {
+            outputs: Some(vec![
+                ("s".into(), true),
+                ("h".into(), true),
+                ("b".into(), false),
+            ]),
+            binary_default: false,
+        }));
+        let n: usize = h[HEADER_CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+        let v: Value = serde_json::from_slice(&b[..n]).unwrap();
+        assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], 11);
+        assert!(v["outputs"][0].get("data").is_none());
+        assert_eq!(v["outputs"][2]["parameters"]["binary_data_size"], 2);
+        let mut want = vec![2, 0, 0, 0, b'a', b'b', 1, 0, 0, 0, b'c'];
+        want.extend_from_slice(&millrace::f16::from_f32(1.5).to_bits().to_le_bytes());
+        assert_eq!(&b[n..], &want[..]);
     }
 
     #[test]
