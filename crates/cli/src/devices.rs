@@ -272,7 +272,7 @@ pub fn render(g: &millrace::ir::Graph, devs: &[&dyn Device], p: &Placement, top:
 /// How a split model runs a batch.
 enum Split {
     Data(millrace::DataParallel),
-    Pipeline(millrace::PipelineParallel),
+    Pipeline(Box<millrace::PipelineParallel>),
 }
 
 impl Split {
@@ -338,7 +338,7 @@ pub fn group_bench(
                 )
                 .context("splitting the batch across groups")?,
         ),
-        "pipeline" => Split::Pipeline(
+        "pipeline" => Split::Pipeline(Box::new(
             loaded
                 .model
                 .compile_pipeline_parallel(
@@ -351,7 +351,7 @@ pub fn group_bench(
                     },
                 )
                 .context("cutting the model into stages")?,
-        ),
+        )),
         other => bail!("--parallel `{other}`: expected data or pipeline"),
     };
     let layout: Vec<String> = match &split {
