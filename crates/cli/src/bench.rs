@@ -62,6 +62,17 @@ pub struct BenchArgs {
     /// per-frame latency (less queueing), more hides uneven stages.
     #[arg(long, value_name = "N")]
     pub in_flight: Option<usize>,
+    /// Split the threads into K groups acting as separate devices (see --parallel) and
+    /// compare with one group of all threads, runs alternating.
+    #[arg(long, value_name = "K")]
+    pub groups: Option<usize>,
+    /// With --groups: `data` splits the batch (--batch) across the groups, `pipeline` cuts
+    /// the model into K stages with micro-batches flowing through them.
+    #[arg(long, value_name = "data|pipeline", default_value = "data")]
+    pub parallel: String,
+    /// With --groups --parallel pipeline: rows per micro-batch (default: batch / K).
+    #[arg(long, value_name = "M")]
+    pub micro_batch: Option<usize>,
 }
 
 #[derive(Args)]
@@ -233,7 +244,7 @@ fn gflops(flops: u64, ms: f64) -> f64 {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -410,7 +421,7 @@ fn stream_bench(
 }
 
 /// Relative L2 difference ||a - b|| / ||b||.
-fn rel_l2(a: &millrace::Tensor, b: &millrace::Tensor) -> Result<f64> {
+pub(crate) fn rel_l2(a: &millrace::Tensor, b: &millrace::Tensor) -> Result<f64> {
     let (a, b) = (a.to_f64_vec()?, b.to_f64_vec()?);
     if a.len() != b.len() {
         return Ok(f64::INFINITY);
@@ -454,6 +465,18 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     let compile_time = t0.elapsed();
     for _ in 0..args.warmup {
         compiled.run_named(&inputs)?;
+    }
+    if let Some(groups) = args.groups {
+        let gb = crate::devices::GroupBench {
+            groups,
+            parallel: &args.parallel,
+            micro_batch: args.micro_batch,
+            warmup: args.warmup,
+            iters: args.iters,
+            seconds: args.seconds,
+            json: args.json,
+        };
+        return crate::devices::group_bench(&gb, &loaded, &compiled, &inputs);
     }
     if args.stream {
         return stream_bench(args, &loaded.label, &compiled, &inputs, batch);

@@ -4,6 +4,7 @@
 
 mod alloc_count;
 mod bench;
+mod devices;
 mod graph_report;
 mod model_arg;
 mod plan;

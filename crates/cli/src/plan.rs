@@ -55,6 +55,11 @@ pub struct PlanArgs {
     /// How many memory-bound layers and streamed tensors to list.
     #[arg(long, value_name = "N", default_value_t = 12)]
     pub top: usize,
+    /// Place the optimized graph on devices (`cpu`, `cpu:THREADS`, `npu:FILE.toml`,
+    /// comma-separated) and print the placement, copies and estimated latency instead of
+    /// the graph.
+    #[arg(long, value_name = "LIST")]
+    pub devices: Option<String>,
 }
 
 pub fn plan(args: &PlanArgs) -> Result<()> {
@@ -90,6 +95,15 @@ pub fn plan(args: &PlanArgs) -> Result<()> {
     let loaded = Loaded::new(&args.load)?;
     // The optimized graph (the one that runs), or the graph after --dump-after's pass.
     let compiled = loaded.compile_stop_after(args.dump_after.clone())?;
+    if let Some(list) = &args.devices {
+        let threads = args
+            .load
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let mut rates =
+            crate::devices::CpuRates::new(args.peak_gflops, args.bandwidth_gbs, threads);
+        return crate::devices::plan_devices(&loaded.label, &compiled, list, &mut rates, args.top);
+    }
     if residency_args.is_none() || args.dump_after.is_some() {
         passes(&compiled);
         println!();

@@ -1,4 +1,5 @@
-//! The device interface.
+//! The device interface: what the partitioner asks of a device (support, time per node,
+//! memory, and the cost of moving tensors over its link to the host).
 
 use millrace_ir::{Graph, NodeId};
 
@@ -46,4 +47,23 @@ pub trait Device: Send + Sync {
     fn memory_bytes(&self) -> Option<u64>;
     /// The device's link to the host; `None` for the host itself.
     fn link(&self) -> Option<HostLink>;
+
+    /// Whether the device computes in host memory (no link to cross): the host CPU or a
+    /// group of its cores.
+    fn is_host(&self) -> bool {
+        self.link().is_none()
+    }
+
+    /// Seconds to move a tensor of `bytes` from host memory into device memory (zero for
+    /// the host). Devices whose uploads cost more than one link transfer (staging, layout
+    /// conversion) override this.
+    fn upload_time(&self, bytes: u64) -> f64 {
+        self.link().map_or(0.0, |l| l.transfer_time(bytes))
+    }
+
+    /// Seconds to move a tensor of `bytes` from device memory back to host memory (zero for
+    /// the host).
+    fn download_time(&self, bytes: u64) -> f64 {
+        self.link().map_or(0.0, |l| l.transfer_time(bytes))
+    }
 }

@@ -23,6 +23,9 @@ pub use millrace_runtime::{
     CompiledModel, Error, InputSpec, IoInfo, Model, NpzError, Profiled, Schedule, StageInfo,
     StepTiming, Stream, StreamOptions, StreamOutput, Value, ValueKind,
 };
+pub use millrace_runtime::{
+    DataParallel, DataParallelOptions, GroupInfo, PipelineOptions, PipelineParallel,
+};
 pub use millrace_schedule as schedule;
 pub use millrace_zoo as zoo;
 

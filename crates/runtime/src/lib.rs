@@ -8,6 +8,7 @@
 mod error;
 mod inputs;
 mod memplan;
+mod multi;
 pub mod npz;
 mod plan;
 mod session;
@@ -18,6 +19,7 @@ pub use inputs::{input_specs, random_inputs, InputSpec};
 pub use memplan::MemoryReport;
 pub use millrace_ir::{Value, ValueKind};
 pub use millrace_schedule::Prediction;
+pub use multi::{DataParallel, DataParallelOptions, GroupInfo, PipelineOptions, PipelineParallel};
 pub use npz::{read_npy_file, read_npz, write_npz, NpzError};
 pub use plan::{Profiled, StepTiming};
 pub use session::{CompileOptions, CompiledModel, IoInfo, Model, Schedule};
