@@ -8,6 +8,7 @@ mod graph_report;
 mod model_arg;
 mod plan;
 mod profile;
+mod simulate;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +45,9 @@ enum Cmd {
     /// Show the optimized graph and what each pass did; with `--sram SIZE`, which weights
     /// stay resident on chip, off-chip traffic and memory-bound layers.
     Plan(plan::PlanArgs),
+    /// Run the model on a simulated NPU described by a TOML file: latency, per-unit
+    /// utilization, SRAM peak, traffic, host fall-backs, a Chrome trace, checked outputs.
+    Simulate(simulate::SimulateArgs),
     /// Write a built-in model to an ONNX file (`millrace zoo resnet50 -o resnet50.onnx`), or list them.
     Zoo {
         /// Built-in model name; omit to list them.
@@ -87,6 +91,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Peak(args) => bench::peak(&args),
         Cmd::Profile(args) => profile::profile(&args),
         Cmd::Plan(args) => plan::plan(&args),
+        Cmd::Simulate(args) => simulate::simulate(&args),
         Cmd::Zoo { name, output } => zoo(name, output),
     }
 }

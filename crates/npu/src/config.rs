@@ -200,7 +200,12 @@ impl NpuConfig {
         let cols = count("matrix.cols", r.matrix.cols, 1, 1 << 16)?;
         let units = count("matrix.units", r.matrix.units.unwrap_or(1), 1, 64)? as usize;
         let lanes = count("vector.lanes", r.vector.lanes, 1, 1 << 20)?;
-        let ops = count("vector.ops_per_lane", r.vector.ops_per_lane.unwrap_or(1), 1, 1024)?;
+        let ops = count(
+            "vector.ops_per_lane",
+            r.vector.ops_per_lane.unwrap_or(1),
+            1,
+            1024,
+        )?;
         let sram_bytes = size("sram.size", &r.sram.size)?;
         let banks = count("sram.banks", r.sram.banks, 2, 4096)?;
         if sram_bytes < banks {

@@ -70,7 +70,9 @@ pub fn eval_in_order(
         last[v.index()] = usize::MAX;
     }
     for (pos, &ni) in order.iter().enumerate() {
-        let Some(node) = g.nodes.get(ni) else { continue };
+        let Some(node) = g.nodes.get(ni) else {
+            continue;
+        };
         let outs = {
             let mut args = Vec::with_capacity(node.inputs.len());
             for v in &node.inputs {

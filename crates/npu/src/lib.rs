@@ -54,11 +54,7 @@ pub fn simulate(g: &Graph, cfg: &NpuConfig, opts: &SimOptions) -> Result<SimRepo
 }
 
 /// Lowers and simulates with explicit lowering options (forced tilings, resident sets).
-pub fn simulate_with(
-    g: &Graph,
-    cfg: &NpuConfig,
-    lo: &LowerOptions,
-) -> Result<SimReport, NpuError> {
+pub fn simulate_with(g: &Graph, cfg: &NpuConfig, lo: &LowerOptions) -> Result<SimReport, NpuError> {
     let program = lower::lower(g, cfg, lo)?;
     let names: Vec<String> = g.nodes.iter().map(|n| n.name.clone()).collect();
     Ok(sim::simulate_program(cfg, program, &names))

@@ -358,11 +358,7 @@ pub fn node_work(g: &Graph, node: &Node, cfg: &NpuConfig) -> NodeWork {
     let work = if unknown {
         host("shapes unknown at compile time".into())
     } else if ALIAS_OPS.contains(&op)
-        || (op == "Split"
-            && node
-                .op
-                .output_pieces(&ins, &outs)
-                .is_some())
+        || (op == "Split" && node.op.output_pieces(&ins, &outs).is_some())
         || (op == "Concat" && node.op.input_pieces(&ins, &outs).is_some())
     {
         Work::Free
@@ -433,7 +429,11 @@ pub fn node_work(g: &Graph, node: &Node, cfg: &NpuConfig) -> NodeWork {
                     let b_const = is_const(&node.inputs.get(1).copied().flatten());
                     let (batch, m, k) = if op == "Gemm" {
                         let mm = o[0];
-                        let k = if a.len() == 2 && a[0] == mm { a[1] } else { a[0] };
+                        let k = if a.len() == 2 && a[0] == mm {
+                            a[1]
+                        } else {
+                            a[0]
+                        };
                         (1, mm, k)
                     } else if op == "FusedMatMul" || b_const || o.len() <= 2 {
                         (1, out_elems / n.max(1), a[a.len() - 1])
@@ -788,11 +788,7 @@ fn emit_tiled(
         b.buffer(ts.out_t, first_out, Some(store));
     }
     if let Some(o) = once {
-        let last_reader = mat
-            .last()
-            .or(vec_c.last())
-            .copied()
-            .unwrap_or(o);
+        let last_reader = mat.last().or(vec_c.last()).copied().unwrap_or(o);
         let free = if permanent_weights && tiling.axis == Axis::M {
             None
         } else {
@@ -815,7 +811,17 @@ pub fn node_alone_cycles(w: &NodeWork, t: Tiling, cfg: &NpuConfig, load_weights:
         p: Program::default(),
         inference: 0,
     };
-    emit_tiled(&mut b, 0, w, t, Unit::Matrix(0), &[], load_weights, false, None);
+    emit_tiled(
+        &mut b,
+        0,
+        w,
+        t,
+        Unit::Matrix(0),
+        &[],
+        load_weights,
+        false,
+        None,
+    );
     crate::sim::run_commands(&b.p.commands).makespan
 }
 
@@ -843,7 +849,9 @@ pub fn choose_tiling(
 /// Why lowering failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LowerError {
-    #[error("node `{node}` ({op}): no tiling fits in {budget} bytes of SRAM (needs at least {need})")]
+    #[error(
+        "node `{node}` ({op}): no tiling fits in {budget} bytes of SRAM (needs at least {need})"
+    )]
     NoTiling {
         node: String,
         op: String,
@@ -851,7 +859,11 @@ pub enum LowerError {
         need: u64,
     },
     #[error("the model's weights ({weights} bytes at {dtype}) do not fit in the card's DRAM ({dram} bytes)")]
-    DramTooSmall { weights: u64, dtype: String, dram: u64 },
+    DramTooSmall {
+        weights: u64,
+        dtype: String,
+        dram: u64,
+    },
     #[error("options are for {got} nodes, the graph has {want}")]
     Options { got: usize, want: usize },
 }
@@ -885,7 +897,10 @@ pub fn lower(g: &Graph, cfg: &NpuConfig, opts: &LowerOptions) -> Result<Program,
     let mut tilings = vec![None; n];
     let mut est = vec![0u64; n];
     for (i, w) in works.iter().enumerate() {
-        if !matches!(w.work, Work::Matrix { .. } | Work::Vector { .. } | Work::Copy) {
+        if !matches!(
+            w.work,
+            Work::Matrix { .. } | Work::Vector { .. } | Work::Copy
+        ) {
             est[i] = match &w.work {
                 Work::Host { .. } => cfg.cycles(w.flops as f64 / cfg.host_flops),
                 _ => 0,
@@ -1013,14 +1028,9 @@ pub fn lower(g: &Graph, cfg: &NpuConfig, opts: &LowerOptions) -> Result<Program,
             }
             let done: Option<usize> = match &w.work {
                 Work::Free => None,
-                Work::Host { .. } => Some(b.cmd(
-                    Unit::Host,
-                    est[i],
-                    deps.clone(),
-                    Some(i),
-                    w.name.clone(),
-                    0,
-                )),
+                Work::Host { .. } => {
+                    Some(b.cmd(Unit::Host, est[i], deps.clone(), Some(i), w.name.clone(), 0))
+                }
                 _ => {
                     let Some(t) = tilings[i] else { continue };
                     let unit = mu[i].map_or(Unit::Matrix(0), Unit::Matrix);
@@ -1037,11 +1047,10 @@ pub fn lower(g: &Graph, cfg: &NpuConfig, opts: &LowerOptions) -> Result<Program,
                     }
                     let store = emit_tiled(&mut b, i, w, t, unit, &deps, load_w, resident, gate);
                     if let (Some(u), Work::Matrix { .. }) = (mu[i], &w.work) {
-                        let last_mat = b
-                            .p
-                            .commands
-                            .iter()
-                            .rposition(|c| c.unit == unit && c.node == Some(i));
+                        let last_mat =
+                            b.p.commands
+                                .iter()
+                                .rposition(|c| c.unit == unit && c.node == Some(i));
                         if let Some(c) = last_mat {
                             last_on_mu[u] = Some((c, ts.sram_need));
                         }

@@ -115,7 +115,12 @@ impl SimReport {
         let mut eff = vec![0u64; n];
         for i in 0..n {
             let own = self.nodes[i].span.map_or(0, |s| s.1);
-            let pre = dag.preds(i).iter().filter(|&&p| p < n).map(|&p| eff[p]).max();
+            let pre = dag
+                .preds(i)
+                .iter()
+                .filter(|&&p| p < n)
+                .map(|&p| eff[p])
+                .max();
             eff[i] = own.max(pre.unwrap_or(0));
         }
         let mut order: Vec<(u64, usize)> = eff.into_iter().zip(0..n).collect();
@@ -275,13 +280,13 @@ mod tests {
     #[test]
     fn in_order_queues_and_tokens() {
         let cmds = vec![
-            cmd(Unit::DmaIn, 10, vec![]),        // 0..10
-            cmd(Unit::DmaIn, 10, vec![]),        // 10..20
-            cmd(Unit::Matrix(0), 30, vec![0]),   // 10..40
-            cmd(Unit::Matrix(0), 30, vec![1]),   // 40..70
-            cmd(Unit::Vector, 5, vec![2]),       // 40..45
-            cmd(Unit::Vector, 5, vec![3]),       // 70..75
-            cmd(Unit::DmaOut, 3, vec![4, 5]),    // 75..78
+            cmd(Unit::DmaIn, 10, vec![]),      // 0..10
+            cmd(Unit::DmaIn, 10, vec![]),      // 10..20
+            cmd(Unit::Matrix(0), 30, vec![0]), // 10..40
+            cmd(Unit::Matrix(0), 30, vec![1]), // 40..70
+            cmd(Unit::Vector, 5, vec![2]),     // 40..45
+            cmd(Unit::Vector, 5, vec![3]),     // 70..75
+            cmd(Unit::DmaOut, 3, vec![4, 5]),  // 75..78
         ];
         let t = run_commands(&cmds);
         assert_eq!(t.start, vec![0, 10, 10, 40, 40, 70, 75]);

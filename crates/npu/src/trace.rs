@@ -28,10 +28,14 @@ pub fn chrome_trace(r: &SimReport) -> Value {
         units.push(Unit::Host);
     }
     for u in units {
-        events.push(json!({"ph": "M", "pid": 1, "tid": tid(u), "name": "thread_name",
-            "args": {"name": u.name()}}));
-        events.push(json!({"ph": "M", "pid": 1, "tid": tid(u), "name": "thread_sort_index",
-            "args": {"sort_index": tid(u)}}));
+        events.push(
+            json!({"ph": "M", "pid": 1, "tid": tid(u), "name": "thread_name",
+            "args": {"name": u.name()}}),
+        );
+        events.push(
+            json!({"ph": "M", "pid": 1, "tid": tid(u), "name": "thread_sort_index",
+            "args": {"sort_index": tid(u)}}),
+        );
     }
     for (i, c) in r.program.commands.iter().enumerate() {
         let (s, e) = (r.timeline.start[i], r.timeline.end[i]);
