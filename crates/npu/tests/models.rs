@@ -22,8 +22,8 @@ fn check_model(name: &str) {
         eprintln!("skipping {name}: {} is absent", onnx.display());
         return;
     }
-    let inputs = read_npz(dir.join(format!("{name}.inputs.npz"))).unwrap();
-    let refs = read_npz(dir.join(format!("{name}.outputs.npz"))).unwrap();
+    let inputs = read_npz(&dir.join(format!("{name}.inputs.npz"))).unwrap();
+    let refs = read_npz(&dir.join(format!("{name}.outputs.npz"))).unwrap();
     let model = Model::load(&onnx).unwrap();
     let mut opts = CompileOptions::default();
     for (n, t) in &inputs {
