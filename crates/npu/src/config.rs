@@ -5,7 +5,7 @@
 //! `deny_unknown_fields`), then [`NpuConfig::from_raw`] validates every field and returns an
 //! error naming the key (`sram.size: ...`). See `examples/npu.toml` for a commented example.
 use crate::systolic::{Array, Dataflow};
-use millrace_memory::residency::WeightDtype;
+pub use millrace_memory::residency::WeightDtype;
 use serde::Deserialize;
 
 /// A configuration problem: the key and what is wrong with it.

@@ -522,14 +522,40 @@ pub struct TileShape {
 /// Sizes one tile of `w` cut by `t`. `weights_loaded` is false when the weights are resident
 /// and already in SRAM (they still count toward SRAM through the resident total).
 pub fn tile_shape(w: &NodeWork, t: Tiling, cfg: &NpuConfig, weights_loaded: bool) -> TileShape {
+    tile_shape_at(w, t, cfg, weights_loaded, 0)
+}
+
+/// Tile `i` of `t` (tile 0 is the largest). The axis is split at whole array folds (see
+/// [`fold_units`]) as evenly as possible: with `F` folds in `N` tiles, the first `F mod N`
+/// tiles get one fold more, so the total matrix work does not grow with `N`.
+pub fn tile_shape_at(
+    w: &NodeWork,
+    t: Tiling,
+    cfg: &NpuConfig,
+    weights_loaded: bool,
+    i: u64,
+) -> TileShape {
     let nt = t.tiles.max(1);
     let wb = if weights_loaded { w.weight_bytes } else { 0 };
-    let (once, in_t) = match t.axis {
-        Axis::M => (wb, w.in_bytes.div_ceil(nt)),
-        Axis::N => (w.in_bytes, wb.div_ceil(nt)),
+    let (um, un) = fold_units(cfg);
+    // (length of the cut axis, its fold unit)
+    let (len, unit) = match (&w.work, t.axis) {
+        (Work::Matrix { m, .. }, Axis::M) => (*m, um),
+        (Work::Matrix { n, .. }, Axis::N) => (*n, un),
+        _ => (w.out_bytes.max(1), 1),
     };
-    let res_t = w.residual_bytes.div_ceil(nt);
-    let out_t = w.out_bytes.div_ceil(nt);
+    let folds = len.div_ceil(unit.max(1));
+    let (base, rem) = (folds / nt, folds % nt);
+    let mine = base + u64::from(i < rem);
+    let first = i * base + i.min(rem);
+    let piece = (mine * unit).min(len.saturating_sub(first * unit));
+    let frac = |bytes: u64| (bytes as u128 * piece as u128).div_ceil(len.max(1) as u128) as u64;
+    let (once, in_t) = match t.axis {
+        Axis::M => (wb, frac(w.in_bytes)),
+        Axis::N => (w.in_bytes, frac(wb)),
+    };
+    let res_t = frac(w.residual_bytes);
+    let out_t = frac(w.out_bytes);
     let (matrix_cycles, vector_cycles) = match &w.work {
         Work::Matrix {
             batch,
@@ -540,18 +566,16 @@ pub fn tile_shape(w: &NodeWork, t: Tiling, cfg: &NpuConfig, weights_loaded: bool
             ..
         } => {
             let (mt, ntl) = match t.axis {
-                Axis::M => (m.div_ceil(nt), *n),
-                Axis::N => (*m, n.div_ceil(nt)),
+                Axis::M => (piece, *n),
+                Axis::N => (*m, piece),
             };
             let mc = batch * gemm_cycles(&cfg.array, mt, *k, ntl);
             let vc = cfg.vector_cycles(batch * mt * ntl * epilogue_ops);
             (mc, vc)
         }
-        Work::Vector { ops } => (0, cfg.vector_cycles(ops.div_ceil(nt))),
+        Work::Vector { ops } => (0, cfg.vector_cycles(frac(*ops))),
         _ => (0, 0),
     };
-    let resident_w = if weights_loaded { 0 } else { w.weight_bytes };
-    let _ = resident_w;
     TileShape {
         once_bytes: once,
         in_t,
@@ -563,11 +587,26 @@ pub fn tile_shape(w: &NodeWork, t: Tiling, cfg: &NpuConfig, weights_loaded: bool
     }
 }
 
-/// The candidate tilings of a node: `N` = 1, 2, 4, ... up to the axis length (at most 1024
-/// tiles), along M, and along N for matrix nodes.
-pub fn candidates(w: &NodeWork) -> Vec<Tiling> {
+/// The granularity, in rows of M and columns of N, at which a GEMM tile boundary does not
+/// waste array folds: the array dimension the axis is mapped on (output stationary: M on
+/// rows, N on columns; weight stationary: N on columns, M streamed; input stationary: M on
+/// columns, N streamed).
+pub fn fold_units(cfg: &NpuConfig) -> (u64, u64) {
+    use crate::systolic::Dataflow;
+    let a = &cfg.array;
+    match a.dataflow {
+        Dataflow::OutputStationary => (a.rows, a.cols),
+        Dataflow::WeightStationary => (1, a.cols),
+        Dataflow::InputStationary => (a.cols, 1),
+    }
+}
+
+/// The candidate tilings of a node: `N` = 1, 2, 4, ... up to the number of array folds
+/// along the axis (at most 1024 tiles), along M, and along N for matrix nodes.
+pub fn candidates(w: &NodeWork, cfg: &NpuConfig) -> Vec<Tiling> {
+    let (um, un) = fold_units(cfg);
     let (m_len, n_len) = match &w.work {
-        Work::Matrix { m, n, .. } => (*m, Some(*n)),
+        Work::Matrix { m, n, .. } => (m.div_ceil(um), Some(n.div_ceil(un))),
         Work::Vector { .. } | Work::Copy => (w.out_bytes.max(1), None),
         _ => return vec![],
     };
@@ -708,6 +747,7 @@ fn emit_tiled(
     let mut vec_c = Vec::new();
     let mut out = Vec::new();
     for i in 0..nt as usize {
+        let ts = tile_shape_at(w, tiling, cfg, weights, i as u64);
         let label = format!("{name} tile {}/{nt}", i + 1);
         let mut waits = deps.to_vec();
         if i >= 2 {
@@ -834,7 +874,7 @@ pub fn choose_tiling(
     load_weights: bool,
 ) -> Option<(Tiling, u64)> {
     let mut best: Option<(Tiling, u64)> = None;
-    for t in candidates(w) {
+    for t in candidates(w, cfg) {
         if tile_shape(w, t, cfg, load_weights).sram_need > budget {
             continue;
         }
@@ -913,7 +953,7 @@ pub fn lower(g: &Graph, cfg: &NpuConfig, opts: &LowerOptions) -> Result<Program,
             None => choose_tiling(w, cfg, budget, load),
         };
         let Some((t, c)) = chosen else {
-            let need = candidates(w)
+            let need = candidates(w, cfg)
                 .into_iter()
                 .map(|t| tile_shape(w, t, cfg, load).sram_need)
                 .min()
@@ -1117,7 +1157,90 @@ pub fn lower(g: &Graph, cfg: &NpuConfig, opts: &LowerOptions) -> Result<Program,
         b.p.output_cmds.push(outs);
     }
     b.p.works = works;
+    if units > 1 {
+        let start: Vec<u64> = (0..n).map(|i| finish[i] - est[i]).collect();
+        let span = finish.iter().copied().max().unwrap_or(0);
+        reorder(&mut b.p, &start, span);
+    }
     Ok(b.p)
+}
+
+/// Orders the queues as the list schedule expects the nodes to run, so that independent
+/// nodes on different matrix units interleave their DMA and vector commands instead of one
+/// branch's whole command stream blocking the other's at the head of an in-order queue.
+///
+/// Each command's key is its node's estimated start (list schedule over the DAG) plus the
+/// command's start when the node is simulated alone; commands are sorted by key (ties keep
+/// emission order). Every token still names an earlier command (a producer's commands end
+/// before its consumers' estimated start); if one would not, the emission order is kept.
+fn reorder(p: &mut Program, est_start: &[u64], est_span: u64) {
+    let cmds = &p.commands;
+    let m = cmds.len();
+    // Local starts per (inference, node) group, simulated alone.
+    let mut local = vec![0u64; m];
+    let mut groups: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+    for (i, c) in cmds.iter().enumerate() {
+        if let Some(nd) = c.node {
+            groups.entry((c.inference, nd)).or_default().push(i);
+        }
+    }
+    for members in groups.values() {
+        let pos: HashMap<usize, usize> = members.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        let sub: Vec<Command> = members
+            .iter()
+            .map(|&i| {
+                let mut c = cmds[i].clone();
+                c.waits = c.waits.iter().filter_map(|w| pos.get(w).copied()).collect();
+                c
+            })
+            .collect();
+        let tl = crate::sim::run_commands(&sub);
+        for (k, &i) in members.iter().enumerate() {
+            local[i] = tl.start[k];
+        }
+    }
+    let mut keys = vec![0u64; m];
+    let mut prev = 0;
+    for (i, c) in cmds.iter().enumerate() {
+        keys[i] = match c.node {
+            Some(nd) if c.unit != Unit::HostLink || c.label.ends_with("to NPU") => {
+                let base = (c.inference as u64) * (est_span + 1);
+                base + est_start.get(nd).copied().unwrap_or(0) + local[i]
+            }
+            _ => prev,
+        };
+        keys[i] = keys[i].max(if c.node.is_none() { prev } else { 0 });
+        prev = prev.max(keys[i]);
+    }
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by_key(|&i| (keys[i], i));
+    let mut new_pos = vec![0usize; m];
+    for (k, &i) in order.iter().enumerate() {
+        new_pos[i] = k;
+    }
+    let ok = cmds
+        .iter()
+        .enumerate()
+        .all(|(i, c)| c.waits.iter().all(|&w| new_pos[w] < new_pos[i]));
+    if !ok {
+        return;
+    }
+    let mut new_cmds: Vec<Command> = order.iter().map(|&i| cmds[i].clone()).collect();
+    for c in &mut new_cmds {
+        for w in &mut c.waits {
+            *w = new_pos[*w];
+        }
+    }
+    p.commands = new_cmds;
+    for b in &mut p.buffers {
+        b.alloc = new_pos[b.alloc];
+        b.free = b.free.map(|f| new_pos[f]);
+    }
+    for o in &mut p.output_cmds {
+        for c in o.iter_mut() {
+            *c = new_pos[*c];
+        }
+    }
 }
 
 /// Picks resident weights with the residency knapsack: per node, its weight bytes at the
@@ -1129,7 +1252,7 @@ pub fn choose_resident(g: &Graph, cfg: &NpuConfig) -> Vec<bool> {
     let reserve: u64 = works
         .iter()
         .map(|w| {
-            candidates(w)
+            candidates(w, cfg)
                 .into_iter()
                 .map(|t| tile_shape(w, t, cfg, false).sram_need)
                 .min()
