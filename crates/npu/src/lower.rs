@@ -1180,7 +1180,9 @@ fn reorder(p: &mut Program, est_start: &[u64], est_span: u64) {
     let mut local = vec![0u64; m];
     let mut groups: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
     for (i, c) in cmds.iter().enumerate() {
-        if let Some(nd) = c.node {
+        // Host-link transfers are keyed by their node's start and left out of its local
+        // simulation, which is then exactly the node's alone time used by the estimate.
+        if let (Some(nd), false) = (c.node, c.unit == Unit::HostLink) {
             groups.entry((c.inference, nd)).or_default().push(i);
         }
     }
@@ -1199,17 +1201,23 @@ fn reorder(p: &mut Program, est_start: &[u64], est_span: u64) {
             local[i] = tl.start[k];
         }
     }
+    let finals: HashSet<usize> = p.output_cmds.iter().flatten().copied().collect();
     let mut keys = vec![0u64; m];
     let mut prev = 0;
     for (i, c) in cmds.iter().enumerate() {
         keys[i] = match c.node {
-            Some(nd) if c.unit != Unit::HostLink || c.label.ends_with("to NPU") => {
+            Some(nd) if !finals.contains(&i) => {
                 let base = (c.inference as u64) * (est_span + 1);
-                base + est_start.get(nd).copied().unwrap_or(0) + local[i]
+                let local = if c.unit == Unit::HostLink {
+                    0
+                } else {
+                    local[i]
+                };
+                base + est_start.get(nd).copied().unwrap_or(0) + local
             }
+            // Final output transfers (and anything without a node) go after what precedes.
             _ => prev,
         };
-        keys[i] = keys[i].max(if c.node.is_none() { prev } else { 0 });
         prev = prev.max(keys[i]);
     }
     let mut order: Vec<usize> = (0..m).collect();
@@ -1283,10 +1291,4 @@ pub fn fallbacks(p: &Program) -> Vec<(String, &'static str, String)> {
             _ => None,
         })
         .collect()
-}
-
-/// Nodes whose outputs are needed (for sanity checks): unused helper kept private.
-#[allow(dead_code)]
-fn used(g: &Graph) -> HashSet<usize> {
-    (0..g.nodes.len()).collect()
 }
