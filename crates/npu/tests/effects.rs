@@ -51,8 +51,9 @@ fn fit(xs: &[f64], ys: &[f64]) -> (f64, f64, f64) {
         for r in 0..3 {
             if r != col {
                 let k = m[r][col] / m[col][col];
-                for c in col..4 {
-                    m[r][c] -= k * m[col][c];
+                let pivot = m[col];
+                for (x, p) in m[r].iter_mut().zip(pivot).skip(col) {
+                    *x -= k * p;
                 }
             }
         }

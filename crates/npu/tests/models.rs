@@ -65,6 +65,16 @@ fn check_model(name: &str) {
         );
         assert!(e <= 1e-4, "{name}: output {n} rel L2 {e}");
     }
+    // Two matrix units finish nodes in another order: the outputs must still match.
+    let two = NpuConfig::from_toml(&EXAMPLE.replace("units = 1", "units = 2")).unwrap();
+    let r2 = millrace_npu::simulate(g, &two, &SimOptions::default()).unwrap();
+    let outs2 = millrace_npu::outputs(g, &r2, &inputs).unwrap();
+    for ((n, a), (_, b)) in outs.iter().zip(&outs2) {
+        assert!(
+            rel_l2(b, a).unwrap() <= 1e-6,
+            "{name}: {n} differs with 2 matrix units"
+        );
+    }
 }
 
 #[test]
