@@ -703,7 +703,7 @@ impl Builder<'_> {
 
 /// Emits the commands of one DMA/matrix/vector node under `tiling`. `deps`: commands its
 /// inputs wait on. `weights`: whether to load the weights (false when resident and loaded).
-/// `permanent_weights`: the loaded weights stay (resident). Returns the command whose end
+/// Returns the command whose end
 /// makes the outputs available in DRAM.
 #[allow(clippy::too_many_arguments)]
 fn emit_tiled(
@@ -714,7 +714,6 @@ fn emit_tiled(
     unit: Unit,
     deps: &[usize],
     weights: bool,
-    permanent_weights: bool,
     gate: Option<usize>,
 ) -> usize {
     let cfg = b.cfg;
@@ -829,12 +828,7 @@ fn emit_tiled(
     }
     if let Some(o) = once {
         let last_reader = mat.last().or(vec_c.last()).copied().unwrap_or(o);
-        let free = if permanent_weights && tiling.axis == Axis::M {
-            None
-        } else {
-            Some(last_reader)
-        };
-        b.buffer(ts.once_bytes, o, free);
+        b.buffer(ts.once_bytes, o, Some(last_reader));
     }
     *out.last().unwrap_or(&0)
 }
@@ -851,17 +845,7 @@ pub fn node_alone_cycles(w: &NodeWork, t: Tiling, cfg: &NpuConfig, load_weights:
         p: Program::default(),
         inference: 0,
     };
-    emit_tiled(
-        &mut b,
-        0,
-        w,
-        t,
-        Unit::Matrix(0),
-        &[],
-        load_weights,
-        false,
-        None,
-    );
+    emit_tiled(&mut b, 0, w, t, Unit::Matrix(0), &[], load_weights, None);
     crate::sim::run_commands(&b.p.commands).makespan
 }
 
@@ -1085,7 +1069,13 @@ pub fn lower(g: &Graph, cfg: &NpuConfig, opts: &LowerOptions) -> Result<Program,
                             }
                         }
                     }
-                    let store = emit_tiled(&mut b, i, w, t, unit, &deps, load_w, resident, gate);
+                    let first_cmd = b.p.commands.len();
+                    let store = emit_tiled(&mut b, i, w, t, unit, &deps, load_w, gate);
+                    if resident && inf == 0 && first_cmd < b.p.commands.len() {
+                        // Resident weights occupy SRAM from their first load on, for good
+                        // (the tile buffers that load them are counted separately).
+                        b.buffer(w.weight_bytes, first_cmd, None);
+                    }
                     if let (Some(u), Work::Matrix { .. }) = (mu[i], &w.work) {
                         let last_mat =
                             b.p.commands

@@ -163,6 +163,7 @@ fn b_resident_weights_skip_their_loads() {
     );
     assert!(l1 < l0, "the warm inference must be faster: {l1} vs {l0}");
     assert!(r.sram_peak <= cfg.sram_bytes);
+    assert!(r.sram_peak >= resident_bytes, "resident weights stay in SRAM");
 
     let c = compile("vgg16");
     let g = c.graph();
