@@ -9,6 +9,7 @@
 //! [`simulate`] does all of it for one graph.
 
 pub mod config;
+pub mod device;
 pub mod functional;
 pub mod lower;
 pub mod sim;
@@ -16,6 +17,7 @@ pub mod systolic;
 pub mod trace;
 
 pub use config::{ConfigError, NpuConfig};
+pub use device::NpuDevice;
 pub use lower::{Axis, LowerError, LowerOptions, Tiling, Unit, Work};
 pub use sim::SimReport;
 

@@ -163,7 +163,10 @@ fn b_resident_weights_skip_their_loads() {
     );
     assert!(l1 < l0, "the warm inference must be faster: {l1} vs {l0}");
     assert!(r.sram_peak <= cfg.sram_bytes);
-    assert!(r.sram_peak >= resident_bytes, "resident weights stay in SRAM");
+    assert!(
+        r.sram_peak >= resident_bytes,
+        "resident weights stay in SRAM"
+    );
 
     let c = compile("vgg16");
     let g = c.graph();
@@ -234,4 +237,23 @@ fn c_two_matrix_units_run_branches_at_once() {
         r2.total_cycles,
         r1.total_cycles
     );
+}
+
+#[test]
+fn npu_device_for_the_partitioner() {
+    use millrace_devices::Device;
+    let c = compile("resnet50");
+    let g = c.graph();
+    let d = millrace_npu::NpuDevice::new("npu0", config(&[]));
+    let conv = g
+        .nodes
+        .iter()
+        .position(|n| n.op.name() == "FusedConv")
+        .unwrap();
+    let id = millrace::ir::NodeId(conv as u32);
+    assert!(d.supports(g, id).is_ok());
+    let t = d.node_time(g, id);
+    assert!(t.is_finite() && t > 0.0, "{t}");
+    assert_eq!(d.memory_bytes(), Some(4_000_000_000));
+    assert!(d.link().is_some());
 }
