@@ -10,6 +10,7 @@ mod model_arg;
 mod plan;
 mod profile;
 mod serve;
+mod simulate;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -49,6 +50,9 @@ enum Cmd {
     /// Serve models over HTTP and gRPC (KServe v2 / Triton protocol) with dynamic batching
     /// and Prometheus metrics.
     Serve(serve::ServeArgs),
+    /// Run the model on a simulated NPU described by a TOML file: latency, per-unit
+    /// utilization, SRAM peak, traffic, host fall-backs, a Chrome trace, checked outputs.
+    Simulate(simulate::SimulateArgs),
     /// Write a built-in model to an ONNX file (`millrace zoo resnet50 -o resnet50.onnx`), or list them.
     Zoo {
         /// Built-in model name; omit to list them.
@@ -93,6 +97,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Profile(args) => profile::profile(&args),
         Cmd::Plan(args) => plan::plan(&args),
         Cmd::Serve(args) => serve::serve(&args),
+        Cmd::Simulate(args) => simulate::simulate(&args),
         Cmd::Zoo { name, output } => zoo(name, output),
     }
 }
