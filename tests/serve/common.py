@@ -13,6 +13,16 @@ import urllib.request
 
 import numpy as np
 
+try:  # the load tests open a socket per concurrent HTTP request, in this process and the server
+    import resource
+
+    _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _want = 65536 if _hard == resource.RLIM_INFINITY else min(_hard, 65536)
+    if _soft < _want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_want, _hard))
+except (ImportError, ValueError, OSError):
+    pass
+
 LISTEN_RE = re.compile(r"(HTTP|gRPC|metrics) listening on (\S+):(\d+)")
 
 
