@@ -88,7 +88,7 @@ class Server:
         self.log = tempfile.NamedTemporaryFile(
             prefix=f"millrace-{log_name}-", suffix=".log", delete=False, mode="w+"
         )
-        cmd = [binary, "serve", *args, "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
+        cmd = [binary, "serve", *args, "--host", "127.0.0.1", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
         print("$ " + " ".join(cmd), flush=True)
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
