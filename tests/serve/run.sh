@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Client tests of `millrace serve` with Triton's own Python clients (tritonclient): accuracy
+# Client tests of `millrace serve` with Triton's own Python clients (tritonclient): the .proto
+# against tritonclient's descriptors, accuracy
 # (ResNet-50 over HTTP binary/JSON and gRPC vs `millrace run` and ONNX Runtime), every bad request,
 # SIGTERM under load, and the load test with dynamic batching off and on.
 #
 # usage: tests/serve/run.sh PATH/TO/millrace [--json LOAD_RESULTS.json] [--requests N] [--only NAME]
-#   NAME: accuracy | errors | sigterm | load
+#   NAME: proto | accuracy | errors | sigterm | load
 # Builds nothing: give it the binary (cargo build --release -p millrace-cli).
 # Models come from ../shared/models beside the repository (MILLRACE_MODELS overrides); a test whose
 # model is missing says SKIP and passes.
@@ -33,6 +34,7 @@ need() { python3 -c "import $1" 2>/dev/null || pip install --quiet --break-syste
 need numpy numpy==2.4.6
 python3 -c "import tritonclient.http.aio, tritonclient.grpc.aio, grpc" 2>/dev/null \
     || pip install --quiet --break-system-packages "tritonclient[http,grpc]==2.73.0"
+python3 -c "import tritonclient, importlib.metadata as m; print('tritonclient', m.version('tritonclient'))"
 
 failed=()
 step() {
@@ -48,6 +50,7 @@ step() {
     fi
 }
 
+step proto 60 "$here/test_proto.py"
 step accuracy 900 "$here/test_accuracy.py" --millrace "$bin"
 step errors 600 "$here/test_errors.py" --millrace "$bin"
 step sigterm 600 "$here/test_sigterm.py" --millrace "$bin"
