@@ -6,12 +6,20 @@
 //! - [`types`]: the protocol's data model (datatypes, requests, responses, metadata) and the
 //!   raw little-endian tensor encoding shared by HTTP's binary extension and gRPC's raw contents;
 //! - [`error`]: [`ServeError`], each kind mapped to one HTTP status and one gRPC code;
-//! - [`state`]: [`ServerState`], the models being served and `infer`, shared by the front ends.
+//! - [`state`]: [`ServerState`], the models being served and `infer`, shared by the front ends;
+//! - [`config`]: `config.pbtxt` (Triton's model configuration) and how it combines with
+//!   [`ServeOptions`]; [`repository`]: scanning a model repository;
+//! - [`batcher`]: dynamic batching (a bounded queue and worker instances per model version);
+//! - [`metrics`]: Triton-named Prometheus counters.
 //!
 //! The front ends (HTTP, gRPC, metrics) only translate between wire formats and [`ServerState`].
 
+pub mod batcher;
+pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
+pub mod repository;
 pub mod state;
 pub mod types;
 
