@@ -1,4 +1,4 @@
-//! The `millrace` command line: info, run, bench, peak, plan, zoo.
+//! The `millrace` command line: info, run, bench, peak, profile, plan, serve, zoo.
 //!
 //! Errors are reported with their full cause chain; nothing here panics on bad input.
 
@@ -8,6 +8,7 @@ mod graph_report;
 mod model_arg;
 mod plan;
 mod profile;
+mod serve;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -44,6 +45,9 @@ enum Cmd {
     /// Show the optimized graph and what each pass did; with `--sram SIZE`, which weights
     /// stay resident on chip, off-chip traffic and memory-bound layers.
     Plan(plan::PlanArgs),
+    /// Serve models over HTTP and gRPC (KServe v2 / Triton protocol) with dynamic batching
+    /// and Prometheus metrics.
+    Serve(serve::ServeArgs),
     /// Write a built-in model to an ONNX file (`millrace zoo resnet50 -o resnet50.onnx`), or list them.
     Zoo {
         /// Built-in model name; omit to list them.
@@ -87,6 +91,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Peak(args) => bench::peak(&args),
         Cmd::Profile(args) => profile::profile(&args),
         Cmd::Plan(args) => plan::plan(&args),
+        Cmd::Serve(args) => serve::serve(&args),
         Cmd::Zoo { name, output } => zoo(name, output),
     }
 }

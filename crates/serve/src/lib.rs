@@ -10,7 +10,9 @@
 //! - [`config`]: `config.pbtxt` (Triton's model configuration) and how it combines with
 //!   [`ServeOptions`]; [`repository`]: scanning a model repository;
 //! - [`batcher`]: dynamic batching (a bounded queue and worker instances per model version);
-//! - [`metrics`]: Triton-named Prometheus counters.
+//! - [`metrics`]: Triton-named Prometheus counters;
+//! - [`http`]: the REST endpoints (with Triton's binary tensor data extension);
+//! - [`server`]: [`run`] binds HTTP, gRPC and metrics listeners and shuts down gracefully.
 //!
 //! The front ends (HTTP, gRPC, metrics) only translate between wire formats and [`ServerState`].
 
@@ -18,12 +20,15 @@ pub mod batcher;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod metrics;
 pub mod repository;
+pub mod server;
 pub mod state;
 pub mod types;
 
 pub use error::{ErrorKind, ServeError};
+pub use server::{run, shutdown_signal, start, Server, ServerConfig};
 pub use state::{ServeOptions, ServerState};
 pub use types::{
     Datatype, InferInput, InferRequest, InferResponse, ModelMetadata, ServerMetadata,
