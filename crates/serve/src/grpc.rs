@@ -2,9 +2,8 @@
 //! (KServe v2), with Triton's extensions that clients rely on.
 //!
 //! Served RPCs: `ServerLive`, `ServerReady`, `ModelReady`, `ServerMetadata`, `ModelMetadata`,
-//! `ModelInfer`, `ModelStreamInfer` and `ModelConfig`. `ModelStatistics` answers UNIMPLEMENTED
-//! (the numbers are in the Prometheus `/metrics` endpoint), as does any other Triton method
-//! (repository control, shared memory, tracing, logging).
+//! `ModelInfer`, `ModelStreamInfer`, `ModelConfig` and `ModelStatistics`. Any other Triton
+//! method (repository control, shared memory, tracing, logging) answers UNIMPLEMENTED.
 //!
 //! Inputs may come as typed `contents` or as `raw_input_contents` (one entry per input, the raw
 //! little-endian layout of [`crate::types::decode_raw`]); outputs always go back as
@@ -16,6 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -262,24 +262,35 @@ impl GrpcInferenceService for InferenceService {
         )))
     }
 
-    /// A configuration derived from the model's metadata: `max_batch_size` 0 and full shapes
-    /// (a variable batch dimension shows as -1), which is what the model accepts.
+    /// The model's configuration as Triton reports it: `max_batch_size` (0 when the model is
+    /// not batched), dims without the batch dimension when it is (with it, as -1 when variable,
+    /// when it is not), and the dynamic batching settings in force.
     async fn model_config(
         &self,
         request: Request<pb::ModelConfigRequest>,
     ) -> Result<Response<pb::ModelConfigResponse>, Status> {
         let r = request.into_inner();
+        let version = version_of(&r.version);
         let m = self
             .state
-            .model_metadata(&r.name, version_of(&r.version))
+            .model_metadata(&r.name, version)
             .map_err(status_of)?;
+        let v = self.state.model(&r.name, version).map_err(status_of)?;
+        let max_batch = v.max_batch_size();
+        let dims = |shape: Vec<i64>| {
+            if max_batch > 0 && !shape.is_empty() {
+                shape[1..].to_vec()
+            } else {
+                shape
+            }
+        };
         let input = m
             .inputs
             .into_iter()
             .map(|t| pb::ModelInput {
                 name: t.name,
                 data_type: config_data_type(&t.datatype) as i32,
-                dims: t.shape,
+                dims: dims(t.shape),
             })
             .collect();
         let output = m
@@ -288,40 +299,82 @@ impl GrpcInferenceService for InferenceService {
             .map(|t| pb::ModelOutput {
                 name: t.name,
                 data_type: config_data_type(&t.datatype) as i32,
-                dims: t.shape,
+                dims: dims(t.shape),
             })
             .collect();
+        let settings = v.settings();
+        let dynamic_batching = v.dynamic_batching().then(|| pb::ModelDynamicBatching {
+            preferred_batch_size: settings
+                .preferred_batch_sizes
+                .iter()
+                .map(|&b| i32::try_from(b).unwrap_or(i32::MAX))
+                .collect(),
+            max_queue_delay_microseconds: u64::try_from(settings.batch_delay.as_micros())
+                .unwrap_or(u64::MAX),
+        });
         Ok(Response::new(pb::ModelConfigResponse {
             config: Some(pb::ModelConfig {
                 name: m.name,
                 platform: m.platform,
                 backend: "millrace".to_string(),
-                max_batch_size: 0,
+                max_batch_size: i32::try_from(max_batch).unwrap_or(i32::MAX),
                 input,
                 output,
-                dynamic_batching: None,
+                dynamic_batching,
                 default_model_filename: "model.onnx".to_string(),
             }),
         }))
     }
 
+    /// Triton's statistics extension from the same counters as `/metrics`: every version of
+    /// every model when no name is given, else the named model's versions (or the one asked
+    /// for). Durations are cumulative nanoseconds of successful requests.
     async fn model_statistics(
         &self,
         request: Request<pb::ModelStatisticsRequest>,
     ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
         let r = request.into_inner();
+        let version = version_of(&r.version);
         if !r.name.is_empty() {
-            // An unknown model is still NOT_FOUND, so a typo is not mistaken for the missing
-            // feature.
-            self.state
-                .model_metadata(&r.name, version_of(&r.version))
-                .map_err(status_of)?;
+            // An unknown model or version is NOT_FOUND.
+            self.state.model(&r.name, version).map_err(status_of)?;
         }
-        Err(Status::unimplemented(
-            "per-model statistics are not kept over gRPC; scrape the Prometheus endpoint \
-             (/metrics on the metrics port): nv_inference_count, nv_inference_exec_count, \
-             nv_inference_request_duration_us and others",
-        ))
+        let dur = |count: u64, us: u64| {
+            Some(pb::StatisticDuration {
+                count,
+                ns: us.saturating_mul(1000),
+            })
+        };
+        let model_stats = self
+            .state
+            .versions()
+            .filter(|v| r.name.is_empty() || v.name == r.name)
+            .filter(|v| version.is_none() || version == Some(v.version.as_str()))
+            .map(|v| {
+                let m = v.metrics();
+                let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+                let ok = ld(&m.success);
+                pb::ModelStatistics {
+                    name: v.name.clone(),
+                    version: v.version.clone(),
+                    last_inference: 0,
+                    inference_count: ld(&m.inference_count),
+                    execution_count: ld(&m.exec_count),
+                    inference_stats: Some(pb::InferStatistics {
+                        success: dur(ok, ld(&m.request_us)),
+                        fail: dur(ld(&m.failure), 0),
+                        queue: dur(ok, ld(&m.queue_us)),
+                        compute_input: dur(ok, ld(&m.compute_input_us)),
+                        compute_infer: dur(ok, ld(&m.compute_infer_us)),
+                        compute_output: dur(ok, ld(&m.compute_output_us)),
+                        cache_hit: None,
+                        cache_miss: None,
+                    }),
+                    batch_stats: Vec::new(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ModelStatisticsResponse { model_stats }))
     }
 }
 

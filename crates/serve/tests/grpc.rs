@@ -215,16 +215,20 @@ async fn grpc_serves_squeezenet() {
     assert_eq!(cfg.name, MODEL);
     assert_eq!(cfg.input[0].name, in_name);
     assert_eq!(cfg.input[0].data_type, pb::DataType::TypeFp32 as i32);
-    assert_eq!(cfg.input[0].dims, mm.inputs[0].shape);
+    if cfg.max_batch_size > 0 {
+        assert_eq!(cfg.input[0].dims, mm.inputs[0].shape[1..]);
+    } else {
+        assert_eq!(cfg.input[0].dims, mm.inputs[0].shape);
+    }
     expect_code(
-        "ModelStatistics",
+        "ModelStatistics of an unknown model",
         c.model_statistics(pb::ModelStatisticsRequest {
-            name: MODEL.to_string(),
+            name: "nope".to_string(),
             version: String::new(),
         })
         .await,
-        Code::Unimplemented,
-        "/metrics",
+        Code::NotFound,
+        "nope",
     )
     .await;
     expect_code(
@@ -457,6 +461,20 @@ async fn grpc_serves_squeezenet() {
         .unwrap()
         .into_inner();
     assert!(rel_l2(&output_of(&r).1, &direct) <= 1e-5);
+
+    // Statistics count what ran (all versions when no name is given).
+    let stats = c
+        .model_statistics(pb::ModelStatisticsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stats.model_stats.len(), 1);
+    let st = &stats.model_stats[0];
+    assert_eq!((st.name.as_str(), st.version.as_str()), (MODEL, "1"));
+    assert!(st.inference_count >= 7, "{st:?}");
+    assert!(st.execution_count >= 1 && st.execution_count <= st.inference_count);
+    let ok = st.inference_stats.as_ref().unwrap().success.as_ref().unwrap();
+    assert!(ok.count >= 6 && ok.ns > 0, "{ok:?}");
 
     // A clean stop.
     stop.send(()).unwrap();
