@@ -473,7 +473,13 @@ async fn grpc_serves_squeezenet() {
     assert_eq!((st.name.as_str(), st.version.as_str()), (MODEL, "1"));
     assert!(st.inference_count >= 7, "{st:?}");
     assert!(st.execution_count >= 1 && st.execution_count <= st.inference_count);
-    let ok = st.inference_stats.as_ref().unwrap().success.as_ref().unwrap();
+    let ok = st
+        .inference_stats
+        .as_ref()
+        .unwrap()
+        .success
+        .as_ref()
+        .unwrap();
     assert!(ok.count >= 6 && ok.ns > 0, "{ok:?}");
 
     // A clean stop.
