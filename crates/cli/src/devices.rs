@@ -18,13 +18,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Instant;
 
-/// The simulated NPU described by `path`. The lead wires this to `millrace-npu`'s `Device`
-/// implementation; until then it says so.
-pub fn npu_device(path: &Path) -> Result<Box<dyn Device>> {
-    bail!(
-        "the NPU device is not built yet (asked for `npu:{}`); use cpu or cpu:THREADS",
-        path.display()
-    )
+/// The simulated NPU described by the TOML file at `path` (see `examples/npu.toml`), named
+/// `name` in the placement.
+pub fn npu_device(name: String, path: &Path) -> Result<Box<dyn Device>> {
+    let cfg = millrace_npu::NpuConfig::from_file(path)
+        .with_context(|| format!("--devices: the NPU description {}", path.display()))?;
+    Ok(Box::new(millrace_npu::NpuDevice::new(name, cfg)))
 }
 
 /// CPU rates for the device list: given for all threads, or measured per thread count.
@@ -105,7 +104,7 @@ pub fn parse_devices(list: &str, rates: &mut CpuRates) -> Result<Vec<Box<dyn Dev
                 Box::new(CpuDevice::new(name, t, f, b)?)
             }
             ("npu", "") => bail!("--devices `{spec}`: give the NPU's config, npu:FILE.toml"),
-            ("npu", file) => npu_device(Path::new(file))?,
+            ("npu", file) => npu_device(name, Path::new(file))?,
             _ => bail!(
                 "--devices: unknown device `{spec}` (expected cpu, cpu:THREADS or npu:FILE.toml)"
             ),

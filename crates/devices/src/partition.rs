@@ -276,6 +276,9 @@ impl<'a> Problem<'a> {
             }
         }
         let mut const_index: HashMap<ValueId, usize> = HashMap::new();
+        // Weights a fused node holds inside itself (prepacked at compile time), one pseudo
+        // constant each, numbered after the graph's constants.
+        let mut own: Vec<(usize, u64)> = Vec::new();
         let mut reads = vec![Vec::new(); n];
         let mut writes_output = vec![Vec::new(); n];
         let mut weights = vec![Vec::new(); n];
@@ -304,6 +307,10 @@ impl<'a> Problem<'a> {
                     )));
                 }
             }
+            let held = node.op.own_weight_bytes();
+            if held > 0 {
+                own.push((i, held));
+            }
             for v in &node.outputs {
                 if let Some(&k) = index.get(v) {
                     act[i] += vals[k].bytes;
@@ -316,6 +323,9 @@ impl<'a> Problem<'a> {
             for &k in &reads[i] {
                 vals[k].readers.push(i);
             }
+        }
+        for (j, &(i, bytes)) in own.iter().enumerate() {
+            weights[i].push((const_index.len() + j, bytes));
         }
         let mut time = vec![vec![None; nd]; n];
         let mut fallbacks = Vec::new();
@@ -367,7 +377,7 @@ impl<'a> Problem<'a> {
                 });
             }
         }
-        let n_consts = const_index.len();
+        let n_consts = const_index.len() + own.len();
         Ok((
             Problem {
                 devices,
