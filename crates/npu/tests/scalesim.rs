@@ -214,9 +214,9 @@ fn compare(df: Dataflow) {
         }
     };
 
-    let mut table = format!(
+    let mut table = String::from(
         "| layer | x | M | K | N | SCALE-Sim cycles | millrace cycles | diff % |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n"
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let (mut max_diff, mut sum_diff, mut n_layers, mut exact) = (0.0f64, 0.0f64, 0usize, 0usize);
     let (mut total_sim, mut total_ours) = (0u64, 0u64);
