@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs the Python references it needs
-# (onnxruntime, numpy), then runs every Rust test in optimized builds.
+# (onnxruntime, numpy), then runs every Rust test in optimized builds (SCALE-Sim, for the NPU's
+# cycle model, installs into its own virtual environment), then the serving tests with
+# tritonclient (tests/serve/run.sh installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +19,7 @@ if ! "$PY" -c "import onnx, sys; sys.exit(onnx.__version__ != '1.22.0')" 2>/dev/
 fi
 
 cargo test --release --workspace "$@"
+
+# The server against Triton's own Python clients (accuracy, bad requests, SIGTERM, load test).
+cargo build --release -p millrace-cli
+tests/serve/run.sh target/release/millrace
