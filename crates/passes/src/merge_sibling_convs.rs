@@ -12,13 +12,16 @@
 //! as zero), equal kernel size, strides, pads, dilations and `auto_pad`. When every merged
 //! branch is followed by a `Relu` that is its only reader, one `Relu` runs on the merged
 //! output before the `Split`, so `fuse-conv` folds it into the convolution's epilogue.
+//! A `BatchNormalization` (constant statistics) right after a sibling is folded into its
+//! weights and bias first, so the merged conv carries it and the Relu can still move.
 //! The merged nodes sit where the first of the siblings was, so everything they read is
 //! computed before them and every reader of their outputs comes after.
-use crate::patterns::Uses;
+use crate::patterns::{const_f32, Uses};
 use crate::pipeline::{Pass, PassError, PassStats};
 use millrace_core::{DType, Tensor};
 use millrace_ir::{Graph, Node, NodeId, ValueId, ValueType};
 use millrace_ops::elementwise::relu::Relu;
+use millrace_ops::nn::batch_norm::BatchNormalization;
 use millrace_ops::nn::common::AutoPad;
 use millrace_ops::nn::conv::Conv;
 use millrace_ops::tensor::split::Split;
@@ -84,6 +87,7 @@ impl Pass for MergeSiblingConvs {
                 let all_relu = gr.iter().all(|b| b.relu.is_some());
                 for b in &gr {
                     removed.insert(b.node);
+                    removed.extend(b.bn);
                     if all_relu {
                         removed.extend(b.relu);
                     }
@@ -153,6 +157,8 @@ struct Branch {
     w: Vec<f32>,
     b: Option<Vec<f32>>,
     out: ValueId,
+    /// A BatchNormalization folded into `w` and `b` (removed with the conv when merged).
+    bn: Option<usize>,
     relu: Option<usize>,
 }
 
@@ -182,13 +188,27 @@ impl Branch {
                 Some(t.to_f32_vec().map_err(|_| "bias not constant f32")?)
             }
         };
-        let w = wt.to_f32_vec().map_err(|_| "weights not constant f32")?;
+        let mut w = wt.to_f32_vec().map_err(|_| "weights not constant f32")?;
+        let mut b = b;
         let win = &conv.window;
         let kernel = ws[2..].to_vec();
         if win.kernel.as_ref().is_some_and(|k| *k != kernel) {
             return Err("kernel_shape differs from the weights");
         }
-        let out = n.outputs[0];
+        let mut out = n.outputs[0];
+        // A BatchNormalization right after the conv is folded into its weights now: after
+        // the merge it would sit behind the Split, where fuse-conv cannot fold it.
+        let bn = uses.sole_consumer(out).map(NodeId::index).filter(|&i| {
+            let m = &g.nodes[i];
+            m.outputs.len() == 1 && m.inputs.first().copied().flatten() == Some(out)
+        });
+        let bn = match bn.and_then(|i| fold_bn(g, i, ws[0], &mut w, &mut b).map(|()| i)) {
+            Some(i) => {
+                out = g.nodes[i].outputs[0];
+                Some(i)
+            }
+            None => None,
+        };
         let relu = uses
             .sole_consumer(out)
             .map(NodeId::index)
@@ -209,9 +229,51 @@ impl Branch {
             w,
             b,
             out,
+            bn,
             relu,
         })
     }
+}
+
+/// Folds the inference-mode `BatchNormalization` at node `i` (constant scale, shift, mean
+/// and variance of `cout` channels) into conv weights `w` (`cout` rows) and bias `b`:
+/// `w' = w * s / sqrt(var + eps)`, `b' = (b - mean) * s / sqrt(var + eps) + shift`.
+/// `None` (nothing changed) when node `i` is not such a BatchNormalization.
+fn fold_bn(
+    g: &Graph,
+    i: usize,
+    cout: usize,
+    w: &mut [f32],
+    b: &mut Option<Vec<f32>>,
+) -> Option<()> {
+    let n = &g.nodes[i];
+    let op = n.op.as_any().downcast_ref::<BatchNormalization>()?;
+    if n.inputs.len() != 5 {
+        return None;
+    }
+    let mut p = Vec::with_capacity(4);
+    for v in &n.inputs[1..] {
+        let (_, data) = const_f32(g, (*v)?)?;
+        if data.len() != cout {
+            return None;
+        }
+        p.push(data);
+    }
+    let (scale, shift, mean, var) = (&p[0], &p[1], &p[2], &p[3]);
+    let per = w.len().checked_div(cout)?;
+    if per * cout != w.len() {
+        return None;
+    }
+    let mut bias = b.take().unwrap_or_else(|| vec![0.0; cout]);
+    for c in 0..cout {
+        let f = scale[c] / (var[c] + op.epsilon).sqrt();
+        for x in &mut w[c * per..(c + 1) * per] {
+            *x *= f;
+        }
+        bias[c] = (bias[c] - mean[c]) * f + shift[c];
+    }
+    *b = Some(bias);
+    Some(())
 }
 
 /// The merged Conv, the optional Relu and the Split, giving each branch's output.
@@ -379,6 +441,71 @@ mod tests {
             stats.counters.get("refused: different kernel size"),
             Some(&1)
         );
+    }
+
+    /// Two 1x1 convs on one input, each followed by BatchNormalization and Relu (how
+    /// torchvision's GoogLeNet looks before BatchNorm is folded).
+    fn with_batchnorm() -> Graph {
+        let mut g = Graph::new("bn");
+        let x = g.add_value("x", ValueType::concrete(DType::F32, &[1, 3, 5, 5]));
+        g.inputs.push(x);
+        for (i, cout) in [4usize, 6].into_iter().enumerate() {
+            let s = i as u32 * 10;
+            let w = g.add_constant(
+                format!("w{i}"),
+                Tensor::from_vec(vec![cout, 3, 1, 1], rnd(cout * 3, s)).unwrap(),
+            );
+            let c = g.add_value(format!("c{i}"), ValueType::unknown());
+            let conv = op("Conv", vec![("kernel_shape", Attr::Ints(vec![1, 1]))]);
+            g.add_node(format!("conv{i}"), conv, vec![Some(x), Some(w)], vec![c]);
+            let var: Vec<f32> = rnd(cout, s + 4).iter().map(|v| v.abs() + 0.5).collect();
+            let params = [rnd(cout, s + 1), rnd(cout, s + 2), rnd(cout, s + 3), var];
+            let mut ins = vec![Some(c)];
+            for (j, p) in params.into_iter().enumerate() {
+                ins.push(Some(g.add_constant(
+                    format!("bn{i}_{j}"),
+                    Tensor::from_vec(vec![cout], p).unwrap(),
+                )));
+            }
+            let n = g.add_value(format!("n{i}"), ValueType::unknown());
+            g.add_node(
+                format!("bn{i}"),
+                op("BatchNormalization", vec![("epsilon", Attr::Float(1e-3))]),
+                ins,
+                vec![n],
+            );
+            let r = g.add_value(format!("r{i}"), ValueType::unknown());
+            g.add_node(
+                format!("relu{i}"),
+                op("Relu", vec![]),
+                vec![Some(n)],
+                vec![r],
+            );
+            g.outputs.push(r);
+        }
+        g.infer_types().unwrap();
+        g
+    }
+
+    #[test]
+    fn folds_batchnorm_before_merging() {
+        let g0 = with_batchnorm();
+        let mut g = g0.clone();
+        let mut stats = PassStats::default();
+        assert!(MergeSiblingConvs.run(&mut g, &mut stats).unwrap());
+        millrace_ir::verify(&g).unwrap();
+        g.infer_types().unwrap();
+        let names: Vec<&str> = g.nodes.iter().map(|n| n.op.name()).collect();
+        assert_eq!(names, ["Conv", "Relu", "Split"]);
+        let x = Tensor::from_vec(vec![1, 3, 5, 5], rnd(75, 5)).unwrap();
+        let want = g0.eval(&[&x], &[]).unwrap();
+        let got = g.eval(&[&x], &[]).unwrap();
+        for (w, v) in want.iter().zip(&got) {
+            assert_eq!(w.shape(), v.shape());
+            for (a, b) in w.to_f32_vec().unwrap().iter().zip(v.to_f32_vec().unwrap()) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]
