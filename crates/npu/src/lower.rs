@@ -199,6 +199,13 @@ fn elem_bytes(dt: Option<DType>, act: u64) -> u64 {
     }
 }
 
+/// Bytes value `v` of `g` occupies on the card and on the host link (activations at the
+/// configured activation dtype; integer and boolean data at their own size).
+pub fn value_bytes(g: &Graph, v: ValueId, cfg: &NpuConfig) -> u64 {
+    let t = &g.value(v).ty;
+    numel(t).unwrap_or(0) * elem_bytes(t.dtype, cfg.activation_dtype.bytes())
+}
+
 fn numel(t: &ValueType) -> Option<u64> {
     t.numel().map(|n| n as u64)
 }
