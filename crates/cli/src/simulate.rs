@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use millrace::Tensor;
 use millrace_memory::format_bytes;
+use millrace_npu::multi::Parallel;
 use millrace_npu::{lower::Work, trace, NpuConfig, SimOptions};
 use std::path::PathBuf;
 
@@ -77,26 +78,17 @@ pub struct SimulateArgs {
     pub bandwidth_gbs: Option<f64>,
 }
 
-/// `--parallel` parsed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Parallel {
-    Data,
-    Pipeline,
-}
-
 pub fn simulate(args: &SimulateArgs) -> Result<()> {
-    let parallel = match args.parallel.as_deref() {
-        None => None,
-        Some("data") => Some(Parallel::Data),
-        Some("pipeline") => Some(Parallel::Pipeline),
-        Some(p) => bail!("--parallel `{p}`: expected `data` or `pipeline`"),
-    };
+    let parallel: Option<Parallel> = args.parallel.as_deref().map(str::parse).transpose()?;
     if args.cards == 0 {
         bail!("--cards must be at least 1");
     }
     match parallel {
         None if args.cards > 1 => {
-            bail!("--cards {}: say how the cards share the work with --parallel data|pipeline", args.cards)
+            bail!(
+                "--cards {}: say how the cards share the work with --parallel data|pipeline",
+                args.cards
+            )
         }
         None => {
             if args.micro_batches.is_some() || args.with_cpu {
@@ -278,9 +270,9 @@ fn batch_of(inputs: &[(String, Tensor)]) -> Result<usize> {
         };
         match batch {
             None => batch = Some(b),
-            Some(x) if x != b => bail!(
-                "inputs disagree on the batch (first dimension): {x} and {b} (`{n}`)"
-            ),
+            Some(x) if x != b => {
+                bail!("inputs disagree on the batch (first dimension): {x} and {b} (`{n}`)")
+            }
             _ => {}
         }
     }
@@ -373,9 +365,10 @@ fn multi(args: &SimulateArgs, parallel: Parallel) -> Result<()> {
     let (outs, single_outs, trace_json) = match parallel {
         Parallel::Data => {
             let cpu = if args.with_cpu {
-                let threads = args.load.threads.unwrap_or_else(|| {
-                    std::thread::available_parallelism().map_or(1, |n| n.get())
-                });
+                let threads = args
+                    .load
+                    .threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
                 let d = millrace_devices::CpuDevice::with_default_rates("cpu", threads)?;
                 let peak = args.peak_gflops.map_or(d.peak_flops(), |g| g * 1e9);
                 let bw = args.bandwidth_gbs.map_or(d.bandwidth(), |g| g * 1e9);
@@ -408,8 +401,15 @@ fn multi(args: &SimulateArgs, parallel: Parallel) -> Result<()> {
                 cpu,
             };
             let r = multi::data_parallel(&cfg, &opts, &mut graphs)?;
+            let rows: Vec<usize> = r.run.devices.iter().map(|d| d.rows.len()).collect();
             println!(
-                "mode:    data parallel, batch {batch} split by rows (estimated time per row from a one-row simulation)\n"
+                "mode:    data parallel, batch {batch} split by rows: {:?} from one-row simulations{}\n",
+                r.run.estimate_rows,
+                if rows == r.run.estimate_rows {
+                    String::new()
+                } else {
+                    format!(", {rows:?} after moving rows off the slowest device")
+                }
             );
             println!("device  rows         est/row ms  compute ms   done ms   util   link in              link out");
             for d in &r.run.devices {

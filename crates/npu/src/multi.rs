@@ -11,7 +11,10 @@
 //! (`(rows + 1) x time per row`), every card first getting one: the integer split that
 //! minimizes the estimated makespan, with no device idle while it could finish a row before
 //! the others. Each device's slice is then simulated for real (its own compiled graph for
-//! that many rows), so the reported times are simulated, not the estimate.
+//! that many rows), so the reported times are simulated, not the estimate. Times are not
+//! linear in rows (a card loads its weights once per slice whatever its rows; every
+//! transfer pays the link latency), so rows are then moved off the slowest device, one at
+//! a time, while the simulated latency drops.
 //!
 //! # Pipeline parallel ([`pipeline`])
 //!
@@ -85,6 +88,29 @@ pub enum MultiError {
         #[source]
         source: FunctionalError,
     },
+}
+
+/// How several cards share the work (`--parallel`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parallel {
+    /// The batch split by rows ([`data_parallel`]).
+    Data,
+    /// The model cut into one stage per card ([`pipeline`]).
+    Pipeline,
+}
+
+impl std::str::FromStr for Parallel {
+    type Err = MultiError;
+
+    fn from_str(s: &str) -> Result<Parallel, MultiError> {
+        match s {
+            "data" => Ok(Parallel::Data),
+            "pipeline" => Ok(Parallel::Pipeline),
+            _ => Err(invalid(format!(
+                "--parallel `{s}`: expected `data` or `pipeline`"
+            ))),
+        }
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> MultiError {
@@ -380,6 +406,9 @@ pub struct DataRun {
     pub card_stats: Vec<CardStats>,
     /// Cycles the CPU computed.
     pub cpu_busy_cycles: u64,
+    /// Rows per device as the one-row estimates split them, before rows were moved off
+    /// the slowest device while the simulated latency dropped.
+    pub estimate_rows: Vec<usize>,
 }
 
 /// A data-parallel run and one card running the whole batch, both simulated.
@@ -439,7 +468,11 @@ pub fn split_rows(batch: usize, row_cycles: &[u64], min_one: usize) -> Vec<usize
     rows
 }
 
-fn io_bytes(g: &Graph, cfg: &NpuConfig) -> (Vec<(String, u64)>, Vec<(String, u64)>) {
+/// Tensors by name with their bytes.
+type NamedBytes = Vec<(String, u64)>;
+
+/// The graph's runtime inputs and computed outputs with their bytes on the link.
+fn io_bytes(g: &Graph, cfg: &NpuConfig) -> (NamedBytes, NamedBytes) {
     let ins = g
         .runtime_inputs()
         .map(|v| (g.value(v).name.clone(), lower::value_bytes(g, v, cfg)))
@@ -469,7 +502,14 @@ pub fn data_parallel(
         )));
     }
     let mut sims: HashMap<usize, SimReport> = HashMap::new();
-    let run = data_run(cfg, opts.cards, opts.cpu.as_ref(), opts.batch, graphs, &mut sims)?;
+    let run = data_run(
+        cfg,
+        opts.cards,
+        opts.cpu.as_ref(),
+        opts.batch,
+        graphs,
+        &mut sims,
+    )?;
     let single = data_run(cfg, 1, None, opts.batch, graphs, &mut sims)?;
     Ok(DataReport {
         config: cfg.clone(),
@@ -496,13 +536,13 @@ fn card_sim<'s>(
     graphs: &mut GraphCache,
     sims: &'s mut HashMap<usize, SimReport>,
 ) -> Result<&'s SimReport, MultiError> {
-    if !sims.contains_key(&rows) {
+    if let std::collections::hash_map::Entry::Vacant(e) = sims.entry(rows) {
         let g = graphs.get(rows)?;
         let r = simulate_on_card(g, cfg).map_err(|source| MultiError::Npu {
             what: format!("simulating {rows} row(s) on one card"),
             source,
         })?;
-        sims.insert(rows, r);
+        e.insert(r);
     }
     sims.get(&rows).ok_or(MultiError::Graph {
         rows,
@@ -534,7 +574,55 @@ fn data_run(
     if let Some(c) = cpu {
         row_cycles.push(cfg.cycles(cpu_seconds(graphs.get(1)?, c)));
     }
-    let rows = split_rows(batch, &row_cycles, cards);
+    let estimate = split_rows(batch, &row_cycles, cards);
+    let mut best = run_split(cfg, cards, cpu, batch, &estimate, &row_cycles, graphs, sims)?;
+    // Times are not linear in rows (weights load once per slice, transfers pay a latency):
+    // move a row off the slowest device while the simulated latency drops.
+    for _ in 0..batch {
+        let Some(slow) = (0..best.devices.len()).max_by_key(|&d| (best.devices[d].done, d)) else {
+            break;
+        };
+        let rows: Vec<usize> = best.devices.iter().map(|d| d.rows.len()).collect();
+        if rows[slow] <= usize::from(slow < cards) {
+            break;
+        }
+        let mut improved = None;
+        for to in 0..rows.len() {
+            if to == slow {
+                continue;
+            }
+            let mut cand = rows.clone();
+            cand[slow] -= 1;
+            cand[to] += 1;
+            let r = run_split(cfg, cards, cpu, batch, &cand, &row_cycles, graphs, sims)?;
+            let cur = improved
+                .as_ref()
+                .map_or(best.latency_cycles, |x: &DataRun| x.latency_cycles);
+            if r.latency_cycles < cur {
+                improved = Some(r);
+            }
+        }
+        match improved {
+            Some(r) => best = r,
+            None => break,
+        }
+    }
+    best.estimate_rows = estimate;
+    Ok(best)
+}
+
+/// Schedules a given split (`rows` per device: the cards, then the CPU).
+#[allow(clippy::too_many_arguments)]
+fn run_split(
+    cfg: &NpuConfig,
+    cards: usize,
+    cpu: Option<&CpuDevice>,
+    batch: usize,
+    rows: &[usize],
+    row_cycles: &[u64],
+    graphs: &mut GraphCache,
+    sims: &mut HashMap<usize, SimReport>,
+) -> Result<DataRun, MultiError> {
     let mut devices = Vec::new();
     let mut tasks: Vec<Task> = Vec::new();
     let mut reports = Vec::new();
@@ -654,6 +742,7 @@ fn data_run(
         latency_cycles: latency,
         card_stats,
         cpu_busy_cycles: cpu_busy,
+        estimate_rows: rows.to_vec(),
     })
 }
 
@@ -967,12 +1056,12 @@ fn partition(costs: &[u64], allowed: &[bool], k: usize) -> Result<Vec<Range<usiz
     Ok(ranges)
 }
 
+/// A stage's sub-graph, the values it reads and the values it produces for later.
+type StageParts = (Graph, Vec<ValueId>, Vec<ValueId>);
+
 /// Builds stage sub-graphs for `bounds` (see `millrace_runtime::stream`, which cuts the
 /// same way for CPU thread groups).
-fn build_stages(
-    g: &Graph,
-    bounds: &[Range<usize>],
-) -> Result<Vec<(Graph, Vec<ValueId>, Vec<ValueId>)>, MultiError> {
+fn build_stages(g: &Graph, bounds: &[Range<usize>]) -> Result<Vec<StageParts>, MultiError> {
     let k = bounds.len();
     let mut stage_of_node = vec![0usize; g.nodes.len()];
     for (s, r) in bounds.iter().enumerate() {
@@ -1314,10 +1403,13 @@ pub fn pipeline_outputs(
     for (s, st) in run.stages.iter().enumerate() {
         let mut ins = Vec::with_capacity(st.inputs.len());
         for (&v, &id) in st.inputs.iter().zip(&st.graph.inputs) {
-            let t = vals.get(&v).cloned().ok_or_else(|| MultiError::Functional {
-                what: format!("stage {s}"),
-                source: FunctionalError::MissingInput(g.value(v).name.clone()),
-            })?;
+            let t = vals
+                .get(&v)
+                .cloned()
+                .ok_or_else(|| MultiError::Functional {
+                    what: format!("stage {s}"),
+                    source: FunctionalError::MissingInput(g.value(v).name.clone()),
+                })?;
             ins.push((st.graph.value(id).name.clone(), t));
         }
         let order = st.report.finish_order(&st.graph);
@@ -1339,11 +1431,10 @@ pub fn pipeline_outputs(
                 Some(c) => Some(c.as_ref().clone()),
                 None => vals.get(&v).cloned(),
             };
-            t.map(|t| (name.clone(), t))
-                .ok_or(MultiError::Functional {
-                    what: "pipeline".into(),
-                    source: FunctionalError::Output(name),
-                })
+            t.map(|t| (name.clone(), t)).ok_or(MultiError::Functional {
+                what: "pipeline".into(),
+                source: FunctionalError::Output(name),
+            })
         })
         .collect()
 }
@@ -1378,7 +1469,10 @@ pub fn chrome_trace(
                     units.push(u.unit);
                 }
             }
-            if r.program.commands.iter().any(|c| c.unit == crate::Unit::Host)
+            if r.program
+                .commands
+                .iter()
+                .any(|c| c.unit == crate::Unit::Host)
                 && !units.contains(&crate::Unit::Host)
             {
                 units.push(crate::Unit::Host);
@@ -1392,10 +1486,14 @@ pub fn chrome_trace(
         tracks.push((LINK_IN, "link in".into()));
         tracks.push((LINK_OUT, "link out".into()));
         for (tid, name) in tracks {
-            events.push(json!({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name",
-                "args": {"name": name}}));
-            events.push(json!({"ph": "M", "pid": pid, "tid": tid, "name": "thread_sort_index",
-                "args": {"sort_index": tid}}));
+            events.push(
+                json!({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name",
+                "args": {"name": name}}),
+            );
+            events.push(
+                json!({"ph": "M", "pid": pid, "tid": tid, "name": "thread_sort_index",
+                "args": {"sort_index": tid}}),
+            );
         }
     }
     let cpu_pid = cards as u64 + 1;
@@ -1461,12 +1559,12 @@ mod tests {
     fn schedule_is_fifo_on_resources_and_respects_dependencies() {
         use Resource::*;
         let mut t = vec![
-            task(vec![Card(0)], 10, vec![]),  // 0..10
-            task(vec![Card(1)], 5, vec![0]),  // 10..15
-            task(vec![Card(0)], 10, vec![]),  // 10..20
-            task(vec![Card(1)], 5, vec![2]),  // 20..25
-            task(vec![HostUp], 3, vec![]),    // 0..3
-            task(vec![Card(1)], 2, vec![]),   // 0..2: free before task 1 needs it
+            task(vec![Card(0)], 10, vec![]), // 0..10
+            task(vec![Card(1)], 5, vec![0]), // 10..15
+            task(vec![Card(0)], 10, vec![]), // 10..20
+            task(vec![Card(1)], 5, vec![2]), // 20..25
+            task(vec![HostUp], 3, vec![]),   // 0..3
+            task(vec![Card(1)], 2, vec![]),  // 0..2: free before task 1 needs it
         ];
         let span = schedule(&mut t);
         let starts: Vec<u64> = t.iter().map(|x| x.start).collect();
