@@ -274,6 +274,34 @@ fn pipeline_two_cards_eight_micro_batches_resnet50() {
     for (i, cs) in r.run.card_stats.iter().enumerate() {
         assert_eq!(cs.busy_cycles, m as u64 * s[i]);
     }
+    // Peer to peer: one transfer per crossing value (sender's out port, receiver's in
+    // port), none through the host; the boundary costs less, so the window shrinks.
+    let p2p_cfg =
+        NpuConfig::from_toml(&EXAMPLE.replace("peer_to_peer = false", "peer_to_peer = true"))
+            .unwrap();
+    let p2p = multi::pipeline(
+        g,
+        &p2p_cfg,
+        &PipelineOptions {
+            cards: k,
+            micro_batches: m,
+        },
+    )
+    .unwrap();
+    let crossing = p2p.run.stages[1].inputs.len();
+    let hops: Vec<_> = p2p
+        .run
+        .tasks
+        .iter()
+        .filter(|t| t.micro == 0 && t.peer == Some(1))
+        .collect();
+    assert_eq!(hops.len(), crossing);
+    let p2p_win = p2p.run.window.1 - p2p.run.window.0;
+    assert!(
+        p2p_win < win,
+        "peer to peer {p2p_win} vs through the host {win}"
+    );
+    assert_eq!(p2p.run.card_stats[1].bytes_in, r.run.card_stats[1].bytes_in);
     // Micro-batches finish in order.
     for w in r.run.micro.windows(2) {
         assert!(w[0].1 <= w[1].1);
