@@ -200,54 +200,77 @@ impl Task {
 
 /// Schedules `tasks` (see the module doc): fills `start` and `end`, returns the makespan.
 /// Dependencies must name earlier tasks (later or missing ones are ignored).
+///
+/// Ready tasks wait in a heap keyed by their earliest start. Keys only grow (resources are
+/// only ever taken, dependencies are fixed once scheduled), so a popped task whose key is
+/// still its earliest start is the true minimum; a stale one is pushed back with its new
+/// key. `O(n log n)` for `n` tasks with a bounded number of resources each.
 pub fn schedule(tasks: &mut [Task]) -> u64 {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     let n = tasks.len();
-    let mut done = vec![false; n];
-    let mut free: HashMap<Resource, u64> = HashMap::new();
-    let mut makespan = 0;
-    for _ in 0..n {
-        let mut best: Option<(u64, usize)> = None;
-        for i in 0..n {
-            if done[i] {
-                continue;
-            }
-            let t = &tasks[i];
-            let deps_ok = t
-                .after_end
-                .iter()
-                .chain(&t.after_start)
-                .all(|&d| d >= i || d >= n || done[d]);
-            if !deps_ok {
-                continue;
-            }
-            let mut est = 0u64;
-            for &d in &t.after_end {
-                if d < i && d < n {
-                    est = est.max(tasks[d].end);
-                }
-            }
-            for &d in &t.after_start {
-                if d < i && d < n {
-                    est = est.max(tasks[d].start);
-                }
-            }
-            for r in &t.resources {
-                est = est.max(free.get(r).copied().unwrap_or(0));
-            }
-            if best.is_none_or(|(b, _)| est < b) {
-                best = Some((est, i));
-            }
+    let deps = |t: &Task, i: usize| -> Vec<usize> {
+        let mut d: Vec<usize> = t
+            .after_end
+            .iter()
+            .chain(&t.after_start)
+            .copied()
+            .filter(|&d| d < i)
+            .collect();
+        d.sort_unstable();
+        d.dedup();
+        d
+    };
+    let mut waiting = vec![0usize; n];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, t) in tasks.iter().enumerate() {
+        let d = deps(t, i);
+        waiting[i] = d.len();
+        for p in d {
+            dependents[p].push(i);
         }
-        // Dependencies point backwards, so the first unscheduled task is always ready.
-        let Some((s, i)) = best else { break };
+    }
+    let mut free: HashMap<Resource, u64> = HashMap::new();
+    let est = |tasks: &[Task], free: &HashMap<Resource, u64>, i: usize| -> u64 {
+        let t = &tasks[i];
+        let mut e = 0u64;
+        for &d in t.after_end.iter().filter(|&&d| d < i) {
+            e = e.max(tasks[d].end);
+        }
+        for &d in t.after_start.iter().filter(|&&d| d < i) {
+            e = e.max(tasks[d].start);
+        }
+        for r in &t.resources {
+            e = e.max(free.get(r).copied().unwrap_or(0));
+        }
+        e
+    };
+    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
+    for (i, &w) in waiting.iter().enumerate() {
+        if w == 0 {
+            heap.push(Reverse((est(tasks, &free, i), i)));
+        }
+    }
+    let mut makespan = 0;
+    while let Some(Reverse((key, i))) = heap.pop() {
+        let e = est(tasks, &free, i);
+        if e > key {
+            heap.push(Reverse((e, i)));
+            continue;
+        }
         let t = &mut tasks[i];
-        t.start = s;
-        t.end = s + t.cycles;
+        t.start = e;
+        t.end = e + t.cycles;
         for r in &t.resources {
             free.insert(*r, t.end);
         }
-        done[i] = true;
         makespan = makespan.max(t.end);
+        for &c in &dependents[i] {
+            waiting[c] -= 1;
+            if waiting[c] == 0 {
+                heap.push(Reverse((est(tasks, &free, c), c)));
+            }
+        }
     }
     makespan
 }
@@ -587,8 +610,11 @@ fn data_run(
             break;
         }
         let mut improved = None;
+        // One target per kind of device and row count: identical cards with as many rows
+        // are interchangeable.
+        let mut tried: HashSet<(bool, usize)> = HashSet::new();
         for to in 0..rows.len() {
-            if to == slow {
+            if to == slow || !tried.insert((to >= cards, rows[to])) {
                 continue;
             }
             let mut cand = rows.clone();
