@@ -261,11 +261,11 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-/// The batch (first dimension shared by every input).
-fn batch_of(inputs: &[(String, Tensor)]) -> Result<usize> {
+/// The batch (first dimension shared by every input), from the inputs' shapes.
+fn batch_of(shapes: &[(String, Vec<usize>)]) -> Result<usize> {
     let mut batch = None;
-    for (n, t) in inputs {
-        let Some(&b) = t.shape().first() else {
+    for (n, s) in shapes {
+        let Some(&b) = s.first() else {
             bail!("input `{n}` is a scalar: it has no batch dimension to split");
         };
         match batch {
@@ -324,16 +324,34 @@ fn multi(args: &SimulateArgs, parallel: Parallel) -> Result<()> {
     }
     let cfg = NpuConfig::from_file(&args.accel)?;
     let loaded = Loaded::new(&args.load)?;
-    let inputs: Vec<(String, Tensor)> = match &args.inputs {
+    // Inputs from the file, or random ones made only when outputs are computed (timing a
+    // large batch needs only the shapes).
+    let wants_outputs = !args.no_outputs || args.check.is_some();
+    let mut inputs: Vec<(String, Tensor)> = match &args.inputs {
         Some(p) => model_arg::read_inputs(p, &loaded)?,
-        None => loaded.random(args.seed)?,
+        None => Vec::new(),
     };
-    let batch = batch_of(&inputs)?;
-    let shapes_for = |rows: usize| {
+    let shapes: Vec<(String, Vec<usize>)> = if args.inputs.is_some() {
         inputs
             .iter()
-            .map(|(n, t)| {
-                let mut s = t.shape().to_vec();
+            .map(|(n, t)| (n.clone(), t.shape().to_vec()))
+            .collect()
+    } else {
+        loaded
+            .specs()?
+            .into_iter()
+            .map(|s| (s.name, s.shape))
+            .collect()
+    };
+    let batch = batch_of(&shapes)?;
+    if wants_outputs && args.inputs.is_none() {
+        inputs = loaded.random(args.seed)?;
+    }
+    let shapes_for = |rows: usize| {
+        shapes
+            .iter()
+            .map(|(n, s)| {
+                let mut s = s.clone();
                 s[0] = rows;
                 (n.clone(), s)
             })
@@ -458,11 +476,16 @@ fn multi(args: &SimulateArgs, parallel: Parallel) -> Result<()> {
                 r.speedup()
             );
             let reports: Vec<&millrace_npu::SimReport> = r.run.reports.iter().collect();
-            let trace_json = args
-                .trace
-                .as_ref()
-                .map(|_| multi::chrome_trace(&cfg, args.cards, &r.run.tasks, &reports));
-            if args.no_outputs && args.check.is_none() {
+            let trace_json = args.trace.as_ref().map(|_| {
+                multi::chrome_trace(
+                    &cfg,
+                    args.cards,
+                    &r.run.tasks,
+                    &reports,
+                    multi::TRACE_DETAIL_MICRO_BATCHES,
+                )
+            });
+            if !wants_outputs {
                 (None, None, trace_json)
             } else {
                 let outs = multi::data_outputs(&r.run, &mut graphs, &inputs)?;
@@ -538,11 +561,16 @@ fn multi(args: &SimulateArgs, parallel: Parallel) -> Result<()> {
             );
             let reports: Vec<&millrace_npu::SimReport> =
                 r.run.stages.iter().map(|s| &s.report).collect();
-            let trace_json = args
-                .trace
-                .as_ref()
-                .map(|_| multi::chrome_trace(&cfg, args.cards, &r.run.tasks, &reports));
-            if args.no_outputs && args.check.is_none() {
+            let trace_json = args.trace.as_ref().map(|_| {
+                multi::chrome_trace(
+                    &cfg,
+                    args.cards,
+                    &r.run.tasks,
+                    &reports,
+                    multi::TRACE_DETAIL_MICRO_BATCHES,
+                )
+            });
+            if !wants_outputs {
                 (None, None, trace_json)
             } else {
                 let mut parts = Vec::with_capacity(m);
@@ -572,8 +600,9 @@ fn multi(args: &SimulateArgs, parallel: Parallel) -> Result<()> {
         std::fs::write(path, serde_json::to_vec(&json)?)
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!(
-            "wrote {} (one process per card; open in https://ui.perfetto.dev)",
-            path.display()
+            "wrote {} (one process per card; unit tracks for the first {} micro-batches; open in https://ui.perfetto.dev)",
+            path.display(),
+            multi::TRACE_DETAIL_MICRO_BATCHES
         );
     }
     let (Some(outs), Some(single)) = (outs, single_outs) else {

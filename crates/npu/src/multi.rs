@@ -1468,18 +1468,25 @@ pub fn pipeline_outputs(
 // ---------------------------------------------------------------------------------------
 // Trace.
 
-/// Chrome trace of a multi-card run: one process per card (its units' tracks, from its
-/// simulation placed at each compute task's start, plus its link in and out), one for the
+/// Micro-batches whose every unit command goes into a trace by default (later ones show as
+/// one slice per stage on the card's `compute` track, which keeps long runs' traces small).
+pub const TRACE_DETAIL_MICRO_BATCHES: usize = 16;
+
+/// Chrome trace of a multi-card run: one process per card (a `compute` track with one
+/// slice per stage or slice run, its units' tracks from its simulation placed at that
+/// run's start for micro-batches below `detail`, and its link in and out), one for the
 /// host CPU when it computes; timestamps in microseconds of simulated time.
 pub fn chrome_trace(
     cfg: &NpuConfig,
     cards: usize,
     tasks: &[Task],
     reports: &[&SimReport],
+    detail: usize,
 ) -> serde_json::Value {
     use serde_json::json;
     let us = |c: u64| cfg.seconds(c) * 1e6;
     let mut events = Vec::new();
+    const COMPUTE: u64 = 0;
     const LINK_IN: u64 = 200;
     const LINK_OUT: u64 = 201;
     for k in 0..cards {
@@ -1509,6 +1516,7 @@ pub fn chrome_trace(
             .filter(|u| *u != crate::Unit::HostLink)
             .map(|u| (crate::trace::tid(u), u.name()))
             .collect();
+        tracks.push((COMPUTE, "compute".into()));
         tracks.push((LINK_IN, "link in".into()));
         tracks.push((LINK_OUT, "link out".into()));
         for (tid, name) in tracks {
@@ -1536,9 +1544,16 @@ pub fn chrome_trace(
             }
             (TaskKind::Compute, Place::Card(k)) => {
                 let pid = k as u64 + 1;
+                events.push(
+                    json!({"ph": "X", "pid": pid, "tid": COMPUTE, "name": t.label,
+                    "ts": us(t.start), "dur": us(t.cycles), "args": base_args}),
+                );
                 let Some(r) = t.sim.and_then(|s| reports.get(s)) else {
                     continue;
                 };
+                if t.micro >= detail {
+                    continue;
+                }
                 for (i, c) in r.program.commands.iter().enumerate() {
                     let (s, e) = (r.timeline.start[i], r.timeline.end[i]);
                     let mut args = json!({"cycles": c.cycles, "micro_batch": t.micro});

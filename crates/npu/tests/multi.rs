@@ -327,12 +327,22 @@ fn pipeline_two_cards_eight_micro_batches_resnet50() {
 
     // The trace has one process per card and both cards' matrix units.
     let reports: Vec<_> = r.run.stages.iter().map(|s| &s.report).collect();
-    let tr = multi::chrome_trace(&cfg, k, &r.run.tasks, &reports);
+    let tr = multi::chrome_trace(&cfg, k, &r.run.tasks, &reports, 2);
     let ev = tr["traceEvents"].as_array().unwrap();
     for pid in [1, 2] {
         assert!(ev
             .iter()
             .any(|e| e["ph"] == "X" && e["pid"] == pid && e["tid"] == 10));
+        // One compute slice per micro-batch; unit commands only for the first two.
+        let compute = ev
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["pid"] == pid && e["tid"] == 0)
+            .count();
+        assert_eq!(compute, m);
+        assert!(ev
+            .iter()
+            .filter(|e| e["ph"] == "X" && e["pid"] == pid && e["tid"] == 10)
+            .all(|e| e["args"]["micro_batch"].as_u64().unwrap() < 2));
     }
 }
 
