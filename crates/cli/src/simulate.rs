@@ -2,11 +2,18 @@
 //! `millrace_npu`): latency, per-unit utilization, SRAM peak, DRAM and host-link traffic,
 //! ops that fell back to the host, the tiles chosen for the heaviest layers, a Chrome trace,
 //! and the real outputs (computed in the simulated finish order) checked against a reference.
+//!
+//! With `--cards K --parallel data|pipeline`, K identical cards (see `millrace_npu::multi`):
+//! the batch split by rows (and, with `--with-cpu`, some rows on the host CPU), or the model
+//! cut into K stages with `--micro-batches` flowing; a table per device (rows or stage, time,
+//! utilization, link bytes and time), throughput and latency against one card, a trace with
+//! one process per card, and the outputs checked against one card's.
 use crate::model_arg::{self, LoadArgs, Loaded};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use millrace::Tensor;
 use millrace_memory::format_bytes;
+use millrace_npu::multi::Parallel;
 use millrace_npu::{lower::Work, trace, NpuConfig, SimOptions};
 use std::path::PathBuf;
 
@@ -46,17 +53,49 @@ pub struct SimulateArgs {
     /// Skip computing the outputs (timing only).
     #[arg(long)]
     pub no_outputs: bool,
-    /// Simulated cards (multi-card execution is not implemented yet: only 1 is accepted).
+    /// Simulated cards (identical, each described by --accel). With --parallel, the run is
+    /// compared with one card doing all the work.
     #[arg(long, default_value_t = 1)]
     pub cards: usize,
-    /// How several cards share the work: data or pipeline (reserved for --cards > 1).
+    /// How the cards share the work: `data` splits the batch (--batch) by rows, `pipeline`
+    /// cuts the model into one stage per card with --micro-batches flowing through.
     #[arg(long, value_name = "data|pipeline")]
     pub parallel: Option<String>,
+    /// Pipeline: micro-batches the batch is cut into (the batch must be a multiple;
+    /// default: one row each).
+    #[arg(long, value_name = "M")]
+    pub micro_batches: Option<usize>,
+    /// Data parallel: the host CPU takes rows too (its speed from the partitioner's
+    /// roofline, at --peak-gflops / --bandwidth-gbs or assumed rates).
+    #[arg(long)]
+    pub with_cpu: bool,
+    /// The host CPU's peak for --with-cpu, GFLOP/s for all --threads (default: 80 per thread).
+    #[arg(long, value_name = "GFLOPS")]
+    pub peak_gflops: Option<f64>,
+    /// The host CPU's memory bandwidth for --with-cpu, GB/s (default: 12 per thread, at
+    /// most 20).
+    #[arg(long, value_name = "GBS")]
+    pub bandwidth_gbs: Option<f64>,
 }
 
 pub fn simulate(args: &SimulateArgs) -> Result<()> {
-    if args.cards != 1 || args.parallel.is_some() {
-        bail!("--cards/--parallel: multi-card simulation is not implemented yet (use --cards 1)");
+    let parallel: Option<Parallel> = args.parallel.as_deref().map(str::parse).transpose()?;
+    if args.cards == 0 {
+        bail!("--cards must be at least 1");
+    }
+    match parallel {
+        None if args.cards > 1 => {
+            bail!(
+                "--cards {}: say how the cards share the work with --parallel data|pipeline",
+                args.cards
+            )
+        }
+        None => {
+            if args.micro_batches.is_some() || args.with_cpu {
+                bail!("--micro-batches and --with-cpu need --parallel (pipeline, data)");
+            }
+        }
+        Some(p) => return multi(args, p),
     }
     if args.inferences == 0 {
         bail!("--inferences must be at least 1");
@@ -220,4 +259,366 @@ fn truncate(s: &str, n: usize) -> String {
         let t: String = s.chars().take(n - 1).collect();
         format!("{t}~")
     }
+}
+
+/// The batch (first dimension shared by every input), from the inputs' shapes.
+fn batch_of(shapes: &[(String, Vec<usize>)]) -> Result<usize> {
+    let mut batch = None;
+    for (n, s) in shapes {
+        let Some(&b) = s.first() else {
+            bail!("input `{n}` is a scalar: it has no batch dimension to split");
+        };
+        match batch {
+            None => batch = Some(b),
+            Some(x) if x != b => {
+                bail!("inputs disagree on the batch (first dimension): {x} and {b} (`{n}`)")
+            }
+            _ => {}
+        }
+    }
+    batch.context("the model has no inputs")
+}
+
+fn check_outputs(
+    what: &str,
+    outs: &[(String, Tensor)],
+    reference: &[(String, Tensor)],
+    tolerance: f64,
+) -> usize {
+    let mut bad = 0;
+    for (name, t) in outs {
+        let Some((_, want)) = reference.iter().find(|(n, _)| n == name) else {
+            println!("check {name} against {what}: not there, skipped");
+            continue;
+        };
+        match millrace_npu::functional::rel_l2(t, want) {
+            Some(e) if e <= tolerance => println!("check {name} against {what}: rel L2 {e:.2e} ok"),
+            Some(e) => {
+                bad += 1;
+                println!("check {name} against {what}: rel L2 {e:.2e} FAILS (> {tolerance:.0e})")
+            }
+            None => {
+                bad += 1;
+                println!(
+                    "check {name} against {what}: shape {:?} differs from {:?}",
+                    t.shape(),
+                    want.shape()
+                )
+            }
+        }
+    }
+    bad
+}
+
+/// `--cards K --parallel data|pipeline`.
+fn multi(args: &SimulateArgs, parallel: Parallel) -> Result<()> {
+    use millrace_npu::multi;
+    if args.inferences != 1 || args.resident {
+        bail!("--inferences and --resident apply to one card; with --parallel, use --batch and --micro-batches");
+    }
+    if args.with_cpu && parallel == Parallel::Pipeline {
+        bail!("--with-cpu: only data parallel hands rows to the CPU");
+    }
+    if parallel == Parallel::Data && args.micro_batches.is_some() {
+        bail!("--micro-batches applies to --parallel pipeline");
+    }
+    let cfg = NpuConfig::from_file(&args.accel)?;
+    let loaded = Loaded::new(&args.load)?;
+    // Inputs from the file, or random ones made only when outputs are computed (timing a
+    // large batch needs only the shapes).
+    let wants_outputs = !args.no_outputs || args.check.is_some();
+    let mut inputs: Vec<(String, Tensor)> = match &args.inputs {
+        Some(p) => model_arg::read_inputs(p, &loaded)?,
+        None => Vec::new(),
+    };
+    let shapes: Vec<(String, Vec<usize>)> = if args.inputs.is_some() {
+        inputs
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shape().to_vec()))
+            .collect()
+    } else {
+        loaded
+            .specs()?
+            .into_iter()
+            .map(|s| (s.name, s.shape))
+            .collect()
+    };
+    let batch = batch_of(&shapes)?;
+    if wants_outputs && args.inputs.is_none() {
+        inputs = loaded.random(args.seed)?;
+    }
+    let shapes_for = |rows: usize| {
+        shapes
+            .iter()
+            .map(|(n, s)| {
+                let mut s = s.clone();
+                s[0] = rows;
+                (n.clone(), s)
+            })
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let ms = |c: u64| cfg.seconds(c) * 1e3;
+    println!("model:   {}", loaded.label);
+    println!("device:  {} x {}", args.cards, cfg.summary());
+    println!(
+        "links:   {}; activations between cards {}",
+        if cfg.link_shared {
+            "one host link shared by all cards (host_link.shared = true)"
+        } else {
+            "one host link per card (host_link.shared = false)"
+        },
+        if cfg.peer_to_peer {
+            "go card to card (peer_to_peer = true, one transfer)"
+        } else {
+            "go card -> host -> card (two transfers)"
+        }
+    );
+    let link_cell = |bytes: u64, cycles: u64| {
+        if bytes == 0 {
+            "-".to_string()
+        } else {
+            format!("{} {:.3} ms", format_bytes(bytes), ms(cycles))
+        }
+    };
+    let (outs, single_outs, trace_json) = match parallel {
+        Parallel::Data => {
+            let cpu = if args.with_cpu {
+                let threads = args
+                    .load
+                    .threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                let d = millrace_devices::CpuDevice::with_default_rates("cpu", threads)?;
+                let peak = args.peak_gflops.map_or(d.peak_flops(), |g| g * 1e9);
+                let bw = args.bandwidth_gbs.map_or(d.bandwidth(), |g| g * 1e9);
+                Some(millrace_devices::CpuDevice::new("cpu", threads, peak, bw)?)
+            } else {
+                None
+            };
+            if let Some(c) = &cpu {
+                println!(
+                    "host:    cpu, {} threads, roofline {:.0} GFLOP/s, {:.1} GB/s{}",
+                    c.threads(),
+                    c.peak_flops() / 1e9,
+                    c.bandwidth() / 1e9,
+                    if args.peak_gflops.is_some() && args.bandwidth_gbs.is_some() {
+                        " (given)"
+                    } else {
+                        " (partly assumed: pass --peak-gflops and --bandwidth-gbs)"
+                    }
+                );
+            }
+            let mut graphs = multi::GraphCache::new(|rows| {
+                loaded
+                    .compile_with(shapes_for(rows), Some(1))
+                    .map(|c| c.graph().clone())
+                    .map_err(|e| format!("{e:#}"))
+            });
+            let opts = multi::DataOptions {
+                cards: args.cards,
+                batch,
+                cpu,
+            };
+            let r = multi::data_parallel(&cfg, &opts, &mut graphs)?;
+            let rows: Vec<usize> = r.run.devices.iter().map(|d| d.rows.len()).collect();
+            println!(
+                "mode:    data parallel, batch {batch} split by rows: {:?} from one-row simulations{}\n",
+                r.run.estimate_rows,
+                if rows == r.run.estimate_rows {
+                    String::new()
+                } else {
+                    format!(", {rows:?} after moving rows off the slowest device")
+                }
+            );
+            println!("device  rows         est/row ms  compute ms   done ms   util   link in              link out");
+            for d in &r.run.devices {
+                let (link_in, link_out) = match d.place {
+                    multi::Place::Card(k) => {
+                        let s = &r.run.card_stats[k];
+                        (
+                            link_cell(s.bytes_in, s.link_in_cycles),
+                            link_cell(s.bytes_out, s.link_out_cycles),
+                        )
+                    }
+                    multi::Place::Cpu => ("(host memory)".into(), "-".into()),
+                };
+                let util = if r.run.latency_cycles > 0 {
+                    100.0 * d.compute_cycles as f64 / r.run.latency_cycles as f64
+                } else {
+                    0.0
+                };
+                println!(
+                    "{:<7} {:<12} {:>10.3} {:>11.3} {:>9.3} {:>5.1}%   {:<20} {}",
+                    d.name,
+                    format!("{}..{} ({})", d.rows.start, d.rows.end, d.rows.len()),
+                    ms(d.row_cycles),
+                    ms(d.compute_cycles),
+                    ms(d.done),
+                    util,
+                    link_in,
+                    link_out
+                );
+            }
+            let tput = r.run.throughput(&cfg);
+            let tput1 = r.single.throughput(&cfg);
+            println!(
+                "\nlatency:    {:.3} ms (slowest device, transfers included); throughput {:.1} rows/s",
+                ms(r.run.latency_cycles),
+                tput
+            );
+            println!(
+                "one card:   {:.3} ms for all {batch} rows (transfers included); throughput {:.1} rows/s",
+                ms(r.single.latency_cycles),
+                tput1
+            );
+            println!(
+                "speedup:    {:.2}x throughput, {:.2}x lower latency than one card",
+                r.speedup(),
+                r.speedup()
+            );
+            let reports: Vec<&millrace_npu::SimReport> = r.run.reports.iter().collect();
+            let trace_json = args.trace.as_ref().map(|_| {
+                multi::chrome_trace(
+                    &cfg,
+                    args.cards,
+                    &r.run.tasks,
+                    &reports,
+                    multi::TRACE_DETAIL_MICRO_BATCHES,
+                )
+            });
+            if !wants_outputs {
+                (None, None, trace_json)
+            } else {
+                let outs = multi::data_outputs(&r.run, &mut graphs, &inputs)?;
+                let single = multi::data_outputs(&r.single, &mut graphs, &inputs)?;
+                (Some(outs), Some(single), trace_json)
+            }
+        }
+        Parallel::Pipeline => {
+            let m = args.micro_batches.unwrap_or(batch);
+            if m == 0 {
+                bail!("--micro-batches must be at least 1");
+            }
+            if batch % m != 0 {
+                bail!("--micro-batches {m}: the batch of {batch} row(s) is not a multiple of it");
+            }
+            let rows = batch / m;
+            let compiled = loaded.compile_with(shapes_for(rows), Some(1))?;
+            let g = compiled.graph();
+            let opts = multi::PipelineOptions {
+                cards: args.cards,
+                micro_batches: m,
+            };
+            let r = multi::pipeline(g, &cfg, &opts)?;
+            println!(
+                "mode:    pipeline parallel, {m} micro-batch(es) of {rows} row(s), stages balanced on simulated node times\n"
+            );
+            println!("card  nodes        est ms   stage ms   busy ms   util   link in              link out");
+            for (k, st) in r.run.stages.iter().enumerate() {
+                let s = &r.run.card_stats[k];
+                println!(
+                    "npu{:<2} {:<12} {:>6.3} {:>10.3} {:>9.3} {:>5.1}%   {:<20} {}",
+                    k,
+                    format!("{}..{}", st.nodes.start, st.nodes.end),
+                    ms(st.estimate_cycles),
+                    ms(st.cycles),
+                    ms(s.busy_cycles),
+                    100.0 * r.run.utilization(k),
+                    link_cell(s.bytes_in, s.link_in_cycles),
+                    link_cell(s.bytes_out, s.link_out_cycles)
+                );
+            }
+            let lat: Vec<u64> = r.run.micro.iter().map(|(a, b)| b - a).collect();
+            let lat1: Vec<u64> = r.single.micro.iter().map(|(a, b)| b - a).collect();
+            println!(
+                "\nmicro-batch latency: first {:.3} ms, mean {:.3} ms, last {:.3} ms (first transfer to outputs on the host)",
+                ms(lat.first().copied().unwrap_or(0)),
+                r.run.mean_latency() / cfg.clock_hz * 1e3,
+                ms(lat.last().copied().unwrap_or(0))
+            );
+            let k = args.cards as f64;
+            println!(
+                "total:      {:.3} ms for {m} micro-batches; throughput {:.1} micro-batches/s ({:.1} rows/s); bubble {:.1}% (balanced ideal (K-1)/(M+K-1) = {:.1}%)",
+                ms(r.run.total_cycles),
+                r.run.throughput(&cfg),
+                r.run.throughput(&cfg) * rows as f64,
+                100.0 * r.run.bubble_fraction(),
+                100.0 * (k - 1.0) / (m as f64 + k - 1.0)
+            );
+            println!(
+                "one card:   {:.3} ms for the {m} micro-batches one after another ({:.3} ms each); throughput {:.1} micro-batches/s",
+                ms(r.single.total_cycles),
+                ms(lat1.first().copied().unwrap_or(0)),
+                r.single.throughput(&cfg)
+            );
+            println!(
+                "speedup:    {:.2}x throughput; micro-batch latency {:.2}x one card's",
+                r.speedup(),
+                if r.single.mean_latency() > 0.0 {
+                    r.run.mean_latency() / r.single.mean_latency()
+                } else {
+                    0.0
+                }
+            );
+            let reports: Vec<&millrace_npu::SimReport> =
+                r.run.stages.iter().map(|s| &s.report).collect();
+            let trace_json = args.trace.as_ref().map(|_| {
+                multi::chrome_trace(
+                    &cfg,
+                    args.cards,
+                    &r.run.tasks,
+                    &reports,
+                    multi::TRACE_DETAIL_MICRO_BATCHES,
+                )
+            });
+            if !wants_outputs {
+                (None, None, trace_json)
+            } else {
+                let mut parts = Vec::with_capacity(m);
+                let mut single = Vec::with_capacity(m);
+                for j in 0..m {
+                    let range = j * rows..(j + 1) * rows;
+                    let mb: Vec<(String, Tensor)> = inputs
+                        .iter()
+                        .map(|(n, t)| {
+                            multi::slice_rows(t, &range)
+                                .map(|s| (n.clone(), s))
+                                .with_context(|| format!("input `{n}`: rows {range:?}"))
+                        })
+                        .collect::<Result<_>>()?;
+                    parts.push(multi::pipeline_outputs(g, &r.run, &mb)?);
+                    single.push(multi::pipeline_outputs(g, &r.single, &mb)?);
+                }
+                (
+                    Some(multi::concat_rows(parts).map_err(anyhow::Error::msg)?),
+                    Some(multi::concat_rows(single).map_err(anyhow::Error::msg)?),
+                    trace_json,
+                )
+            }
+        }
+    };
+    if let (Some(path), Some(json)) = (&args.trace, trace_json) {
+        std::fs::write(path, serde_json::to_vec(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "wrote {} (one process per card; unit tracks for the first {} micro-batches; open in https://ui.perfetto.dev)",
+            path.display(),
+            multi::TRACE_DETAIL_MICRO_BATCHES
+        );
+    }
+    let (Some(outs), Some(single)) = (outs, single_outs) else {
+        return Ok(());
+    };
+    for (name, t) in &outs {
+        println!("output {name}: {} {:?}", t.dtype(), t.shape());
+    }
+    let mut bad = check_outputs("one card", &outs, &single, args.tolerance);
+    if let Some(path) = &args.check {
+        let refs =
+            millrace::read_npz(path).with_context(|| format!("reading {}", path.display()))?;
+        bad += check_outputs(&path.display().to_string(), &outs, &refs, args.tolerance);
+    }
+    if bad > 0 {
+        bail!("{bad} output(s) differ");
+    }
+    Ok(())
 }

@@ -82,6 +82,8 @@ struct RawDram {
 struct RawLink {
     bandwidth_gbps: f64,
     latency_us: f64,
+    shared: Option<bool>,
+    peer_to_peer: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +121,14 @@ pub struct NpuConfig {
     pub link_bandwidth: f64,
     /// Fixed latency of one host-link transfer, seconds.
     pub link_latency: f64,
+    /// Several cards (`millrace simulate --cards K`): `true` when they share one link to the
+    /// host (one transfer at a time each direction, as cards behind one switch uplink);
+    /// `false` (the default) when each card has its own link.
+    pub link_shared: bool,
+    /// Several cards: activations move card to card directly (one transfer over the
+    /// sender's and the receiver's ports) instead of through host memory (two transfers).
+    /// Default `false`.
+    pub peer_to_peer: bool,
     /// Cycles every command costs on top of its work (issue, descriptor fetch).
     pub command_overhead: u64,
     /// What weights occupy in SRAM/DRAM and traffic (compute stays fp32 functionally).
@@ -245,6 +255,8 @@ impl NpuConfig {
             dma_latency: dma_lat,
             link_bandwidth: link_bw,
             link_latency: link_lat,
+            link_shared: r.host_link.shared.unwrap_or(false),
+            peer_to_peer: r.host_link.peer_to_peer.unwrap_or(false),
             command_overhead: overhead,
             weight_dtype,
             activation_dtype,

@@ -6,12 +6,14 @@
 //! simulation) -> [`sim::simulate_program`] (event-driven timing: latency, utilization,
 //! SRAM peak, traffic, per-node spans) -> [`trace::chrome_trace`] (Perfetto) and
 //! [`functional::eval_in_order`] (the real outputs, evaluated in the simulated finish order).
-//! [`simulate`] does all of it for one graph.
+//! [`simulate`] does all of it for one graph; [`multi`] runs several cards at once (data
+//! and pipeline parallel).
 
 pub mod config;
 pub mod device;
 pub mod functional;
 pub mod lower;
+pub mod multi;
 pub mod sim;
 pub mod systolic;
 pub mod trace;
@@ -19,6 +21,10 @@ pub mod trace;
 pub use config::{ConfigError, NpuConfig};
 pub use device::NpuDevice;
 pub use lower::{Axis, LowerError, LowerOptions, Tiling, Unit, Work};
+pub use multi::{
+    data_outputs, data_parallel, pipeline, pipeline_outputs, DataOptions, DataReport, GraphCache,
+    MultiError, PipelineOptions, PipelineReport,
+};
 pub use sim::SimReport;
 
 use millrace_core::Tensor;

@@ -54,6 +54,8 @@ use crate::config::NpuConfig;
 use crate::systolic::gemm_cycles;
 use millrace_core::DType;
 use millrace_ir::{Graph, Node, ValueId, ValueType};
+use millrace_kernels::activation::Activation;
+use millrace_ops::nn::{fused_conv::FusedConv, fused_matmul::FusedMatMul};
 use std::collections::{HashMap, HashSet};
 
 /// A hardware unit with its own in-order command queue.
@@ -199,6 +201,13 @@ fn elem_bytes(dt: Option<DType>, act: u64) -> u64 {
     }
 }
 
+/// Bytes value `v` of `g` occupies on the card and on the host link (activations at the
+/// configured activation dtype; integer and boolean data at their own size).
+pub fn value_bytes(g: &Graph, v: ValueId, cfg: &NpuConfig) -> u64 {
+    let t = &g.value(v).ty;
+    numel(t).unwrap_or(0) * elem_bytes(t.dtype, cfg.activation_dtype.bytes())
+}
+
 fn numel(t: &ValueType) -> Option<u64> {
     t.numel().map(|n| n as u64)
 }
@@ -208,27 +217,23 @@ fn shape(t: &ValueType) -> Option<Vec<u64>> {
         .map(|s| s.into_iter().map(|d| d as u64).collect())
 }
 
-/// `W=AxBxCxD` from a fused op's `describe()`.
-fn described_weights(desc: &str) -> Option<Vec<u64>> {
-    let w = desc.split_whitespace().find_map(|t| t.strip_prefix("W="))?;
-    w.split('x').map(|d| d.parse::<u64>().ok()).collect()
-}
-
-/// Vector operations per element of an epilogue, from a fused op's `describe()`: 1 per
-/// `+bias`/`+residual`, 1 for a ReLU/Clip-like activation, 4 for one that needs a
-/// transcendental (evaluated by polynomial or table on the vector unit).
-fn epilogue_ops(desc: &str) -> u64 {
-    desc.split_whitespace()
-        .filter_map(|t| t.strip_prefix('+'))
-        .map(|t| {
-            let t = t.to_ascii_lowercase();
-            if t == "bias" || t == "residual" || t.starts_with("relu") || t.starts_with("clip") {
-                1
-            } else {
-                4
-            }
-        })
-        .sum()
+/// Vector operations per element of a fused epilogue: 1 per bias and residual add, plus
+/// the activation's cost as the standalone op's in [`VECTOR_OPS`] (ReLU, Clip, LeakyReLU 1;
+/// HardSigmoid 2; HardSwish 3; one that needs a transcendental, evaluated by polynomial or
+/// table on the vector unit, 4).
+fn epilogue_ops(bias: bool, residual: bool, act: Activation) -> u64 {
+    let act = match act {
+        Activation::None => 0,
+        Activation::Relu | Activation::Clip { .. } | Activation::LeakyRelu { .. } => 1,
+        Activation::HardSigmoid { .. } => 2,
+        Activation::HardSwish => 3,
+        Activation::Sigmoid
+        | Activation::Silu
+        | Activation::Tanh
+        | Activation::Gelu
+        | Activation::GeluTanh => 4,
+    };
+    u64::from(bias) + u64::from(residual) + act
 }
 
 const ALIAS_OPS: &[&str] = &[
@@ -350,7 +355,8 @@ pub fn node_work(g: &Graph, node: &Node, cfg: &NpuConfig) -> NodeWork {
             non_float = true;
         }
     }
-    let desc = node.op.describe();
+    let fused_conv = node.op.as_any().downcast_ref::<FusedConv>();
+    let fused_matmul = node.op.as_any().downcast_ref::<FusedMatMul>();
     let out_shape = outs.first().and_then(shape);
     let out_elems = outs.first().and_then(numel).unwrap_or(0);
     let mut residual_bytes = 0;
@@ -369,8 +375,10 @@ pub fn node_work(g: &Graph, node: &Node, cfg: &NpuConfig) -> NodeWork {
     } else {
         match op {
             "FusedConv" | "Conv" => {
-                let w = if op == "FusedConv" {
-                    described_weights(&desc)
+                let w: Option<Vec<u64>> = if let Some(fc) = fused_conv {
+                    Some(fc.weight_shape().iter().map(|&d| d as u64).collect())
+                } else if op == "FusedConv" {
+                    None
                 } else {
                     node.inputs
                         .get(1)
@@ -384,19 +392,19 @@ pub fn node_work(g: &Graph, node: &Node, cfg: &NpuConfig) -> NodeWork {
                     (Some(&[cout, cg, kh, kw]), Some(&[_, cin, _, _]), Some(&[b, _, oh, ow]))
                         if cg > 0 && cin % cg == 0 =>
                     {
-                        if op == "FusedConv" {
+                        if let Some(fc) = fused_conv {
                             weight_elems += cout * cg * kh * kw;
-                            if desc.split_whitespace().any(|t| t == "+bias") {
+                            if fc.has_bias() {
                                 weight_elems += cout;
                             }
                         }
                         let group = cin / cg;
-                        let epi = if op == "FusedConv" {
-                            epilogue_ops(&desc)
+                        let epi = if let Some(fc) = fused_conv {
+                            epilogue_ops(fc.has_bias(), fc.has_residual(), fc.activation())
                         } else {
                             u64::from(node.inputs.get(2).copied().flatten().is_some())
                         };
-                        if op == "FusedConv" && node.inputs.get(1).copied().flatten().is_some() {
+                        if fused_conv.is_some() && node.inputs.get(1).copied().flatten().is_some() {
                             residual_bytes = ins.get(1).and_then(numel).unwrap_or(0) * act;
                             in_bytes = in_bytes.saturating_sub(residual_bytes);
                         }
@@ -441,16 +449,16 @@ pub fn node_work(g: &Graph, node: &Node, cfg: &NpuConfig) -> NodeWork {
                         let mm = o[o.len() - 2];
                         (out_elems / (mm * n).max(1), mm, a[a.len() - 1])
                     };
-                    let epi = if op == "FusedMatMul" {
+                    let epi = if let Some(fm) = fused_matmul {
                         weight_elems += k * n;
-                        if desc.split_whitespace().any(|t| t == "+bias") {
+                        if fm.has_bias() {
                             weight_elems += n;
                         }
                         if node.inputs.get(1).copied().flatten().is_some() {
                             residual_bytes = ins.get(1).and_then(numel).unwrap_or(0) * act;
                             in_bytes = in_bytes.saturating_sub(residual_bytes);
                         }
-                        epilogue_ops(&desc)
+                        epilogue_ops(fm.has_bias(), fm.has_residual(), fm.activation())
                     } else if op == "Gemm" {
                         u64::from(node.inputs.get(2).copied().flatten().is_some())
                     } else {

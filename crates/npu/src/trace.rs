@@ -5,7 +5,8 @@ use crate::lower::Unit;
 use crate::sim::SimReport;
 use serde_json::{json, Value};
 
-fn tid(u: Unit) -> u64 {
+/// The track id of unit `u` (tracks sort by it).
+pub(crate) fn tid(u: Unit) -> u64 {
     match u {
         Unit::HostLink => 1,
         Unit::DmaIn => 2,

@@ -150,6 +150,31 @@ impl FusedConv {
         })
     }
 
+    /// The folded weights' shape, `[Cout, Cin/group, kh, kw]`.
+    pub fn weight_shape(&self) -> [usize; 4] {
+        self.w_shape
+    }
+
+    /// Convolution groups.
+    pub fn group(&self) -> usize {
+        self.group
+    }
+
+    /// Whether a per-channel bias is added (a conv bias or a folded BatchNorm / `Add`).
+    pub fn has_bias(&self) -> bool {
+        self.bias.is_some()
+    }
+
+    /// Whether a residual input (`X`'s second input, shaped as `Y`) is added.
+    pub fn has_residual(&self) -> bool {
+        self.residual
+    }
+
+    /// The fused activation ([`Activation::None`] when there is none).
+    pub fn activation(&self) -> Activation {
+        self.act
+    }
+
     /// Bytes of prepacked weights this op holds.
     pub fn weight_bytes(&self) -> usize {
         let packed = match &self.path {

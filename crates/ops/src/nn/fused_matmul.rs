@@ -65,8 +65,34 @@ impl FusedMatMul {
         })
     }
 
+    /// Bytes of prepacked weights this op holds.
     pub fn weight_bytes(&self) -> usize {
         self.packed.bytes()
+    }
+
+    /// The weight matrix `W`'s shape, `(K, N)`.
+    pub fn weight_shape(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+
+    /// The scale applied to `A W`.
+    pub fn alpha(&self) -> f32 {
+        self.alpha
+    }
+
+    /// Whether a bias (one per output column) is added.
+    pub fn has_bias(&self) -> bool {
+        self.bias.is_some()
+    }
+
+    /// Whether a residual input (shaped as `Y`) is added.
+    pub fn has_residual(&self) -> bool {
+        self.residual
+    }
+
+    /// The fused activation ([`Activation::None`] when there is none).
+    pub fn activation(&self) -> Activation {
+        self.act
     }
 
     fn out_shape(&self, a: &[usize]) -> Result<Vec<usize>, OpError> {
