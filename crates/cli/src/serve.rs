@@ -60,7 +60,7 @@ pub struct ServeArgs {
     /// Timeout of requests that set none, in milliseconds (default: none).
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
-    /// Largest HTTP request body accepted (413 above): 64MiB, 512KiB, 1GB, bytes.
+    /// Largest HTTP request body (413 above) and gRPC request message: 64MiB, 512KiB, 1GB, bytes.
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub max_body_size: String,
 }
