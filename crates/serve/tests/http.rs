@@ -773,24 +773,43 @@ async fn refused_bodies_are_read_so_the_client_sees_the_status() {
         )
     };
     let cases: Vec<(&str, String, u16, &str)> = vec![
-        ("wrong model", head("/v2/models/resnet9000/infer", "", body.len()), 404, "resnet9000"),
+        (
+            "wrong model",
+            head("/v2/models/resnet9000/infer", "", body.len()),
+            404,
+            "resnet9000",
+        ),
         (
             "wrong version",
             head("/v2/models/squeezenet/versions/42/infer", "", body.len()),
             404,
             "42",
         ),
-        ("unknown route", head("/v2/models/squeezenet/infer2", "", body.len()), 404, "no endpoint"),
+        (
+            "unknown route",
+            head("/v2/models/squeezenet/infer2", "", body.len()),
+            404,
+            "no endpoint",
+        ),
         (
             "compressed body",
-            head("/v2/models/squeezenet/infer", "Content-Encoding: br\r\n", body.len()),
+            head(
+                "/v2/models/squeezenet/infer",
+                "Content-Encoding: br\r\n",
+                body.len(),
+            ),
             400,
             "Content-Encoding",
         ),
     ];
     for (what, h, status, phrase) in cases {
         let r = write_all_then_read(a, h, &body).await;
-        assert_eq!(r.status, status, "{what}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert!(r.error().contains(phrase), "{what}: {}", r.error());
     }
 
@@ -798,7 +817,12 @@ async fn refused_bodies_are_read_so_the_client_sees_the_status() {
     let big = vec![b' '; 3 * limit];
     let r = write_all_then_read(a, head("/v2/models/squeezenet/infer", "", big.len()), &big).await;
     assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
-    assert!(r.error().contains("over the server's limit of 1048576 bytes"), "{}", r.error());
+    assert!(
+        r.error()
+            .contains("over the server's limit of 1048576 bytes"),
+        "{}",
+        r.error()
+    );
 
     // Over the limit, chunked (no Content-Length): refused once the limit is passed.
     let mut chunked = Vec::new();
@@ -836,7 +860,8 @@ async fn refused_bodies_are_read_so_the_client_sees_the_status() {
     // Keep-alive: after a refused body within the limit is read whole, the same connection
     // answers the next request.
     let mut s = TcpStream::connect(a).await.unwrap();
-    let keep = head("/v2/models/resnet9000/infer", "", body.len()).replace("Connection: close\r\n", "");
+    let keep =
+        head("/v2/models/resnet9000/infer", "", body.len()).replace("Connection: close\r\n", "");
     s.write_all(keep.as_bytes()).await.unwrap();
     s.write_all(&body).await.unwrap();
     assert_eq!(read_response(&mut s).await.status, 404);
@@ -846,7 +871,12 @@ async fn refused_bodies_are_read_so_the_client_sees_the_status() {
     assert_eq!(read_response(&mut s).await.status, 200);
 
     // Still serving, and right.
-    let r = write_all_then_read(a, head("/v2/models/squeezenet/infer", "", body.len()), &body).await;
+    let r = write_all_then_read(
+        a,
+        head("/v2/models/squeezenet/infer", "", body.len()),
+        &body,
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(state.in_flight(), 0);
     server.shutdown();
@@ -862,14 +892,32 @@ async fn json_errors_name_the_field() {
     let a = server.http_addr;
     let infer = "/v2/models/squeezenet/infer";
     let cases: &[(&str, &[&str])] = &[
-        (r#"{"inputs": 7}"#, &["`inputs`", "expected an array of input tensors, got a number"]),
-        (r#"{"inputs": [{"name": "x", "shape": [1, "a"], "datatype": "FP32", "data": [1]}]}"#,
-            &["`inputs[0].shape[1]`", "expected an integer", "\"a\""]),
-        (r#"{"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}]}"#,
-            &["`inputs[0]`", "missing field `name`"]),
-        (r#"{"inputs": [], "outputs": {"name": "y"}}"#,
-            &["`outputs`", "expected an array of requested outputs, got an object"]),
-        (r#""hello""#, &["the request", "expected an object, got string \"hello\""]),
+        (
+            r#"{"inputs": 7}"#,
+            &[
+                "`inputs`",
+                "expected an array of input tensors, got a number",
+            ],
+        ),
+        (
+            r#"{"inputs": [{"name": "x", "shape": [1, "a"], "datatype": "FP32", "data": [1]}]}"#,
+            &["`inputs[0].shape[1]`", "expected an integer", "\"a\""],
+        ),
+        (
+            r#"{"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}]}"#,
+            &["`inputs[0]`", "missing field `name`"],
+        ),
+        (
+            r#"{"inputs": [], "outputs": {"name": "y"}}"#,
+            &[
+                "`outputs`",
+                "expected an array of requested outputs, got an object",
+            ],
+        ),
+        (
+            r#""hello""#,
+            &["the request", "expected an object, got string \"hello\""],
+        ),
     ];
     for (body, phrases) in cases {
         let r = request(a, "POST", infer, &[], body.as_bytes()).await;
