@@ -8,13 +8,15 @@ Every response is checked against a single reference request of the same input s
 same server (relative L2 <= 1e-4; no response may be lost or wrong), and the npz input's answer
 against ONNX Runtime's. For each run it prints and writes (--json) p50/p99 latency, throughput,
 and from /metrics the average batch size (nv_inference_count / nv_inference_exec_count) and the
-average queue and compute time per request.
+average queue and compute time per request (a request counts its whole batch's compute time,
+so compute_infer / avg_batch_size approximates the compute time per row: the figure that says
+whether batching pays for a model on this machine).
 
 Each run is bounded by --timeout seconds; requests not answered by then count as failures.
 
 usage: test_load.py --millrace BIN [--models squeezenet1_1,bert_small] [--modes off,on]
-                    [--requests 1000] [--protocols grpc,http] [--max-batch N] [--json OUT]
-                    [--timeout S]
+                    [--requests 1000] [--protocols grpc,http] [--max-batch N]
+                    [--server-flags "--threads 1"] [--json OUT] [--timeout S]
 """
 
 import argparse
@@ -161,8 +163,9 @@ def run_model(args, f, report, model_file):
         "on": ([] if args.max_batch is None else ["--max-batch-size", str(args.max_batch)])
         + ["--max-queue-size", "8192"],
     }
+    extra = args.server_flags.split()
     for mode in args.modes.split(","):
-        flags = modes[mode]
+        flags = modes[mode] + extra
         t_start = time.perf_counter()
         with Server(args.millrace, ["--model-repository", repo, *flags],
                     log_name=f"load-{model_file}-{mode}") as srv:
@@ -194,8 +197,14 @@ def run_model(args, f, report, model_file):
                     n = d["nv_inference_request_success"]
                     per_req = {k: round(d[f"nv_inference_{k}_duration_us"] / n / 1e3, 3)
                                for k in ("queue", "compute_input", "compute_infer", "compute_output")}
+                # Each request adds its whole batch's compute time, so with batches of one size
+                # this is the execution time of one batch; divided by the batch size, per row.
+                per_row = None
+                if per_req and avg:
+                    per_row = round(per_req["compute_infer"] / avg, 3)
                 r.update({"model": model_file, "batching": mode, "flags": flags, "protocol": proto,
                           "max_batch_size": max_batch, "avg_batch_size": avg,
+                          "compute_ms_per_row_approx": per_row,
                           "executions": d and d["nv_inference_exec_count"],
                           "server_ms_per_request": per_req, "server_start_s": round(startup, 2)})
                 report["runs"].append(r)
@@ -203,7 +212,8 @@ def run_model(args, f, report, model_file):
                       f"{r['answered_correctly']}/{args.requests} correct in {r['wall_s']:.1f} s, "
                       f"p50 {r['p50_ms'] or 0:.0f} ms, p99 {r['p99_ms'] or 0:.0f} ms, "
                       f"{r['throughput_rps'] or 0:.1f} req/s, avg batch {avg if avg is None else round(avg, 2)}, "
-                      f"server per request {per_req}, max rel L2 {r['max_rel_l2']:.1e}", flush=True)
+                      f"compute per row ~{per_row} ms, server per request {per_req}, "
+                      f"max rel L2 {r['max_rel_l2']:.1e}", flush=True)
                 f.check(r["answered_correctly"] == args.requests,
                         f"{model_file}, batching {mode}, {proto}: every request answered correctly "
                         f"(errors {r['errors']} {r['first_errors']}, wrong {r['wrong']}, timed out {r['timed_out']})")
@@ -229,6 +239,8 @@ def main():
     ap.add_argument("--protocols", default="grpc,http")
     ap.add_argument("--max-batch", type=int, default=None,
                     help="--max-batch-size when batching is on (default: the server's own default)")
+    ap.add_argument("--server-flags", default="",
+                    help="more `millrace serve` flags for every run, e.g. \"--threads 1\"")
     ap.add_argument("--json", help="write the numbers here")
     ap.add_argument("--timeout", type=float, default=120.0, help="hard limit per load run, seconds")
     args = ap.parse_args()
