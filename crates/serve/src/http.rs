@@ -20,7 +20,7 @@
 //! same way: raw after the JSON, with `binary_data_size` set and the header in the response.
 //!
 //! Every error is a JSON object `{"error": "<message>"}` with the status of its
-//! [`ErrorKind`](crate::ErrorKind); unknown routes get 404, wrong methods 405. A body refused
+//! [`ErrorKind`]; unknown routes get 404, wrong methods 405. A body refused
 //! without being read (unknown model, over `--max-body-size`, ...) is read and discarded after
 //! the answer, within bounds (see [`linger`]), so clients that send the whole body before
 //! reading see the status rather than a reset connection.
