@@ -187,7 +187,8 @@ def main():
             return stub.ModelInfer(req, timeout=120)
 
         expect_grpc("typed contents count != shape", typed_wrong_count, grpc.StatusCode.INVALID_ARGUMENT, "elements")
-        big = np.zeros((1 << 24) + 16, dtype=np.float32)  # 64 MiB + 64 bytes: over the gRPC message limit
+        # LIMIT + 64 bytes: over the gRPC message limit, which follows --max-body-size.
+        big = np.zeros(LIMIT // 4 + 16, dtype=np.float32)
         # tonic answers OUT_OF_RANGE ("decoded message length too large"); gRPC's own
         # implementations say RESOURCE_EXHAUSTED: either is a clear refusal.
         try:

@@ -9,6 +9,7 @@ use clap::Args;
 use millrace_memory::parse_size;
 use millrace_serve::{ServeOptions, ServerConfig, ServerState};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,7 +61,7 @@ pub struct ServeArgs {
     /// Timeout of requests that set none, in milliseconds (default: none).
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
-    /// Largest HTTP request body accepted (413 above): 64MiB, 512KiB, 1GB, bytes.
+    /// Largest HTTP request body (413 above) and gRPC request message: 64MiB, 512KiB, 1GB, bytes.
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub max_body_size: String,
 }
@@ -137,16 +138,26 @@ pub fn serve(args: &ServeArgs) -> Result<()> {
         .context("starting the async runtime")?;
     // The first Ctrl-C / SIGTERM drains; a second one exits at once. The handlers are
     // installed now, before the listeners open.
+    // Once the drain is over, a second signal changes nothing: the exit is clean (0).
     let _guard = runtime.enter();
     let first = millrace_serve::shutdown_signal();
-    let shutdown = async {
+    let drained = Arc::new(AtomicBool::new(false));
+    let drained_seen = drained.clone();
+    let shutdown = async move {
         first.await;
-        tokio::spawn(async {
+        tokio::spawn(async move {
             millrace_serve::shutdown_signal().await;
+            if drained_seen.load(Ordering::SeqCst) {
+                return;
+            }
             eprintln!("second signal: exiting without waiting for requests in flight");
             std::process::exit(130);
         });
     };
-    runtime.block_on(millrace_serve::run(Arc::new(state), &config, shutdown))?;
+    runtime.block_on(async {
+        let r = millrace_serve::run(Arc::new(state), &config, shutdown).await;
+        drained.store(true, Ordering::SeqCst);
+        r
+    })?;
     Ok(())
 }

@@ -293,10 +293,15 @@ fn form<'a>(s: &'a Shared, mut q: MutexGuard<'a, Queue>) -> (MutexGuard<'a, Queu
     loop {
         let now = Instant::now();
         let mut i = 0;
+        // A compatible request too large for the rows left: the batch is as full as it can
+        // get, and waiting cannot make it fuller (the delay is for requests not yet come).
+        let mut full = false;
         while i < q.jobs.len() && rows < p.max_batch_size {
             let j = &q.jobs[i];
             let take = match classify(j, now) {
-                Take::Join if j.key.as_ref() != Some(&key) || rows + j.rows > p.max_batch_size => {
+                Take::Join if j.key.as_ref() != Some(&key) => Take::Keep,
+                Take::Join if rows + j.rows > p.max_batch_size => {
+                    full = true;
                     Take::Keep
                 }
                 t => t,
@@ -319,7 +324,7 @@ fn form<'a>(s: &'a Shared, mut q: MutexGuard<'a, Queue>) -> (MutexGuard<'a, Queu
                 Take::Drop | Take::Keep => {}
             }
         }
-        if rows >= p.max_batch_size || q.stop || p.preferred.contains(&rows) {
+        if full || rows >= p.max_batch_size || q.stop || p.preferred.contains(&rows) {
             break;
         }
         let now = Instant::now();

@@ -42,16 +42,32 @@ use pb::infer_parameter::ParameterChoice;
 /// Settings of the gRPC front end.
 #[derive(Clone, Debug)]
 pub struct GrpcOptions {
-    /// Largest message the server decodes or encodes, in bytes (a larger request gets
-    /// RESOURCE_EXHAUSTED from the transport).
+    /// Largest request message the server decodes, in bytes (a larger request gets
+    /// OUT_OF_RANGE from tonic, "decoded message length too large"). `millrace serve` sets it
+    /// from `--max-body-size`, the same limit as HTTP bodies.
     pub max_message_size: usize,
+    /// Largest response message the server encodes, in bytes. Kept apart from the request
+    /// limit: a small request may rightly have a large answer.
+    pub max_response_size: usize,
 }
 
 impl Default for GrpcOptions {
-    /// 64 MiB: a batch of 128 224x224 RGB images in FP32 fits.
+    /// 64 MiB each way: a batch of 128 224x224 RGB images in FP32 fits.
     fn default() -> GrpcOptions {
         GrpcOptions {
             max_message_size: 64 << 20,
+            max_response_size: 64 << 20,
+        }
+    }
+}
+
+impl GrpcOptions {
+    /// Requests limited to `max_request_bytes` (as HTTP bodies are), responses to that or
+    /// 64 MiB, whichever is larger.
+    pub fn with_request_limit(max_request_bytes: usize) -> GrpcOptions {
+        GrpcOptions {
+            max_message_size: max_request_bytes,
+            max_response_size: max_request_bytes.max(GrpcOptions::default().max_response_size),
         }
     }
 }
@@ -96,7 +112,7 @@ pub fn service(
 ) -> GrpcInferenceServiceServer<InferenceService> {
     GrpcInferenceServiceServer::new(InferenceService { state })
         .max_decoding_message_size(opts.max_message_size)
-        .max_encoding_message_size(opts.max_message_size)
+        .max_encoding_message_size(opts.max_response_size)
 }
 
 /// The gRPC status code of an error kind.

@@ -20,7 +20,10 @@
 //! same way: raw after the JSON, with `binary_data_size` set and the header in the response.
 //!
 //! Every error is a JSON object `{"error": "<message>"}` with the status of its
-//! [`ErrorKind`](crate::ErrorKind); unknown routes get 404, wrong methods 405.
+//! [`ErrorKind`]; unknown routes get 404, wrong methods 405. A body refused
+//! without being read (unknown model, over `--max-body-size`, ...) is read and discarded after
+//! the answer, within bounds (see [`linger`]), so clients that send the whole body before
+//! reading see the status rather than a reset connection.
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -119,7 +122,14 @@ fn status_only(ok: bool) -> Response {
     }
 }
 
-async fn no_route(method: Method, uri: Uri) -> Response {
+async fn no_route(
+    State(h): State<Http>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    linger(body, &headers, h.max_body_bytes);
     error_response(&ServeError::not_found(format!(
         "no endpoint {method} {}; the API is under /v2 (health/live, health/ready, \
          models/{{model}}[/versions/{{version}}][/ready|/infer], repository/index)",
@@ -127,7 +137,14 @@ async fn no_route(method: Method, uri: Uri) -> Response {
     )))
 }
 
-async fn wrong_method(method: Method, uri: Uri) -> Response {
+async fn wrong_method(
+    State(h): State<Http>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    linger(body, &headers, h.max_body_bytes);
     let e = ServeError::new(
         ErrorKind::InvalidArgument,
         format!("{} does not take {method}", uri.path()),
@@ -264,7 +281,8 @@ struct IndexEntry {
 /// Triton's model repository index: one entry per model version, all `READY` (every model of
 /// the repository is loaded at start). The request body (`{"ready": bool}`) is accepted and,
 /// since every listed model is ready, needs no filtering.
-async fn repository_index(State(h): State<Http>) -> Response {
+async fn repository_index(State(h): State<Http>, headers: HeaderMap, body: Body) -> Response {
+    linger(body, &headers, h.max_body_bytes);
     let state_name = if h.state.is_ready() {
         "READY"
     } else {
@@ -299,7 +317,10 @@ async fn model_infer(
 ) -> Response {
     match p {
         Ok(Path(m)) => infer(&h, m, None, &headers, body).await,
-        Err(e) => path_error(e),
+        Err(e) => {
+            linger(body, &headers, h.max_body_bytes);
+            path_error(e)
+        }
     }
 }
 
@@ -311,7 +332,10 @@ async fn version_infer(
 ) -> Response {
     match p {
         Ok(Path((m, v))) => infer(&h, m, Some(v), &headers, body).await,
-        Err(e) => path_error(e),
+        Err(e) => {
+            linger(body, &headers, h.max_body_bytes);
+            path_error(e)
+        }
     }
 }
 
@@ -335,25 +359,119 @@ async fn infer_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ServeError> {
-    // Unknown model or version: say so before reading a large body.
-    h.state.model(&model, version.as_deref())?;
+    // Every refusal below happens before the body is read: `linger` reads and discards it in
+    // the background, so a client that writes its whole body before reading the answer gets
+    // the status instead of a broken pipe.
+    if let Err(e) = h.state.model(&model, version.as_deref()) {
+        linger(body, headers, h.max_body_bytes);
+        return Err(e);
+    }
     if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
         let enc = String::from_utf8_lossy(enc.as_bytes());
         if !enc.trim().eq_ignore_ascii_case("identity") {
+            linger(body, headers, h.max_body_bytes);
             return Err(ServeError::invalid(format!(
                 "Content-Encoding `{enc}` is not supported; send the body uncompressed"
             )));
         }
     }
+    let header_len = match header_length(headers) {
+        Ok(n) => n,
+        Err(e) => {
+            linger(body, headers, h.max_body_bytes);
+            return Err(e);
+        }
+    };
     let bytes = read_body(body, headers, h.max_body_bytes).await?;
-    let header_len = header_length(headers)?;
     let parsed = parse_infer_body(&bytes, header_len)?;
     let (request, wanted) = parsed.into_request(model, version)?;
     let response = h.state.infer(request).await?;
     encode_response(response, &wanted)
 }
 
-/// Reads the whole body, refusing more than `max` bytes (413).
+/// How long [`linger`] keeps reading a body it discards, in all.
+///
+/// nginx's lingering close reads for up to 30 s (`lingering_time`) with at most 5 s between
+/// reads (`lingering_timeout`); an inference server's clients are usually near (a cluster
+/// network or loopback), where the bytes [`linger_budget`] allows arrive in well under a
+/// second, so 5 s in all and 2 s between reads free the connection sooner and still let a
+/// slow client finish.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// The longest wait between two reads of a discarded body (see [`LINGER_TIME`]).
+pub const LINGER_IDLE: Duration = Duration::from_secs(2);
+
+/// How many bytes [`linger`] reads at most: the body limit, but at least 64 MiB.
+///
+/// A body within the limit is read whole, so its client always sees the answer. A body over
+/// the limit is read on only while it is at most 64 MiB or the limit, whichever is larger:
+/// enough for the common case (a request a little too large, or a JSON body where binary
+/// was meant) while an endless or huge upload costs the server a bounded amount of reading.
+pub fn linger_budget(max_body_bytes: usize) -> u64 {
+    (max_body_bytes as u64).max(64 << 20)
+}
+
+/// Discards a request body the answer does not need, in the background, so the client gets
+/// the answer (an error, mostly) rather than a connection reset.
+///
+/// When a server answers and closes while the client is still sending, the unread bytes make
+/// the kernel reset the connection, and a client that writes its whole body before reading
+/// (Python's `http.client`, `requests`, many others) gets a broken pipe and never sees the
+/// status. As nginx does on a refusal (its "lingering close"), the body is read and thrown
+/// away after the answer is sent: hyper keeps reading the connection as long as the body is
+/// held, and closes it once the body is dropped before its end.
+///
+/// Bounds: at most [`linger_budget`] bytes, [`LINGER_TIME`] in all and [`LINGER_IDLE`]
+/// between reads. A body whose declared `Content-Length` is already over the budget, or one
+/// sent with `Expect: 100-continue` (the client waits for our go-ahead, which reading would
+/// give), is dropped at once: the client gets the answer without sending the body.
+pub fn linger(body: Body, headers: &HeaderMap, max_body_bytes: usize) {
+    let budget = linger_budget(max_body_bytes);
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = declared_length(headers);
+    if expects_continue || declared.is_some_and(|n| n > budget) || declared == Some(0) {
+        return;
+    }
+    // Outside a runtime (never, under axum) the body is simply dropped.
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        let mut body = body;
+        let mut read = 0u64;
+        let drain = async {
+            loop {
+                let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+                match tokio::time::timeout(LINGER_IDLE, next).await {
+                    Ok(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            read += data.len() as u64;
+                            if read > budget {
+                                return;
+                            }
+                        }
+                    }
+                    // The end, a broken connection, or a client that went quiet.
+                    Ok(None) | Ok(Some(Err(_))) | Err(_) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    });
+}
+
+/// The `Content-Length` header, if present and a number.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Reads the whole body, refusing more than `max` bytes (413; the rest of the body is then
+/// discarded by [`linger`] so the client sees the 413).
 async fn read_body(mut body: Body, headers: &HeaderMap, max: usize) -> Result<Vec<u8>, ServeError> {
     let too_large = |size: String| {
         ServeError::new(
@@ -364,12 +482,10 @@ async fn read_body(mut body: Body, headers: &HeaderMap, max: usize) -> Result<Ve
             ),
         )
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(headers);
     if let Some(n) = declared {
         if n > max as u64 {
+            linger(body, headers, max);
             return Err(too_large(format!("{n} bytes")));
         }
     }
@@ -379,6 +495,7 @@ async fn read_body(mut body: Body, headers: &HeaderMap, max: usize) -> Result<Ve
             .map_err(|e| ServeError::invalid(format!("could not read the request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > max {
+                linger(body, headers, max);
                 return Err(too_large(format!("more than {max} bytes")));
             }
             buf.extend_from_slice(&data);
@@ -457,13 +574,90 @@ fn parse_infer_body(body: &[u8], header_len: Option<usize>) -> Result<ParsedBody
             "the request has no JSON body; expected {\"inputs\": [...]}",
         ));
     }
-    let json: JsonRequest = serde_json::from_slice(json)
-        .map_err(|e| ServeError::invalid(format!("malformed JSON request: {e}")))?;
+    let json = parse_json_request(json)?;
     Ok(ParsedBody {
         json,
         binary,
         has_binary_part: header_len.is_some(),
     })
+}
+
+/// Parses the JSON part, naming the field at fault when the JSON is well formed but of the
+/// wrong shape (`inputs[0].shape[1]: expected an integer, got a string "x"`).
+fn parse_json_request(json: &[u8]) -> Result<JsonRequest, ServeError> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let parsed: Result<JsonRequest, _> = serde_path_to_error::deserialize(&mut de);
+    let request = parsed.map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let at = if path.is_empty() || path == "." {
+                    "the request".to_string()
+                } else {
+                    format!("`{path}`")
+                };
+                ServeError::invalid(format!(
+                    "JSON request: {at}: {} (an infer request is {{\"inputs\": [{{\"name\", \
+                     \"shape\", \"datatype\", \"data\"}}, ...]}})",
+                    describe_json_error(&path, &inner)
+                ))
+            }
+            _ => ServeError::invalid(format!("malformed JSON request: {inner}")),
+        }
+    })?;
+    // Trailing characters after the object are an error too (as `from_slice` says).
+    de.end()
+        .map_err(|e| ServeError::invalid(format!("malformed JSON request: {e}")))?;
+    Ok(request)
+}
+
+/// serde's message for a JSON value of the wrong type, in JSON's words and with what the field
+/// holds: "expected an array of input tensors, got a number".
+fn describe_json_error(path: &str, e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    // serde_json appends " at line L column C"; the path says where already.
+    let msg = msg
+        .rsplit_once(" at line ")
+        .map_or(msg.as_str(), |(m, _)| m)
+        .to_string();
+    let Some(rest) = msg.strip_prefix("invalid type: ") else {
+        return msg;
+    };
+    let Some((got, want)) = rest.split_once(", expected ") else {
+        return msg;
+    };
+    let got = match got.split_whitespace().next().unwrap_or("") {
+        "integer" | "floating" => format!("a number ({})", got.split_once(' ').map_or("", |p| p.1)),
+        "string" => got.to_string(),
+        "boolean" => got.to_string(),
+        "sequence" => "an array".to_string(),
+        "map" => "an object".to_string(),
+        "null" | "unit" => "null".to_string(),
+        _ => got.to_string(),
+    };
+    // The last path segment names the field (array indices aside).
+    let field = path
+        .rsplit('.')
+        .next()
+        .unwrap_or("")
+        .split('[')
+        .next()
+        .unwrap_or("");
+    let want = match (field, want) {
+        ("inputs", "a sequence") => "an array of input tensors".to_string(),
+        ("outputs", "a sequence") => "an array of requested outputs".to_string(),
+        ("shape", "a sequence") => "an array of dimensions".to_string(),
+        ("parameters", "a map") => "an object of parameters".to_string(),
+        (_, "a sequence") => "an array".to_string(),
+        (_, "a map") | (_, "struct JsonRequest") | (_, "struct JsonInput") => {
+            "an object".to_string()
+        }
+        (_, "struct JsonRequestedOutput") => "an object".to_string(),
+        (_, "i64") => "an integer".to_string(),
+        (_, w) => w.to_string(),
+    };
+    format!("expected {want}, got {got}")
 }
 
 /// One output of the response: its name and whether it goes back as binary data.

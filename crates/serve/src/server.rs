@@ -32,7 +32,8 @@ pub struct ServerConfig {
     pub grpc_port: u16,
     /// Prometheus metrics port (8002), serving `GET /metrics`; 0 picks a free port.
     pub metrics_port: u16,
-    /// Largest HTTP request body accepted (larger ones get 413).
+    /// Largest HTTP request body accepted (larger ones get 413), and largest gRPC request
+    /// message (larger ones get OUT_OF_RANGE).
     pub max_body_bytes: usize,
 }
 
@@ -118,10 +119,12 @@ pub async fn start(state: Arc<ServerState>, config: &ServerConfig) -> Result<Ser
             .with_graceful_shutdown(stopped(stop_rx.clone()))
             .into_future(),
     );
-    let grpc_task = tokio::spawn(crate::grpc::serve(
+    // gRPC requests have the same size limit as HTTP bodies (--max-body-size).
+    let grpc_task = tokio::spawn(crate::grpc::serve_with(
         state.clone(),
         grpc_l,
         stopped(stop_rx.clone()),
+        crate::grpc::GrpcOptions::with_request_limit(config.max_body_bytes),
     ));
     let drain_state = state.clone();
     let task = tokio::spawn(async move {

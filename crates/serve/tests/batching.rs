@@ -578,3 +578,61 @@ async fn batches_respect_max_size_and_shutdown_drains() {
     assert_eq!(sizes.iter().sum::<usize>(), 7);
     assert!(sizes.len() <= 4, "{sizes:?}");
 }
+
+fn job_rows(rows: usize) -> (Job, Answer) {
+    let (tx, rx) = oneshot::channel();
+    let t = Tensor::from_vec(vec![rows, 2], vec![1.0f32; rows * 2]).unwrap();
+    let now = Instant::now();
+    let j = Job {
+        key: Some(vec![("x".into(), t.dtype(), vec![2])]),
+        inputs: vec![("x".into(), t)],
+        outputs: vec![],
+        rows,
+        enqueued: now,
+        deadline: None,
+        timeout: None,
+        reply: tx,
+    };
+    (j, rx)
+}
+
+/// A batch that cannot grow (max_batch_size rows, or the next compatible request does not fit
+/// in the rows left) runs at once instead of waiting out the batch delay.
+#[tokio::test]
+async fn a_full_batch_does_not_wait_for_the_delay() {
+    let r = Gated::new(false);
+    let (b, _m) = start(r.clone(), policy(4, 10_000, None), 1);
+    let mut answers = Vec::new();
+    for i in 0..4 {
+        let (j, a) = job(i as f32, None);
+        b.submit(j).unwrap();
+        answers.push(a);
+    }
+    let t0 = Instant::now();
+    r.open();
+    for a in answers {
+        a.await.unwrap().unwrap();
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "a batch of max_batch_size rows waited {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(r.sizes.lock().unwrap().as_slice(), &[4]);
+
+    // 3 rows, then 2 that cannot join (3 + 2 > 4): the first batch runs at once.
+    let r = Gated::new(true);
+    let (b, _m) = start(r.clone(), policy(4, 10_000, None), 1);
+    let (j3, a3) = job_rows(3);
+    let (j2, _a2) = job_rows(2);
+    b.submit(j3).unwrap();
+    b.submit(j2).unwrap();
+    let t0 = Instant::now();
+    a3.await.unwrap().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "a batch that cannot grow waited {:?}",
+        t0.elapsed()
+    );
+    b.shutdown();
+}

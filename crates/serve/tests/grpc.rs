@@ -487,3 +487,54 @@ async fn grpc_serves_squeezenet() {
     server.await.unwrap().unwrap();
     assert_eq!(state.in_flight(), 0);
 }
+
+/// The gRPC request limit follows the server's body limit (`--max-body-size`): with 1 MiB, a
+/// one-image request (602 KB) is answered and a 1.2 MB one is refused by the transport.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_message_limit_follows_max_body_size() {
+    let dir = models_dir();
+    let path = dir.join("squeezenet1_1.onnx");
+    if !path.is_file() {
+        eprintln!("skipping: {} not found", path.display());
+        return;
+    }
+    let input = Model::load(&path).unwrap().inputs()[0].name.clone();
+    let state = Arc::new(ServerState::single(MODEL, &path, &ServeOptions::default()).unwrap());
+    let config = millrace_serve::ServerConfig {
+        host: "127.0.0.1".into(),
+        http_port: 0,
+        grpc_port: 0,
+        metrics_port: 0,
+        max_body_bytes: 1 << 20,
+    };
+    let server = millrace_serve::start(state, &config).await.unwrap();
+    let channel = Channel::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = GrpcInferenceServiceClient::new(channel).max_encoding_message_size(64 << 20);
+    let one = vec![0.5f32; 3 * 224 * 224];
+    let r = client
+        .model_infer(raw_request("small", &input, &[1, 3, 224, 224], &one))
+        .await;
+    assert!(r.is_ok(), "a 602 KB request under a 1 MiB limit: {r:?}");
+    let two = vec![0.5f32; 2 * 3 * 224 * 224 + 1024];
+    let r = client
+        .model_infer(raw_request("big", &input, &[two.len()], &two))
+        .await;
+    match r {
+        Ok(_) => panic!("a 1.2 MB request passed a 1 MiB limit"),
+        Err(s) => {
+            assert!(
+                matches!(s.code(), Code::OutOfRange | Code::ResourceExhausted),
+                "{:?} {}",
+                s.code(),
+                s.message()
+            );
+            assert!(s.message().contains("too large"), "{}", s.message());
+        }
+    }
+    server.shutdown();
+    server.wait().await.unwrap();
+}

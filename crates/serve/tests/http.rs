@@ -73,9 +73,45 @@ async fn send_raw(addr: SocketAddr, head: String, body: &[u8]) -> Resp {
     s.write_all(head.as_bytes()).await.unwrap();
     // The server may answer (and close) before reading all of a body it refuses.
     let _ = s.write_all(body).await;
+    read_response(&mut s).await
+}
+
+/// Reads one response: up to the end of its body when it has a `Content-Length`, else to EOF
+/// (so a server that keeps the connection open a while after answering does not hold us).
+async fn read_response(s: &mut TcpStream) -> Resp {
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.expect("read response");
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len = head
+                .split("\r\n")
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim() == "content-length")
+                .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+            if len.is_some_and(|n| buf.len() >= end + 4 + n) {
+                break;
+            }
+        }
+        let n = s.read(&mut chunk).await.expect("read response");
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
     parse_response(&buf)
+}
+
+/// Sends the whole request before reading anything, as Python's `http.client` and most
+/// simple clients do, and requires the body to be taken: a server that answers and closes
+/// without reading it makes this write fail (broken pipe or reset) and the status is lost.
+async fn write_all_then_read(addr: SocketAddr, head: String, body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(head.as_bytes()).await.expect("write the head");
+    s.write_all(body)
+        .await
+        .expect("write the whole body: the server must read (and discard) what it refuses");
+    read_response(&mut s).await
 }
 
 fn parse_response(buf: &[u8]) -> Resp {
@@ -706,6 +742,191 @@ async fn not_ready_while_shutting_down() {
     .await;
     assert_eq!(r.status, 503);
     assert!(r.error().contains("shutting down"));
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+/// A body the server refuses (wrong model or version, unknown route, unsupported encoding, over
+/// `--max-body-size` with or without a `Content-Length`) is read and discarded, so a client
+/// that writes its whole body before reading gets the status, not a broken pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_bodies_are_read_so_the_client_sees_the_status() {
+    let limit = 1 << 20;
+    let Some((state, server)) = serve(limit).await else {
+        return;
+    };
+    let a = server.http_addr;
+    let name = input_name(&model_path().unwrap());
+    // A binary request of one image: 602 KB, within the limit.
+    let header = json!({"inputs": [{"name": name, "shape": [1, 3, 224, 224], "datatype": "FP32",
+        "parameters": {"binary_data_size": 3 * 224 * 224 * 4}}]})
+    .to_string();
+    let mut body = header.as_bytes().to_vec();
+    for v in image(1) {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    let head = |path: &str, extra: &str, len: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {len}\r\n\
+             Inference-Header-Content-Length: {}\r\n{extra}\r\n",
+            header.len()
+        )
+    };
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "wrong model",
+            head("/v2/models/resnet9000/infer", "", body.len()),
+            404,
+            "resnet9000",
+        ),
+        (
+            "wrong version",
+            head("/v2/models/squeezenet/versions/42/infer", "", body.len()),
+            404,
+            "42",
+        ),
+        (
+            "unknown route",
+            head("/v2/models/squeezenet/infer2", "", body.len()),
+            404,
+            "no endpoint",
+        ),
+        (
+            "compressed body",
+            head(
+                "/v2/models/squeezenet/infer",
+                "Content-Encoding: br\r\n",
+                body.len(),
+            ),
+            400,
+            "Content-Encoding",
+        ),
+    ];
+    for (what, h, status, phrase) in cases {
+        let r = write_all_then_read(a, h, &body).await;
+        assert_eq!(
+            r.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert!(r.error().contains(phrase), "{what}: {}", r.error());
+    }
+
+    // Over the limit with a Content-Length: refused at once, the body read and dropped.
+    let big = vec![b' '; 3 * limit];
+    let r = write_all_then_read(a, head("/v2/models/squeezenet/infer", "", big.len()), &big).await;
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.error()
+            .contains("over the server's limit of 1048576 bytes"),
+        "{}",
+        r.error()
+    );
+
+    // Over the limit, chunked (no Content-Length): refused once the limit is passed.
+    let mut chunked = Vec::new();
+    for part in big.chunks(256 << 10) {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let r = write_all_then_read(
+        a,
+        "POST /v2/models/squeezenet/infer HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+            .to_string(),
+        &chunked,
+    )
+    .await;
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+
+    // A client that waits for `100 Continue` is refused without being asked for the body.
+    let mut s = TcpStream::connect(a).await.unwrap();
+    s.write_all(
+        format!(
+            "POST /v2/models/squeezenet/infer HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\
+             Expect: 100-continue\r\n\r\n",
+            1u64 << 30
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let r = read_response(&mut s).await;
+    assert_eq!(r.status, 413, "{}", String::from_utf8_lossy(&r.body));
+
+    // Keep-alive: after a refused body within the limit is read whole, the same connection
+    // answers the next request.
+    let mut s = TcpStream::connect(a).await.unwrap();
+    let keep =
+        head("/v2/models/resnet9000/infer", "", body.len()).replace("Connection: close\r\n", "");
+    s.write_all(keep.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    assert_eq!(read_response(&mut s).await.status, 404);
+    s.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s).await.status, 200);
+
+    // Still serving, and right.
+    let r = write_all_then_read(
+        a,
+        head("/v2/models/squeezenet/infer", "", body.len()),
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(state.in_flight(), 0);
+    server.shutdown();
+    server.wait().await.unwrap();
+}
+
+/// JSON of the wrong shape names the field at fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_errors_name_the_field() {
+    let Some((_state, server)) = serve(4 << 20).await else {
+        return;
+    };
+    let a = server.http_addr;
+    let infer = "/v2/models/squeezenet/infer";
+    let cases: &[(&str, &[&str])] = &[
+        (
+            r#"{"inputs": 7}"#,
+            &[
+                "`inputs`",
+                "expected an array of input tensors, got a number",
+            ],
+        ),
+        (
+            r#"{"inputs": [{"name": "x", "shape": [1, "a"], "datatype": "FP32", "data": [1]}]}"#,
+            &["`inputs[0].shape[1]`", "expected an integer", "\"a\""],
+        ),
+        (
+            r#"{"inputs": [{"shape": [1], "datatype": "FP32", "data": [1]}]}"#,
+            &["`inputs[0]`", "missing field `name`"],
+        ),
+        (
+            r#"{"inputs": [], "outputs": {"name": "y"}}"#,
+            &[
+                "`outputs`",
+                "expected an array of requested outputs, got an object",
+            ],
+        ),
+        (
+            r#""hello""#,
+            &["the request", "expected an object, got string \"hello\""],
+        ),
+    ];
+    for (body, phrases) in cases {
+        let r = request(a, "POST", infer, &[], body.as_bytes()).await;
+        assert_eq!(r.status, 400, "{body}");
+        let msg = r.error();
+        for p in *phrases {
+            assert!(msg.contains(p), "{body}: {msg:?} lacks {p:?}");
+        }
+    }
     server.shutdown();
     server.wait().await.unwrap();
 }
