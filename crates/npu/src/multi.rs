@@ -1082,110 +1082,6 @@ fn partition(costs: &[u64], allowed: &[bool], k: usize) -> Result<Vec<Range<usiz
     Ok(ranges)
 }
 
-/// A stage's sub-graph, the values it reads and the values it produces for later.
-type StageParts = (Graph, Vec<ValueId>, Vec<ValueId>);
-
-/// Builds stage sub-graphs for `bounds` (see `millrace_runtime::stream`, which cuts the
-/// same way for CPU thread groups).
-fn build_stages(g: &Graph, bounds: &[Range<usize>]) -> Result<Vec<StageParts>, MultiError> {
-    let k = bounds.len();
-    let mut stage_of_node = vec![0usize; g.nodes.len()];
-    for (s, r) in bounds.iter().enumerate() {
-        for i in r.clone() {
-            stage_of_node[i] = s;
-        }
-    }
-    let is_output: HashSet<ValueId> = g.outputs.iter().copied().collect();
-    let mut last_stage: HashMap<ValueId, usize> = HashMap::new();
-    for (i, node) in g.nodes.iter().enumerate() {
-        for v in node.inputs.iter().flatten() {
-            let e = last_stage.entry(*v).or_insert(0);
-            *e = (*e).max(stage_of_node[i]);
-        }
-    }
-    for v in &g.outputs {
-        last_stage.insert(*v, k);
-    }
-    let producer_stage: HashMap<ValueId, usize> = g
-        .producers()
-        .into_iter()
-        .map(|(v, (n, _))| (v, stage_of_node[n.index()]))
-        .collect();
-    let runtime_inputs: HashSet<ValueId> = g.runtime_inputs().collect();
-    let mut name_count: HashMap<&str, usize> = HashMap::new();
-    for v in &g.values {
-        *name_count.entry(v.name.as_str()).or_default() += 1;
-    }
-    let unique_name = |v: ValueId| -> String {
-        let name = &g.value(v).name;
-        if !name.is_empty() && name_count.get(name.as_str()) == Some(&1) {
-            name.clone()
-        } else {
-            format!("{name}#{}", v.index())
-        }
-    };
-    let mut out = Vec::with_capacity(k);
-    for (s, range) in bounds.iter().enumerate() {
-        let mut sub = Graph::new(format!("{}#stage{s}", g.name));
-        let mut map: HashMap<ValueId, ValueId> = HashMap::new();
-        let mut inputs: Vec<ValueId> = Vec::new();
-        let mut map_value = |sub: &mut Graph, v: ValueId, reading: bool| {
-            if let Some(&id) = map.get(&v) {
-                return Ok(id);
-            }
-            let info = g.value(v);
-            let id = sub.add_value(unique_name(v), info.ty.clone());
-            map.insert(v, id);
-            if let Some(c) = g.constant(v) {
-                sub.constants.insert(id, c.clone());
-            } else if reading {
-                let from_earlier = producer_stage.get(&v).is_some_and(|&p| p < s);
-                if !from_earlier && !runtime_inputs.contains(&v) {
-                    return Err(invalid(format!(
-                        "stage {s} reads `{}`, which no earlier node produces",
-                        info.name
-                    )));
-                }
-                sub.inputs.push(id);
-                if let Some(kind) = g.kinds.get(&v) {
-                    sub.kinds.insert(id, kind.clone());
-                }
-                inputs.push(v);
-            }
-            Ok(id)
-        };
-        let mut outputs = Vec::new();
-        for node in &g.nodes[range.clone()] {
-            let ins = node
-                .inputs
-                .iter()
-                .map(|i| i.map(|v| map_value(&mut sub, v, true)).transpose())
-                .collect::<Result<Vec<_>, _>>()?;
-            let outs = node
-                .outputs
-                .iter()
-                .map(|&v| map_value(&mut sub, v, false))
-                .collect::<Result<Vec<_>, _>>()?;
-            sub.add_node(node.name.clone(), node.op.clone(), ins, outs);
-        }
-        for node in &g.nodes[range.clone()] {
-            for &v in &node.outputs {
-                let needed = is_output.contains(&v) || last_stage.get(&v).is_some_and(|&l| l > s);
-                if needed && !outputs.contains(&v) {
-                    outputs.push(v);
-                    let id = map[&v];
-                    sub.outputs.push(id);
-                    if let Some(kind) = g.kinds.get(&v) {
-                        sub.kinds.insert(id, kind.clone());
-                    }
-                }
-            }
-        }
-        out.push((sub, inputs, outputs));
-    }
-    Ok(out)
-}
-
 /// Runs `opts.micro_batches` micro-batches of `g` (the micro-batch graph) through a
 /// pipeline of `opts.cards` cards, and through one card.
 pub fn pipeline(
@@ -1229,10 +1125,14 @@ fn pipe_run(
     m: usize,
     whole: Option<SimReport>,
 ) -> Result<PipeRun, MultiError> {
-    let built = build_stages(g, bounds)?;
+    let built = g
+        .stage_graphs(bounds)
+        .map_err(|e| invalid(e.to_string()))?
+        .stages;
     let mut stages = Vec::with_capacity(built.len());
     let mut whole = whole;
-    for (s, (sub, inputs, outputs)) in built.into_iter().enumerate() {
+    for (s, part) in built.into_iter().enumerate() {
+        let (sub, inputs, outputs) = (part.graph, part.inputs, part.outputs);
         let report = match whole.take() {
             Some(r) if bounds.len() == 1 => r,
             _ => simulate_on_card(&sub, cfg).map_err(|source| MultiError::Npu {

@@ -329,115 +329,27 @@ fn build_stages(
     schedule: crate::session::Schedule,
 ) -> Result<(Vec<Stage>, Vec<StageInfo>), Error> {
     let k = bounds.len();
-    let mut stage_of_node = vec![0usize; g.nodes.len()];
-    for (s, r) in bounds.iter().enumerate() {
-        for i in r.clone() {
-            stage_of_node[i] = s;
-        }
-    }
+    let cut = g
+        .stage_graphs(bounds)
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let is_output: HashSet<ValueId> = g.outputs.iter().copied().collect();
-    // Last stage reading each value (k for graph outputs: needed at the end).
-    let mut last_stage: HashMap<ValueId, usize> = HashMap::new();
-    for (i, node) in g.nodes.iter().enumerate() {
-        for v in node.inputs.iter().flatten() {
-            let e = last_stage.entry(*v).or_insert(0);
-            *e = (*e).max(stage_of_node[i]);
-        }
-    }
-    for v in &g.outputs {
-        last_stage.insert(*v, k);
-    }
-    let producer_stage: HashMap<ValueId, usize> = g
-        .producers()
-        .into_iter()
-        .map(|(v, (n, _))| (v, stage_of_node[n.index()]))
-        .collect();
-    let runtime_inputs: HashSet<ValueId> = g.runtime_inputs().collect();
-    // Names that occur once in the whole graph can be kept; others get the value's index.
-    let mut name_count: HashMap<&str, usize> = HashMap::new();
-    for v in &g.values {
-        *name_count.entry(v.name.as_str()).or_default() += 1;
-    }
-    let unique_name = |v: ValueId| -> String {
-        let name = &g.value(v).name;
-        if !name.is_empty() && name_count.get(name.as_str()) == Some(&1) {
-            name.clone()
-        } else {
-            format!("{name}#{}", v.index())
-        }
-    };
+    let last_stage = &cut.last_reader;
     let total: f64 = costs.iter().sum();
     let mut stages = Vec::with_capacity(k);
     let mut infos = Vec::with_capacity(k);
     let mut lane_base = 0;
     // Values a frame carries between stages: runtime inputs, then stage outputs.
     let mut carried: Vec<ValueId> = g.runtime_inputs().collect();
-    for (s, range) in bounds.iter().enumerate() {
-        let mut sub = Graph::new(format!("{}#stage{s}", g.name));
-        let mut map: HashMap<ValueId, ValueId> = HashMap::new();
-        let mut inputs: Vec<(ValueId, String)> = Vec::new();
-        let map_value = |sub: &mut Graph,
-                         map: &mut HashMap<ValueId, ValueId>,
-                         inputs: &mut Vec<(ValueId, String)>,
-                         v: ValueId,
-                         reading: bool|
-         -> Result<ValueId, Error> {
-            if let Some(&id) = map.get(&v) {
-                return Ok(id);
-            }
-            let info = g.value(v);
-            let id = sub.add_value(unique_name(v), info.ty.clone());
-            map.insert(v, id);
-            if let Some(c) = g.constant(v) {
-                sub.constants.insert(id, c.clone());
-            } else if reading {
-                // Read before produced here: an input of this stage.
-                let from_earlier = producer_stage.get(&v).is_some_and(|&p| p < s);
-                if !from_earlier && !runtime_inputs.contains(&v) {
-                    return Err(Error::Internal(format!(
-                        "stage {s} reads `{}`, which no earlier node produces",
-                        info.name
-                    )));
-                }
-                sub.inputs.push(id);
-                if let Some(kind) = g.kinds.get(&v) {
-                    sub.kinds.insert(id, kind.clone());
-                }
-                inputs.push((v, unique_name(v)));
-            }
-            Ok(id)
-        };
-        for node in &g.nodes[range.clone()] {
-            let ins = node
-                .inputs
-                .iter()
-                .map(|i| {
-                    i.map(|v| map_value(&mut sub, &mut map, &mut inputs, v, true))
-                        .transpose()
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let outs = node
-                .outputs
-                .iter()
-                .map(|&v| map_value(&mut sub, &mut map, &mut inputs, v, false))
-                .collect::<Result<Vec<_>, _>>()?;
-            sub.add_node(node.name.clone(), node.op.clone(), ins, outs);
-        }
-        // Outputs: values produced here that later stages or the caller need.
-        let mut outputs = Vec::new();
-        for node in &g.nodes[range.clone()] {
-            for &v in &node.outputs {
-                let needed = is_output.contains(&v) || last_stage.get(&v).is_some_and(|&l| l > s);
-                if needed && !outputs.contains(&v) {
-                    outputs.push(v);
-                    let id = map[&v];
-                    sub.outputs.push(id);
-                    if let Some(kind) = g.kinds.get(&v) {
-                        sub.kinds.insert(id, kind.clone());
-                    }
-                }
-            }
-        }
+    for (s, (range, part)) in bounds.iter().zip(cut.stages).enumerate() {
+        let sub = part.graph;
+        // Each input with the name it has in the stage's graph.
+        let inputs: Vec<(ValueId, String)> = part
+            .inputs
+            .iter()
+            .zip(&sub.inputs)
+            .map(|(&v, &id)| (v, sub.value(id).name.clone()))
+            .collect();
+        let outputs = part.outputs;
         // After this stage, drop carried values nobody later reads (graph outputs stay).
         carried.extend(outputs.iter().copied());
         let needed_later =
