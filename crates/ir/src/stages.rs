@@ -228,11 +228,9 @@ mod tests {
     #[test]
     fn bounds_must_cover_the_nodes_in_order() {
         let (g, _) = chain();
-        for bad in [vec![0..1, 2..3], vec![0..2], vec![1..3], vec![]] {
-            assert!(matches!(
-                g.stage_graphs(&bad),
-                Err(StageError::Bounds(_, 3))
-            ));
+        let bad: [&[Range<usize>]; 4] = [&[0..1, 2..3], &[0..2], &[1..3], &[]];
+        for bad in bad {
+            assert!(matches!(g.stage_graphs(bad), Err(StageError::Bounds(_, 3))));
         }
     }
 }
