@@ -228,7 +228,12 @@ mod tests {
     #[test]
     fn bounds_must_cover_the_nodes_in_order() {
         let (g, _) = chain();
-        let bad: [&[Range<usize>]; 4] = [&[0..1, 2..3], &[0..2], &[1..3], &[]];
+        let (gap, short, late) = (
+            vec![0..1, 2..3],
+            vec![Range { start: 0, end: 2 }],
+            vec![Range { start: 1, end: 3 }],
+        );
+        let bad: [&[Range<usize>]; 4] = [&gap, &short, &late, &[]];
         for bad in bad {
             assert!(matches!(g.stage_graphs(bad), Err(StageError::Bounds(_, 3))));
         }
