@@ -56,7 +56,7 @@ use crate::sim::SimReport;
 use crate::NpuError;
 use millrace_core::Tensor;
 use millrace_devices::{CpuDevice, Device};
-use millrace_ir::{Graph, Inputs, NodeId, Op, ValueId};
+use millrace_ir::{Graph, NodeId, ValueId};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
@@ -774,56 +774,10 @@ fn run_split(
 
 /// Rows `r` of `t` along dimension 0.
 pub fn slice_rows(t: &Tensor, r: &Range<usize>) -> Option<Tensor> {
-    let &n = t.shape().first()?;
-    if r.end > n || r.start > r.end {
-        return None;
-    }
-    let row: usize = t.shape()[1..].iter().product();
-    let data = t.data().gather(r.start * row..r.end * row)?;
-    let mut shape = t.shape().to_vec();
-    shape[0] = r.len();
-    Tensor::new(shape, data).ok()
+    millrace_ops::tensor::rows::slice_rows("", t, r).ok()
 }
 
-/// Joins the parts' outputs along dimension 0, output by output (names from the first).
-pub fn concat_rows(parts: Vec<Vec<(String, Tensor)>>) -> Result<Vec<(String, Tensor)>, String> {
-    let Some(first) = parts.first() else {
-        return Ok(Vec::new());
-    };
-    let names: Vec<String> = first.iter().map(|(n, _)| n.clone()).collect();
-    let mut columns: Vec<Vec<Tensor>> = vec![Vec::with_capacity(parts.len()); names.len()];
-    for part in parts {
-        if part.len() != names.len() {
-            return Err("the parts returned different outputs".into());
-        }
-        for (col, (_, t)) in columns.iter_mut().zip(part) {
-            col.push(t);
-        }
-    }
-    let concat = millrace_ops::tensor::concat::Concat { axis: 0 };
-    names
-        .into_iter()
-        .zip(columns)
-        .map(|(name, mut col)| {
-            if col.len() == 1 {
-                return Ok((name, col.remove(0)));
-            }
-            if col.iter().any(|t| t.rank() == 0) {
-                return Err(format!(
-                    "output `{name}` is a scalar: parts of a batch cannot be joined"
-                ));
-            }
-            let refs: Vec<Option<&Tensor>> = col.iter().map(Some).collect();
-            let mut out = concat
-                .eval(&Inputs::new("Concat", &refs))
-                .map_err(|e| format!("joining output `{name}`: {e}"))?;
-            if out.is_empty() {
-                return Err(format!("joining output `{name}`: no result"));
-            }
-            Ok((name, out.remove(0)))
-        })
-        .collect()
-}
+pub use millrace_ops::tensor::rows::concat_rows;
 
 /// The data-parallel outputs: each device's slice of `inputs` evaluated on its graph (a
 /// card's in its simulated finish order), joined along dimension 0.

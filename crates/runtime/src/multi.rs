@@ -20,7 +20,6 @@ use crate::error::Error;
 use crate::session::{default_threads, CompileOptions, CompiledModel, Model};
 use crate::stream::{StageInfo, Stream, StreamOptions};
 use millrace_core::Tensor;
-use millrace_ir::{Inputs, Op};
 use std::ops::Range;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -166,62 +165,14 @@ fn with_batch(opts: &CompileOptions, rows: usize, threads: usize) -> CompileOpti
     o
 }
 
-/// Rows `r` of `t` along dimension 0.
+/// Rows `r` of input `name` along dimension 0.
 fn slice_rows(name: &str, t: &Tensor, r: &Range<usize>) -> Result<Tensor, Error> {
-    let Some(&n) = t.shape().first() else {
-        return Err(Error::Invalid(format!("input `{name}` is a scalar")));
-    };
-    if r.end > n {
-        return Err(Error::Invalid(format!(
-            "input `{name}` has {n} rows; rows {}..{} were asked for",
-            r.start, r.end
-        )));
-    }
-    let row: usize = t.shape()[1..].iter().product();
-    let data = t
-        .data()
-        .gather(r.start * row..r.end * row)
-        .ok_or_else(|| Error::Invalid(format!("input `{name}`: rows out of range")))?;
-    let mut shape = t.shape().to_vec();
-    shape[0] = r.len();
-    Tensor::new(shape, data).map_err(|e| Error::Invalid(format!("input `{name}`: {e}")))
+    millrace_ops::tensor::rows::slice_rows(&format!("input {name}"), t, r).map_err(Error::Invalid)
 }
 
 /// Concatenates the outputs of several parts along dimension 0, output by output.
 fn concat_outputs(parts: Vec<Vec<(String, Tensor)>>) -> Result<Vec<(String, Tensor)>, Error> {
-    let Some(first) = parts.first() else {
-        return Ok(Vec::new());
-    };
-    let names: Vec<String> = first.iter().map(|(n, _)| n.clone()).collect();
-    let mut columns: Vec<Vec<Tensor>> = vec![Vec::with_capacity(parts.len()); names.len()];
-    for part in parts {
-        if part.len() != names.len() {
-            return Err(Error::Invalid("parts returned different outputs".into()));
-        }
-        for (col, (_, t)) in columns.iter_mut().zip(part) {
-            col.push(t);
-        }
-    }
-    let concat = millrace_ops::tensor::concat::Concat { axis: 0 };
-    names
-        .into_iter()
-        .zip(columns)
-        .map(|(name, mut col)| {
-            if col.len() == 1 {
-                return Ok((name, col.remove(0)));
-            }
-            if col.iter().any(|t| t.rank() == 0) {
-                return Err(Error::Invalid(format!(
-                    "output `{name}` is a scalar: parts of a batch cannot be joined"
-                )));
-            }
-            let refs: Vec<Option<&Tensor>> = col.iter().map(Some).collect();
-            let mut out = concat
-                .eval(&Inputs::new("Concat", &refs))
-                .map_err(|e| Error::Invalid(format!("joining output `{name}`: {e}")))?;
-            Ok((name, out.remove(0)))
-        })
-        .collect()
+    millrace_ops::tensor::rows::concat_rows(parts).map_err(Error::Invalid)
 }
 
 impl Model {

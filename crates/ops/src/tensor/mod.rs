@@ -23,6 +23,7 @@ pub mod pad;
 pub mod range;
 pub mod reshape;
 pub mod reverse_sequence;
+pub mod rows;
 pub mod scatter_elements;
 pub mod scatter_nd;
 pub mod shape;
