@@ -57,6 +57,7 @@ use crate::NpuError;
 use millrace_core::Tensor;
 use millrace_devices::{CpuDevice, Device};
 use millrace_ir::{Graph, NodeId, ValueId};
+use millrace_schedule::{allowed_cuts, balanced_ranges};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
@@ -954,88 +955,6 @@ pub fn node_cycles(g: &Graph, r: &SimReport) -> Vec<u64> {
     out
 }
 
-/// `allowed[i]`: may the graph be cut before node `i`? Not where a value crossing the cut
-/// may be a sequence or optional.
-fn allowed_cuts(g: &Graph) -> Vec<bool> {
-    let n = g.nodes.len();
-    let mut last_read: HashMap<ValueId, usize> = HashMap::new();
-    for (i, node) in g.nodes.iter().enumerate() {
-        for v in node.inputs.iter().flatten() {
-            last_read.insert(*v, i);
-        }
-    }
-    for v in &g.outputs {
-        last_read.insert(*v, n);
-    }
-    let mut allowed = vec![true; n + 1];
-    allowed[0] = false;
-    for (v, (p, _)) in g.producers() {
-        if !g.nodes[p.index()].op.takes_values() {
-            continue;
-        }
-        if let Some(&last) = last_read.get(&v) {
-            for a in allowed.iter_mut().take(last.min(n) + 1).skip(p.index() + 1) {
-                *a = false;
-            }
-        }
-    }
-    allowed
-}
-
-/// Splits `costs` into exactly `k` contiguous non-empty ranges, cutting only where
-/// `allowed`, minimizing the largest range's cost (ties: the earliest cuts).
-fn partition(costs: &[u64], allowed: &[bool], k: usize) -> Result<Vec<Range<usize>>, MultiError> {
-    let n = costs.len();
-    let cut_points: Vec<usize> = (1..n).filter(|&i| allowed.get(i) == Some(&true)).collect();
-    if n == 0 {
-        return Err(invalid("the model has no nodes to cut into stages"));
-    }
-    if k > cut_points.len() + 1 {
-        return Err(invalid(format!(
-            "cannot cut this model into {k} stages: it has {n} nodes and {} places to cut, so \
-             at most {} stages",
-            cut_points.len(),
-            cut_points.len() + 1
-        )));
-    }
-    let mut b = vec![0usize];
-    b.extend(&cut_points);
-    b.push(n);
-    let mut prefix = vec![0u64; n + 1];
-    for i in 0..n {
-        prefix[i + 1] = prefix[i] + costs[i];
-    }
-    let seg = |i: usize, j: usize| prefix[b[j]] - prefix[b[i]];
-    let m = b.len();
-    let inf = u64::MAX;
-    let mut best = vec![vec![inf; m]; k + 1];
-    let mut from = vec![vec![0usize; m]; k + 1];
-    best[0][0] = 0;
-    for s in 1..=k {
-        for j in s..m {
-            for i in (s - 1)..j {
-                if best[s - 1][i] == inf {
-                    continue;
-                }
-                let c = best[s - 1][i].max(seg(i, j));
-                if c < best[s][j] {
-                    best[s][j] = c;
-                    from[s][j] = i;
-                }
-            }
-        }
-    }
-    let mut ranges = Vec::with_capacity(k);
-    let mut j = m - 1;
-    for s in (1..=k).rev() {
-        let i = from[s][j];
-        ranges.push(b[i]..b[j]);
-        j = i;
-    }
-    ranges.reverse();
-    Ok(ranges)
-}
-
 /// Runs `opts.micro_batches` micro-batches of `g` (the micro-batch graph) through a
 /// pipeline of `opts.cards` cards, and through one card.
 pub fn pipeline(
@@ -1058,7 +977,9 @@ pub fn pipeline(
         source,
     })?;
     let costs = node_cycles(g, &whole);
-    let bounds = partition(&costs, &allowed_cuts(g), opts.cards)?;
+    let fcosts: Vec<f64> = costs.iter().map(|&c| c as f64).collect();
+    let bounds = balanced_ranges(&fcosts, &allowed_cuts(g), opts.cards)
+        .map_err(|e| invalid(e.to_string()))?;
     let run = pipe_run(g, cfg, &bounds, &costs, opts.micro_batches, None)?;
     let n = g.nodes.len();
     #[allow(clippy::single_range_in_vec_init)]
@@ -1476,12 +1397,5 @@ mod tests {
         assert_eq!(split_rows(7, &[10, 10], 2), vec![4, 3]);
         // A slow card still gets its row.
         assert_eq!(split_rows(3, &[1, 1000], 2), vec![2, 1]);
-    }
-
-    #[test]
-    fn partition_balances() {
-        let r = partition(&[1, 1, 1, 1, 4], &[false, true, true, true, true, true], 2).unwrap();
-        assert_eq!(r, vec![0..4, 4..5]);
-        assert!(partition(&[1, 1], &[false, true, true], 3).is_err());
     }
 }

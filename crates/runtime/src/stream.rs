@@ -39,6 +39,7 @@ use crate::plan::StepTiming;
 use crate::session::{CompiledModel, IoInfo};
 use millrace_core::{Dim, Tensor};
 use millrace_ir::{Graph, Value, ValueId, ValueKind};
+use millrace_schedule::{allowed_cuts, balanced_ranges};
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -169,8 +170,8 @@ impl CompiledModel {
         if opts.depth == 0 {
             return Err(Error::Invalid("stream depth must be at least 1".into()));
         }
-        let cuts = allowed_cuts(g);
-        let bounds = partition(&costs, &cuts, opts.stages)?;
+        let bounds = balanced_ranges(&costs, &allowed_cuts(g), opts.stages)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         let threads = split_threads(opts.threads.unwrap_or(self.threads()).max(1), bounds.len());
         let (stages, infos) = build_stages(g, &bounds, &threads, &costs, self.schedule())?;
         Ok(Stream::start(
@@ -221,96 +222,6 @@ impl CompiledModel {
             .map(|t| if t.is_finite() { t } else { 0.0 })
             .collect())
     }
-}
-
-/// `allowed[i]` for i in 1..n: may the graph be cut before node `i`? Not where a value
-/// crossing the cut may be a sequence or optional.
-fn allowed_cuts(g: &Graph) -> Vec<bool> {
-    let n = g.nodes.len();
-    let producers = g.producers();
-    // For each value, the last node that reads it (graph outputs: past the end).
-    let mut last_read: HashMap<ValueId, usize> = HashMap::new();
-    for (i, node) in g.nodes.iter().enumerate() {
-        for v in node.inputs.iter().flatten() {
-            last_read.insert(*v, i);
-        }
-    }
-    for v in &g.outputs {
-        last_read.insert(*v, n);
-    }
-    let mut allowed = vec![true; n + 1];
-    allowed[0] = false;
-    for (v, &(p, _)) in &producers {
-        if !g.nodes[p.index()].op.takes_values() {
-            continue;
-        }
-        if let Some(&last) = last_read.get(v) {
-            // Cuts before nodes p+1..=last would carry `v` across.
-            for a in allowed.iter_mut().take(last.min(n) + 1).skip(p.index() + 1) {
-                *a = false;
-            }
-        }
-    }
-    // Graph inputs that are not tensors are fine: their kind is known.
-    allowed
-}
-
-/// Splits `costs` into exactly `k` contiguous non-empty ranges, cutting only
-/// where `allowed`, minimizing the largest range's cost.
-fn partition(costs: &[f64], allowed: &[bool], k: usize) -> Result<Vec<Range<usize>>, Error> {
-    let n = costs.len();
-    let cut_points: Vec<usize> = (1..n).filter(|&i| allowed.get(i) == Some(&true)).collect();
-    if k == 0 {
-        return Err(Error::Invalid("a stream needs at least 1 stage".into()));
-    }
-    if n == 0 {
-        return Err(Error::Invalid("the model has no nodes to stream".into()));
-    }
-    if k > cut_points.len() + 1 {
-        return Err(Error::Invalid(format!(
-            "cannot cut this model into {k} stages: it has {n} nodes and {} places to cut, so at most {} stages",
-            cut_points.len(),
-            cut_points.len() + 1
-        )));
-    }
-    // Boundaries: 0, the cut points, n. DP over boundary indices.
-    let mut b = vec![0usize];
-    b.extend(&cut_points);
-    b.push(n);
-    let mut prefix = vec![0.0f64; n + 1];
-    for i in 0..n {
-        prefix[i + 1] = prefix[i] + costs[i];
-    }
-    let seg = |i: usize, j: usize| prefix[b[j]] - prefix[b[i]];
-    let m = b.len();
-    // best[s][j]: the smallest max cost splitting nodes 0..b[j] into s ranges.
-    let inf = f64::INFINITY;
-    let mut best = vec![vec![inf; m]; k + 1];
-    let mut from = vec![vec![0usize; m]; k + 1];
-    best[0][0] = 0.0;
-    for s in 1..=k {
-        for j in s..m {
-            for i in (s - 1)..j {
-                if best[s - 1][i] == inf {
-                    continue;
-                }
-                let c = best[s - 1][i].max(seg(i, j));
-                if c < best[s][j] {
-                    best[s][j] = c;
-                    from[s][j] = i;
-                }
-            }
-        }
-    }
-    let mut ranges = Vec::with_capacity(k);
-    let mut j = m - 1;
-    for s in (1..=k).rev() {
-        let i = from[s][j];
-        ranges.push(b[i]..b[j]);
-        j = i;
-    }
-    ranges.reverse();
-    Ok(ranges)
 }
 
 /// `total` threads over `k` stages: even, the first stages get the remainder, at least 1.
@@ -1042,18 +953,7 @@ mod tests {
     }
 
     #[test]
-    fn partition_balances_and_respects_forbidden_cuts() {
-        let all = vec![true; 7];
-        let p = partition(&[1.0, 1.0, 1.0, 1.0, 4.0, 1.0], &all, 2).unwrap();
-        assert_eq!(p, vec![0..4, 4..6]);
-        let p = partition(&[5.0, 1.0, 1.0, 1.0, 1.0, 1.0], &all, 3).unwrap();
-        assert_eq!(p[0], 0..1);
-        // No cut before node 4: the best split moves.
-        let mut some = all.clone();
-        some[4] = false;
-        let p = partition(&[1.0, 1.0, 1.0, 1.0, 4.0, 1.0], &some, 2).unwrap();
-        assert_eq!(p, vec![0..3, 3..6]);
-        assert!(partition(&[1.0; 3], &[false; 4], 2).is_err());
+    fn threads_split_between_stages() {
         assert_eq!(split_threads(2, 2), [1, 1]);
         assert_eq!(split_threads(5, 2), [3, 2]);
         assert_eq!(split_threads(1, 3), [1, 1, 1]);

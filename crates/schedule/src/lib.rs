@@ -9,6 +9,8 @@
 
 mod dag;
 mod predict;
+pub mod stages;
 
 pub use dag::Dag;
 pub use predict::{predict, Machine, Prediction};
+pub use stages::{allowed_cuts, balanced_ranges, CutError};
