@@ -269,8 +269,27 @@ struct Args {
 /// Largest zero-padded channel copy (in values) the padded path makes.
 const SCRATCH_MAX: usize = 1 << 22;
 
+/// Padded-copy values [`reserve_scratch`] sets aside per thread: every plane up to 254x254
+/// with its borders (MobileNet's largest, 112x112, needs 114x114). Larger planes grow the
+/// buffer on first use.
+pub const SCRATCH_RESERVE: usize = 1 << 16;
+
 thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Sizes the calling thread's padded-copy buffer to [`SCRATCH_RESERVE`] values. Channels
+/// are spread over whichever pool threads are free, so a thread that padded nothing in one
+/// run may pad in the next: calling this on every pool thread when a session starts
+/// (`pool.broadcast(|_| millrace_kernels::reserve_scratch())`) keeps later runs from
+/// allocating.
+pub fn reserve_scratch() {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SCRATCH_RESERVE {
+            s.resize(SCRATCH_RESERVE, 0.0);
+        }
+    });
 }
 
 /// Size `(rows, cols)` of the padded copy of a channel in which every window of `g` lies,

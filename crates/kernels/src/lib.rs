@@ -12,3 +12,14 @@ pub mod peak;
 pub mod pool;
 pub mod vmath;
 pub mod winograd;
+
+/// Sizes the calling thread's kernel scratch (GEMM packing buffers at their bound, the
+/// depthwise padded copy at [`depthwise::SCRATCH_RESERVE`], Winograd's transform buffers at
+/// [`winograd::BUFS_RESERVE`]). Call it on every thread of a
+/// pool that runs kernels, once, so steady-state runs do not allocate whichever thread a
+/// piece of work lands on.
+pub fn reserve_scratch() {
+    gemm::reserve_scratch();
+    depthwise::reserve_scratch();
+    winograd::reserve_scratch();
+}

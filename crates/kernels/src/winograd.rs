@@ -598,6 +598,24 @@ thread_local! {
     static BUFS: RefCell<Bufs> = RefCell::new(Bufs::default());
 }
 
+/// Transform-buffer values [`reserve_scratch`] sets aside per thread and buffer: a strip of
+/// alpha (at most 6) rows of images up to about 1,300 columns wide. Wider images grow the
+/// buffers on first use.
+pub const BUFS_RESERVE: usize = 8192;
+
+/// Sizes the calling thread's transform buffers to [`BUFS_RESERVE`] values each. Channels
+/// go to whichever pool thread is free, so call this on every pool thread when a session
+/// starts (through `millrace_kernels::reserve_scratch`) and later runs do not allocate.
+pub fn reserve_scratch() {
+    BUFS.with_borrow_mut(|b| {
+        for v in [&mut b.a, &mut b.b] {
+            if v.len() < BUFS_RESERVE {
+                v.resize(BUFS_RESERVE, 0.0);
+            }
+        }
+    });
+}
+
 /// Dispatches the input transform of one channel to the ISA.
 ///
 /// # Safety

@@ -230,9 +230,10 @@ fn second_eval_into_allocates_nothing() {
         .num_threads(2)
         .build()
         .unwrap();
-    // Every pool thread's GEMM packing buffers at their bound up front: otherwise a thread
-    // that ran no part of a product in the first call may grow its buffers in the second.
-    pool.broadcast(|_| millrace_kernels::gemm::reserve_scratch());
+    // Every pool thread's kernel scratch (GEMM packing, depthwise padding) up front:
+    // otherwise a thread that ran no part of an op in the first call may grow its buffers
+    // in the second.
+    pool.broadcast(|_| millrace_kernels::reserve_scratch());
     let mut report = Vec::new();
     pool.install(|| {
         for case in &cases {

@@ -171,8 +171,8 @@ impl CompiledModel {
             .thread_name(|i| format!("millrace-{i}"))
             .build()
             .map_err(|e| Error::ThreadPool(e.to_string()))?;
-        // Size every worker's GEMM packing buffers now, so no run allocates them later.
-        pool.broadcast(|_| millrace_kernels::gemm::reserve_scratch());
+        // Size every worker's kernel scratch now, so no run allocates it later.
+        pool.broadcast(|_| millrace_kernels::reserve_scratch());
         let parallel = match schedule {
             Schedule::Auto => None,
             Schedule::Sequential => Some(false),
