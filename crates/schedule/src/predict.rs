@@ -5,14 +5,21 @@
 //! threads get one each) is modelled as
 //!
 //! ```text
-//! t(p) = overhead + (p > 1) * fork_join + max(f / (p * flops_per_thread), b / min(p * bw_per_thread, bw_total))
+//! t(p) = overhead + (p > 1) * fork_join + f / (s(p) * flops_per_thread) + b / min(p * bw_per_thread, bw_total)
+//! s(p) = p for p <= 1, 1 + (p - 1) * scaling above
 //! ```
 //!
-//! so splitting small nodes across threads pays a fork/join each time, which branch
-//! parallelism avoids. The sequential run is the sum of `t(T)`. The parallel run is a fluid
-//! list-schedule simulation: ready nodes are taken by bottom level (critical path first),
-//! at most `T` run at once and share the threads equally, and a node's successors become
-//! ready when it finishes.
+//! Splitting small nodes across threads pays a fork/join each time, and every extra thread
+//! on one node adds only `scaling` of a thread's work (shared caches, imbalance at the
+//! join); branch parallelism avoids both. Compute and memory time add rather than overlap:
+//! most nodes here are too small for either to hide the other, and a node with low
+//! arithmetic intensity that half-fills the FMA units (SqueezeNet's expand convolutions)
+//! is slower than either bound alone.
+//!
+//! The sequential run is the sum of `t(T)`. The parallel run is a fluid list-schedule
+//! simulation: ready nodes are taken by bottom level (critical path first), at most `T`
+//! run at once and share the threads and the machine's total bandwidth equally, and a
+//! node's successors become ready when it finishes.
 use crate::Dag;
 
 /// Machine constants for the model. Only ratios matter for the decision.
@@ -25,6 +32,9 @@ pub struct Machine {
     pub node_overhead_s: f64,
     /// Extra cost of splitting one node across threads and joining.
     pub fork_join_s: f64,
+    /// What each thread beyond the first adds to one node's compute rate, as a share of a
+    /// thread's.
+    pub scaling: f64,
 }
 
 impl Default for Machine {
@@ -36,6 +46,9 @@ impl Default for Machine {
             bytes_per_s_total: 20e9,
             node_overhead_s: 2e-6,
             fork_join_s: 15e-6,
+            // GoogLeNet's and ResNet-50's convolutions run 1.6-1.9x faster on 2 threads
+            // than on 1 (BENCHMARKS.md, per-node scaling).
+            scaling: 0.8,
         }
     }
 }
@@ -43,15 +56,27 @@ impl Default for Machine {
 impl Machine {
     /// Modelled seconds for a node of `flops` and `bytes` on `p` threads.
     pub fn time(&self, flops: f64, bytes: f64, p: f64) -> f64 {
+        self.time_sharing(flops, bytes, p, 1)
+    }
+
+    /// [`Machine::time`] for one of `nodes` nodes running at once, which share the
+    /// machine's total bandwidth equally.
+    pub fn time_sharing(&self, flops: f64, bytes: f64, p: f64, nodes: usize) -> f64 {
         let p = p.max(1e-3);
-        let compute = flops / (p * self.flops_per_thread);
-        let memory = bytes / (p * self.bytes_per_s_per_thread).min(self.bytes_per_s_total);
+        let bw_total = self.bytes_per_s_total / nodes.max(1) as f64;
+        let speedup = if p > 1.0 {
+            1.0 + (p - 1.0) * self.scaling
+        } else {
+            p
+        };
+        let compute = flops / (speedup * self.flops_per_thread);
+        let memory = bytes / (p * self.bytes_per_s_per_thread).min(bw_total);
         let fork = if p > 1.0 + 1e-9 {
             self.fork_join_s
         } else {
             0.0
         };
-        self.node_overhead_s + fork + compute.max(memory)
+        self.node_overhead_s + fork + compute + memory
     }
 }
 
@@ -112,7 +137,13 @@ pub fn predict(dag: &Dag, cost: &[(u64, u64)], threads: usize, m: &Machine) -> P
             break; // unreachable for a DAG; guards against a malformed one
         }
         let p = t / active.len() as f64;
-        let rates: Vec<f64> = active.iter().map(|&i| 1.0 / on(i, p)).collect();
+        let rates: Vec<f64> = active
+            .iter()
+            .map(|&i| {
+                let (f, b) = fb(i);
+                1.0 / m.time_sharing(f, b, p, active.len())
+            })
+            .collect();
         let dt = active
             .iter()
             .zip(&rates)
@@ -186,6 +217,43 @@ mod tests {
         let d = Dag::from_preds(preds);
         let cost = vec![(1_000_000u64, 0u64); 5];
         let p = predict(&d, &cost, 1, &Machine::default());
+        assert!((p.parallel_s - p.sequential_s).abs() < 1e-9, "{p:?}");
+    }
+
+    fn diamond() -> Dag {
+        // 0 -> {1, 2} -> 3
+        Dag::from_preds(vec![vec![], vec![0], vec![0], vec![1, 2]])
+    }
+
+    #[test]
+    fn compute_bound_branches_win_by_what_one_node_loses_to_scaling() {
+        let cost = vec![(50_000_000u64, 0u64); 4];
+        let mut m = Machine::default();
+        m.fork_join_s = 0.0;
+        m.node_overhead_s = 0.0;
+        let p = predict(&diamond(), &cost, 2, &m);
+        // Sequential: 4 nodes at 1 + scaling threads' rate; parallel: the two middle ones
+        // side by side at one thread each.
+        let one = 50e6 / m.flops_per_thread;
+        let seq = 4.0 * one / (1.0 + m.scaling);
+        let par = 2.0 * one / (1.0 + m.scaling) + one;
+        assert!((p.sequential_s - seq).abs() < 1e-12, "{p:?}");
+        assert!((p.parallel_s - par).abs() < 1e-12, "{p:?}");
+        assert!(p.parallel_wins(0.03));
+        m.scaling = 1.0;
+        assert!(!predict(&diamond(), &cost, 2, &m).parallel_wins(0.0));
+    }
+
+    #[test]
+    fn memory_bound_branches_share_the_bandwidth() {
+        // Branches that only move bytes gain nothing side by side: together they still
+        // get the machine's total bandwidth, no more.
+        let cost = vec![(0u64, 100_000_000u64); 4];
+        let mut m = Machine::default();
+        m.fork_join_s = 0.0;
+        m.node_overhead_s = 0.0;
+        let p = predict(&diamond(), &cost, 2, &m);
+        assert!(!p.parallel_wins(0.0), "{p:?}");
         assert!((p.parallel_s - p.sequential_s).abs() < 1e-9, "{p:?}");
     }
 }

@@ -11,7 +11,13 @@
 //! matrix) is packed on the fly into a per-thread buffer. The microkernel is chosen once at
 //! run time from the CPU's features ([`Kernel::detect`]): AVX-512, AVX2+FMA, or portable.
 //!
-//! Work is split over the threads of the current rayon pool, in 2-D blocks of the output.
+//! Work is split over the threads of the current rayon pool. Where it costs no repeated
+//! packing, the larger side of C is self-scheduled: workers take chunks of its panels
+//! from a shared counter, so a thread that comes free late (it was running another branch
+//! of the graph) joins in, and one left alone finishes all. Cutting C's rows when `B` is
+//! packed on the fly packs `B` once, over the pool, for every chunk to read. Otherwise
+//! (small sides, `A` packed on the fly with more columns than rows) C is cut statically
+//! into one block per thread.
 mod micro;
 mod pack;
 
@@ -20,6 +26,7 @@ pub use pack::{Im2col, PanelSource, Strided};
 use crate::activation::Activation;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// A microkernel and the block sizes that suit it.
@@ -198,12 +205,71 @@ impl Packed {
 
     /// Panel `jr` of block `pc` (which starts at depth `pc * kc`).
     fn panel(&self, pc: usize, jr: usize) -> &[f32] {
-        let (kc, w) = (self.kernel.kc, self.width);
+        self.view().panel(pc, jr)
+    }
+
+    fn view(&self) -> Panels<'_> {
+        Panels {
+            kc: self.kernel.kc,
+            width: self.width,
+            k: self.k,
+            len: self.len,
+            data: &self.data,
+        }
+    }
+}
+
+/// Packed panels, borrowed: a [`Packed`]'s, or ones a product packed for its own jobs to
+/// share. Block `pc` holds every panel's `K` rows `pc * kc ..` one panel after another.
+#[derive(Clone, Copy)]
+struct Panels<'a> {
+    kc: usize,
+    width: usize,
+    k: usize,
+    len: usize,
+    data: &'a [f32],
+}
+
+impl<'a> Panels<'a> {
+    fn panel(&self, pc: usize, jr: usize) -> &'a [f32] {
+        let (kc, w) = (self.kc, self.width);
         let panels = self.len.div_ceil(w);
         let k0 = pc * kc;
         let kcb = kc.min(self.k - k0);
         let off = k0 * panels * w + jr * kcb * w;
         &self.data[off..off + kcb * w]
+    }
+}
+
+/// `B` as a job reads it.
+#[derive(Clone, Copy)]
+enum BIn<'a> {
+    /// Prepacked, or packed once by the product for all its jobs.
+    Panels(Panels<'a>),
+    /// Packed by each job for its own columns.
+    Source(&'a dyn PanelSource),
+    /// Read in place, all but the ragged last panel, which is either packed already
+    /// (`ragged`, one panel) or packed by each job that needs it.
+    Direct {
+        data: &'a [f32],
+        n: usize,
+        ld: usize,
+        ragged: Option<Panels<'a>>,
+    },
+}
+
+impl<'a> BIn<'a> {
+    fn of(b: Rhs<'a>) -> BIn<'a> {
+        match b {
+            Rhs::Packed(p) => BIn::Panels(p.view()),
+            Rhs::Source(s) => BIn::Source(s),
+            Rhs::Direct { data, n, ld, .. } => BIn::Direct {
+                data,
+                n,
+                ld,
+                ragged: None,
+            },
+        }
     }
 }
 
@@ -419,27 +485,202 @@ pub fn gemm_ex(
     let threads = rayon::current_num_threads().max(1);
     // Small products are not worth a fork.
     let work = m as u64 * n as u64 * k as u64;
-    let (tm, tn) = if threads == 1 || work < 1 << 18 {
-        (1, 1)
-    } else {
-        // Jobs that share a column range each read all of A's rows for it, and jobs that
-        // share a row range each pack B's columns: split the larger operand, so the
-        // smaller one is what gets read twice.
-        split(mp, np, threads, n > m)
-    };
-    let job = |ji: usize| {
-        let (bi, bj) = (ji / tn, ji % tn);
-        let (p0, p1) = chunk(mp, tm, bi);
-        let (q0, q1) = chunk(np, tn, bj);
-        // SAFETY: jobs cover disjoint panel ranges of C, all inside C (checked above).
-        unsafe { run_block(kernel, a, b, out, epi, (p0, p1), (q0, q1), m, n, k) };
-    };
-    if tm * tn == 1 {
-        job(0);
-    } else {
-        (0..tm * tn).into_par_iter().for_each(job);
+    if threads == 1 || work < 1 << 18 {
+        // SAFETY: the one job covers C, checked above.
+        unsafe { run_block(kernel, a, BIn::of(b), out, epi, (0, mp), (0, np), m, n, k) };
+        return Ok(());
+    }
+    match self_scheduled_side(a, b, kernel.nr, (mp, np), k, threads) {
+        Some(side) => {
+            // B is read by every chunk of rows: pack it once for all of them.
+            let mut store = SHARED_B.with_borrow_mut(|v| v.pop()).unwrap_or_default();
+            let bin = match b {
+                Rhs::Source(src) if side == Side::Rows => {
+                    BIn::Panels(pack_shared(kernel, src, &mut store))
+                }
+                Rhs::Direct { data, k, n, ld } if side == Side::Rows && n % kernel.nr != 0 => {
+                    let last = (np - 1) * kernel.nr;
+                    let ragged = Strided::new(data, n, k, 1, ld).map(|src| {
+                        pack_shared(
+                            kernel,
+                            &Tail {
+                                src: &src,
+                                from: last,
+                            },
+                            &mut store,
+                        )
+                    });
+                    BIn::Direct {
+                        data,
+                        n,
+                        ld,
+                        ragged,
+                    }
+                }
+                _ => BIn::of(b),
+            };
+            // Workers take chunks of one side's panels from a shared counter until none
+            // are left, so a thread that joins late (it was busy with another branch of
+            // the graph) still takes its share, and one left alone does it all.
+            let panels = side.panels(mp, np);
+            let next = AtomicUsize::new(0);
+            let worker = |_| {
+                while let Some((s0, s1)) = grab(&next, panels, threads) {
+                    let (rows, cols) = match side {
+                        Side::Rows => ((s0, s1), (0, np)),
+                        Side::Cols => ((0, mp), (s0, s1)),
+                    };
+                    // SAFETY: the counter hands out each panel range once; all inside C.
+                    unsafe { run_block(kernel, a, bin, out, epi, rows, cols, m, n, k) };
+                }
+            };
+            (0..threads.min(panels)).into_par_iter().for_each(worker);
+            SHARED_B.with_borrow_mut(|v| v.push(store));
+        }
+        None => {
+            // Jobs that share a column range each read all of A's rows for it, and jobs
+            // that share a row range each pack B's columns: split the larger operand, so
+            // the smaller one is what gets read twice.
+            let (tm, tn) = split(mp, np, threads, n > m);
+            let bin = BIn::of(b);
+            let job = |ji: usize| {
+                let (bi, bj) = (ji / tn, ji % tn);
+                let (p0, p1) = chunk(mp, tm, bi);
+                let (q0, q1) = chunk(np, tn, bj);
+                // SAFETY: jobs cover disjoint panel ranges of C, all inside C (checked
+                // above).
+                unsafe { run_block(kernel, a, bin, out, epi, (p0, p1), (q0, q1), m, n, k) };
+            };
+            (0..tm * tn).into_par_iter().for_each(job);
+        }
     }
     Ok(())
+}
+
+/// The columns of `src` from `from` on (a Direct B's ragged last panel).
+struct Tail<'a> {
+    src: &'a dyn PanelSource,
+    from: usize,
+}
+
+impl PanelSource for Tail<'_> {
+    fn len(&self) -> usize {
+        self.src.len() - self.from
+    }
+    fn depth(&self) -> usize {
+        self.src.depth()
+    }
+    fn pack(&self, p0: usize, w: usize, k0: usize, kc: usize, out: &mut [f32]) {
+        self.src.pack(self.from + p0, w, k0, kc, out)
+    }
+}
+
+/// Packs all of `src` as a `B` into `store` (grown as needed, kept for the next product),
+/// its panels shared out over the pool's threads.
+fn pack_shared<'s>(
+    kernel: &'static Kernel,
+    src: &dyn PanelSource,
+    store: &'s mut Vec<f32>,
+) -> Panels<'s> {
+    let (k, len, nr, kc) = (src.depth(), src.len(), kernel.nr, kernel.kc);
+    let panels = len.div_ceil(nr);
+    let total = panels * nr * k;
+    if store.len() < total {
+        store.resize(total, 0.0);
+    }
+    let dst = OutPtr {
+        ptr: store.as_mut_ptr(),
+        rs: 0,
+        cs: 0,
+    };
+    let dst = &dst;
+    let pack_panel = |q: usize| {
+        for pc in 0..kernel.blocks(k) {
+            let k0 = pc * kc;
+            let kcb = kc.min(k - k0);
+            let off = k0 * panels * nr + q * kcb * nr;
+            // SAFETY: panel `q`'s block `pc` is its own `kcb * nr` run of `store`, inside
+            // `total`; each panel is packed by one job.
+            let out = unsafe { std::slice::from_raw_parts_mut(dst.ptr.add(off), kcb * nr) };
+            src.pack(q * nr, nr, k0, kcb, out);
+        }
+    };
+    if panels > 1 && total >= 1 << 14 {
+        (0..panels).into_par_iter().for_each(pack_panel);
+    } else {
+        (0..panels).for_each(pack_panel);
+    }
+    Panels {
+        kc,
+        width: nr,
+        k,
+        len,
+        data: &store[..total],
+    }
+}
+
+/// Which side of C a self-scheduled product hands out in chunks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Side {
+    Rows,
+    Cols,
+}
+
+impl Side {
+    fn panels(self, mp: usize, np: usize) -> usize {
+        match self {
+            Side::Rows => mp,
+            Side::Cols => np,
+        }
+    }
+}
+
+/// The side to hand out in chunks, or `None` for the static split. It is the larger side
+/// (as in the static split, so the other operand is read fewer times), when its chunks
+/// cost no repeated packing and it has at least two panels per thread. Cutting C's columns
+/// is free when A is prepacked (each chunk packs only its own columns of B and reads A
+/// where it lies); cutting its rows is free when B is prepacked, or small enough to pack
+/// once for all chunks ([`pack_shared`]).
+fn self_scheduled_side(
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    nr: usize,
+    (mp, np): (usize, usize),
+    k: usize,
+    threads: usize,
+) -> Option<Side> {
+    let shared_fits = np * nr * k <= SHARED_B_MAX;
+    let cols_free = matches!(a, Lhs::Packed(_));
+    let rows_free = match b {
+        Rhs::Packed(_) => true,
+        Rhs::Direct { .. } | Rhs::Source(_) => shared_fits,
+    };
+    let (side, panels, free) = if np > mp {
+        (Side::Cols, np, cols_free)
+    } else {
+        (Side::Rows, mp, rows_free)
+    };
+    (free && panels >= 2 * threads).then_some(side)
+}
+
+/// The most floats a product packs once for all its jobs (16 MiB).
+const SHARED_B_MAX: usize = 1 << 22;
+
+/// The next chunk of `panels` from the shared counter (guided self-scheduling: a
+/// `1/(2 threads)` share of what is left, and no less than a `1/(8 threads)` share of all,
+/// so a product is cut into a bounded number of chunks), or `None` when all are out.
+fn grab(next: &AtomicUsize, panels: usize, threads: usize) -> Option<(usize, usize)> {
+    let mut at = next.load(Ordering::Relaxed);
+    loop {
+        if at >= panels {
+            return None;
+        }
+        let size = (panels - at).div_ceil(threads);
+        match next.compare_exchange_weak(at, at + size, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return Some((at, at + size)),
+            Err(now) => at = now,
+        }
+    }
 }
 
 /// Splits `mp x np` panels among `threads` jobs, along one side first.
@@ -482,6 +723,9 @@ struct TileAt {
 thread_local! {
     static PACK_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Buffers for a `B` packed once per product ([`pack_shared`]): a stack, since a
+    /// thread waiting for its product's jobs may run another product meanwhile.
+    static SHARED_B: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Column panels of `B` packed at a time (bounds the per-thread `B` buffer near L2 size).
@@ -525,7 +769,7 @@ pub fn reserve_scratch() {
 unsafe fn run_block(
     kernel: &'static Kernel,
     a: Lhs<'_>,
-    b: Rhs<'_>,
+    b: BIn<'_>,
     out: OutPtr,
     epi: &Epilogue<'_>,
     (p0, p1): (usize, usize),
@@ -557,7 +801,7 @@ unsafe fn run_block(
                 while jc < q1 {
                     let je = (jc + NC_PANELS).min(q1);
                     match b {
-                        Rhs::Source(src) => {
+                        BIn::Source(src) => {
                             let len = (je - jc) * nr * kcb;
                             if bbuf.len() < len {
                                 bbuf.resize(len.max(pack_bounds(kernel).1), 0.0);
@@ -567,7 +811,12 @@ unsafe fn run_block(
                                 src.pack(q * nr, nr, k0, kcb, &mut bbuf[o..o + nr * kcb]);
                             }
                         }
-                        Rhs::Direct { data, k, n, ld } if je * nr > n => {
+                        BIn::Direct {
+                            data,
+                            n,
+                            ld,
+                            ragged: None,
+                        } if je * nr > n => {
                             // The ragged last panel: pack it (reading in place would run
                             // past the row).
                             if bbuf.len() < nr * kcb {
@@ -594,12 +843,15 @@ unsafe fn run_block(
                         }
                         for q in jc..je {
                             let (bp, ldb): (&[f32], usize) = match b {
-                                Rhs::Packed(pb) => (pb.panel(pc, q), nr),
-                                Rhs::Source(_) => (&bbuf[(q - jc) * nr * kcb..][..nr * kcb], nr),
-                                Rhs::Direct { n, .. } if (q + 1) * nr > n => {
+                                BIn::Panels(pb) => (pb.panel(pc, q), nr),
+                                BIn::Source(_) => (&bbuf[(q - jc) * nr * kcb..][..nr * kcb], nr),
+                                BIn::Direct {
+                                    n, ragged: Some(r), ..
+                                } if (q + 1) * nr > n => (r.panel(pc, 0), nr),
+                                BIn::Direct { n, .. } if (q + 1) * nr > n => {
                                     (&bbuf[..nr * kcb], nr)
                                 }
-                                Rhs::Direct { data, ld, .. } => (
+                                BIn::Direct { data, ld, .. } => (
                                     &data[k0 * ld + q * nr..(k0 + kcb - 1) * ld + q * nr + nr],
                                     ld,
                                 ),

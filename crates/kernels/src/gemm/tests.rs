@@ -77,6 +77,10 @@ fn every_kernel_matches_reference_over_awkward_shapes() {
             (100, 17, 600),
             (7, 130, 513),
             (230, 70, 40),
+            // Self-scheduled: columns handed out in chunks (A prepacked), and rows with
+            // B packed once for all chunks over several K blocks.
+            (20, 400, 300),
+            (300, 50, 600),
         ] {
             let a = rnd(m * k, 1);
             let b = rnd(k * n, 2);
@@ -435,4 +439,69 @@ fn fused_activations_treat_nan_like_the_ops() {
             }
         }
     }
+}
+
+/// A product of the self-scheduled kind `a x b` (B from a source, so its rows are handed
+/// out and B packed once for all of them), checked against the reference.
+fn shared_b_product(m: usize, n: usize, k: usize, seed: u64) {
+    let kernel = Kernel::detect();
+    let a = rnd(m * k, seed);
+    let b = rnd(k * n, seed + 1);
+    let pa = Packed::lhs_with_kernel(&Strided::rows(&a, m, k).unwrap(), kernel);
+    let sb = Strided::cols(&b, n, k).unwrap();
+    let mut c = vec![0.0; m * n];
+    let epi = Epilogue {
+        alpha: 1.0,
+        beta: 0.0,
+        bias: Bias::None,
+        residual: None,
+        act: Activation::None,
+    };
+    let out = Out {
+        data: &mut c,
+        rs: n,
+        cs: 1,
+    };
+    gemm_ex(kernel, Lhs::Packed(&pa), Rhs::Source(&sb), out, &epi).unwrap();
+    let want = reference(m, n, k, &a, &b, &[], 1.0, 0.0, None, None, Activation::None);
+    close(&c, &want, k, &format!("{m}x{n}x{k} seed {seed}"));
+}
+
+#[test]
+fn a_product_finishes_when_the_other_threads_are_busy() {
+    // The pool's other thread spins until the product is done: the product's chunks must
+    // all be taken by the thread that called it.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    pool.install(|| {
+        rayon::join(
+            || {
+                while !done.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+            },
+            || {
+                shared_b_product(300, 60, 500, 7);
+                done.store(true, Ordering::Release);
+            },
+        )
+    });
+}
+
+#[test]
+fn products_nested_by_work_stealing_keep_their_own_packed_b() {
+    // A thread waiting for its product's chunks steals another product and packs that
+    // one's B too: each must keep its own buffer.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        (0..24u64)
+            .into_par_iter()
+            .for_each(|i| shared_b_product(150 + 7 * i as usize, 40 + i as usize, 300, i))
+    });
 }

@@ -1,0 +1,80 @@
+//! Max pooling on GoogLeNet's and ResNet-50's pooling layers, batch 1.
+//! `cargo run --release -p millrace-kernels --example pool_bench [THREADS] [REPEATS]`
+//!
+//! Prints the best time of several runs and the bytes moved per second (input read once,
+//! output written once).
+use millrace_kernels::conv::Geom2d;
+use millrace_kernels::pool::max_pool2d;
+use std::time::Instant;
+
+fn rnd(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let threads: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(1);
+    let repeats: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(200);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    // (name, channels, size, kernel, stride, pad, ceil)
+    let layers = [
+        ("googlenet maxpool1", 64, 112, 3, 2, 0, true),
+        ("googlenet maxpool2", 192, 56, 3, 2, 0, true),
+        ("googlenet maxpool3", 480, 28, 3, 2, 0, true),
+        ("googlenet maxpool4", 832, 14, 2, 2, 0, true),
+        ("googlenet 3a pool branch", 192, 28, 3, 1, 1, true),
+        ("googlenet 4a pool branch", 480, 14, 3, 1, 1, true),
+        ("googlenet 5a pool branch", 832, 7, 3, 1, 1, true),
+        ("resnet50 maxpool", 64, 112, 3, 2, 1, false),
+    ];
+    println!("{threads} thread(s)");
+    for (name, c, h, k, s, p, ceil) in layers {
+        let span = h + 2 * p - k;
+        let mut o = if ceil { span.div_ceil(s) } else { span / s } + 1;
+        if ceil && (o - 1) * s >= h + p {
+            o -= 1;
+        }
+        let g = Geom2d {
+            c,
+            h,
+            w: h,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            dh: 1,
+            dw: 1,
+            pt: p,
+            pl: p,
+            oh: o,
+            ow: o,
+        };
+        let x = rnd(c * h * h, 1);
+        let mut y = vec![0.0f32; c * o * o];
+        let mut best = f64::MAX;
+        pool.install(|| {
+            for _ in 0..repeats {
+                let t = Instant::now();
+                max_pool2d(&x, &g, &mut y).expect("pool");
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+        });
+        let bytes = 4.0 * (x.len() + y.len()) as f64;
+        println!(
+            "{name:<26} {c:>4}x{h:>3}x{h:<3} k{k} s{s} p{p} -> {o:>3}x{o:<3} {:8.1} us {:6.1} GB/s",
+            best * 1e6,
+            bytes / best / 1e9
+        );
+    }
+}
