@@ -28,7 +28,7 @@ fn main() {
         .build()
         .expect("thread pool");
     // (name, channels, size, kernel, stride, pad, ceil)
-    let layers = [
+    let layers: [(&str, usize, usize, usize, usize, usize, bool); 8] = [
         ("googlenet maxpool1", 64, 112, 3, 2, 0, true),
         ("googlenet maxpool2", 192, 56, 3, 2, 0, true),
         ("googlenet maxpool3", 480, 28, 3, 2, 0, true),

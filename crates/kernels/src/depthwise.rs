@@ -69,7 +69,7 @@ impl Isa {
         v
     }
 
-    fn usable(self) -> bool {
+    pub(crate) fn usable(self) -> bool {
         // Cached: this runs on every call, which must not allocate.
         static AVAILABLE: OnceLock<Vec<Isa>> = OnceLock::new();
         AVAILABLE.get_or_init(Isa::available).contains(&self)
@@ -696,6 +696,124 @@ macro_rules! interior_impl {
     };
 }
 
+/// The two row passes of separable max pooling ([`crate::pool`]), written once over the
+/// same primitives as [`interior_impl`]. Every fold starts at `-inf` and takes a value
+/// only when it is greater (`maxv(v, acc)`), so NaN is skipped as by the window kernel.
+macro_rules! rows_impl {
+    ($(#[$attr:meta])*) => {
+        /// `dst[x] = max(-inf, src[r * stride + x] for r < rows)` for `x < n`.
+        $(#[$attr])*
+        #[inline]
+        pub(crate) unsafe fn max_down(
+            src: *const f32,
+            rows: usize,
+            stride: usize,
+            n: usize,
+            dst: *mut f32,
+        ) {
+            let mut x = 0;
+            while x < n {
+                let m = (n - x).min(L);
+                let k = mask(m);
+                let mut acc = splat(f32::NEG_INFINITY);
+                for r in 0..rows {
+                    let p = src.add(r * stride + x);
+                    let v = if m == L { load(p) } else { load_k(p, k) };
+                    acc = maxv(v, acc);
+                }
+                if m == L {
+                    store(dst.add(x), acc);
+                } else {
+                    store_k(dst.add(x), acc, k);
+                }
+                x += L;
+            }
+        }
+
+        /// `dst[o] = max(-inf, src[o * SW + kx] for kx < kw)` for `o < n`; `src` must be
+        /// readable `2 * L` values past the last tap.
+        $(#[$attr])*
+        #[inline]
+        pub(crate) unsafe fn max_along<const SW: usize>(
+            src: *const f32,
+            kw: usize,
+            n: usize,
+            dst: *mut f32,
+        ) {
+            let mut o = 0;
+            while o < n {
+                let m = (n - o).min(L);
+                let mut acc = splat(f32::NEG_INFINITY);
+                for kx in 0..kw {
+                    let p = src.add(o * SW + kx);
+                    let v = if SW == 1 { load(p) } else { load_s2(p) };
+                    acc = maxv(v, acc);
+                }
+                if m == L {
+                    store(dst.add(o), acc);
+                } else {
+                    store_k(dst.add(o), acc, mask(m));
+                }
+                o += L;
+            }
+        }
+    };
+}
+
+/// Separable max pooling's vertical pass on `isa` (see `rows_impl`).
+///
+/// # Safety
+/// `rows` rows of `n` values, `stride` apart from `src`, must be readable and `dst[..n]`
+/// writable; `isa` must be one this CPU runs.
+pub(crate) unsafe fn max_down(
+    isa: Isa,
+    src: *const f32,
+    rows: usize,
+    stride: usize,
+    n: usize,
+    dst: *mut f32,
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::max_down(src, rows, stride, n, dst),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::max_down(src, rows, stride, n, dst),
+        _ => portable::max_down(src, rows, stride, n, dst),
+    }
+}
+
+/// Separable max pooling's horizontal pass on `isa`, stride `sw` of 1 or 2 (see
+/// `rows_impl`).
+///
+/// # Safety
+/// `src` must be readable up to `(n - 1) * sw + kw + 32` values, `dst[..n]` writable;
+/// `isa` must be one this CPU runs.
+pub(crate) unsafe fn max_along(
+    isa: Isa,
+    sw: usize,
+    src: *const f32,
+    kw: usize,
+    n: usize,
+    dst: *mut f32,
+) {
+    macro_rules! go {
+        ($m:ident) => {
+            if sw == 1 {
+                $m::max_along::<1>(src, kw, n, dst)
+            } else {
+                $m::max_along::<2>(src, kw, n, dst)
+            }
+        };
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => go!(avx512),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => go!(avx2),
+        _ => go!(portable),
+    }
+}
+
 mod portable {
     use super::{Args, OP_AVG, OP_CONV, OP_MAX, U};
     type V = f32;
@@ -760,6 +878,7 @@ mod portable {
         a / b
     }
     interior_impl!();
+    rows_impl!();
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -844,6 +963,7 @@ mod avx512 {
         _mm512_div_ps(a, b)
     }
     interior_impl!(#[target_feature(enable = "avx512f")]);
+    rows_impl!(#[target_feature(enable = "avx512f")]);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -932,6 +1052,7 @@ mod avx2 {
         _mm256_div_ps(a, b)
     }
     interior_impl!(#[target_feature(enable = "avx2,fma")]);
+    rows_impl!(#[target_feature(enable = "avx2,fma")]);
 }
 
 #[cfg(test)]

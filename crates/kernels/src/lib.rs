@@ -22,4 +22,5 @@ pub fn reserve_scratch() {
     gemm::reserve_scratch();
     depthwise::reserve_scratch();
     winograd::reserve_scratch();
+    pool::reserve_scratch();
 }

@@ -28,8 +28,99 @@ pub fn max_pool2d(x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolErro
 /// [`max_pool2d`] with an explicit instruction set (tests, benchmarks).
 pub fn max_pool2d_with(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolError> {
     check_geom("max_pool2d", g, x.len(), out.len())?;
-    run(isa, x, &[], None, g, Reduce::Max, out);
+    // Rows narrower than a vector or so run no faster in two passes (each pass is one
+    // vector per row, its folds a dependent chain); the window kernel does those.
+    if g.dh == 1 && g.dw == 1 && (g.sw == 1 || g.sw == 2) && g.w >= SEPARABLE_MIN_WIDTH {
+        separable_max(isa, x, g, out);
+    } else {
+        run(isa, x, &[], None, g, Reduce::Max, out);
+    }
     Ok(())
+}
+
+thread_local! {
+    /// Separable max pooling's padded row (grown to the widest row seen on the thread).
+    static ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Grows the calling thread's padded row for planes up to 1024 wide, so later calls on it
+/// do not allocate (see [`crate::reserve_scratch`]).
+pub fn reserve_scratch() {
+    ROW.with_borrow_mut(|r| {
+        if r.len() < 1024 + 2 + ROW_SLACK {
+            r.resize(1024 + 2 + ROW_SLACK, 0.0)
+        }
+    });
+}
+/// The narrowest input plane [`separable_max`] takes (measured with
+/// `examples/pool_bench.rs`: 2x faster at 112 wide, 1.1-1.3x at 28, even at 14, slower at 7).
+const SEPARABLE_MIN_WIDTH: usize = 16;
+/// Readable slack after a padded row's last tap: two vectors of the widest instruction set.
+const ROW_SLACK: usize = 32;
+
+/// Undilated max pooling with stride 1 or 2, as two vectorized passes per output row: the
+/// max down the window's rows into a row padded with `-inf` on both sides, then the max
+/// along it. Each input value is compared `kh` times per output row and each output `kw`
+/// times, against `kh * kw` for the window kernel, and no padded copy of the channel is
+/// made. NaN is skipped the same way (every fold starts at `-inf` and takes a value only
+/// when it is greater).
+fn separable_max(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) {
+    let (ip, op) = (g.h * g.w, g.oh * g.ow);
+    if g.c == 0 || op == 0 {
+        return;
+    }
+    let isa = if isa.usable() { isa } else { Isa::Portable };
+    let out = &mut out[..g.c * op];
+    let one = |(ci, oc): (usize, &mut [f32])| max_channel(isa, &x[ci * ip..(ci + 1) * ip], g, oc);
+    if g.c > 1 && g.c * (ip + op) >= 1 << 15 && rayon::current_num_threads() > 1 {
+        let min_len = (4096 / (ip + op)).max(1);
+        out.par_chunks_mut(op)
+            .with_min_len(min_len)
+            .enumerate()
+            .for_each(one);
+    } else {
+        out.chunks_mut(op).enumerate().for_each(one);
+    }
+}
+
+/// One channel of [`separable_max`].
+fn max_channel(isa: Isa, xc: &[f32], g: &Geom2d, oc: &mut [f32]) {
+    // The padded row: `pl` of -inf, the window rows' max, -inf up to the last tap of the
+    // last output, and slack for whole-vector reads.
+    let taps = ((g.ow - 1) * g.sw + g.kw).max(g.pl + g.w);
+    let len = taps + ROW_SLACK;
+    ROW.with_borrow_mut(|buf| {
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        let row = &mut buf[..len];
+        row.fill(f32::NEG_INFINITY);
+        max_rows(isa, xc, g, row, oc);
+    });
+}
+
+fn max_rows(isa: Isa, xc: &[f32], g: &Geom2d, row: &mut [f32], oc: &mut [f32]) {
+    for (oy, orow) in oc.chunks_exact_mut(g.ow).take(g.oh).enumerate() {
+        let y0 = (oy * g.sh) as isize - g.pt as isize;
+        let ya = y0.max(0) as usize;
+        let yb = (y0 + g.kh as isize).clamp(0, g.h as isize) as usize;
+        let mid = &mut row[g.pl..g.pl + g.w];
+        if ya < yb {
+            let src = &xc[ya * g.w..yb * g.w];
+            // SAFETY: `src` holds the `yb - ya` rows of `w` values read, `mid` the `w`
+            // written; `isa` is one the CPU runs (checked in `separable_max`).
+            unsafe {
+                crate::depthwise::max_down(isa, src.as_ptr(), yb - ya, g.w, g.w, mid.as_mut_ptr())
+            };
+        } else {
+            mid.fill(f32::NEG_INFINITY);
+        }
+        // SAFETY: the last output's last tap is `(ow - 1) * sw + kw - 1 < taps`, and `row`
+        // has `ROW_SLACK` more values for whole-vector reads; `orow` holds `ow` values.
+        unsafe {
+            crate::depthwise::max_along(isa, g.sw, row.as_ptr(), g.kw, g.ow, orow.as_mut_ptr())
+        };
+    }
 }
 
 /// Average pool of `x` (`c*h*w`) into `out` (`c*oh*ow`). `pads_end` is the (bottom, right)
