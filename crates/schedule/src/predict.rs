@@ -228,9 +228,11 @@ mod tests {
     #[test]
     fn compute_bound_branches_win_by_what_one_node_loses_to_scaling() {
         let cost = vec![(50_000_000u64, 0u64); 4];
-        let mut m = Machine::default();
-        m.fork_join_s = 0.0;
-        m.node_overhead_s = 0.0;
+        let mut m = Machine {
+            fork_join_s: 0.0,
+            node_overhead_s: 0.0,
+            ..Machine::default()
+        };
         let p = predict(&diamond(), &cost, 2, &m);
         // Sequential: 4 nodes at 1 + scaling threads' rate; parallel: the two middle ones
         // side by side at one thread each.
@@ -249,9 +251,11 @@ mod tests {
         // Branches that only move bytes gain nothing side by side: together they still
         // get the machine's total bandwidth, no more.
         let cost = vec![(0u64, 100_000_000u64); 4];
-        let mut m = Machine::default();
-        m.fork_join_s = 0.0;
-        m.node_overhead_s = 0.0;
+        let m = Machine {
+            fork_join_s: 0.0,
+            node_overhead_s: 0.0,
+            ..Machine::default()
+        };
         let p = predict(&diamond(), &cost, 2, &m);
         assert!(!p.parallel_wins(0.0), "{p:?}");
         assert!((p.parallel_s - p.sequential_s).abs() < 1e-9, "{p:?}");
