@@ -14,10 +14,10 @@
 //! Work is split over the threads of the current rayon pool. Where it costs no repeated
 //! packing, the larger side of C is self-scheduled: workers take chunks of its panels
 //! from a shared counter, so a thread that comes free late (it was running another branch
-//! of the graph) joins in, and one left alone finishes all. Cutting C's rows when `B` is
-//! packed on the fly packs `B` once, over the pool, for every chunk to read. Otherwise
-//! (small sides, `A` packed on the fly with more columns than rows) C is cut statically
-//! into one block per thread.
+//! of the graph) joins in, and one left alone finishes all. The operand every chunk reads
+//! whole (`B` for chunks of rows, `A` for chunks of columns) is packed once, over the pool,
+//! when it is not prepacked. Otherwise (sides too small, operands too large to pack whole)
+//! C is cut statically into one block per thread.
 mod micro;
 mod pack;
 
@@ -203,11 +203,6 @@ impl Packed {
         self.data.len() * 4
     }
 
-    /// Panel `jr` of block `pc` (which starts at depth `pc * kc`).
-    fn panel(&self, pc: usize, jr: usize) -> &[f32] {
-        self.view().panel(pc, jr)
-    }
-
     fn view(&self) -> Panels<'_> {
         Panels {
             kc: self.kernel.kc,
@@ -231,6 +226,7 @@ struct Panels<'a> {
 }
 
 impl<'a> Panels<'a> {
+    /// Panel `jr` of block `pc` (which starts at depth `pc * kc`).
     fn panel(&self, pc: usize, jr: usize) -> &'a [f32] {
         let (kc, w) = (self.kc, self.width);
         let panels = self.len.div_ceil(w);
@@ -238,6 +234,24 @@ impl<'a> Panels<'a> {
         let kcb = kc.min(self.k - k0);
         let off = k0 * panels * w + jr * kcb * w;
         &self.data[off..off + kcb * w]
+    }
+}
+
+/// `A` as a job reads it.
+#[derive(Clone, Copy)]
+enum AIn<'a> {
+    /// Prepacked, or packed once by the product for all its jobs.
+    Panels(Panels<'a>),
+    /// Packed by each job for its own rows.
+    Source(&'a dyn PanelSource),
+}
+
+impl<'a> AIn<'a> {
+    fn of(a: Lhs<'a>) -> AIn<'a> {
+        match a {
+            Lhs::Packed(p) => AIn::Panels(p.view()),
+            Lhs::Source(s) => AIn::Source(s),
+        }
     }
 }
 
@@ -487,16 +501,38 @@ pub fn gemm_ex(
     let work = m as u64 * n as u64 * k as u64;
     if threads == 1 || work < 1 << 18 {
         // SAFETY: the one job covers C, checked above.
-        unsafe { run_block(kernel, a, BIn::of(b), out, epi, (0, mp), (0, np), m, n, k) };
+        unsafe {
+            run_block(
+                kernel,
+                AIn::of(a),
+                BIn::of(b),
+                out,
+                epi,
+                (0, mp),
+                (0, np),
+                m,
+                n,
+                k,
+            )
+        };
         return Ok(());
     }
-    match self_scheduled_side(a, b, kernel.nr, (mp, np), k, threads) {
+    match self_scheduled_side(a, b, (kernel.mr, kernel.nr), (mp, np), k, threads) {
         Some(side) => {
-            // B is read by every chunk of rows: pack it once for all of them.
-            let mut store = SHARED_B.with_borrow_mut(|v| v.pop()).unwrap_or_default();
+            // The operand every chunk reads whole (B for chunks of rows, A for chunks of
+            // columns) is packed once for all of them, unless it is prepacked.
+            let mut store = SHARED.with_borrow_mut(|v| v.pop()).unwrap_or_default();
+            let mut astore = Vec::new();
+            let ain = match a {
+                Lhs::Source(src) if side == Side::Cols => {
+                    astore = SHARED.with_borrow_mut(|v| v.pop()).unwrap_or_default();
+                    AIn::Panels(pack_shared(kernel, src, kernel.mr, &mut astore))
+                }
+                _ => AIn::of(a),
+            };
             let bin = match b {
                 Rhs::Source(src) if side == Side::Rows => {
-                    BIn::Panels(pack_shared(kernel, src, &mut store))
+                    BIn::Panels(pack_shared(kernel, src, kernel.nr, &mut store))
                 }
                 Rhs::Direct { data, k, n, ld } if side == Side::Rows && n % kernel.nr != 0 => {
                     let last = (np - 1) * kernel.nr;
@@ -507,6 +543,7 @@ pub fn gemm_ex(
                                 src: &src,
                                 from: last,
                             },
+                            kernel.nr,
                             &mut store,
                         )
                     });
@@ -531,25 +568,30 @@ pub fn gemm_ex(
                         Side::Cols => ((0, mp), (s0, s1)),
                     };
                     // SAFETY: the counter hands out each panel range once; all inside C.
-                    unsafe { run_block(kernel, a, bin, out, epi, rows, cols, m, n, k) };
+                    unsafe { run_block(kernel, ain, bin, out, epi, rows, cols, m, n, k) };
                 }
             };
             (0..threads.min(panels)).into_par_iter().for_each(worker);
-            SHARED_B.with_borrow_mut(|v| v.push(store));
+            SHARED.with_borrow_mut(|v| {
+                v.push(store);
+                if astore.capacity() > 0 {
+                    v.push(astore);
+                }
+            });
         }
         None => {
             // Jobs that share a column range each read all of A's rows for it, and jobs
             // that share a row range each pack B's columns: split the larger operand, so
             // the smaller one is what gets read twice.
             let (tm, tn) = split(mp, np, threads, n > m);
-            let bin = BIn::of(b);
+            let (ain, bin) = (AIn::of(a), BIn::of(b));
             let job = |ji: usize| {
                 let (bi, bj) = (ji / tn, ji % tn);
                 let (p0, p1) = chunk(mp, tm, bi);
                 let (q0, q1) = chunk(np, tn, bj);
                 // SAFETY: jobs cover disjoint panel ranges of C, all inside C (checked
                 // above).
-                unsafe { run_block(kernel, a, bin, out, epi, (p0, p1), (q0, q1), m, n, k) };
+                unsafe { run_block(kernel, ain, bin, out, epi, (p0, p1), (q0, q1), m, n, k) };
             };
             (0..tm * tn).into_par_iter().for_each(job);
         }
@@ -575,14 +617,16 @@ impl PanelSource for Tail<'_> {
     }
 }
 
-/// Packs all of `src` as a `B` into `store` (grown as needed, kept for the next product),
-/// its panels shared out over the pool's threads.
+/// Packs all of `src` in panels `nr` wide (the kernel's `nr` for a `B`, `mr` for an `A`)
+/// into `store` (grown as needed, kept for the next product), its panels shared out over
+/// the pool's threads.
 fn pack_shared<'s>(
     kernel: &'static Kernel,
     src: &dyn PanelSource,
+    nr: usize,
     store: &'s mut Vec<f32>,
 ) -> Panels<'s> {
-    let (k, len, nr, kc) = (src.depth(), src.len(), kernel.nr, kernel.kc);
+    let (k, len, kc) = (src.depth(), src.len(), kernel.kc);
     let panels = len.div_ceil(nr);
     let total = panels * nr * k;
     if store.len() < total {
@@ -636,24 +680,25 @@ impl Side {
 }
 
 /// The side to hand out in chunks, or `None` for the static split. It is the larger side
-/// (as in the static split, so the other operand is read fewer times), when its chunks
-/// cost no repeated packing and it has at least two panels per thread. Cutting C's columns
-/// is free when A is prepacked (each chunk packs only its own columns of B and reads A
-/// where it lies); cutting its rows is free when B is prepacked, or small enough to pack
-/// once for all chunks ([`pack_shared`]).
+/// (as in the static split, so the other operand is read fewer times), when it has at
+/// least two panels per thread and the operand every chunk reads whole (A for chunks of
+/// columns, B for chunks of rows) is prepacked, or small enough to pack once for all
+/// chunks ([`pack_shared`]).
 fn self_scheduled_side(
     a: Lhs<'_>,
     b: Rhs<'_>,
-    nr: usize,
+    (mr, nr): (usize, usize),
     (mp, np): (usize, usize),
     k: usize,
     threads: usize,
 ) -> Option<Side> {
-    let shared_fits = np * nr * k <= SHARED_B_MAX;
-    let cols_free = matches!(a, Lhs::Packed(_));
+    let cols_free = match a {
+        Lhs::Packed(_) => true,
+        Lhs::Source(_) => mp * mr * k <= SHARED_MAX,
+    };
     let rows_free = match b {
         Rhs::Packed(_) => true,
-        Rhs::Direct { .. } | Rhs::Source(_) => shared_fits,
+        Rhs::Direct { .. } | Rhs::Source(_) => np * nr * k <= SHARED_MAX,
     };
     let (side, panels, free) = if np > mp {
         (Side::Cols, np, cols_free)
@@ -664,7 +709,7 @@ fn self_scheduled_side(
 }
 
 /// The most floats a product packs once for all its jobs (16 MiB).
-const SHARED_B_MAX: usize = 1 << 22;
+const SHARED_MAX: usize = 1 << 22;
 
 /// The next chunk of `panels` from the shared counter (guided self-scheduling: a
 /// `1/(2 threads)` share of what is left, and no less than a `1/(8 threads)` share of all,
@@ -723,9 +768,9 @@ struct TileAt {
 thread_local! {
     static PACK_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static PACK_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-    /// Buffers for a `B` packed once per product ([`pack_shared`]): a stack, since a
+    /// Buffers for an operand packed once per product ([`pack_shared`]): a stack, since a
     /// thread waiting for its product's jobs may run another product meanwhile.
-    static SHARED_B: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static SHARED: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Column panels of `B` packed at a time (bounds the per-thread `B` buffer near L2 size).
@@ -768,7 +813,7 @@ pub fn reserve_scratch() {
 #[allow(clippy::too_many_arguments)]
 unsafe fn run_block(
     kernel: &'static Kernel,
-    a: Lhs<'_>,
+    a: AIn<'_>,
     b: BIn<'_>,
     out: OutPtr,
     epi: &Epilogue<'_>,
@@ -831,7 +876,7 @@ unsafe fn run_block(
                     let mut ic = p0;
                     while ic < p1 {
                         let ie = (ic + mcp).min(p1);
-                        if let Lhs::Source(src) = a {
+                        if let AIn::Source(src) = a {
                             let len = (ie - ic) * mr * kcb;
                             if abuf.len() < len {
                                 abuf.resize(len.max(pack_bounds(kernel).0), 0.0);
@@ -858,8 +903,8 @@ unsafe fn run_block(
                             };
                             for p in ic..ie {
                                 let ap: &[f32] = match a {
-                                    Lhs::Packed(pa) => pa.panel(pc, p),
-                                    Lhs::Source(_) => &abuf[(p - ic) * mr * kcb..][..mr * kcb],
+                                    AIn::Panels(pa) => pa.panel(pc, p),
+                                    AIn::Source(_) => &abuf[(p - ic) * mr * kcb..][..mr * kcb],
                                 };
                                 let t = TileAt {
                                     i0: p * mr,

@@ -441,14 +441,22 @@ fn fused_activations_treat_nan_like_the_ops() {
     }
 }
 
-/// A product of the self-scheduled kind `a x b` (B from a source, so its rows are handed
-/// out and B packed once for all of them), checked against the reference.
-fn shared_b_product(m: usize, n: usize, k: usize, seed: u64) {
+/// A self-scheduled product with the operand every chunk reads packed once for all of
+/// them, checked against the reference: with more rows than columns, rows are handed out
+/// and B (from a source) is packed once; with more columns, columns are and A is.
+fn shared_operand_product(m: usize, n: usize, k: usize, seed: u64) {
     let kernel = Kernel::detect();
     let a = rnd(m * k, seed);
     let b = rnd(k * n, seed + 1);
-    let pa = Packed::lhs_with_kernel(&Strided::rows(&a, m, k).unwrap(), kernel);
+    let sa = Strided::rows(&a, m, k).unwrap();
+    let pa = Packed::lhs_with_kernel(&sa, kernel);
     let sb = Strided::cols(&b, n, k).unwrap();
+    let pb = PackedB::with_kernel(&sb, kernel);
+    let (lhs, rhs) = if m >= n {
+        (Lhs::Packed(&pa), Rhs::Source(&sb))
+    } else {
+        (Lhs::Source(&sa), Rhs::Packed(&pb))
+    };
     let mut c = vec![0.0; m * n];
     let epi = Epilogue {
         alpha: 1.0,
@@ -462,7 +470,7 @@ fn shared_b_product(m: usize, n: usize, k: usize, seed: u64) {
         rs: n,
         cs: 1,
     };
-    gemm_ex(kernel, Lhs::Packed(&pa), Rhs::Source(&sb), out, &epi).unwrap();
+    gemm_ex(kernel, lhs, rhs, out, &epi).unwrap();
     let want = reference(m, n, k, &a, &b, &[], 1.0, 0.0, None, None, Activation::None);
     close(&c, &want, k, &format!("{m}x{n}x{k} seed {seed}"));
 }
@@ -484,7 +492,8 @@ fn a_product_finishes_when_the_other_threads_are_busy() {
                 }
             },
             || {
-                shared_b_product(300, 60, 500, 7);
+                shared_operand_product(300, 60, 500, 7);
+                shared_operand_product(40, 600, 500, 8);
                 done.store(true, Ordering::Release);
             },
         )
@@ -492,7 +501,7 @@ fn a_product_finishes_when_the_other_threads_are_busy() {
 }
 
 #[test]
-fn products_nested_by_work_stealing_keep_their_own_packed_b() {
+fn products_nested_by_work_stealing_keep_their_own_packed_operands() {
     // A thread waiting for its product's chunks steals another product and packs that
     // one's B too: each must keep its own buffer.
     let pool = rayon::ThreadPoolBuilder::new()
@@ -500,8 +509,13 @@ fn products_nested_by_work_stealing_keep_their_own_packed_b() {
         .build()
         .unwrap();
     pool.install(|| {
-        (0..24u64)
-            .into_par_iter()
-            .for_each(|i| shared_b_product(150 + 7 * i as usize, 40 + i as usize, 300, i))
+        (0..24u64).into_par_iter().for_each(|i| {
+            let (big, small) = (150 + 7 * i as usize, 40 + i as usize);
+            if i % 2 == 0 {
+                shared_operand_product(big, small, 300, i)
+            } else {
+                shared_operand_product(small, big * 2, 300, i)
+            }
+        })
     });
 }
