@@ -730,6 +730,34 @@ macro_rules! rows_impl {
             }
         }
 
+        /// `dst[x] = max(dst[x], src[x] + pen[x])` for `x < n` (`pen` 0 or -inf: a tap that
+        /// must not count; `+inf - inf` is NaN, which the fold skips too).
+        $(#[$attr])*
+        #[inline]
+        pub(crate) unsafe fn max_into(src: *const f32, pen: Option<*const f32>, n: usize, dst: *mut f32) {
+            let mut x = 0;
+            while x < n {
+                let m = (n - x).min(L);
+                let k = mask(m);
+                let (mut v, acc) = if m == L {
+                    (load(src.add(x)), load(dst.add(x)))
+                } else {
+                    (load_k(src.add(x), k), load_k(dst.add(x), k))
+                };
+                if let Some(pen) = pen {
+                    let p = if m == L { load(pen.add(x)) } else { load_k(pen.add(x), k) };
+                    v = add(v, p);
+                }
+                let r = maxv(v, acc);
+                if m == L {
+                    store(dst.add(x), r);
+                } else {
+                    store_k(dst.add(x), r, k);
+                }
+                x += L;
+            }
+        }
+
         /// `dst[o] = max(-inf, src[o * SW + kx] for kx < kw)` for `o < n`; `src` must be
         /// readable `2 * L` values past the last tap.
         $(#[$attr])*
@@ -779,6 +807,27 @@ pub(crate) unsafe fn max_down(
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => avx2::max_down(src, rows, stride, n, dst),
         _ => portable::max_down(src, rows, stride, n, dst),
+    }
+}
+
+/// `dst[x] = max(dst[x], src[x] + pen[x])` for `x < n` on `isa` (see `rows_impl`).
+///
+/// # Safety
+/// `src[..n]`, `pen[..n]` (if given) must be readable, `dst[..n]` readable and writable;
+/// `isa` must be one this CPU runs.
+pub(crate) unsafe fn max_into(
+    isa: Isa,
+    src: *const f32,
+    pen: Option<*const f32>,
+    n: usize,
+    dst: *mut f32,
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::max_into(src, pen, n, dst),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::max_into(src, pen, n, dst),
+        _ => portable::max_into(src, pen, n, dst),
     }
 }
 

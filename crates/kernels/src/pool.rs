@@ -32,6 +32,8 @@ pub fn max_pool2d_with(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) -> Resu
     // vector per row, its folds a dependent chain); the window kernel does those.
     if g.dh == 1 && g.dw == 1 && (g.sw == 1 || g.sw == 2) && g.w >= SEPARABLE_MIN_WIDTH {
         separable_max(isa, x, g, out);
+    } else if flat_fits(g) {
+        flat_max(isa, x, g, out);
     } else {
         run(isa, x, &[], None, g, Reduce::Max, out);
     }
@@ -72,6 +74,109 @@ fn separable_max(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) {
     let isa = if isa.usable() { isa } else { Isa::Portable };
     let out = &mut out[..g.c * op];
     let one = |(ci, oc): (usize, &mut [f32])| max_channel(isa, &x[ci * ip..(ci + 1) * ip], g, oc);
+    if g.c > 1 && g.c * (ip + op) >= 1 << 15 && rayon::current_num_threads() > 1 {
+        let min_len = (4096 / (ip + op)).max(1);
+        out.par_chunks_mut(op)
+            .with_min_len(min_len)
+            .enumerate()
+            .for_each(one);
+    } else {
+        out.chunks_mut(op).enumerate().for_each(one);
+    }
+}
+
+/// Longest plane [`flat_max`] takes (its penalty rows live on the stack).
+const FLAT_MAX: usize = 512;
+/// Widest window [`flat_max`] takes.
+const FLAT_KW: usize = 4;
+/// `-inf` slack around [`flat_max`]'s row-max plane (at least `FLAT_KW`).
+const FLAT_SLACK: usize = 4;
+
+/// Whether [`flat_max`] handles `g`: stride 1, undilated, output as wide as the input
+/// ("same" padding along the rows), small planes, narrow windows.
+fn flat_fits(g: &Geom2d) -> bool {
+    g.sh == 1
+        && g.sw == 1
+        && g.dh == 1
+        && g.dw == 1
+        && g.ow == g.w
+        && g.pl < g.kw
+        && g.kw <= FLAT_KW
+        && g.oh * g.w <= FLAT_MAX
+}
+
+/// Stride-1 max pooling of small planes (7x7, 14x14: one or two vectors per row, where
+/// per-row passes spend more on loop overhead than on compares), as passes over whole
+/// planes: the max down the window's rows, each tap row one contiguous fold over all
+/// output rows it reaches, then the max along the rows, each tap one contiguous fold over
+/// the whole plane with a `-inf` penalty on the lanes whose tap falls off their row (so
+/// folds may cross rows). The penalties depend only on the geometry and are built once per
+/// call. NaN is skipped as by the other max kernels.
+fn flat_max(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) {
+    let (ip, op) = (g.h * g.w, g.oh * g.ow);
+    if g.c == 0 || op == 0 {
+        return;
+    }
+    let isa = if isa.usable() { isa } else { Isa::Portable };
+    let mut pen = [[0.0f32; FLAT_MAX]; FLAT_KW];
+    for (kx, row) in pen.iter_mut().enumerate().take(g.kw) {
+        let s = kx as isize - g.pl as isize;
+        for (i, p) in row[..op].iter_mut().enumerate() {
+            let ix = (i % g.w) as isize + s;
+            if ix < 0 || ix >= g.w as isize {
+                *p = f32::NEG_INFINITY;
+            }
+        }
+    }
+    let pen = &pen;
+    let out = &mut out[..g.c * op];
+    let one = |(ci, oc): (usize, &mut [f32])| {
+        ROW.with_borrow_mut(|buf| {
+            let len = op + 2 * FLAT_SLACK;
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            let v = &mut buf[..len];
+            v.fill(f32::NEG_INFINITY);
+            let xc = &x[ci * ip..(ci + 1) * ip];
+            for ky in 0..g.kh {
+                // Output row `oy` reads input row `oy + off`.
+                let off = ky as isize - g.pt as isize;
+                let a = (-off).max(0) as usize;
+                let b = (g.h as isize - off).clamp(0, g.oh as isize) as usize;
+                if a < b {
+                    let src = &xc[(a as isize + off) as usize * g.w..][..(b - a) * g.w];
+                    let dst = &mut v[FLAT_SLACK + a * g.w..][..(b - a) * g.w];
+                    // SAFETY: `src` and `dst` hold the `(b - a) * w` values folded; `isa`
+                    // is one the CPU runs.
+                    unsafe {
+                        crate::depthwise::max_into(
+                            isa,
+                            src.as_ptr(),
+                            None,
+                            src.len(),
+                            dst.as_mut_ptr(),
+                        )
+                    };
+                }
+            }
+            oc.fill(f32::NEG_INFINITY);
+            for (kx, p) in pen.iter().enumerate().take(g.kw) {
+                // Tap `kx` of output `i` is row-max `i + kx - pl`, inside the slack.
+                let src = &v[FLAT_SLACK + kx - g.pl..][..op];
+                // SAFETY: `src`, `p[..op]` and `oc` hold `op` values; `isa` as above.
+                unsafe {
+                    crate::depthwise::max_into(
+                        isa,
+                        src.as_ptr(),
+                        Some(p.as_ptr()),
+                        op,
+                        oc.as_mut_ptr(),
+                    )
+                };
+            }
+        })
+    };
     if g.c > 1 && g.c * (ip + op) >= 1 << 15 && rayon::current_num_threads() > 1 {
         let min_len = (4096 / (ip + op)).max(1);
         out.par_chunks_mut(op)
@@ -427,6 +532,43 @@ mod tests {
             let mut out = vec![0.0; 19];
             max_pool2d_with(isa, &x, &g, &mut out).unwrap();
             assert!(out.iter().all(|&v| v == 1.0), "{isa:?} {out:?}");
+        }
+        // The small-plane path (7x7, 3x3 stride 1, pad 1), whose row folds cross rows
+        // under a -inf penalty: NaN is skipped, +inf counts only in its own windows.
+        let g = Geom2d {
+            c: 2,
+            h: 7,
+            w: 7,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            dh: 1,
+            dw: 1,
+            pt: 1,
+            pl: 1,
+            oh: 7,
+            ow: 7,
+        };
+        assert!(flat_fits(&g));
+        let mut x = vec![1.0f32; 2 * 49];
+        x[10] = f32::NAN; // (1, 3)
+        x[13] = f32::INFINITY; // (1, 6): the right edge
+        x[49 + 14] = f32::INFINITY; // channel 1, (2, 0): the left edge
+        for isa in Isa::available() {
+            let mut out = vec![0.0; 2 * 49];
+            max_pool2d_with(isa, &x, &g, &mut out).unwrap();
+            for c in 0..2 {
+                for oy in 0..7usize {
+                    for ox in 0..7usize {
+                        let (sy, sx) = if c == 0 { (1usize, 6usize) } else { (2, 0) };
+                        let near = oy.abs_diff(sy) <= 1 && ox.abs_diff(sx) <= 1;
+                        let want = if near { f32::INFINITY } else { 1.0 };
+                        let got = out[c * 49 + oy * 7 + ox];
+                        assert_eq!(got, want, "{isa:?} channel {c} ({oy}, {ox})");
+                    }
+                }
+            }
         }
     }
 
