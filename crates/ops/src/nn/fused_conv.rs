@@ -24,6 +24,7 @@ use millrace_kernels::gemm::{
     gemm_ex, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs, Strided, View,
 };
 use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
+use rayon::prelude::*;
 use std::any::Any;
 use std::sync::Mutex;
 
@@ -341,11 +342,14 @@ impl Op for FusedConv {
         }
         let mg = m / self.group;
         let in_grp = g.c * g.h * g.w;
-        match &self.path {
-            Path::Gemm(packs) => {
-                for img in 0..n {
+        // One image into its slice `yi` of the output.
+        let image = |img: usize, yi: &mut [f32]| -> Result<(), OpError> {
+            let xi = &x[img * in_img..(img + 1) * in_img];
+            let ri = res.map(|r| &r[img * out_img..(img + 1) * out_img]);
+            match &self.path {
+                Path::Gemm(packs) => {
                     for (gi, pa) in packs.iter().enumerate() {
-                        let xg = &x[img * in_img + gi * in_grp..][..in_grp];
+                        let xg = &xi[gi * in_grp..][..in_grp];
                         let src = Im2col::new(xg, g)
                             .ok_or_else(|| OpError::invalid(NAME, "input too short"))?;
                         // A 1x1, stride-1, unpadded convolution reads its input in place.
@@ -367,13 +371,13 @@ impl Op for FusedConv {
                         } else {
                             Rhs::Source(&src)
                         };
-                        let yo = img * out_img + gi * mg * plane;
+                        let yo = gi * mg * plane;
                         let epi = Epilogue {
                             bias: match &self.bias {
                                 Some(b) => Bias::Row(&b[gi * mg..(gi + 1) * mg]),
                                 None => Bias::None,
                             },
-                            residual: res.map(|r| View {
+                            residual: ri.map(|r| View {
                                 data: &r[yo..yo + mg * plane],
                                 rs: plane,
                                 cs: 1,
@@ -386,7 +390,7 @@ impl Op for FusedConv {
                             Lhs::Packed(pa),
                             rhs,
                             Out {
-                                data: &mut y[yo..yo + mg * plane],
+                                data: &mut yi[yo..yo + mg * plane],
                                 rs: plane,
                                 cs: 1,
                             },
@@ -395,51 +399,38 @@ impl Op for FusedConv {
                         .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
                     }
                 }
-            }
-            Path::Winograd(ww) => {
-                for img in 0..n {
-                    let yo = img * out_img;
-                    winograd3x3(
-                        &x[img * in_img..(img + 1) * in_img],
-                        &g,
-                        ww,
-                        self.bias.as_deref(),
-                        res.map(|r| &r[yo..yo + out_img]),
-                        self.act,
-                        &mut y[yo..yo + out_img],
-                    )
-                    .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
+                Path::Winograd(ww) => {
+                    winograd3x3(xi, &g, ww, self.bias.as_deref(), ri, self.act, yi)
+                        .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
                 }
-            }
-            Path::Depthwise => {
-                let gd = Geom2d { c: m, ..g };
-                for img in 0..n {
-                    let yo = img * out_img;
-                    let yi = &mut y[yo..yo + out_img];
+                Path::Depthwise => {
+                    let gd = Geom2d { c: m, ..g };
                     // A residual is added before the activation: fuse only what the
                     // kernel can, then finish here.
-                    let act = if res.is_some() {
+                    let act = if ri.is_some() {
                         Activation::None
                     } else {
                         self.act
                     };
-                    depthwise2d(
-                        &x[img * in_img..(img + 1) * in_img],
-                        &self.weights,
-                        self.bias.as_deref(),
-                        &gd,
-                        act,
-                        yi,
-                    )
-                    .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
-                    if let Some(r) = res {
-                        yi.iter_mut()
-                            .zip(&r[yo..yo + out_img])
-                            .for_each(|(o, r)| *o += r);
+                    depthwise2d(xi, &self.weights, self.bias.as_deref(), &gd, act, yi)
+                        .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
+                    if let Some(r) = ri {
+                        yi.iter_mut().zip(r).for_each(|(o, r)| *o += r);
                         self.act.apply_slice(yi);
                     }
                 }
             }
+            Ok(())
+        };
+        if n > 1 {
+            // Images side by side: each thread works through whole images (the kernels
+            // inside still share out their work when a thread is free), so a batch does
+            // not pay one fork/join per image and layer.
+            y.par_chunks_mut(out_img)
+                .enumerate()
+                .try_for_each(|(img, yi)| image(img, yi))?;
+        } else {
+            image(0, y)?;
         }
         Ok(())
     }
