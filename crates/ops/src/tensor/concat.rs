@@ -3,6 +3,7 @@ use super::common::{dim_sum, same_typed, unify_dim};
 use crate::util::normalize_axis;
 use millrace_core::{with_data, Elem, Tensor};
 use millrace_ir::{Attributes, Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
+use rayon::prelude::*;
 use std::any::Any;
 use std::sync::Arc;
 
@@ -221,13 +222,29 @@ impl Op for Concat {
         }
         let outer: usize = out_shape[..axis].iter().product();
         let inner: usize = out_shape[axis + 1..].iter().product();
-        let mut at = 0;
-        for o in 0..outer {
+        let row = along * inner;
+        if row == 0 {
+            return Ok(());
+        }
+        // Output block `o` (one index of the dimensions before the axis): every input's
+        // block `o`, one after another.
+        let block = |(o, dst): (usize, &mut [f32])| {
+            let mut at = 0;
             for p in inputs.iter().flatten() {
                 let c = p.shape[axis] * inner;
-                out[at..at + c].copy_from_slice(&p.data[o * c..(o + 1) * c]);
+                dst[at..at + c].copy_from_slice(&p.data[o * c..(o + 1) * c]);
                 at += c;
             }
+        };
+        // A batched channel concat (NCHW, batch > 1) is a few large blocks: copy them on
+        // the pool's threads.
+        if outer > 1 && out.len() >= 1 << 16 && rayon::current_num_threads() > 1 {
+            out.par_chunks_mut(row)
+                .with_min_len((1 << 15) / row + 1)
+                .enumerate()
+                .for_each(block);
+        } else {
+            out.chunks_mut(row).enumerate().for_each(block);
         }
         Ok(())
     }
