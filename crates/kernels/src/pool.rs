@@ -74,7 +74,19 @@ fn separable_max(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) {
     let isa = if isa.usable() { isa } else { Isa::Portable };
     let out = &mut out[..g.c * op];
     let one = |(ci, oc): (usize, &mut [f32])| max_channel(isa, &x[ci * ip..(ci + 1) * ip], g, oc);
-    if g.c > 1 && g.c * (ip + op) >= 1 << 15 && rayon::current_num_threads() > 1 {
+    per_channel(g.c, ip, op, out, one);
+}
+
+/// Runs `one(channel, its output plane)` for the `c` planes of `op` values in `out`, on the
+/// pool's threads when the layer (`ip` inputs and `op` outputs per plane) is big enough.
+fn per_channel(
+    c: usize,
+    ip: usize,
+    op: usize,
+    out: &mut [f32],
+    one: impl Fn((usize, &mut [f32])) + Sync + Send,
+) {
+    if c > 1 && c * (ip + op) >= 1 << 15 && rayon::current_num_threads() > 1 {
         let min_len = (4096 / (ip + op)).max(1);
         out.par_chunks_mut(op)
             .with_min_len(min_len)
@@ -177,15 +189,7 @@ fn flat_max(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) {
             }
         })
     };
-    if g.c > 1 && g.c * (ip + op) >= 1 << 15 && rayon::current_num_threads() > 1 {
-        let min_len = (4096 / (ip + op)).max(1);
-        out.par_chunks_mut(op)
-            .with_min_len(min_len)
-            .enumerate()
-            .for_each(one);
-    } else {
-        out.chunks_mut(op).enumerate().for_each(one);
-    }
+    per_channel(g.c, ip, op, out, one);
 }
 
 /// One channel of [`separable_max`].
