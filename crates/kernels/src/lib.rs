@@ -15,9 +15,11 @@ pub mod winograd;
 
 /// Sizes the calling thread's kernel scratch (GEMM packing buffers at their bound, the
 /// depthwise padded copy at [`depthwise::SCRATCH_RESERVE`], Winograd's transform buffers at
-/// [`winograd::BUFS_RESERVE`]). Call it on every thread of a
-/// pool that runs kernels, once, so steady-state runs do not allocate whichever thread a
-/// piece of work lands on.
+/// [`winograd::BUFS_RESERVE`], max pooling's padded row at [`pool::ROW_RESERVE`]). Call it
+/// on every thread of a pool that runs kernels, once, so steady-state runs do not allocate
+/// whichever thread a piece of work lands on. (A GEMM that packs an operand once for all
+/// its chunks keeps that buffer per thread, sized by the largest such product the thread
+/// has started; it grows on first use.)
 pub fn reserve_scratch() {
     gemm::reserve_scratch();
     depthwise::reserve_scratch();

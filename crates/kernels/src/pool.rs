@@ -45,12 +45,16 @@ thread_local! {
     static ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Grows the calling thread's padded row for planes up to 1024 wide, so later calls on it
-/// do not allocate (see [`crate::reserve_scratch`]).
+/// Padded-row values [`reserve_scratch`] sets aside per thread: rows up to 1024 wide with
+/// their padding and slack (and every small plane of the whole-plane path).
+pub const ROW_RESERVE: usize = 1024 + 8 + ROW_SLACK;
+
+/// Grows the calling thread's padded row to [`ROW_RESERVE`], so later calls on it do not
+/// allocate (see [`crate::reserve_scratch`]).
 pub fn reserve_scratch() {
     ROW.with_borrow_mut(|r| {
-        if r.len() < 1024 + 2 + ROW_SLACK {
-            r.resize(1024 + 2 + ROW_SLACK, 0.0)
+        if r.len() < ROW_RESERVE {
+            r.resize(ROW_RESERVE, 0.0)
         }
     });
 }
@@ -208,6 +212,7 @@ fn max_channel(isa: Isa, xc: &[f32], g: &Geom2d, oc: &mut [f32]) {
     });
 }
 
+/// The output rows of one channel of [`separable_max`], through the padded `row`.
 fn max_rows(isa: Isa, xc: &[f32], g: &Geom2d, row: &mut [f32], oc: &mut [f32]) {
     for (oy, orow) in oc.chunks_exact_mut(g.ow).take(g.oh).enumerate() {
         let y0 = (oy * g.sh) as isize - g.pt as isize;

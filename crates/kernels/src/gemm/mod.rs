@@ -162,23 +162,7 @@ impl Packed {
         let (k, len) = (src.depth(), src.len());
         let panels = len.div_ceil(width);
         let mut data = vec![0.0f32; panels * width * k];
-        if len > 0 && k > 0 {
-            let mut off = 0;
-            for pc in 0..kernel.blocks(k) {
-                let k0 = pc * kernel.kc;
-                let kcb = kernel.kc.min(k - k0);
-                for jr in 0..panels {
-                    src.pack(
-                        jr * width,
-                        width,
-                        k0,
-                        kcb,
-                        &mut data[off..off + kcb * width],
-                    );
-                    off += kcb * width;
-                }
-            }
-        }
+        pack_panels(kernel, src, width, &mut data, false);
         Packed {
             kernel,
             width,
@@ -521,21 +505,23 @@ pub fn gemm_ex(
         Some(side) => {
             // The operand every chunk reads whole (B for chunks of rows, A for chunks of
             // columns) is packed once for all of them, unless it is prepacked.
-            let mut store = SHARED.with_borrow_mut(|v| v.pop()).unwrap_or_default();
-            let mut astore = Vec::new();
+            let take = || SHARED.with_borrow_mut(|v| v.pop()).unwrap_or_default();
+            let (mut astore, mut bstore) = (Vec::new(), Vec::new());
             let ain = match a {
                 Lhs::Source(src) if side == Side::Cols => {
-                    astore = SHARED.with_borrow_mut(|v| v.pop()).unwrap_or_default();
+                    astore = take();
                     AIn::Panels(pack_shared(kernel, src, kernel.mr, &mut astore))
                 }
                 _ => AIn::of(a),
             };
             let bin = match b {
                 Rhs::Source(src) if side == Side::Rows => {
-                    BIn::Panels(pack_shared(kernel, src, kernel.nr, &mut store))
+                    bstore = take();
+                    BIn::Panels(pack_shared(kernel, src, kernel.nr, &mut bstore))
                 }
                 Rhs::Direct { data, k, n, ld } if side == Side::Rows && n % kernel.nr != 0 => {
                     let last = (np - 1) * kernel.nr;
+                    bstore = take();
                     let ragged = Strided::new(data, n, k, 1, ld).map(|src| {
                         pack_shared(
                             kernel,
@@ -544,7 +530,7 @@ pub fn gemm_ex(
                                 from: last,
                             },
                             kernel.nr,
-                            &mut store,
+                            &mut bstore,
                         )
                     });
                     BIn::Direct {
@@ -573,10 +559,7 @@ pub fn gemm_ex(
             };
             (0..threads.min(panels)).into_par_iter().for_each(worker);
             SHARED.with_borrow_mut(|v| {
-                v.push(store);
-                if astore.capacity() > 0 {
-                    v.push(astore);
-                }
+                v.extend([astore, bstore].into_iter().filter(|s| s.capacity() > 0))
             });
         }
         None => {
@@ -626,42 +609,67 @@ fn pack_shared<'s>(
     nr: usize,
     store: &'s mut Vec<f32>,
 ) -> Panels<'s> {
-    let (k, len, kc) = (src.depth(), src.len(), kernel.kc);
-    let panels = len.div_ceil(nr);
-    let total = panels * nr * k;
+    let (k, len) = (src.depth(), src.len());
+    let total = len.div_ceil(nr) * nr * k;
     if store.len() < total {
         store.resize(total, 0.0);
     }
-    let dst = OutPtr {
-        ptr: store.as_mut_ptr(),
-        rs: 0,
-        cs: 0,
-    };
-    let dst = &dst;
+    let dst = &mut store[..total];
+    pack_panels(kernel, src, nr, dst, total >= 1 << 14);
+    Panels {
+        kc: kernel.kc,
+        width: nr,
+        k,
+        len,
+        data: dst,
+    }
+}
+
+/// Packs all of `src` in panels `width` wide into `dst` (`panels * width * depth` values)
+/// in the layout [`Panels::panel`] reads: `kc`-deep blocks, each holding every panel's
+/// rows of that block one panel after another. With `parallel`, the panels are shared out
+/// over the current pool.
+fn pack_panels(
+    kernel: &'static Kernel,
+    src: &dyn PanelSource,
+    width: usize,
+    dst: &mut [f32],
+    parallel: bool,
+) {
+    let (k, len, kc) = (src.depth(), src.len(), kernel.kc);
+    let panels = len.div_ceil(width);
+    if panels == 0 || k == 0 {
+        return;
+    }
+    assert!(
+        dst.len() >= panels * width * k,
+        "pack_panels: short destination"
+    );
+    let base = SyncPtr(dst.as_mut_ptr());
+    let base = &base;
     let pack_panel = |q: usize| {
         for pc in 0..kernel.blocks(k) {
             let k0 = pc * kc;
             let kcb = kc.min(k - k0);
-            let off = k0 * panels * nr + q * kcb * nr;
-            // SAFETY: panel `q`'s block `pc` is its own `kcb * nr` run of `store`, inside
-            // `total`; each panel is packed by one job.
-            let out = unsafe { std::slice::from_raw_parts_mut(dst.ptr.add(off), kcb * nr) };
-            src.pack(q * nr, nr, k0, kcb, out);
+            let off = k0 * panels * width + q * kcb * width;
+            // SAFETY: panel `q`'s block `pc` is its own `kcb * width` run of `dst` (checked
+            // long enough above); each panel is packed by one job.
+            let out = unsafe { std::slice::from_raw_parts_mut(base.0.add(off), kcb * width) };
+            src.pack(q * width, width, k0, kcb, out);
         }
     };
-    if panels > 1 && total >= 1 << 14 {
+    if parallel && panels > 1 {
         (0..panels).into_par_iter().for_each(pack_panel);
     } else {
         (0..panels).for_each(pack_panel);
     }
-    Panels {
-        kc,
-        width: nr,
-        k,
-        len,
-        data: &store[..total],
-    }
 }
+
+/// A buffer's base pointer shared by jobs that write disjoint parts of it.
+struct SyncPtr(*mut f32);
+// SAFETY: only used while the buffer is borrowed mutably by the caller, by jobs writing
+// disjoint ranges.
+unsafe impl Sync for SyncPtr {}
 
 /// Which side of C a self-scheduled product hands out in chunks.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -712,8 +720,8 @@ fn self_scheduled_side(
 const SHARED_MAX: usize = 1 << 22;
 
 /// The next chunk of `panels` from the shared counter (guided self-scheduling: a
-/// `1/(2 threads)` share of what is left, and no less than a `1/(8 threads)` share of all,
-/// so a product is cut into a bounded number of chunks), or `None` when all are out.
+/// `1/threads` share of what is left, so the first chunks are large and the last ones
+/// small enough to balance a late joiner), or `None` when all are out.
 fn grab(next: &AtomicUsize, panels: usize, threads: usize) -> Option<(usize, usize)> {
     let mut at = next.load(Ordering::Relaxed);
     loop {
