@@ -147,7 +147,15 @@ pub mod x86 {
     pub const AVX512_MR: usize = 14;
     pub const AVX512_NR: usize = 32;
 
+    /// How many `B` rows ahead the AVX-512 kernel prefetches.
+    pub const B_AHEAD: usize = 8;
+
     /// AVX-512F: 14 x 32, twenty-eight zmm accumulators, broadcasts from memory.
+    ///
+    /// `B` rows are prefetched [`B_AHEAD`] rows ahead: a 1x1 convolution's `B` is the image
+    /// read in place, rows a whole plane apart, a stride no hardware prefetcher follows.
+    /// Measured with `examples/pw_bench.rs` on ResNet-50's 1x1 shapes: 4% less time on one
+    /// thread, 5% on two, up to 12% on the 56x56 layers; 4 to 16 rows ahead measure alike.
     ///
     /// # Safety
     /// See [`super::MicroFn`]; needs AVX-512F.
@@ -158,6 +166,8 @@ pub mod x86 {
         let mut c = [[_mm512_setzero_ps(); 2]; MR];
         let (mut a, mut b) = (a, b);
         for _ in 0..kc {
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_AHEAD * ldb) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_AHEAD * ldb + 16) as *const i8);
             let b0 = _mm512_loadu_ps(b);
             let b1 = _mm512_loadu_ps(b.add(16));
             for (i, ci) in c.iter_mut().enumerate() {
@@ -168,6 +178,13 @@ pub mod x86 {
             a = a.add(MR);
             b = b.add(ldb);
         }
+        avx512_store(c, o)
+    }
+
+    /// The AVX-512 kernels' epilogue.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn avx512_store(c: [[__m512; 2]; AVX512_MR], o: &super::TileOut) {
         // The epilogue in registers, masked at the right edge.
         let m0: __mmask16 = if o.nv >= 16 {
             0xFFFF

@@ -104,6 +104,16 @@ impl Kernel {
         Kernel::available().into_iter().find(|k| k.name == name)
     }
 
+    /// This kernel with other cache blocks (`kc` deep, `mc` rows of `A`, rounded up to a
+    /// multiple of `mr`), for tuning experiments; the kernel is leaked, so make few.
+    pub fn with_blocks(&'static self, kc: usize, mc: usize) -> &'static Kernel {
+        Box::leak(Box::new(Kernel {
+            kc: kc.max(1),
+            mc: mc.div_ceil(self.mr).max(1) * self.mr,
+            ..*self
+        }))
+    }
+
     fn blocks(&self, k: usize) -> usize {
         k.div_ceil(self.kc).max(1)
     }

@@ -519,3 +519,40 @@ fn products_nested_by_work_stealing_keep_their_own_packed_operands() {
         })
     });
 }
+
+/// Kernels re-blocked with `with_blocks` (several `K` blocks, several `A` blocks) still
+/// match the reference, with `B` read in place (the prefetching path of a 1x1
+/// convolution) and packed.
+#[test]
+fn reblocked_kernels_match_reference() {
+    for base in Kernel::available() {
+        for (kc, mc) in [(7, 1), (32, 3 * base.mr), (100, 1000)] {
+            let kernel = base.with_blocks(kc, mc);
+            assert_eq!(kernel.mc % kernel.mr, 0);
+            let (m, n, k) = (3 * kernel.mr + 5, 2 * kernel.nr + 3, 75);
+            let a = rnd(m * k, kc as u64);
+            let b = rnd(k * n, mc as u64);
+            let pa = Packed::lhs_with_kernel(&Strided::rows(&a, m, k).unwrap(), kernel);
+            let want = reference(m, n, k, &a, &b, &[], 1.0, 0.0, None, None, Activation::None);
+            let sb = Strided::cols(&b, n, k).unwrap();
+            for rhs in [
+                Rhs::Direct {
+                    data: &b,
+                    k,
+                    n,
+                    ld: n,
+                },
+                Rhs::Source(&sb),
+            ] {
+                let mut c = vec![f32::NAN; m * n];
+                let out = Out {
+                    data: &mut c,
+                    rs: n,
+                    cs: 1,
+                };
+                gemm_ex(kernel, Lhs::Packed(&pa), rhs, out, &Epilogue::default()).unwrap();
+                close(&c, &want, k, &format!("{} kc {kc} mc {mc}", kernel.name));
+            }
+        }
+    }
+}

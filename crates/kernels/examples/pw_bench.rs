@@ -1,0 +1,99 @@
+//! GFLOP/s of 1x1 convolutions as ResNet-50 runs them: packed weights (M x K) times the
+//! image (K x N) read in place (`Rhs::Direct`), under several cache blockings, the variants
+//! interleaved run by run so that a busy machine slows them alike.
+//! `cargo run --release -p millrace-kernels --example pw_bench [THREADS] [SHAPE] [NAME[:KC:MC] ...]`
+use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided};
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let only: Option<usize> = args.get(2).and_then(|s| s.parse().ok());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool");
+    let base = Kernel::detect();
+    let mut kernels = vec![base];
+    for v in args.iter().skip(3) {
+        let f: Vec<&str> = v.split(':').collect();
+        let kr = Kernel::named(f[0]).expect("kernel name");
+        kernels.push(match f.get(1..3) {
+            Some([kc, mc]) => kr.with_blocks(kc.parse().expect("KC"), mc.parse().expect("MC")),
+            _ => kr,
+        });
+    }
+    let shapes = [
+        (64, 64, 3136),
+        (256, 64, 3136),
+        (64, 256, 3136),
+        (128, 256, 3136),
+        (512, 128, 784),
+        (128, 512, 784),
+        (256, 512, 784),
+        (1024, 256, 196),
+        (256, 1024, 196),
+        (512, 1024, 196),
+        (2048, 512, 49),
+        (512, 2048, 49),
+    ];
+    let mut total = vec![0.0f64; kernels.len()];
+    for (si, &(m, k, n)) in shapes.iter().enumerate() {
+        if only.is_some_and(|o| o != si) {
+            continue;
+        }
+        let x: Vec<f32> = (0..k * n).map(|i| (i % 17) as f32 * 0.01).collect();
+        let w: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
+        let packs: Vec<Packed> = kernels
+            .iter()
+            .map(|&kr| Packed::lhs_with_kernel(&Strided::rows(&w, m, k).unwrap(), kr))
+            .collect();
+        let mut c = vec![0.0f32; m * n];
+        let iters = (2e8 / (2.0 * (m * n * k) as f64)).clamp(2.0, 200.0) as usize;
+        let mut times = vec![Vec::new(); kernels.len()];
+        for _ in 0..15 {
+            for (vi, (&kr, pa)) in kernels.iter().zip(&packs).enumerate() {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    pool.install(|| {
+                        gemm_ex(
+                            kr,
+                            Lhs::Packed(pa),
+                            Rhs::Direct {
+                                data: &x,
+                                k,
+                                n,
+                                ld: n,
+                            },
+                            Out {
+                                data: &mut c,
+                                rs: n,
+                                cs: 1,
+                            },
+                            &Epilogue::default(),
+                        )
+                    })
+                    .unwrap();
+                }
+                times[vi].push(t.elapsed().as_secs_f64() / iters as f64);
+            }
+        }
+        let mut line = format!("{m:5}x{k:5}x{n:5}");
+        for (vi, t) in times.iter_mut().enumerate() {
+            t.sort_by(f64::total_cmp);
+            let med = t[t.len() / 2];
+            total[vi] += med;
+            line += &format!(
+                "  {}:{}:{}: {:7.1} us {:6.1} GF/s",
+                kernels[vi].name,
+                kernels[vi].kc,
+                kernels[vi].mc,
+                med * 1e6,
+                2.0 * (m * n * k) as f64 / med / 1e9
+            );
+        }
+        println!("{line}");
+    }
+    let t: Vec<String> = total.iter().map(|t| format!("{:.1}", t * 1e6)).collect();
+    println!("total us: {}", t.join("  "));
+}
