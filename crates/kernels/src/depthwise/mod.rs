@@ -21,6 +21,8 @@
 //!
 //! Channels are independent and run in parallel on the current rayon pool when the layer
 //! is big enough to pay for it.
+mod blocked;
+
 use crate::activation::Activation;
 use crate::conv::{valid_range, Geom2d};
 use rayon::prelude::*;
@@ -123,6 +125,11 @@ pub fn depthwise2d_with(
                 g.c
             )));
         }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && isa.usable() && blocked::applies(g, Reduce::Conv(act)) {
+        blocked::run(x, w, bias, g, act, out);
+        return Ok(());
     }
     run(isa, x, w, bias, g, Reduce::Conv(act), out);
     Ok(())
@@ -284,6 +291,7 @@ thread_local! {
 /// (`pool.broadcast(|_| millrace_kernels::reserve_scratch())`) keeps later runs from
 /// allocating.
 pub fn reserve_scratch() {
+    blocked::reserve_scratch();
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < SCRATCH_RESERVE {
@@ -1111,6 +1119,8 @@ pub(crate) mod tests {
     thread_local! {
         /// Forces the border + interior path (tests of both paths).
         pub(crate) static NO_PAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Forces the channel-blocked path on (`Some(true)`, wherever it fits) or off.
+        pub(crate) static BLOCKED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
     }
 
     fn rnd(n: usize, seed: u64) -> Vec<f32> {
@@ -1207,6 +1217,7 @@ pub(crate) mod tests {
             .flat_map(|i| [(i, false), (i, true)])
         {
             NO_PAD.with(|f| f.set(no_pad));
+            BLOCKED.with(|f| f.set(Some(false)));
             for (i, &(h, w, k, s, d, pad)) in shapes().iter().enumerate() {
                 let (oh, ow) = (out_dim(h, k, s, d, pad, pad), out_dim(w, k, s, d, pad, pad));
                 let c = 3;
@@ -1242,6 +1253,120 @@ pub(crate) mod tests {
                 assert!(
                     out[c * oh * ow..].iter().all(|v| v.is_nan()),
                     "wrote past the end"
+                );
+            }
+        }
+    }
+
+    /// The channel-blocked path (16 channels per vector) against the naive sum: channel
+    /// counts around the vector width, every shape of [`shapes`] (forced on wherever it
+    /// fits, even below its channel threshold), and bands of rows (a tall plane).
+    #[test]
+    fn blocked_path_matches_naive() {
+        if !Isa::Avx512.usable() {
+            return;
+        }
+        let acts = [
+            Activation::Relu,
+            Activation::None,
+            Activation::Clip { lo: -0.1, hi: 0.3 },
+            Activation::Silu,
+        ];
+        type Case = (usize, (usize, usize, usize, usize, usize, usize));
+        let mut cases: Vec<Case> = shapes()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| ([1, 8, 16, 17, 33][i % 5], s))
+            .collect();
+        cases.push((24, (70, 9, 3, 1, 1, 1)));
+        cases.push((19, (61, 113, 3, 2, 1, 1)));
+        cases.push((16, (12, 12, 5, 1, 2, 4)));
+        let mut blocked_runs = 0;
+        for (i, &(c, (h, w, k, s, d, pad))) in cases.iter().enumerate() {
+            let (oh, ow) = (out_dim(h, k, s, d, pad, pad), out_dim(w, k, s, d, pad, pad));
+            let g = Geom2d {
+                c,
+                h,
+                w,
+                kh: k,
+                kw: k,
+                sh: s,
+                sw: s,
+                dh: d,
+                dw: d,
+                pt: pad,
+                pl: pad,
+                oh,
+                ow,
+            };
+            BLOCKED.with(|f| f.set(Some(true)));
+            blocked_runs += usize::from(blocked::applies(&g, Reduce::Conv(Activation::None)));
+            let x = rnd(c * h * w, i as u64);
+            let wt = rnd(c * k * k, 500 + i as u64);
+            let b = rnd(c, 9);
+            let act = acts[i % acts.len()];
+            let bias = if i % 3 == 0 { None } else { Some(&b[..]) };
+            let mut out = vec![f32::NAN; c * oh * ow + 5];
+            depthwise2d_with(Isa::Avx512, &x, &wt, bias, &g, act, &mut out).unwrap();
+            BLOCKED.with(|f| f.set(None));
+            let want = naive(&x, &wt, bias, &g, act);
+            for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                assert!(
+                    (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
+                    "{g:?} act {act:?} at {j}: {got} vs {want}"
+                );
+            }
+            assert!(
+                out[c * oh * ow..].iter().all(|v| v.is_nan()),
+                "wrote past the end"
+            );
+        }
+        assert!(
+            blocked_runs > cases.len() / 2,
+            "{blocked_runs} blocked runs"
+        );
+    }
+
+    /// NaN inputs through the blocked path's fused activations: Relu gives +0, Clip and
+    /// no activation keep NaN (as the row path and `Activation::apply`).
+    #[test]
+    fn blocked_path_activations_and_nan() {
+        if !Isa::Avx512.usable() {
+            return;
+        }
+        let g = Geom2d {
+            c: 16,
+            h: 4,
+            w: 4,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            dh: 1,
+            dw: 1,
+            pt: 1,
+            pl: 1,
+            oh: 4,
+            ow: 4,
+        };
+        let mut x = rnd(16 * 16, 3);
+        x[5] = f32::NAN;
+        let wt = rnd(16 * 9, 4);
+        for act in [
+            Activation::None,
+            Activation::Relu,
+            Activation::Clip { lo: 0.0, hi: 6.0 },
+        ] {
+            let mut out = vec![0.0; 16 * 16];
+            BLOCKED.with(|f| f.set(Some(true)));
+            depthwise2d_with(Isa::Avx512, &x, &wt, None, &g, act, &mut out).unwrap();
+            BLOCKED.with(|f| f.set(None));
+            let want = naive(&x, &wt, None, &g, act);
+            for (got, want) in out.iter().zip(&want) {
+                assert!(
+                    got.is_nan() == want.is_nan()
+                        && (got.is_nan() || (*got as f64 - want).abs() <= 1e-5),
+                    "{act:?}: {got} vs {want}"
                 );
             }
         }
@@ -1345,6 +1470,7 @@ pub(crate) mod tests {
 /// bench_mobilenet -- --ignored --nocapture`.
 #[cfg(test)]
 mod bench {
+    use super::tests::BLOCKED;
     use super::*;
     use std::time::Instant;
 
@@ -1357,6 +1483,105 @@ mod bench {
             best = best.min(t.elapsed().as_secs_f64());
         }
         best
+    }
+
+    /// The channel-blocked path against the row path on MobileNetV2's depthwise layers,
+    /// alternating run by run: `cargo test --release -p millrace-kernels blocked_vs_rows --
+    /// --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn blocked_vs_rows() {
+        // (h, c, stride), 3x3 pad 1: all 17 of MobileNetV2's, in order.
+        let layers = [
+            (112, 32, 1),
+            (112, 96, 2),
+            (56, 144, 1),
+            (56, 144, 2),
+            (28, 192, 1),
+            (28, 192, 1),
+            (28, 192, 2),
+            (14, 384, 1),
+            (14, 384, 1),
+            (14, 384, 1),
+            (14, 384, 1),
+            (14, 576, 1),
+            (14, 576, 1),
+            (14, 576, 2),
+            (7, 960, 1),
+            (7, 960, 1),
+            (7, 960, 1),
+        ];
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.broadcast(|_| crate::reserve_scratch());
+            let mut total = [0.0; 2];
+            for (h, c, s) in layers {
+                let o = (h + 2 - 3) / s + 1;
+                let g = Geom2d {
+                    c,
+                    h,
+                    w: h,
+                    kh: 3,
+                    kw: 3,
+                    sh: s,
+                    sw: s,
+                    dh: 1,
+                    dw: 1,
+                    pt: 1,
+                    pl: 1,
+                    oh: o,
+                    ow: o,
+                };
+                let x: Vec<f32> = (0..c * h * h).map(|i| (i % 13) as f32 * 0.1).collect();
+                let wt: Vec<f32> = (0..c * 9).map(|i| (i % 7) as f32 * 0.1).collect();
+                let b = vec![0.5f32; c];
+                let mut out = vec![0.0f32; c * o * o];
+                let act = Activation::Clip { lo: 0.0, hi: 6.0 };
+                let mut t = [Vec::new(), Vec::new()];
+                for round in 0..30 {
+                    for (v, tv) in t.iter_mut().enumerate() {
+                        let blocked = (v == 1) ^ (round % 2 == 1);
+                        let e = pool.install(|| {
+                            BLOCKED.with(|f| f.set(Some(blocked)));
+                            let t0 = Instant::now();
+                            for _ in 0..5 {
+                                depthwise2d(&x, &wt, Some(&b), &g, act, &mut out).unwrap();
+                            }
+                            t0.elapsed().as_secs_f64() / 5.0
+                        });
+                        tv.push((blocked, e));
+                    }
+                }
+                let med = |blocked: bool| {
+                    let mut v: Vec<f64> = t
+                        .iter()
+                        .flatten()
+                        .filter(|(b, _)| *b == blocked)
+                        .map(|(_, e)| *e)
+                        .collect();
+                    v.sort_by(f64::total_cmp);
+                    v[v.len() / 2]
+                };
+                let (r, bl) = (med(false), med(true));
+                total[0] += r;
+                total[1] += bl;
+                println!(
+                    "{threads}t {h:3}x{h:3} c {c:4} s{s}: rows {:7.1} us  blocked {:7.1} us  {:.2}x",
+                    r * 1e6,
+                    bl * 1e6,
+                    bl / r
+                );
+            }
+            println!(
+                "{threads}t total: rows {:.1} us  blocked {:.1} us  {:.2}x",
+                total[0] * 1e6,
+                total[1] * 1e6,
+                total[1] / total[0]
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,419 @@
+//! Depthwise convolution vectorized across channels (AVX-512): 16 channels per vector.
+//!
+//! The row kernels of [`super`] vectorize along an output row, which wastes lanes and pays
+//! per-row overheads on the small planes of a network's late layers (MobileNetV2 runs 576
+//! and 960 channels at 14x14 and 7x7) and on stride-2 rows. Here a group of 16 channels is
+//! transposed, a band of rows at a time, into a zero-padded pixel-major copy (each pixel a
+//! vector of the 16 channels' values), every output is one vector of 16 channels summed
+//! over the window's taps with the tap's 16 weights, and the outputs are transposed back to
+//! NCHW. All lanes are used whatever the plane size, stride or dilation, and there are no
+//! borders to special-case: the copy holds the padding.
+//!
+//! Before (per channel): pad-copy the plane, then per output row 1 to 4 vectors of 16
+//! outputs, each a chain over the taps. After (per 16 channels and band of rows): 16x16
+//! transposes in, 8 independent output vectors per step over the taps, 16x16 transposes out.
+//!
+//! Work is split over (channel group, row band) pairs on the current rayon pool.
+use super::Reduce;
+use crate::activation::Activation;
+use crate::conv::Geom2d;
+use rayon::prelude::*;
+
+/// Channels per vector.
+const L: usize = 16;
+
+/// Most pixels in one band's padded copy (each `L` floats): bounds the per-thread scratch.
+const BAND_PX: usize = 1024;
+
+/// Most kernel taps (the weights of a group live in a stack array).
+const MAX_TAPS: usize = 64;
+
+/// Floats of per-thread scratch the blocked path needs at most: a band's padded input and
+/// its outputs.
+pub(crate) const SCRATCH: usize = 2 * BAND_PX * L;
+
+thread_local! {
+    static BUF: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Grows the calling thread's scratch to [`SCRATCH`] floats.
+pub(crate) fn reserve_scratch() {
+    BUF.with_borrow_mut(|b| {
+        if b.len() < SCRATCH {
+            b.resize(SCRATCH, 0.0);
+        }
+    });
+}
+
+/// Width of the padded copy: the columns the windows of one output row span.
+fn padded_width(g: &Geom2d) -> usize {
+    (g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1
+}
+
+/// Padded rows the band of output rows `oy0..oy0 + rows` reads.
+fn band_height(g: &Geom2d, rows: usize) -> usize {
+    (rows - 1) * g.sh + (g.kh - 1) * g.dh + 1
+}
+
+/// Output rows per band: as many as keep the band's padded copy within [`BAND_PX`].
+fn band_rows(g: &Geom2d) -> usize {
+    let wp = padded_width(g);
+    let mut rows = 1;
+    while rows < g.oh && band_height(g, rows + 1) * wp <= BAND_PX {
+        rows += 1;
+    }
+    rows
+}
+
+/// Output planes up to this many pixels take the blocked path at stride 1.
+const SMALL_PLANE: usize = 256;
+
+/// Whether the blocked path takes this convolution (the caller checks for AVX-512): enough
+/// channels to fill most lanes, a window that fits the weight array and a padded output row
+/// that fits a band; and a layer where it wins. Measured against the row path on
+/// MobileNetV2's 17 depthwise layers (`blocked_vs_rows` in this module's benchmarks), the
+/// blocked path takes 0.2x to 0.5x the time on 7x7 planes and stride-2 14x14 ones, about
+/// 0.8x on 14x14 at stride 1 and 0.6x to 0.9x on the other stride-2 layers, but 1.3x to
+/// 1.6x on stride-1 planes of 28x28 and more, where the row path fills its vectors and the
+/// transposes cost more than they save.
+pub(crate) fn applies(g: &Geom2d, red: Reduce) -> bool {
+    if !matches!(red, Reduce::Conv(_)) || !fits(g) {
+        return false;
+    }
+    #[cfg(test)]
+    if let Some(force) = super::tests::BLOCKED.with(|f| f.get()) {
+        return force;
+    }
+    g.c >= 8 && ((g.sh >= 2 && g.sw >= 2) || g.oh * g.ow <= SMALL_PLANE)
+}
+
+fn fits(g: &Geom2d) -> bool {
+    g.oh > 0
+        && g.ow > 0
+        && g.kh * g.kw <= MAX_TAPS
+        && band_height(g, 1).saturating_mul(padded_width(g)) <= BAND_PX
+}
+
+/// `out = act(depthwise(x, w) + bias)` over all channels. The caller has checked the
+/// geometry against the buffers ([`super::check_geom`]), the weights and the bias, that
+/// [`applies`] holds, and that the CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn run(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    g: &Geom2d,
+    act: Activation,
+    out: &mut [f32],
+) {
+    let groups = g.c.div_ceil(L);
+    let rows = band_rows(g);
+    let bands = g.oh.div_ceil(rows);
+    let op = g.oh * g.ow;
+    let out = SyncPtr(out.as_mut_ptr());
+    let task = |t: usize| {
+        let (gi, bi) = (t / bands, t % bands);
+        let c0 = gi * L;
+        let oy0 = bi * rows;
+        let band = Band {
+            c0,
+            cn: L.min(g.c - c0),
+            oy0,
+            oy1: (oy0 + rows).min(g.oh),
+        };
+        BUF.with_borrow_mut(|buf| {
+            if buf.len() < SCRATCH {
+                buf.resize(SCRATCH, 0.0);
+            }
+            // SAFETY: AVX-512F is present (caller); `band` lies inside the geometry, which
+            // the caller checked against `x`, `w`, `bias` and `out`; `buf` holds SCRATCH
+            // floats, enough for a band (`fits`); tasks write disjoint (channel, row)
+            // ranges of `out`.
+            unsafe { x86::band(x, w, bias, g, act, &band, buf, out.get(), op) };
+        });
+        if !matches!(
+            act,
+            Activation::None | Activation::Relu | Activation::Clip { .. }
+        ) {
+            for ch in band.c0..band.c0 + band.cn {
+                // SAFETY: this task's own (channel, row band) range of `out`, in bounds.
+                let row = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        out.get().add(ch * op + band.oy0 * g.ow),
+                        (band.oy1 - band.oy0) * g.ow,
+                    )
+                };
+                act.apply_slice(row);
+            }
+        }
+    };
+    let tasks = groups * bands;
+    let work = g.c * op * g.kh * g.kw;
+    if tasks > 1 && work >= 1 << 16 && rayon::current_num_threads() > 1 {
+        (0..tasks).into_par_iter().for_each(task);
+    } else {
+        (0..tasks).for_each(task);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f32);
+// SAFETY: tasks write disjoint ranges through it (see `run`).
+unsafe impl Sync for SyncPtr {}
+unsafe impl Send for SyncPtr {}
+
+impl SyncPtr {
+    /// Through a method, so that closures capture the wrapper and not the bare pointer.
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Channels `c0..c0 + cn` (`cn <= L`), output rows `oy0..oy1`.
+struct Band {
+    c0: usize,
+    cn: usize,
+    oy0: usize,
+    oy1: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{band_height, padded_width, Band, Geom2d, L, MAX_TAPS};
+    use crate::activation::Activation;
+    use std::arch::x86_64::*;
+
+    /// Transposes 16 vectors: `r[i]` lane `j` becomes `r[j]` lane `i`.
+    #[inline(always)]
+    unsafe fn transpose16(r: &mut [__m512; 16]) {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // u[4i + m], 128-bit lane l: column 4l + m of rows 4i..4i + 4.
+        let mut u = [_mm512_setzero_ps(); 16];
+        for i in 0..4 {
+            let (a, b) = (_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2]));
+            let (c, d) = (
+                _mm512_castps_pd(t[4 * i + 1]),
+                _mm512_castps_pd(t[4 * i + 3]),
+            );
+            u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+            u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+            u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+        }
+        // A 4x4 transpose of 128-bit lanes among u[m], u[4 + m], u[8 + m], u[12 + m].
+        for m in 0..4 {
+            let s0 = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
+            let s1 = _mm512_shuffle_f32x4::<0xdd>(u[m], u[4 + m]);
+            let s2 = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
+            let s3 = _mm512_shuffle_f32x4::<0xdd>(u[8 + m], u[12 + m]);
+            r[m] = _mm512_shuffle_f32x4::<0x88>(s0, s2);
+            r[4 + m] = _mm512_shuffle_f32x4::<0x88>(s1, s3);
+            r[8 + m] = _mm512_shuffle_f32x4::<0xdd>(s0, s2);
+            r[12 + m] = _mm512_shuffle_f32x4::<0xdd>(s1, s3);
+        }
+    }
+
+    #[inline]
+    fn mask(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << n) - 1
+        }
+    }
+
+    /// One band: transpose in, convolve, transpose out.
+    ///
+    /// # Safety
+    /// AVX-512F; `band` inside `g`; `x`, `w`, `bias` checked against `g`; `buf` holds
+    /// [`super::SCRATCH`] floats; `out` points at `g.c * op` writable floats of which this
+    /// band's (channel, row) range is written by no one else meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn band(
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        g: &Geom2d,
+        act: Activation,
+        b: &Band,
+        buf: &mut [f32],
+        out: *mut f32,
+        op: usize,
+    ) {
+        let wp = padded_width(g);
+        let rows = b.oy1 - b.oy0;
+        let hb = band_height(g, rows);
+        let (tin, tout) = buf.split_at_mut(hb * wp * L);
+        let tin = tin.as_mut_ptr();
+        let tout = tout.as_mut_ptr();
+        let plane = g.h * g.w;
+        let cm = mask(b.cn);
+
+        // The group's weights, tap-major: wt[t] holds the 16 channels' weights of tap t.
+        let kk = g.kh * g.kw;
+        let mut wt = [_mm512_setzero_ps(); MAX_TAPS];
+        for (t, wv) in wt.iter_mut().enumerate().take(kk) {
+            let mut lanes = [0.0f32; L];
+            for (j, l) in lanes.iter_mut().enumerate().take(b.cn) {
+                *l = w[(b.c0 + j) * kk + t];
+            }
+            *wv = _mm512_loadu_ps(lanes.as_ptr());
+        }
+        let bv = match bias {
+            Some(bs) => _mm512_maskz_loadu_ps(cm, bs.as_ptr().add(b.c0)),
+            None => _mm512_setzero_ps(),
+        };
+
+        // Transpose in: padded row r is image row oy0 * sh + r - pt.
+        let zero = _mm512_setzero_ps();
+        let ncopy = g.w.min(wp.saturating_sub(g.pl));
+        let xc = x.as_ptr().add(b.c0 * plane);
+        for r in 0..hb {
+            let dst = tin.add(r * wp * L);
+            let iy = (b.oy0 * g.sh + r) as isize - g.pt as isize;
+            if iy < 0 || iy >= g.h as isize || ncopy == 0 {
+                for p in 0..wp {
+                    _mm512_storeu_ps(dst.add(p * L), zero);
+                }
+                continue;
+            }
+            let lead = g.pl.min(wp);
+            for p in 0..lead {
+                _mm512_storeu_ps(dst.add(p * L), zero);
+            }
+            for p in g.pl + ncopy..wp {
+                _mm512_storeu_ps(dst.add(p * L), zero);
+            }
+            let src = xc.add(iy as usize * g.w);
+            let mut ix = 0;
+            while ix < ncopy {
+                let n = (ncopy - ix).min(L);
+                let pm = mask(n);
+                // Rows past the group's channels load nothing (mask 0) from a valid row.
+                let mut v = [zero; 16];
+                for (j, vj) in v.iter_mut().enumerate() {
+                    let m = if j < b.cn { pm } else { 0 };
+                    *vj = _mm512_maskz_loadu_ps(m, src.add(j.min(b.cn - 1) * plane + ix));
+                }
+                transpose16(&mut v);
+                let d = dst.add((g.pl + ix) * L);
+                if n == L {
+                    for (j, vj) in v.iter().enumerate() {
+                        _mm512_storeu_ps(d.add(j * L), *vj);
+                    }
+                } else {
+                    for (j, vj) in v.iter().enumerate() {
+                        if j < n {
+                            _mm512_storeu_ps(d.add(j * L), *vj);
+                        }
+                    }
+                }
+                ix += n;
+            }
+        }
+
+        // Convolve: output (oy, ox) of the band into tout[(oy - oy0) * ow + ox].
+        let (relu, clamp) = match act {
+            Activation::Relu => (true, None),
+            Activation::Clip { lo, hi } => (false, Some((lo, hi))),
+            _ => (false, None),
+        };
+        let (lo, hi) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        let post = Post {
+            relu,
+            clamp: clamp.is_some(),
+            lo: _mm512_set1_ps(lo),
+            hi: _mm512_set1_ps(hi),
+        };
+        // Tap offsets (in floats) from a window's first tap.
+        let mut offs = [0usize; MAX_TAPS];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                offs[ky * g.kw + kx] = (ky * g.dh * wp + kx * g.dw) * L;
+            }
+        }
+        // Outputs in groups of U (rows run together: a 7-wide plane still fills a group),
+        // U independent FMA chains over the taps.
+        const U: usize = 8;
+        let n_out = rows * g.ow;
+        let start = |o: usize| {
+            let (r, ox) = (o / g.ow, o % g.ow);
+            (r * g.sh * wp + ox * g.sw) * L
+        };
+        let mut o = 0;
+        while o < n_out {
+            let n = (n_out - o).min(U);
+            let mut base = [0usize; U];
+            for (u, bu) in base.iter_mut().enumerate() {
+                *bu = start(o + u.min(n - 1));
+            }
+            let mut acc = [bv; U];
+            for (&wv, &off) in wt.iter().zip(&offs).take(kk) {
+                for (a, &bu) in acc.iter_mut().zip(&base) {
+                    *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(tin.add(bu + off)), *a);
+                }
+            }
+            for (u, a) in acc.iter().enumerate().take(n) {
+                _mm512_storeu_ps(tout.add((o + u) * L), post.apply(*a));
+            }
+            o += n;
+        }
+
+        // Transpose out: the band's outputs are one run of each channel's plane.
+        let dst0 = out.add(b.c0 * op + b.oy0 * g.ow);
+        let mut p = 0;
+        while p < n_out {
+            let n = (n_out - p).min(L);
+            let mut v = [zero; 16];
+            if n == L {
+                for (j, vj) in v.iter_mut().enumerate() {
+                    *vj = _mm512_loadu_ps(tout.add((p + j) * L));
+                }
+            } else {
+                for (j, vj) in v.iter_mut().enumerate() {
+                    if j < n {
+                        *vj = _mm512_loadu_ps(tout.add((p + j) * L));
+                    }
+                }
+            }
+            transpose16(&mut v);
+            let pm = mask(n);
+            for (j, vj) in v.iter().enumerate() {
+                let m = if j < b.cn { pm } else { 0 };
+                _mm512_mask_storeu_ps(dst0.add(j.min(b.cn - 1) * op + p), m, *vj);
+            }
+            p += n;
+        }
+    }
+
+    /// Relu (NaN to +0, as `maxps` returns its second operand) or Clip (NaN kept: bounds
+    /// first) in registers.
+    struct Post {
+        relu: bool,
+        clamp: bool,
+        lo: __m512,
+        hi: __m512,
+    }
+
+    impl Post {
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn apply(&self, v: __m512) -> __m512 {
+            let v = if self.relu {
+                _mm512_max_ps(v, _mm512_setzero_ps())
+            } else {
+                v
+            };
+            if self.clamp {
+                _mm512_min_ps(self.hi, _mm512_max_ps(self.lo, v))
+            } else {
+                v
+            }
+        }
+    }
+}
