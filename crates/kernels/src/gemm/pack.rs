@@ -78,7 +78,125 @@ fn has_avx512() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::Im2col;
     use std::arch::x86_64::*;
+
+    /// Longest run (panel width) [`pack_run_avx512`] packs.
+    pub const RUN_MAX: usize = 64;
+
+    /// Bits `0..8` of `x` spread to the even bits `0, 2, .., 14`.
+    #[inline(always)]
+    fn spread(x: u16) -> u16 {
+        let x = x & 0xFF;
+        let x = (x | (x << 4)) & 0x0F0F;
+        let x = (x | (x << 2)) & 0x3333;
+        (x | (x << 1)) & 0x5555
+    }
+
+    /// [`Im2col::pack_run`] for strides 1 and 2 with masked AVX-512 moves: each depth row
+    /// of the run is one to four 16-lane stores, the window columns that fall off the image
+    /// row loaded as zeros by the load mask (no separate fills), and the kernel row's input
+    /// row found once for its `kw` columns.
+    ///
+    /// # Safety
+    /// AVX-512F; `run <= w <= RUN_MAX`; `out` holds `kc * w` values; `oy, ox0 .. ox0 + run`
+    /// are output positions and `k0 + kc <= depth` (as [`super::PanelSource::pack`]).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn pack_run_avx512(
+        src: &Im2col<'_>,
+        oy: usize,
+        ox0: usize,
+        run: usize,
+        j0: usize,
+        w: usize,
+        k0: usize,
+        kc: usize,
+        out: &mut [f32],
+    ) {
+        let g = &src.g;
+        // Per kernel column: the mask of run positions that read inside the row (one
+        // 64-bit mask, 16 bits per chunk), and the offset of position 0 from the row start
+        // (negative when position 0 reads left of the row).
+        const MAX_KW: usize = 16;
+        let mut cols = [(0u64, 0isize); MAX_KW];
+        let per_kx = g.kw <= MAX_KW;
+        let span = |kx: usize| {
+            let (lo, hi, ix0) = src.col_span(kx, ox0, run);
+            let m = if lo < hi {
+                let upto = |n: usize| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+                upto(hi) & !upto(lo)
+            } else {
+                0
+            };
+            (m, ix0 as isize - (lo * g.sw) as isize)
+        };
+        if per_kx {
+            for (kx, c) in cols.iter_mut().enumerate().take(g.kw) {
+                *c = span(kx);
+            }
+        }
+        let chunks = run.div_ceil(16);
+        let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let zero = _mm512_setzero_ps();
+        let kk_per_c = g.kh * g.kw;
+        let (mut ci, mut ky, mut kx) = (k0 / kk_per_c, (k0 % kk_per_c) / g.kw, k0 % g.kw);
+        let plane = g.h * g.w;
+        let base = out.as_mut_ptr().add(j0);
+        let x = src.x.as_ptr();
+        let mut kk = 0;
+        while kk < kc {
+            // Depth rows kk .. kk + n share the input row of (ci, ky).
+            let n = (g.kw - kx).min(kc - kk);
+            let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
+            if iy < 0 || iy >= g.h as isize {
+                for t in 0..n {
+                    let dst = base.add((kk + t) * w);
+                    for c in 0..chunks {
+                        let sm = super::x86::lanes(run - 16 * c);
+                        _mm512_mask_storeu_ps(dst.add(16 * c), sm, zero);
+                    }
+                }
+            } else {
+                let row = x.add(ci * plane + iy as usize * g.w);
+                for t in 0..n {
+                    let (m, off) = if per_kx { cols[kx + t] } else { span(kx + t) };
+                    let dst = base.add((kk + t) * w);
+                    let first = row.wrapping_offset(off);
+                    for c in 0..chunks {
+                        let sm = super::x86::lanes(run - 16 * c);
+                        let pm = ((m >> (16 * c)) & 0xFFFF) as u16;
+                        let v = if g.sw == 1 {
+                            _mm512_maskz_loadu_ps(pm, first.wrapping_add(16 * c))
+                        } else {
+                            let s = first.wrapping_add(32 * c);
+                            let a = _mm512_maskz_loadu_ps(spread(pm), s);
+                            let b = _mm512_maskz_loadu_ps(spread(pm >> 8), s.wrapping_add(16));
+                            _mm512_permutex2var_ps(a, idx, b)
+                        };
+                        _mm512_mask_storeu_ps(dst.add(16 * c), sm, v);
+                    }
+                }
+            }
+            kk += n;
+            kx = 0;
+            ky += 1;
+            if ky == g.kh {
+                ky = 0;
+                ci += 1;
+            }
+        }
+    }
+
+    /// The first `n` lanes (all 16 for `n >= 16`).
+    #[inline(always)]
+    pub fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << n) - 1
+        }
+    }
 
     /// `dst[j] = src[2 j]`: 16 outputs from two 16-float loads and one permute.
     ///
@@ -222,6 +340,14 @@ impl PanelSource for Im2col<'_> {
             let p = p0 + j;
             let (oy, ox0) = (p / g.ow, p % g.ow);
             let run = (g.ow - ox0).min(valid - j);
+            #[cfg(target_arch = "x86_64")]
+            if (g.sw == 1 || g.sw == 2) && w <= x86::RUN_MAX && has_avx512() {
+                // SAFETY: AVX-512F is present; `run <= w <= RUN_MAX`, and the panel rows
+                // `kk * w + j .. + run` for `kk < kc` lie inside `out` (`kc * w` values).
+                unsafe { x86::pack_run_avx512(self, oy, ox0, run, j, w, k0, kc, out) };
+                j += run;
+                continue;
+            }
             self.pack_run(oy, ox0, run, j, w, k0, kc, out);
             j += run;
         }
@@ -325,6 +451,10 @@ mod tests {
             (5, 6, 1, 1, 0, 1),
             (8, 8, 3, 1, 2, 2),
             (6, 5, 7, 2, 3, 1),
+            (11, 40, 3, 2, 1, 1),
+            (5, 70, 3, 1, 1, 1),
+            (9, 37, 1, 2, 0, 1),
+            (12, 30, 5, 2, 2, 2),
         ] {
             let c = 3;
             let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
@@ -349,7 +479,7 @@ mod tests {
             let mut col = vec![0.0; kk * oh * ow];
             im2col_2d(&x, &g, 0.0, &mut col);
             let src = Im2col::new(&x, g).unwrap();
-            for width in [1, 4, 14] {
+            for width in [1, 4, 14, 17, 32, 48, 64, 65] {
                 let mut p0 = 0;
                 while p0 < oh * ow {
                     for k0 in [0, 1, kk / 2] {
