@@ -36,6 +36,9 @@ fn main() {
         (512, 1024, 196),
         (2048, 512, 49),
         (512, 2048, 49),
+        // bert_small's feed-forward products (128 tokens).
+        (128, 256, 1024),
+        (128, 1024, 256),
     ];
     let mut total = vec![0.0f64; kernels.len()];
     for (si, &(m, k, n)) in shapes.iter().enumerate() {

@@ -10,6 +10,7 @@ pub mod dgemm;
 pub mod gemm;
 pub mod peak;
 pub mod pool;
+mod transpose;
 pub mod vmath;
 pub mod winograd;
 

@@ -181,50 +181,8 @@ struct Band {
 mod x86 {
     use super::{band_height, padded_width, Band, Geom2d, L, MAX_TAPS};
     use crate::activation::Activation;
+    use crate::transpose::x86::{lanes as mask, transpose16};
     use std::arch::x86_64::*;
-
-    /// Transposes 16 vectors: `r[i]` lane `j` becomes `r[j]` lane `i`.
-    #[inline(always)]
-    unsafe fn transpose16(r: &mut [__m512; 16]) {
-        let mut t = [_mm512_setzero_ps(); 16];
-        for i in 0..8 {
-            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-        }
-        // u[4i + m], 128-bit lane l: column 4l + m of rows 4i..4i + 4.
-        let mut u = [_mm512_setzero_ps(); 16];
-        for i in 0..4 {
-            let (a, b) = (_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2]));
-            let (c, d) = (
-                _mm512_castps_pd(t[4 * i + 1]),
-                _mm512_castps_pd(t[4 * i + 3]),
-            );
-            u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-            u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-            u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
-            u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
-        }
-        // A 4x4 transpose of 128-bit lanes among u[m], u[4 + m], u[8 + m], u[12 + m].
-        for m in 0..4 {
-            let s0 = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
-            let s1 = _mm512_shuffle_f32x4::<0xdd>(u[m], u[4 + m]);
-            let s2 = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
-            let s3 = _mm512_shuffle_f32x4::<0xdd>(u[8 + m], u[12 + m]);
-            r[m] = _mm512_shuffle_f32x4::<0x88>(s0, s2);
-            r[4 + m] = _mm512_shuffle_f32x4::<0x88>(s1, s3);
-            r[8 + m] = _mm512_shuffle_f32x4::<0xdd>(s0, s2);
-            r[12 + m] = _mm512_shuffle_f32x4::<0xdd>(s1, s3);
-        }
-    }
-
-    #[inline]
-    fn mask(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xFFFF
-        } else {
-            (1u16 << n) - 1
-        }
-    }
 
     /// One band: transpose in, convolve, transpose out.
     ///

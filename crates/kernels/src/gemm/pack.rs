@@ -79,6 +79,7 @@ fn has_avx512() -> bool {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::Im2col;
+    use crate::transpose::x86::{lanes, transpose16};
     use std::arch::x86_64::*;
 
     /// Longest run (panel width) [`pack_run_avx512`] packs.
@@ -153,7 +154,7 @@ mod x86 {
                 for t in 0..n {
                     let dst = base.add((kk + t) * w);
                     for c in 0..chunks {
-                        let sm = super::x86::lanes(run - 16 * c);
+                        let sm = lanes(run - 16 * c);
                         _mm512_mask_storeu_ps(dst.add(16 * c), sm, zero);
                     }
                 }
@@ -164,7 +165,7 @@ mod x86 {
                     let dst = base.add((kk + t) * w);
                     let first = row.wrapping_offset(off);
                     for c in 0..chunks {
-                        let sm = super::x86::lanes(run - 16 * c);
+                        let sm = lanes(run - 16 * c);
                         let pm = ((m >> (16 * c)) & 0xFFFF) as u16;
                         let v = if g.sw == 1 {
                             _mm512_maskz_loadu_ps(pm, first.wrapping_add(16 * c))
@@ -188,13 +189,54 @@ mod x86 {
         }
     }
 
-    /// The first `n` lanes (all 16 for `n >= 16`).
-    #[inline(always)]
-    pub fn lanes(n: usize) -> __mmask16 {
-        if n >= 16 {
-            0xFFFF
-        } else {
-            (1u16 << n) - 1
+    /// Panel columns `j < valid` from matrix rows `p0 + j` (rows `sp` apart, depth
+    /// contiguous), depth `k0 .. k0 + kc`: `out[kk * w + j] = data[(p0 + j) * sp + k0 + kk]`.
+    /// Blocks of 16 rows by 16 depths are loaded as 16 vectors, transposed in registers and
+    /// stored as 16 depth rows of the panel, instead of one scalar move per element (a
+    /// transformer's activations packed as `A`, attention keys packed as `B`).
+    ///
+    /// # Safety
+    /// AVX-512F; rows `p0 .. p0 + valid` at depths `k0 .. k0 + kc` inside `data`;
+    /// `valid <= w`; `out` holds `kc * w` values (columns `valid..w` are left as they are).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn pack_rows_avx512(
+        data: &[f32],
+        sp: usize,
+        p0: usize,
+        valid: usize,
+        w: usize,
+        k0: usize,
+        kc: usize,
+        out: &mut [f32],
+    ) {
+        let src = data.as_ptr();
+        let dst = out.as_mut_ptr();
+        let zero = _mm512_setzero_ps();
+        let mut j0 = 0;
+        while j0 < valid {
+            let rows = (valid - j0).min(16);
+            let store = lanes(rows);
+            let mut kk0 = 0;
+            while kk0 < kc {
+                let depth = (kc - kk0).min(16);
+                let load = lanes(depth);
+                let mut v = [zero; 16];
+                for (i, vi) in v.iter_mut().enumerate() {
+                    if i < rows {
+                        let at = (p0 + j0 + i) * sp + k0 + kk0;
+                        *vi = _mm512_maskz_loadu_ps(load, src.add(at));
+                    }
+                }
+                transpose16(&mut v);
+                for (t, vt) in v.iter().enumerate() {
+                    if t < depth {
+                        _mm512_mask_storeu_ps(dst.add((kk0 + t) * w + j0), store, *vt);
+                    }
+                }
+                kk0 += depth;
+            }
+            j0 += rows;
         }
     }
 
@@ -287,6 +329,13 @@ impl PanelSource for Strided<'_> {
                 copy_short(&self.data[s..s + valid], &mut out[kk * w..kk * w + valid]);
             }
         } else if sk == 1 {
+            #[cfg(target_arch = "x86_64")]
+            if has_avx512() {
+                // SAFETY: AVX-512F is present; `new` checked that every element of the
+                // matrix lies inside `data`, and `out` holds `kc * w` values.
+                unsafe { x86::pack_rows_avx512(self.data, sp, p0, valid, w, k0, kc, out) };
+                return;
+            }
             for j in 0..valid {
                 let s = (p0 + j) * sp + k0;
                 for (kk, &v) in self.data[s..s + kc].iter().enumerate() {
@@ -498,6 +547,33 @@ mod tests {
                         }
                     }
                     p0 += width;
+                }
+            }
+        }
+    }
+
+    /// Row-major sources (depth contiguous) over panel widths, offsets and depth ranges
+    /// that cut the 16 x 16 transpose blocks everywhere (the AVX-512 path where present).
+    #[test]
+    fn row_major_source_packs_like_scalar() {
+        let (len, depth, sp) = (37, 50, 53);
+        let data: Vec<f32> = (0..len * sp).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let src = Strided::new(&data, len, depth, sp, 1).unwrap();
+        for w in [1, 6, 14, 16, 17, 32] {
+            for p0 in [0, 3, 20, 36] {
+                for (k0, kc) in [(0, 50), (5, 16), (17, 33), (49, 1)] {
+                    let mut out = vec![f32::NAN; kc * w];
+                    src.pack(p0, w, k0, kc, &mut out);
+                    for kk in 0..kc {
+                        for j in 0..w {
+                            let want = if p0 + j < len {
+                                data[(p0 + j) * sp + k0 + kk]
+                            } else {
+                                0.0
+                            };
+                            assert_eq!(out[kk * w + j], want, "w {w} p0 {p0} k0 {k0} kk {kk} j {j}");
+                        }
+                    }
                 }
             }
         }

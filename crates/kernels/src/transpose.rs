@@ -1,0 +1,87 @@
+//! In-register transposes shared by the kernels that change a block's orientation.
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Transposes 16 vectors: `r[i]` lane `j` becomes `r[j]` lane `i` (64 shuffles).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; inline it into a function compiled for AVX-512.
+    #[inline(always)]
+    pub(crate) unsafe fn transpose16(r: &mut [__m512; 16]) {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // u[4i + m], 128-bit lane l: column 4l + m of rows 4i..4i + 4.
+        let mut u = [_mm512_setzero_ps(); 16];
+        for i in 0..4 {
+            let (a, b) = (_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2]));
+            let (c, d) = (_mm512_castps_pd(t[4 * i + 1]), _mm512_castps_pd(t[4 * i + 3]));
+            u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+            u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+            u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+        }
+        // A 4x4 transpose of 128-bit lanes among u[m], u[4 + m], u[8 + m], u[12 + m].
+        for m in 0..4 {
+            let s0 = _mm512_shuffle_f32x4::<0x88>(u[m], u[4 + m]);
+            let s1 = _mm512_shuffle_f32x4::<0xdd>(u[m], u[4 + m]);
+            let s2 = _mm512_shuffle_f32x4::<0x88>(u[8 + m], u[12 + m]);
+            let s3 = _mm512_shuffle_f32x4::<0xdd>(u[8 + m], u[12 + m]);
+            r[m] = _mm512_shuffle_f32x4::<0x88>(s0, s2);
+            r[4 + m] = _mm512_shuffle_f32x4::<0x88>(s1, s3);
+            r[8 + m] = _mm512_shuffle_f32x4::<0xdd>(s0, s2);
+            r[12 + m] = _mm512_shuffle_f32x4::<0xdd>(s1, s3);
+        }
+    }
+
+    /// The first `n` lanes (all 16 for `n >= 16`).
+    #[inline(always)]
+    pub(crate) fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << n) - 1
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[target_feature(enable = "avx512f")]
+        unsafe fn transposed(m: &[f32; 256]) -> [f32; 256] {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(m.as_ptr().add(16 * i));
+            }
+            transpose16(&mut r);
+            let mut got = [0.0f32; 256];
+            for (i, v) in r.iter().enumerate() {
+                _mm512_storeu_ps(got.as_mut_ptr().add(16 * i), *v);
+            }
+            got
+        }
+
+        #[test]
+        fn transpose16_transposes() {
+            if !is_x86_feature_detected!("avx512f") {
+                return;
+            }
+            let m: [f32; 256] = std::array::from_fn(|v| v as f32);
+            // SAFETY: AVX-512F checked above.
+            let got = unsafe { transposed(&m) };
+            for i in 0..16 {
+                for j in 0..16 {
+                    assert_eq!(got[16 * i + j], m[16 * j + i]);
+                }
+            }
+            assert_eq!(lanes(3), 0b111);
+            assert_eq!(lanes(16), 0xFFFF);
+            assert_eq!(lanes(40), 0xFFFF);
+        }
+    }
+}
