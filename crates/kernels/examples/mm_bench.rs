@@ -15,7 +15,12 @@ fn main() {
         .expect("pool");
     let kernel = Kernel::detect();
     // bert_small at 128 tokens: QKV, attention output, feed-forward in and out.
-    for &(m, k, n) in &[(128, 256, 768), (128, 256, 256), (128, 256, 1024), (128, 1024, 256)] {
+    for &(m, k, n) in &[
+        (128, 256, 768),
+        (128, 256, 256),
+        (128, 256, 1024),
+        (128, 1024, 256),
+    ] {
         let x: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.01).collect();
         let w: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 * 0.01).collect();
         let sx = Strided::rows(&x, m, k).expect("x");
@@ -30,7 +35,13 @@ fn main() {
                     rs: n,
                     cs: 1,
                 };
-                gemm_ex(kernel, Lhs::Source(&sx), Rhs::Packed(&pw), out, &Epilogue::default())
+                gemm_ex(
+                    kernel,
+                    Lhs::Source(&sx),
+                    Rhs::Packed(&pw),
+                    out,
+                    &Epilogue::default(),
+                )
             })
             .expect("gemm");
             times.push(t.elapsed().as_secs_f64());

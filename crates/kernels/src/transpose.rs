@@ -19,7 +19,10 @@ pub(crate) mod x86 {
         let mut u = [_mm512_setzero_ps(); 16];
         for i in 0..4 {
             let (a, b) = (_mm512_castps_pd(t[4 * i]), _mm512_castps_pd(t[4 * i + 2]));
-            let (c, d) = (_mm512_castps_pd(t[4 * i + 1]), _mm512_castps_pd(t[4 * i + 3]));
+            let (c, d) = (
+                _mm512_castps_pd(t[4 * i + 1]),
+                _mm512_castps_pd(t[4 * i + 3]),
+            );
             u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
             u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
             u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));

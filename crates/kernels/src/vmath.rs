@@ -180,9 +180,12 @@ pub fn gelu_tanh(xs: &mut [f32]) {
     map_inplace(Func::GeluTanh, xs)
 }
 
-/// Checks `isa` is runnable (a wrong `Isa` would be undefined behaviour).
+/// Checks `isa` is runnable (a wrong `Isa` would be undefined behaviour). The list is
+/// built once: this runs on every call, per row of a layer norm or softmax, and must not
+/// allocate.
 fn checked(isa: Isa) -> Isa {
-    if isa == Isa::Portable || Isa::available().contains(&isa) {
+    static AVAILABLE: std::sync::OnceLock<Vec<Isa>> = std::sync::OnceLock::new();
+    if isa == Isa::Portable || AVAILABLE.get_or_init(Isa::available).contains(&isa) {
         isa
     } else {
         Isa::Portable

@@ -1,5 +1,5 @@
 //! Allocation proof for the planned-buffer path: with a counting global allocator,
-//! `eval_into` of FusedConv (every kernel path) and FusedMatMul allocates nothing on its
+//! `eval_into` of FusedConv (every kernel path), FusedMatMul and LayerNormalization allocates nothing on its
 //! second call with the same shapes, inside a 2-thread rayon pool. The first call may grow
 //! the per-thread scratch (GEMM packing, Winograd transforms, depthwise padding); after
 //! that the scratch is reused.
@@ -12,6 +12,7 @@ use millrace_kernels::activation::Activation;
 use millrace_ops::nn::conv::Conv;
 use millrace_ops::nn::fused_conv::FusedConv;
 use millrace_ops::nn::fused_matmul::FusedMatMul;
+use millrace_ops::nn::layer_norm::LayerNormalization;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -224,6 +225,19 @@ fn second_eval_into_allocates_nothing() {
             Tensor::from_vec(vec![1, rows, n], rnd(rows * n, 8)).unwrap(),
         ],
         out_shape: vec![1, rows, n],
+    });
+    // Layer normalization's row statistics run through `vmath` (which once built its list
+    // of instruction sets on every call).
+    let ln_attrs = Attributes::new("LayerNormalization", vec![("axis".into(), Attr::Int(-1))]);
+    cases.push(Case {
+        name: "layer norm",
+        op: Box::new(LayerNormalization::parse(&ln_attrs).unwrap()),
+        inputs: vec![
+            Tensor::from_vec(vec![1, rows, k], rnd(rows * k, 9)).unwrap(),
+            Tensor::from_vec(vec![k], rnd(k, 10)).unwrap(),
+            Tensor::from_vec(vec![k], rnd(k, 11)).unwrap(),
+        ],
+        out_shape: vec![1, rows, k],
     });
 
     let pool = rayon::ThreadPoolBuilder::new()

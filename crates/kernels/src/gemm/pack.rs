@@ -571,7 +571,11 @@ mod tests {
                             } else {
                                 0.0
                             };
-                            assert_eq!(out[kk * w + j], want, "w {w} p0 {p0} k0 {k0} kk {kk} j {j}");
+                            assert_eq!(
+                                out[kk * w + j],
+                                want,
+                                "w {w} p0 {p0} k0 {k0} kk {kk} j {j}"
+                            );
                         }
                     }
                 }
