@@ -23,6 +23,38 @@ pub(crate) fn take(
     Tensor::new(shape, out).map_err(|e| OpError::tensor(op, e))
 }
 
+/// Builds a tensor of `shape` from runs of `inner` elements: for each of `outer` blocks of
+/// `dim * inner` elements, the runs at `idx` (each `< dim`), in order. Gather along an axis
+/// as whole-run copies, with no per-element index list. An out-of-range run is an error.
+pub(crate) fn take_runs(
+    op: &str,
+    data: &TensorData,
+    (outer, dim, inner): (usize, usize, usize),
+    idx: &[usize],
+    shape: Vec<usize>,
+) -> Result<Tensor, OpError> {
+    fn runs<T: Elem>(
+        op: &str,
+        v: &[T],
+        (outer, dim, inner): (usize, usize, usize),
+        idx: &[usize],
+    ) -> Result<Vec<T>, OpError> {
+        let mut out = Vec::with_capacity(outer * idx.len() * inner);
+        for o in 0..outer {
+            for &i in idx {
+                let run = (i < dim)
+                    .then(|| (o * dim + i) * inner)
+                    .and_then(|b| v.get(b..b + inner))
+                    .ok_or_else(|| OpError::invalid(op, "internal index out of range"))?;
+                out.extend_from_slice(run);
+            }
+        }
+        Ok(out)
+    }
+    let out = with_data!(data, v => Elem::wrap(runs(op, v, (outer, dim, inner), idx)?));
+    Tensor::new(shape, out).map_err(|e| OpError::tensor(op, e))
+}
+
 /// The same data under a new shape (pure metadata: the buffer is cloned, not recomputed).
 pub(crate) fn with_shape(op: &str, t: &Tensor, shape: Vec<usize>) -> Result<Tensor, OpError> {
     Tensor::new(shape, t.data().clone()).map_err(|e| OpError::tensor(op, e))

@@ -1,5 +1,5 @@
 //! Gather (ONNX opsets 1, 11, 13): picks slices along `axis` by (possibly negative) indices.
-use super::common::take;
+use super::common::take_runs;
 use crate::util::{ints_of, normalize_axis};
 use millrace_core::Tensor;
 use millrace_ir::{Attributes, Cost, InferCtx, Inputs, Op, OpError, ValueType};
@@ -79,17 +79,16 @@ impl Op for Gather {
             .collect::<Result<Vec<_>, _>>()?;
         let outer: usize = s[..a].iter().product();
         let inner: usize = s[a + 1..].iter().product();
-        let mut flat = Vec::with_capacity(outer * idx.len() * inner);
-        for o in 0..outer {
-            for &i in &idx {
-                let base = (o * dim + i) * inner;
-                flat.extend(base..base + inner);
-            }
-        }
         let mut shape = s[..a].to_vec();
         shape.extend_from_slice(ind.shape());
         shape.extend_from_slice(&s[a + 1..]);
-        Ok(vec![take(op, x.data(), &flat, shape)?])
+        Ok(vec![take_runs(
+            op,
+            x.data(),
+            (outer, dim, inner),
+            &idx,
+            shape,
+        )?])
     }
 
     fn describe(&self) -> String {
