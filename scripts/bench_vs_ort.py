@@ -9,6 +9,11 @@ runs on a warmer or cooler machine):
     then N timed runs;
   * millrace: `millrace bench MODEL --threads T --iters N --warmup W --json --shape ...`,
     whose per-run times (samples_ms) are collected.
+Warm-up: each side also runs untimed for at least --warmup-s seconds (0.5) per round, so
+both are timed in their steady state: ORT's session lives across rounds, but millrace
+starts a fresh process each round, and on 2 threads its first ~10 runs after start
+measure up to 1.8x slower (SqueezeNet: about 130 ms of them; ORT's first run only).
+millrace's warm-up run count is that time over ORT's median so far.
 Medians and p90s are over all R*N runs. The ratio is millrace / ORT (lower is better).
 Both sides get the same input shapes: a symbolic first dimension is --batch, another
 symbolic dimension is --seq (BERT's sequence length), and millrace is told the shapes
@@ -37,6 +42,7 @@ Needs only numpy and onnxruntime (pip install numpy onnxruntime).
 """
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -136,9 +142,12 @@ def shape_args(shapes):
     return out
 
 
-def time_ort(sess, feeds, iters, warmup):
-    for _ in range(warmup):
+def time_ort(sess, feeds, iters, warmup, warmup_s=0.0):
+    t0 = time.perf_counter()
+    done = 0
+    while done < warmup or time.perf_counter() - t0 < warmup_s:
         sess.run(None, feeds)
+        done += 1
     samples = []
     for _ in range(iters):
         t = time.perf_counter()
@@ -253,6 +262,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20, help="timed runs per round and side")
     ap.add_argument("--warmup", type=int, default=3, help="untimed runs per round and side")
+    ap.add_argument("--warmup-s", type=float, default=0.5,
+                    help="at least this many seconds of untimed runs per round and side")
     ap.add_argument("--millrace", default="target/release/millrace")
     ap.add_argument("--peak-gflops", type=float,
                     help="skip `millrace peak` and use this peak at --threads")
@@ -289,10 +300,14 @@ def main():
             order = ["ort", "millrace"] if r % 2 == 0 else ["millrace", "ort"]
             for side in order:
                 if side == "ort":
-                    ort_s += time_ort(sess, feeds, args.iters, args.warmup)
+                    ort_s += time_ort(sess, feeds, args.iters, args.warmup, args.warmup_s)
                 else:
-                    j = run_millrace_bench(args.millrace, path, shapes, T, args.iters,
-                                           args.warmup)
+                    per_run = percentile(ort_s, 50) if ort_s else None
+                    if per_run is None:
+                        # millrace first in this model's first round: time ORT's runs.
+                        per_run = statistics.median(time_ort(sess, feeds, 3, 1))
+                    warm = max(args.warmup, math.ceil(args.warmup_s * 1e3 / max(per_run, 1e-3)))
+                    j = run_millrace_bench(args.millrace, path, shapes, T, args.iters, warm)
                     mr_s += j["samples_ms"]
                     mr_meta.append(j)
             log(f"  round {r + 1}/{args.rounds}: ORT p50 {percentile(ort_s, 50):.2f} ms, "
