@@ -28,6 +28,11 @@ pub fn max_pool2d(x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolErro
 /// [`max_pool2d`] with an explicit instruction set (tests, benchmarks).
 pub fn max_pool2d_with(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolError> {
     check_geom("max_pool2d", g, x.len(), out.len())?;
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && isa.usable() && crate::depthwise::blocked::applies(g, Reduce::Max) {
+        crate::depthwise::blocked::run(x, &[], None, g, Reduce::Max, out);
+        return Ok(());
+    }
     // Rows narrower than a vector or so run no faster in two passes (each pass is one
     // vector per row, its folds a dependent chain); the window kernel does those.
     if g.dh == 1 && g.dw == 1 && (g.sw == 1 || g.sw == 2) && g.w >= SEPARABLE_MIN_WIDTH {
@@ -455,11 +460,17 @@ mod tests {
             (1, 1, 1),
         ];
         let mut case = 0u64;
-        for (isa, no_pad) in Isa::available()
-            .into_iter()
-            .flat_map(|i| [(i, false), (i, true)])
-        {
+        // Each instruction set with and without the padded copy; with AVX-512 also the
+        // channel-blocked path forced on (max pooling; 17 channels: a full vector and one).
+        for (isa, no_pad, blocked) in Isa::available().into_iter().flat_map(|i| {
+            let mut modes = vec![(i, false, Some(false)), (i, true, Some(false))];
+            if i == Isa::Avx512 {
+                modes.push((i, false, Some(true)));
+            }
+            modes
+        }) {
             crate::depthwise::tests::NO_PAD.with(|f| f.set(no_pad));
+            crate::depthwise::tests::BLOCKED.with(|f| f.set(blocked));
             for &(h, w) in &sizes {
                 for &(k, s, d) in &windows {
                     for (pt, pb) in [(0, 0), (1, 1), (0, 1), (2, 1)] {
@@ -471,7 +482,7 @@ mod tests {
                             let oh = out_dim(h, k, s, d, pt, pb, ceil);
                             let ow = out_dim(w, k, s, d, pt, pb, ceil);
                             let g = Geom2d {
-                                c: 2,
+                                c: if blocked == Some(true) { 17 } else { 2 },
                                 h,
                                 w,
                                 kh: k,
@@ -564,7 +575,14 @@ mod tests {
         x[10] = f32::NAN; // (1, 3)
         x[13] = f32::INFINITY; // (1, 6): the right edge
         x[49 + 14] = f32::INFINITY; // channel 1, (2, 0): the left edge
-        for isa in Isa::available() {
+                                    // Every instruction set, and the channel-blocked path forced on.
+        let modes = Isa::available().into_iter().map(|i| (i, None)).chain(
+            Isa::available()
+                .contains(&Isa::Avx512)
+                .then_some((Isa::Avx512, Some(true))),
+        );
+        for (isa, blocked) in modes {
+            crate::depthwise::tests::BLOCKED.with(|f| f.set(blocked));
             let mut out = vec![0.0; 2 * 49];
             max_pool2d_with(isa, &x, &g, &mut out).unwrap();
             for c in 0..2 {

@@ -76,16 +76,31 @@ const SMALL_PLANE: usize = 256;
 /// 0.8x on 14x14 at stride 1 and 0.6x to 0.9x on the other stride-2 layers, but 1.3x to
 /// 1.6x on stride-1 planes of 28x28 and more, where the row path fills its vectors and the
 /// transposes cost more than they save.
+///
+/// Max pooling (`Reduce::Max`, the padded copy filled with `-inf`) is taken only for output
+/// planes of [`SMALL_POOL`] pixels or fewer: against the separable and whole-plane max
+/// kernels (`examples/pool_bench.rs`, best of 100, 2 threads) it takes 0.4x the time on
+/// GoogLeNet's 14x14 -> 7x7 pool and 0.6-0.7x on its 7x7 pool branch, about the same on
+/// 14x14 and 28x28 outputs, and 1.4-1.7x on the 56x56 outputs of the 112x112 stride-2
+/// pools, where the separable kernel fills its vectors. Average pooling is never taken.
 pub(crate) fn applies(g: &Geom2d, red: Reduce) -> bool {
-    if !matches!(red, Reduce::Conv(_)) || !fits(g) {
+    if !matches!(red, Reduce::Conv(_) | Reduce::Max) || !fits(g) {
         return false;
     }
     #[cfg(test)]
     if let Some(force) = super::tests::BLOCKED.with(|f| f.get()) {
         return force;
     }
-    g.c >= 8 && ((g.sh >= 2 && g.sw >= 2) || g.oh * g.ow <= SMALL_PLANE)
+    let plane = g.oh * g.ow;
+    g.c >= 8
+        && match red {
+            Reduce::Max => plane <= SMALL_POOL,
+            _ => (g.sh >= 2 && g.sw >= 2) || plane <= SMALL_PLANE,
+        }
 }
+
+/// Output planes up to this many pixels take the blocked path for max pooling.
+const SMALL_POOL: usize = 64;
 
 fn fits(g: &Geom2d) -> bool {
     g.oh > 0
@@ -94,18 +109,23 @@ fn fits(g: &Geom2d) -> bool {
         && band_height(g, 1).saturating_mul(padded_width(g)) <= BAND_PX
 }
 
-/// `out = act(depthwise(x, w) + bias)` over all channels. The caller has checked the
-/// geometry against the buffers ([`super::check_geom`]), the weights and the bias, that
-/// [`applies`] holds, and that the CPU has AVX-512F.
+/// `out = act(depthwise(x, w) + bias)` (`red` = `Conv(act)`) or the window maximum
+/// (`red` = `Max`, NaN skipped, `w` and `bias` unused) over all channels. The caller has
+/// checked the geometry against the buffers ([`super::check_geom`]), the weights and the
+/// bias, that [`applies`] holds, and that the CPU has AVX-512F.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn run(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     g: &Geom2d,
-    act: Activation,
+    red: Reduce,
     out: &mut [f32],
 ) {
+    let (act, max) = match red {
+        Reduce::Conv(act) => (act, false),
+        _ => (Activation::None, true),
+    };
     let groups = g.c.div_ceil(L);
     let rows = band_rows(g);
     let bands = g.oh.div_ceil(rows);
@@ -129,7 +149,7 @@ pub(crate) fn run(
             // the caller checked against `x`, `w`, `bias` and `out`; `buf` holds SCRATCH
             // floats, enough for a band (`fits`); tasks write disjoint (channel, row)
             // ranges of `out`.
-            unsafe { x86::band(x, w, bias, g, act, &band, buf, out.get(), op) };
+            unsafe { x86::band(x, w, bias, g, act, max, &band, buf, out.get(), op) };
         });
         if !matches!(
             act,
@@ -184,10 +204,10 @@ mod x86 {
     use crate::transpose::x86::{lanes as mask, transpose16};
     use std::arch::x86_64::*;
 
-    /// One band: transpose in, convolve, transpose out.
+    /// One band: transpose in, convolve (or take the maximum: `max`), transpose out.
     ///
     /// # Safety
-    /// AVX-512F; `band` inside `g`; `x`, `w`, `bias` checked against `g`; `buf` holds
+    /// AVX-512F; `band` inside `g`; `x`, `w` (unless `max`), `bias` checked against `g`; `buf` holds
     /// [`super::SCRATCH`] floats; `out` points at `g.c * op` writable floats of which this
     /// band's (channel, row) range is written by no one else meanwhile.
     #[allow(clippy::too_many_arguments)]
@@ -198,6 +218,7 @@ mod x86 {
         bias: Option<&[f32]>,
         g: &Geom2d,
         act: Activation,
+        max: bool,
         b: &Band,
         buf: &mut [f32],
         out: *mut f32,
@@ -215,7 +236,7 @@ mod x86 {
         // The group's weights, tap-major: wt[t] holds the 16 channels' weights of tap t.
         let kk = g.kh * g.kw;
         let mut wt = [_mm512_setzero_ps(); MAX_TAPS];
-        for (t, wv) in wt.iter_mut().enumerate().take(kk) {
+        for (t, wv) in wt.iter_mut().enumerate().take(if max { 0 } else { kk }) {
             let mut lanes = [0.0f32; L];
             for (j, l) in lanes.iter_mut().enumerate().take(b.cn) {
                 *l = w[(b.c0 + j) * kk + t];
@@ -227,8 +248,14 @@ mod x86 {
             None => _mm512_setzero_ps(),
         };
 
-        // Transpose in: padded row r is image row oy0 * sh + r - pt.
+        // Transpose in: padded row r is image row oy0 * sh + r - pt. The padding holds the
+        // reduction's neutral value.
         let zero = _mm512_setzero_ps();
+        let pad = if max {
+            _mm512_set1_ps(f32::NEG_INFINITY)
+        } else {
+            zero
+        };
         let ncopy = g.w.min(wp.saturating_sub(g.pl));
         let xc = x.as_ptr().add(b.c0 * plane);
         for r in 0..hb {
@@ -236,16 +263,16 @@ mod x86 {
             let iy = (b.oy0 * g.sh + r) as isize - g.pt as isize;
             if iy < 0 || iy >= g.h as isize || ncopy == 0 {
                 for p in 0..wp {
-                    _mm512_storeu_ps(dst.add(p * L), zero);
+                    _mm512_storeu_ps(dst.add(p * L), pad);
                 }
                 continue;
             }
             let lead = g.pl.min(wp);
             for p in 0..lead {
-                _mm512_storeu_ps(dst.add(p * L), zero);
+                _mm512_storeu_ps(dst.add(p * L), pad);
             }
             for p in g.pl + ncopy..wp {
-                _mm512_storeu_ps(dst.add(p * L), zero);
+                _mm512_storeu_ps(dst.add(p * L), pad);
             }
             let src = xc.add(iy as usize * g.w);
             let mut ix = 0;
@@ -310,10 +337,19 @@ mod x86 {
             for (u, bu) in base.iter_mut().enumerate() {
                 *bu = start(o + u.min(n - 1));
             }
-            let mut acc = [bv; U];
-            for (&wv, &off) in wt.iter().zip(&offs).take(kk) {
-                for (a, &bu) in acc.iter_mut().zip(&base) {
-                    *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(tin.add(bu + off)), *a);
+            let mut acc = [if max { pad } else { bv }; U];
+            if max {
+                // `maxps(v, acc)` keeps acc when v is NaN: NaN is skipped.
+                for &off in offs.iter().take(kk) {
+                    for (a, &bu) in acc.iter_mut().zip(&base) {
+                        *a = _mm512_max_ps(_mm512_loadu_ps(tin.add(bu + off)), *a);
+                    }
+                }
+            } else {
+                for (&wv, &off) in wt.iter().zip(&offs).take(kk) {
+                    for (a, &bu) in acc.iter_mut().zip(&base) {
+                        *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(tin.add(bu + off)), *a);
+                    }
                 }
             }
             for (u, a) in acc.iter().enumerate().take(n) {

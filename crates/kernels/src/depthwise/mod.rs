@@ -21,7 +21,7 @@
 //!
 //! Channels are independent and run in parallel on the current rayon pool when the layer
 //! is big enough to pay for it.
-mod blocked;
+pub(crate) mod blocked;
 
 use crate::activation::Activation;
 use crate::conv::{valid_range, Geom2d};
@@ -128,7 +128,7 @@ pub fn depthwise2d_with(
     }
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 && isa.usable() && blocked::applies(g, Reduce::Conv(act)) {
-        blocked::run(x, w, bias, g, act, out);
+        blocked::run(x, w, bias, g, Reduce::Conv(act), out);
         return Ok(());
     }
     run(isa, x, w, bias, g, Reduce::Conv(act), out);
