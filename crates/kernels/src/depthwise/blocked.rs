@@ -14,6 +14,8 @@
 //! transposes in, 8 independent output vectors per step over the taps, 16x16 transposes out.
 //!
 //! Work is split over (channel group, row band) pairs on the current rayon pool.
+// Its callers dispatch to it on x86-64 only; elsewhere the geometry helpers go unused.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
 use super::Reduce;
 use crate::activation::Activation;
 use crate::conv::Geom2d;
@@ -56,6 +58,7 @@ fn band_height(g: &Geom2d, rows: usize) -> usize {
 }
 
 /// Output rows per band: as many as keep the band's padded copy within [`BAND_PX`].
+#[cfg(target_arch = "x86_64")]
 fn band_rows(g: &Geom2d) -> usize {
     let wp = padded_width(g);
     let mut rows = 1;
@@ -176,12 +179,16 @@ pub(crate) fn run(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct SyncPtr(*mut f32);
 // SAFETY: tasks write disjoint ranges through it (see `run`).
+#[cfg(target_arch = "x86_64")]
 unsafe impl Sync for SyncPtr {}
+#[cfg(target_arch = "x86_64")]
 unsafe impl Send for SyncPtr {}
 
+#[cfg(target_arch = "x86_64")]
 impl SyncPtr {
     /// Through a method, so that closures capture the wrapper and not the bare pointer.
     fn get(&self) -> *mut f32 {
@@ -190,6 +197,7 @@ impl SyncPtr {
 }
 
 /// Channels `c0..c0 + cn` (`cn <= L`), output rows `oy0..oy1`.
+#[cfg(target_arch = "x86_64")]
 struct Band {
     c0: usize,
     cn: usize,
