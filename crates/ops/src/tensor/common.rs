@@ -51,6 +51,19 @@ pub(crate) fn take_runs(
         }
         Ok(out)
     }
+    // The output size is the caller's shape: check it before reserving room for it (an
+    // index tensor from a model can make it overflow).
+    let n = checked_numel(op, &shape)?;
+    if outer
+        .checked_mul(idx.len())
+        .and_then(|r| r.checked_mul(inner))
+        != Some(n)
+    {
+        return Err(OpError::invalid(
+            op,
+            "output shape does not match the gathered runs",
+        ));
+    }
     let out = with_data!(data, v => Elem::wrap(runs(op, v, (outer, dim, inner), idx)?));
     Tensor::new(shape, out).map_err(|e| OpError::tensor(op, e))
 }

@@ -105,6 +105,27 @@ impl Op for Gather {
 mod tests {
     use super::*;
 
+    /// An index count that makes the output size overflow is an error, not a panic or an
+    /// attempt to reserve it.
+    #[test]
+    fn overflowing_output_is_an_error() {
+        let x = Tensor::from_vec(vec![2, 3], vec![0.0f32; 6]).unwrap();
+        let ind = Tensor::from_vec(vec![1], vec![0i64]).unwrap();
+        let r = super::super::common::take_runs(
+            "Gather",
+            x.data(),
+            (usize::MAX / 2, 2, 3),
+            &[0],
+            vec![usize::MAX / 2, 1, 3],
+        );
+        assert!(r.is_err());
+        // And a real gather still works with the check in place.
+        let y = Gather { axis: 0 }
+            .eval(&Inputs::new("Gather", &[Some(&x), Some(&ind)]))
+            .unwrap();
+        assert_eq!(y[0].shape(), &[1, 3]);
+    }
+
     #[test]
     fn gathers() {
         let x = Tensor::from_vec(vec![3, 2], vec![1.0f32, 2., 3., 4., 5., 6.]).unwrap();
