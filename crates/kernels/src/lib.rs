@@ -11,6 +11,23 @@ pub mod gemm;
 pub mod peak;
 pub mod pool;
 mod transpose;
+
+/// A buffer's base pointer shared by parallel jobs that each write a disjoint part of it
+/// while the caller holds the buffer mutably borrowed.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr(pub(crate) *mut f32);
+// SAFETY: only used while the buffer is mutably borrowed by the caller, by jobs writing
+// disjoint ranges.
+unsafe impl Sync for SyncPtr {}
+unsafe impl Send for SyncPtr {}
+
+impl SyncPtr {
+    /// The pointer, through a method so that closures capture the wrapper (which is `Sync`)
+    /// and not the bare pointer.
+    pub(crate) fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
 pub mod vmath;
 pub mod winograd;
 

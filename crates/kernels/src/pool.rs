@@ -29,7 +29,7 @@ pub fn max_pool2d(x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolErro
 pub fn max_pool2d_with(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolError> {
     check_geom("max_pool2d", g, x.len(), out.len())?;
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && isa.usable() && crate::depthwise::blocked::applies(g, Reduce::Max) {
+    if crate::depthwise::blocked::applies(isa, g, Reduce::Max) {
         crate::depthwise::blocked::run(x, &[], None, g, Reduce::Max, out);
         return Ok(());
     }
@@ -575,7 +575,8 @@ mod tests {
         x[10] = f32::NAN; // (1, 3)
         x[13] = f32::INFINITY; // (1, 6): the right edge
         x[49 + 14] = f32::INFINITY; // channel 1, (2, 0): the left edge
-                                    // Every instruction set, and the channel-blocked path forced on.
+
+        // Every instruction set, and the channel-blocked path forced on.
         let modes = Isa::available().into_iter().map(|i| (i, None)).chain(
             Isa::available()
                 .contains(&Isa::Avx512)

@@ -16,9 +16,11 @@
 //! Work is split over (channel group, row band) pairs on the current rayon pool.
 // Its callers dispatch to it on x86-64 only; elsewhere the geometry helpers go unused.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_imports))]
-use super::Reduce;
+use super::{Isa, Reduce};
 use crate::activation::Activation;
 use crate::conv::Geom2d;
+#[cfg(target_arch = "x86_64")]
+use crate::SyncPtr;
 use rayon::prelude::*;
 
 /// Channels per vector.
@@ -71,7 +73,7 @@ fn band_rows(g: &Geom2d) -> usize {
 /// Output planes up to this many pixels take the blocked path at stride 1.
 const SMALL_PLANE: usize = 256;
 
-/// Whether the blocked path takes this convolution (the caller checks for AVX-512): enough
+/// Whether the blocked path takes this convolution: AVX-512 asked for and present, enough
 /// channels to fill most lanes, a window that fits the weight array and a padded output row
 /// that fits a band; and a layer where it wins. Measured against the row path on
 /// MobileNetV2's 17 depthwise layers (`blocked_vs_rows` in this module's benchmarks), the
@@ -86,8 +88,12 @@ const SMALL_PLANE: usize = 256;
 /// GoogLeNet's 14x14 -> 7x7 pool and 0.6-0.7x on its 7x7 pool branch, about the same on
 /// 14x14 and 28x28 outputs, and 1.4-1.7x on the 56x56 outputs of the 112x112 stride-2
 /// pools, where the separable kernel fills its vectors. Average pooling is never taken.
-pub(crate) fn applies(g: &Geom2d, red: Reduce) -> bool {
-    if !matches!(red, Reduce::Conv(_) | Reduce::Max) || !fits(g) {
+pub(crate) fn applies(isa: Isa, g: &Geom2d, red: Reduce) -> bool {
+    if isa != Isa::Avx512
+        || !isa.usable()
+        || !matches!(red, Reduce::Conv(_) | Reduce::Max)
+        || !fits(g)
+    {
         return false;
     }
     #[cfg(test)]
@@ -176,23 +182,6 @@ pub(crate) fn run(
         (0..tasks).into_par_iter().for_each(task);
     } else {
         (0..tasks).for_each(task);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[derive(Clone, Copy)]
-struct SyncPtr(*mut f32);
-// SAFETY: tasks write disjoint ranges through it (see `run`).
-#[cfg(target_arch = "x86_64")]
-unsafe impl Sync for SyncPtr {}
-#[cfg(target_arch = "x86_64")]
-unsafe impl Send for SyncPtr {}
-
-#[cfg(target_arch = "x86_64")]
-impl SyncPtr {
-    /// Through a method, so that closures capture the wrapper and not the bare pointer.
-    fn get(&self) -> *mut f32 {
-        self.0
     }
 }
 

@@ -127,7 +127,7 @@ pub fn depthwise2d_with(
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && isa.usable() && blocked::applies(g, Reduce::Conv(act)) {
+    if blocked::applies(isa, g, Reduce::Conv(act)) {
         blocked::run(x, w, bias, g, Reduce::Conv(act), out);
         return Ok(());
     }
@@ -1300,7 +1300,11 @@ pub(crate) mod tests {
                 ow,
             };
             BLOCKED.with(|f| f.set(Some(true)));
-            blocked_runs += usize::from(blocked::applies(&g, Reduce::Conv(Activation::None)));
+            blocked_runs += usize::from(blocked::applies(
+                Isa::Avx512,
+                &g,
+                Reduce::Conv(Activation::None),
+            ));
             let x = rnd(c * h * w, i as u64);
             let wt = rnd(c * k * k, 500 + i as u64);
             let b = rnd(c, 9);
@@ -1540,9 +1544,10 @@ mod bench {
                 let b = vec![0.5f32; c];
                 let mut out = vec![0.0f32; c * o * o];
                 let act = Activation::Clip { lo: 0.0, hi: 6.0 };
-                let mut t = [Vec::new(), Vec::new()];
+                // (blocked, seconds per call), the order flipping every round.
+                let mut t = Vec::new();
                 for round in 0..30 {
-                    for (v, tv) in t.iter_mut().enumerate() {
+                    for v in 0..2 {
                         let blocked = (v == 1) ^ (round % 2 == 1);
                         let e = pool.install(|| {
                             BLOCKED.with(|f| f.set(Some(blocked)));
@@ -1552,13 +1557,12 @@ mod bench {
                             }
                             t0.elapsed().as_secs_f64() / 5.0
                         });
-                        tv.push((blocked, e));
+                        t.push((blocked, e));
                     }
                 }
                 let med = |blocked: bool| {
                     let mut v: Vec<f64> = t
                         .iter()
-                        .flatten()
                         .filter(|(b, _)| *b == blocked)
                         .map(|(_, e)| *e)
                         .collect();

@@ -24,6 +24,7 @@ mod pack;
 pub use pack::{Im2col, PanelSource, Strided};
 
 use crate::activation::Activation;
+use crate::SyncPtr;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -664,7 +665,7 @@ fn pack_panels(
             let off = k0 * panels * width + q * kcb * width;
             // SAFETY: panel `q`'s block `pc` is its own `kcb * width` run of `dst` (checked
             // long enough above); each panel is packed by one job.
-            let out = unsafe { std::slice::from_raw_parts_mut(base.0.add(off), kcb * width) };
+            let out = unsafe { std::slice::from_raw_parts_mut(base.get().add(off), kcb * width) };
             src.pack(q * width, width, k0, kcb, out);
         }
     };
@@ -674,12 +675,6 @@ fn pack_panels(
         (0..panels).for_each(pack_panel);
     }
 }
-
-/// A buffer's base pointer shared by jobs that write disjoint parts of it.
-struct SyncPtr(*mut f32);
-// SAFETY: only used while the buffer is borrowed mutably by the caller, by jobs writing
-// disjoint ranges.
-unsafe impl Sync for SyncPtr {}
 
 /// Which side of C a self-scheduled product hands out in chunks.
 #[derive(Clone, Copy, Debug, PartialEq)]
