@@ -1,21 +1,41 @@
 //! GFLOP/s of 1x1 convolutions as ResNet-50 runs them: packed weights (M x K) times the
 //! image (K x N) read in place (`Rhs::Direct`), under several cache blockings, the variants
 //! interleaved run by run so that a busy machine slows them alike.
-//! `cargo run --release -p millrace-kernels --example pw_bench [THREADS] [SHAPE] [NAME[:KC:MC] ...]`
-use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided};
+//! `cargo run --release -p millrace-kernels --example pw_bench [THREADS] [SHAPE] [NAME[:KC:MC][+res][+pack] ...]`
+//! (`+res`: with a residual Add and Relu in the epilogue, as ResNet-50's last 1x1 of a block;
+//! `+pack`: B packed into panels instead of read in place; SHAPE: an index or `MxKxN`).
+use millrace_kernels::activation::Activation;
+use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided, View};
 use std::time::Instant;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    // SHAPE: an index into the list below, or `MxKxN`.
     let only: Option<usize> = args.get(2).and_then(|s| s.parse().ok());
+    let custom: Option<(usize, usize, usize)> = args.get(2).and_then(|s| {
+        let d: Vec<usize> = s.split('x').filter_map(|d| d.parse().ok()).collect();
+        (d.len() == 3).then(|| (d[0], d[1], d[2]))
+    });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .expect("pool");
     let base = Kernel::detect();
     let mut kernels = vec![base];
+    let mut with_res = vec![false];
+    let mut packed_b = vec![false];
     for v in args.iter().skip(3) {
+        let (v, pack) = match v.strip_suffix("+pack") {
+            Some(v) => (v, true),
+            None => (v.as_str(), false),
+        };
+        let (v, res) = match v.strip_suffix("+res") {
+            Some(v) => (v, true),
+            None => (v, false),
+        };
+        with_res.push(res);
+        packed_b.push(pack);
         let f: Vec<&str> = v.split(':').collect();
         let kr = Kernel::named(f[0]).expect("kernel name");
         kernels.push(match f.get(1..3) {
@@ -40,9 +60,13 @@ fn main() {
         (128, 256, 1024),
         (128, 1024, 256),
     ];
+    let shapes: Vec<(usize, usize, usize)> = match custom {
+        Some(s) => vec![s],
+        None => shapes.to_vec(),
+    };
     let mut total = vec![0.0f64; kernels.len()];
     for (si, &(m, k, n)) in shapes.iter().enumerate() {
-        if only.is_some_and(|o| o != si) {
+        if custom.is_none() && only.is_some_and(|o| o != si) {
             continue;
         }
         let x: Vec<f32> = (0..k * n).map(|i| (i % 17) as f32 * 0.01).collect();
@@ -51,7 +75,9 @@ fn main() {
             .iter()
             .map(|&kr| Packed::lhs_with_kernel(&Strided::rows(&w, m, k).unwrap(), kr))
             .collect();
+        let xs = Strided::cols(&x, n, k);
         let mut c = vec![0.0f32; m * n];
+        let res: Vec<f32> = (0..m * n).map(|i| (i % 7) as f32 * 0.01).collect();
         let iters = (2e8 / (2.0 * (m * n * k) as f64)).clamp(2.0, 200.0) as usize;
         let mut times = vec![Vec::new(); kernels.len()];
         for _ in 0..15 {
@@ -62,18 +88,33 @@ fn main() {
                         gemm_ex(
                             kr,
                             Lhs::Packed(pa),
-                            Rhs::Direct {
-                                data: &x,
-                                k,
-                                n,
-                                ld: n,
+                            match &xs {
+                                Some(src) if packed_b[vi] => Rhs::Source(src),
+                                _ => Rhs::Direct {
+                                    data: &x,
+                                    k,
+                                    n,
+                                    ld: n,
+                                },
                             },
                             Out {
                                 data: &mut c,
                                 rs: n,
                                 cs: 1,
                             },
-                            &Epilogue::default(),
+                            &if with_res[vi] {
+                                Epilogue {
+                                    residual: Some(View {
+                                        data: &res,
+                                        rs: n,
+                                        cs: 1,
+                                    }),
+                                    act: Activation::Relu,
+                                    ..Epilogue::default()
+                                }
+                            } else {
+                                Epilogue::default()
+                            },
                         )
                     })
                     .unwrap();
@@ -87,10 +128,12 @@ fn main() {
             let med = t[t.len() / 2];
             total[vi] += med;
             line += &format!(
-                "  {}:{}:{}: {:7.1} us {:6.1} GF/s",
+                "  {}:{}:{}{}{}: {:7.1} us {:6.1} GF/s",
                 kernels[vi].name,
                 kernels[vi].kc,
                 kernels[vi].mc,
+                if with_res[vi] { "+res" } else { "" },
+                if packed_b[vi] { "+pack" } else { "" },
                 med * 1e6,
                 2.0 * (m * n * k) as f64 / med / 1e9
             );

@@ -42,6 +42,9 @@ pub struct Kernel {
     /// Rows of `A` packed at a time (a multiple of `mr`).
     pub mc: usize,
     f: micro::MicroFn,
+    /// Kernels for a ragged last row panel (entry `r - 1` computes `r < mr` rows), where
+    /// the instruction set has them; otherwise the full kernel computes all `mr`.
+    tails: &'static [micro::MicroFn],
 }
 
 static GENERIC: Kernel = Kernel {
@@ -51,6 +54,7 @@ static GENERIC: Kernel = Kernel {
     kc: 256,
     mc: 64,
     f: micro::generic,
+    tails: &[],
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -61,6 +65,7 @@ static AVX2: Kernel = Kernel {
     kc: 256,
     mc: 72,
     f: micro::x86::avx2,
+    tails: &[],
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -71,6 +76,7 @@ static AVX512: Kernel = Kernel {
     kc: 768,
     mc: 14 * 12,
     f: micro::x86::avx512,
+    tails: &micro::x86::AVX512_TAILS,
 };
 
 impl Kernel {
@@ -113,6 +119,15 @@ impl Kernel {
             mc: mc.div_ceil(self.mr).max(1) * self.mr,
             ..*self
         }))
+    }
+
+    /// The microkernel for a tile of `mv` rows: a tail kernel when the row panel is
+    /// ragged and one exists, else the full one.
+    fn micro(&self, mv: usize) -> micro::MicroFn {
+        match mv.checked_sub(1).and_then(|i| self.tails.get(i)) {
+            Some(&f) if mv < self.mr => f,
+            _ => self.f,
+        }
     }
 
     fn blocks(&self, k: usize) -> usize {
@@ -951,7 +966,7 @@ unsafe fn run_block(
                                         relu,
                                         clamp,
                                     };
-                                    (kernel.f)(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);
+                                    (kernel.micro(t.mv))(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);
                                     if last && post_act {
                                         for i in 0..t.mv {
                                             let row = std::slice::from_raw_parts_mut(
@@ -977,7 +992,7 @@ unsafe fn run_block(
                                         relu: false,
                                         clamp: None,
                                     };
-                                    (kernel.f)(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);
+                                    (kernel.micro(t.mv))(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);
                                     store_tile(&tile, &mut tt, t, out, epi, first, last);
                                 }
                             }

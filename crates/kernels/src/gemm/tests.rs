@@ -336,6 +336,51 @@ fn convolution_through_implicit_im2col() {
     }
 }
 
+/// Each ragged-panel kernel gives the full kernel's first `r` rows, bit for bit, with the
+/// whole epilogue (old C, row bias, residual, Relu) and a ragged right edge, and leaves the
+/// rows below `r` untouched.
+#[test]
+fn tail_kernels_match_the_full_kernel() {
+    for kernel in Kernel::available() {
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        for kc in [1, 3, 17, 64] {
+            let a = rnd(kc * mr, 11);
+            let b = rnd(kc * nr, 12);
+            let bias = rnd(mr, 13);
+            let res = rnd(mr * nr, 14);
+            let old = rnd(mr * nr, 15);
+            for r in 1..=mr {
+                for nv in [nr, nr - 3, 1] {
+                    let run = |f: micro::MicroFn| {
+                        let mut c = old.clone();
+                        let o = micro::TileOut {
+                            c: c.as_mut_ptr(),
+                            ldc: nr,
+                            mv: r,
+                            nv,
+                            alpha: 1.0,
+                            add_old: 1.0,
+                            last: true,
+                            bias_row: bias.as_ptr(),
+                            bias_col: std::ptr::null(),
+                            res: res.as_ptr(),
+                            ldr: nr,
+                            relu: true,
+                            clamp: None,
+                        };
+                        // SAFETY: panels and tile sized for the kernel; `r <= mr` rows.
+                        unsafe { f(kc, a.as_ptr(), b.as_ptr(), nr, &o) };
+                        c
+                    };
+                    let (full, tail) = (run(kernel.f), run(kernel.micro(r)));
+                    assert_eq!(full, tail, "{} kc {kc} r {r} nv {nv}", kernel.name);
+                    assert_eq!(&tail[r * nr..], &old[r * nr..], "{} r {r}", kernel.name);
+                }
+            }
+        }
+    }
+}
+
 /// Throughput of the bare microkernel on L1-resident panels (run with --ignored --nocapture).
 #[test]
 #[ignore]
