@@ -181,62 +181,85 @@ pub mod x86 {
         avx512_store(c, o)
     }
 
-    /// AVX-512F for a ragged last row panel: only the panel's first `R` rows (of
-    /// [`AVX512_MR`]) are computed; the `A` panel keeps its `MR` stride. A product with
-    /// 64 rows has a last panel of 8: 14-row work there costs 8.6% of the whole product,
-    /// and a matrix-vector product (one row, a classifier at batch 1) costs 14x.
+    /// AVX-512F for a ragged tile: only the first `R` rows (of [`AVX512_MR`]) and the
+    /// first `16 * V` columns (of 32) are computed; the panels keep their strides. A
+    /// product with 64 rows has a last row panel of 8: 14-row work there costs 8.6% of
+    /// the whole product; a matrix-vector product (one row: a classifier at batch 1)
+    /// costs 14x; a 14x14 image (196 columns) ends in a panel of 4 columns, where half
+    /// the width saves 7% of the layer.
     ///
     /// # Safety
-    /// As [`avx512`], with `o.mv <= R`.
+    /// As [`avx512`], with `o.mv <= R` and `o.nv <= 16 * V`.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn avx512_rows<const R: usize>(
+    unsafe fn avx512_part<const R: usize, const V: usize>(
         kc: usize,
         a: *const f32,
         b: *const f32,
         ldb: usize,
         o: &super::TileOut,
     ) {
-        let mut c = [[_mm512_setzero_ps(); 2]; R];
+        let mut c = [[_mm512_setzero_ps(); V]; R];
         let (mut a, mut b) = (a, b);
         for _ in 0..kc {
-            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_AHEAD * ldb) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_AHEAD * ldb + 16) as *const i8);
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
+            let mut bv = [_mm512_setzero_ps(); V];
+            for (v, x) in bv.iter_mut().enumerate() {
+                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_AHEAD * ldb + 16 * v) as *const i8);
+                *x = _mm512_loadu_ps(b.add(16 * v));
+            }
             for (i, ci) in c.iter_mut().enumerate() {
                 let ai = _mm512_set1_ps(*a.add(i));
-                ci[0] = _mm512_fmadd_ps(ai, b0, ci[0]);
-                ci[1] = _mm512_fmadd_ps(ai, b1, ci[1]);
+                for (cv, x) in ci.iter_mut().zip(bv) {
+                    *cv = _mm512_fmadd_ps(ai, x, *cv);
+                }
             }
             a = a.add(AVX512_MR);
             b = b.add(ldb);
         }
         let mut full = [[_mm512_setzero_ps(); 2]; AVX512_MR];
-        full[..R].copy_from_slice(&c);
-        avx512_store(
-            full,
-            &super::TileOut {
-                mv: o.mv.min(R),
-                ..*o
-            },
-        )
+        for (f, ci) in full.iter_mut().zip(c) {
+            f[..V].copy_from_slice(&ci);
+        }
+        let part = super::TileOut {
+            mv: o.mv.min(R),
+            nv: o.nv.min(16 * V),
+            ..*o
+        };
+        avx512_store(full, &part)
     }
 
-    /// [`avx512_rows`] for 1 to `MR - 1` rows: entry `r - 1` computes `r` rows.
-    pub static AVX512_TAILS: [super::MicroFn; AVX512_MR - 1] = [
-        avx512_rows::<1>,
-        avx512_rows::<2>,
-        avx512_rows::<3>,
-        avx512_rows::<4>,
-        avx512_rows::<5>,
-        avx512_rows::<6>,
-        avx512_rows::<7>,
-        avx512_rows::<8>,
-        avx512_rows::<9>,
-        avx512_rows::<10>,
-        avx512_rows::<11>,
-        avx512_rows::<12>,
-        avx512_rows::<13>,
+    /// [`avx512_part`] at full width: entry `r - 1` computes `r` rows (1 to `MR - 1`).
+    pub static AVX512_ROWS: [super::MicroFn; AVX512_MR - 1] = [
+        avx512_part::<1, 2>,
+        avx512_part::<2, 2>,
+        avx512_part::<3, 2>,
+        avx512_part::<4, 2>,
+        avx512_part::<5, 2>,
+        avx512_part::<6, 2>,
+        avx512_part::<7, 2>,
+        avx512_part::<8, 2>,
+        avx512_part::<9, 2>,
+        avx512_part::<10, 2>,
+        avx512_part::<11, 2>,
+        avx512_part::<12, 2>,
+        avx512_part::<13, 2>,
+    ];
+
+    /// [`avx512_part`] at half width (16 columns): entry `r - 1` computes `r` rows.
+    pub static AVX512_HALF: [super::MicroFn; AVX512_MR] = [
+        avx512_part::<1, 1>,
+        avx512_part::<2, 1>,
+        avx512_part::<3, 1>,
+        avx512_part::<4, 1>,
+        avx512_part::<5, 1>,
+        avx512_part::<6, 1>,
+        avx512_part::<7, 1>,
+        avx512_part::<8, 1>,
+        avx512_part::<9, 1>,
+        avx512_part::<10, 1>,
+        avx512_part::<11, 1>,
+        avx512_part::<12, 1>,
+        avx512_part::<13, 1>,
+        avx512_part::<14, 1>,
     ];
 
     /// The AVX-512 kernels' epilogue.

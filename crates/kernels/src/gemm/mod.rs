@@ -45,6 +45,9 @@ pub struct Kernel {
     /// Kernels for a ragged last row panel (entry `r - 1` computes `r < mr` rows), where
     /// the instruction set has them; otherwise the full kernel computes all `mr`.
     tails: &'static [micro::MicroFn],
+    /// Kernels for a last column panel at most `nr / 2` wide (entry `r - 1` computes `r`
+    /// rows), where the instruction set has them.
+    halves: &'static [micro::MicroFn],
 }
 
 static GENERIC: Kernel = Kernel {
@@ -55,6 +58,7 @@ static GENERIC: Kernel = Kernel {
     mc: 64,
     f: micro::generic,
     tails: &[],
+    halves: &[],
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -66,6 +70,7 @@ static AVX2: Kernel = Kernel {
     mc: 72,
     f: micro::x86::avx2,
     tails: &[],
+    halves: &[],
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -76,7 +81,8 @@ static AVX512: Kernel = Kernel {
     kc: 768,
     mc: 14 * 12,
     f: micro::x86::avx512,
-    tails: &micro::x86::AVX512_TAILS,
+    tails: &micro::x86::AVX512_ROWS,
+    halves: &micro::x86::AVX512_HALF,
 };
 
 impl Kernel {
@@ -121,13 +127,19 @@ impl Kernel {
         }))
     }
 
-    /// The microkernel for a tile of `mv` rows: a tail kernel when the row panel is
-    /// ragged and one exists, else the full one.
-    fn micro(&self, mv: usize) -> micro::MicroFn {
-        match mv.checked_sub(1).and_then(|i| self.tails.get(i)) {
-            Some(&f) if mv < self.mr => f,
-            _ => self.f,
-        }
+    /// The microkernel for a tile of `mv` rows and `nv` columns: one that computes only
+    /// those rows (and half the width) when the tile is ragged and the instruction set
+    /// has one, else the full kernel.
+    fn micro(&self, mv: usize, nv: usize) -> micro::MicroFn {
+        let i = mv.saturating_sub(1);
+        let part = if 2 * nv <= self.nr {
+            self.halves.get(i)
+        } else if mv < self.mr {
+            self.tails.get(i)
+        } else {
+            None
+        };
+        part.copied().unwrap_or(self.f)
     }
 
     fn blocks(&self, k: usize) -> usize {
@@ -966,7 +978,13 @@ unsafe fn run_block(
                                         relu,
                                         clamp,
                                     };
-                                    (kernel.micro(t.mv))(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);
+                                    (kernel.micro(t.mv, t.nv))(
+                                        kcb,
+                                        ap.as_ptr(),
+                                        bp.as_ptr(),
+                                        ldb,
+                                        &o,
+                                    );
                                     if last && post_act {
                                         for i in 0..t.mv {
                                             let row = std::slice::from_raw_parts_mut(
@@ -992,7 +1010,13 @@ unsafe fn run_block(
                                         relu: false,
                                         clamp: None,
                                     };
-                                    (kernel.micro(t.mv))(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);
+                                    (kernel.micro(t.mv, t.nv))(
+                                        kcb,
+                                        ap.as_ptr(),
+                                        bp.as_ptr(),
+                                        ldb,
+                                        &o,
+                                    );
                                     store_tile(&tile, &mut tt, t, out, epi, first, last);
                                 }
                             }

@@ -336,9 +336,10 @@ fn convolution_through_implicit_im2col() {
     }
 }
 
-/// Each ragged-panel kernel gives the full kernel's first `r` rows, bit for bit, with the
-/// whole epilogue (old C, row bias, residual, Relu) and a ragged right edge, and leaves the
-/// rows below `r` untouched.
+/// Each ragged-tile kernel gives the full kernel's first `r` rows, bit for bit, with the
+/// whole epilogue (old C, row bias, residual, Relu) and a ragged right edge (half-width
+/// kernels included), and leaves the rows below `r` and the columns right of the edge
+/// untouched.
 #[test]
 fn tail_kernels_match_the_full_kernel() {
     for kernel in Kernel::available() {
@@ -350,7 +351,7 @@ fn tail_kernels_match_the_full_kernel() {
             let res = rnd(mr * nr, 14);
             let old = rnd(mr * nr, 15);
             for r in 1..=mr {
-                for nv in [nr, nr - 3, 1] {
+                for nv in [nr, nr - 3, nr / 2 + 1, nr / 2, nr / 2 - 1, 1] {
                     let run = |f: micro::MicroFn| {
                         let mut c = old.clone();
                         let o = micro::TileOut {
@@ -372,9 +373,13 @@ fn tail_kernels_match_the_full_kernel() {
                         unsafe { f(kc, a.as_ptr(), b.as_ptr(), nr, &o) };
                         c
                     };
-                    let (full, tail) = (run(kernel.f), run(kernel.micro(r)));
+                    let (full, tail) = (run(kernel.f), run(kernel.micro(r, nv)));
                     assert_eq!(full, tail, "{} kc {kc} r {r} nv {nv}", kernel.name);
                     assert_eq!(&tail[r * nr..], &old[r * nr..], "{} r {r}", kernel.name);
+                    for row in 0..r {
+                        let (t, o) = (&tail[row * nr..][nv..nr], &old[row * nr..][nv..nr]);
+                        assert_eq!(t, o, "{} r {r} nv {nv} row {row}", kernel.name);
+                    }
                 }
             }
         }
