@@ -227,6 +227,49 @@ pub mod x86 {
         avx512_store(full, &part)
     }
 
+    /// AVX-512F for one column of a tile (`o.nv` must be 1): the panel's 14 rows of `A`
+    /// are one masked vector per `k`, times a broadcast of `B`'s value in the column, in
+    /// four chains over `k` (so not bit-identical to the full kernel, whose sum runs in
+    /// one chain per element). A 7x7 image is 49 columns: 32 + 16 + 1, where the last
+    /// column alone would cost a 16-wide kernel pass.
+    ///
+    /// # Safety
+    /// As [`avx512`], with `o.nv == 1`; `b` points at the column's value in row 0.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn avx512_col(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        o: &super::TileOut,
+    ) {
+        const MR: usize = AVX512_MR;
+        let m: __mmask16 = (1u16 << MR) - 1;
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let (mut a, mut b) = (a, b);
+        let mut k = 0;
+        while k + 4 <= kc {
+            for (j, c) in acc.iter_mut().enumerate() {
+                let av = _mm512_maskz_loadu_ps(m, a.add(j * MR));
+                *c = _mm512_fmadd_ps(av, _mm512_set1_ps(*b.add(j * ldb)), *c);
+            }
+            a = a.add(4 * MR);
+            b = b.add(4 * ldb);
+            k += 4;
+        }
+        while k < kc {
+            let av = _mm512_maskz_loadu_ps(m, a);
+            acc[0] = _mm512_fmadd_ps(av, _mm512_set1_ps(*b), acc[0]);
+            a = a.add(MR);
+            b = b.add(ldb);
+            k += 1;
+        }
+        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        let mut v = [0.0f32; 16];
+        _mm512_storeu_ps(v.as_mut_ptr(), sum);
+        super::store_acc(&v[..MR], 1, &super::TileOut { nv: 1, ..*o });
+    }
+
     /// [`avx512_part`] at full width: entry `r - 1` computes `r` rows (1 to `MR - 1`).
     pub static AVX512_ROWS: [super::MicroFn; AVX512_MR - 1] = [
         avx512_part::<1, 2>,

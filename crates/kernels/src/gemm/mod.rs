@@ -48,6 +48,9 @@ pub struct Kernel {
     /// Kernels for a last column panel at most `nr / 2` wide (entry `r - 1` computes `r`
     /// rows), where the instruction set has them.
     halves: &'static [micro::MicroFn],
+    /// A kernel for one column of a tile, where the instruction set has one: a tile whose
+    /// width is 1 or 2 past a multiple of `nr / 2` computes those columns with it.
+    col: Option<micro::MicroFn>,
 }
 
 static GENERIC: Kernel = Kernel {
@@ -59,6 +62,7 @@ static GENERIC: Kernel = Kernel {
     f: micro::generic,
     tails: &[],
     halves: &[],
+    col: None,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -71,6 +75,7 @@ static AVX2: Kernel = Kernel {
     f: micro::x86::avx2,
     tails: &[],
     halves: &[],
+    col: None,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -83,6 +88,7 @@ static AVX512: Kernel = Kernel {
     f: micro::x86::avx512,
     tails: &micro::x86::AVX512_ROWS,
     halves: &micro::x86::AVX512_HALF,
+    col: Some(micro::x86::avx512_col),
 };
 
 impl Kernel {
@@ -140,6 +146,17 @@ impl Kernel {
             None
         };
         part.copied().unwrap_or(self.f)
+    }
+
+    /// How many of a tile's `nv` columns, at its right edge, the one-column kernel
+    /// computes (the rest go to [`Kernel::micro`]).
+    fn single_cols(&self, nv: usize) -> usize {
+        let r = nv % (self.nr / 2).max(1);
+        if self.col.is_some() && r <= 2 {
+            r
+        } else {
+            0
+        }
     }
 
     fn blocks(&self, k: usize) -> usize {
@@ -978,13 +995,29 @@ unsafe fn run_block(
                                         relu,
                                         clamp,
                                     };
-                                    (kernel.micro(t.mv, t.nv))(
-                                        kcb,
-                                        ap.as_ptr(),
-                                        bp.as_ptr(),
-                                        ldb,
-                                        &o,
-                                    );
+                                    let nvec = t.nv - kernel.single_cols(t.nv);
+                                    if nvec > 0 {
+                                        let ov = micro::TileOut { nv: nvec, ..o };
+                                        (kernel.micro(t.mv, nvec))(
+                                            kcb,
+                                            ap.as_ptr(),
+                                            bp.as_ptr(),
+                                            ldb,
+                                            &ov,
+                                        );
+                                    }
+                                    if let (Some(col), true) = (kernel.col, nvec < t.nv) {
+                                        for j in nvec..t.nv {
+                                            let oj = micro::TileOut {
+                                                c: o.c.add(j),
+                                                nv: 1,
+                                                bias_col: shift(o.bias_col, j),
+                                                res: shift(o.res, j),
+                                                ..o
+                                            };
+                                            col(kcb, ap.as_ptr(), bp[j..].as_ptr(), ldb, &oj);
+                                        }
+                                    }
                                     if last && post_act {
                                         for i in 0..t.mv {
                                             let row = std::slice::from_raw_parts_mut(
@@ -1028,6 +1061,15 @@ unsafe fn run_block(
             }
         })
     });
+}
+
+/// `p + j`, keeping a null pointer (an absent operand) null.
+fn shift(p: *const f32, j: usize) -> *const f32 {
+    if p.is_null() {
+        p
+    } else {
+        p.wrapping_add(j)
+    }
 }
 
 /// Writes one accumulator tile into C: the first `K` block also adds `beta * C`; later

@@ -386,6 +386,76 @@ fn tail_kernels_match_the_full_kernel() {
     }
 }
 
+/// The one-column kernel gives the full kernel's column `j` (to rounding: it sums `k` in
+/// four chains), with the whole epilogue, column bias or none, for every row count, and
+/// writes nothing else.
+#[test]
+fn column_kernel_matches_the_full_kernel() {
+    for kernel in Kernel::available() {
+        let Some(col) = kernel.col else { continue };
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        for kc in [1, 3, 4, 5, 17, 64] {
+            let a = rnd(kc * mr, 21);
+            let b = rnd(kc * nr, 22);
+            let (bias, bcol) = (rnd(mr, 23), rnd(nr, 24));
+            let (res, old) = (rnd(mr * nr, 25), rnd(mr * nr, 26));
+            for r in 1..=mr {
+                for j in [0, 1, 16, nr - 1] {
+                    for with_col_bias in [false, true] {
+                        let out = |c: &mut Vec<f32>, nv: usize, j: usize| micro::TileOut {
+                            c: c.as_mut_ptr().wrapping_add(j),
+                            ldc: nr,
+                            mv: r,
+                            nv,
+                            alpha: 0.5,
+                            add_old: 1.0,
+                            last: true,
+                            bias_row: bias.as_ptr(),
+                            bias_col: if with_col_bias {
+                                bcol[j..].as_ptr()
+                            } else {
+                                std::ptr::null()
+                            },
+                            res: res[j..].as_ptr(),
+                            ldr: nr,
+                            relu: true,
+                            clamp: None,
+                        };
+                        let mut full = old.clone();
+                        let mut one = old.clone();
+                        // SAFETY: panels and tiles sized for the kernel; the column kernel
+                        // gets a one-column tile at column `j` and B's column `j`.
+                        unsafe {
+                            (kernel.f)(kc, a.as_ptr(), b.as_ptr(), nr, &out(&mut full, nr, 0));
+                            col(kc, a.as_ptr(), b[j..].as_ptr(), nr, &out(&mut one, 1, j));
+                        }
+                        for i in 0..mr {
+                            for x in 0..nr {
+                                let (got, o) = (one[i * nr + x], old[i * nr + x]);
+                                if i < r && x == j {
+                                    let want = full[i * nr + x];
+                                    let tol = 1e-5 * (1.0 + want.abs());
+                                    assert!(
+                                        (got - want).abs() <= tol,
+                                        "{} kc {kc} r {r} j {j}: {got} vs {want}",
+                                        kernel.name
+                                    );
+                                } else {
+                                    assert_eq!(
+                                        got, o,
+                                        "{} r {r} j {j} wrote ({i}, {x})",
+                                        kernel.name
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Throughput of the bare microkernel on L1-resident panels (run with --ignored --nocapture).
 #[test]
 #[ignore]
