@@ -49,7 +49,10 @@ pub struct Kernel {
     /// rows), where the instruction set has them.
     halves: &'static [micro::MicroFn],
     /// A kernel for one column of a tile, where the instruction set has one: a tile whose
-    /// width is 1 or 2 past a multiple of `nr / 2` computes those columns with it.
+    /// width is 1 past a multiple of `nr / 2` computes that column with it. More single
+    /// columns cost more than the wider kernel (`pw_bench`, 1 thread: on 512x2304x18 the
+    /// 32-wide kernel took 0.81x the time of 16 columns plus 2 single ones; 4 single
+    /// columns instead of a half-width pass took 1.03-1.05x on N = 196 products).
     col: Option<micro::MicroFn>,
 }
 
@@ -152,7 +155,7 @@ impl Kernel {
     /// computes (the rest go to [`Kernel::micro`]).
     fn single_cols(&self, nv: usize) -> usize {
         let r = nv % (self.nr / 2).max(1);
-        if self.col.is_some() && r <= 2 {
+        if self.col.is_some() && r <= 1 {
             r
         } else {
             0
