@@ -182,7 +182,7 @@ fn hostile_initializers_are_rejected() {
         name: "w".into(),
         dims: vec![3],
         data_type: 1,
-        raw_data: vec![0; 5],
+        raw_data: vec![0; 5].into(),
         ..Default::default()
     });
     assert!(import(&m).is_err());
@@ -252,7 +252,7 @@ fn mutated_models_never_panic() {
         name: "c".into(),
         dims: vec![4],
         data_type: 1,
-        raw_data: vec![0; 16],
+        raw_data: vec![0; 16].into(),
         ..Default::default()
     });
     let bytes = m.encode_to_vec();

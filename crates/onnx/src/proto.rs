@@ -249,8 +249,11 @@ pub struct TensorProto {
     pub name: String,
     #[prost(string, tag = "12")]
     pub doc_string: String,
-    #[prost(bytes = "vec", tag = "9")]
-    pub raw_data: Vec<u8>,
+    /// A slice of the model file's buffer when the model is decoded from
+    /// [`prost::bytes::Bytes`] ([`crate::load_model`]): the weights are not copied out of
+    /// the file before their conversion to tensors.
+    #[prost(bytes = "bytes", tag = "9")]
+    pub raw_data: prost::bytes::Bytes,
     #[prost(message, repeated, tag = "13")]
     pub external_data: Vec<StringStringEntryProto>,
     /// 0 = DEFAULT, 1 = EXTERNAL.

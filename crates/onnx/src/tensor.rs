@@ -378,7 +378,7 @@ pub fn tensor_to_proto(name: &str, t: &Tensor) -> TensorProto {
     fn le<T: Copy, const N: usize>(v: &[T], f: fn(T) -> [u8; N]) -> Vec<u8> {
         v.iter().flat_map(|&x| f(x)).collect()
     }
-    p.raw_data = match t.data() {
+    let raw: Vec<u8> = match t.data() {
         TensorData::F32(v) => le(v, f32::to_le_bytes),
         TensorData::F64(v) => le(v, f64::to_le_bytes),
         TensorData::F16(v) => le(v, |x: f16| x.to_bits().to_le_bytes()),
@@ -398,6 +398,7 @@ pub fn tensor_to_proto(name: &str, t: &Tensor) -> TensorProto {
         }
         narrow => pack_narrow(narrow).unwrap_or_default(),
     };
+    p.raw_data = raw.into();
     p
 }
 
@@ -504,7 +505,7 @@ mod tests {
         let raw = |dt: i32, dims: Vec<i64>, raw: Vec<u8>| TensorProto {
             dims,
             data_type: dt,
-            raw_data: raw,
+            raw_data: raw.into(),
             ..Default::default()
         };
         // INT4: low nibble first, odd count padded.
@@ -550,7 +551,7 @@ mod tests {
         let p = TensorProto {
             dims: vec![4],
             data_type: 1,
-            raw_data: vec![0; 12],
+            raw_data: vec![0; 12].into(),
             ..Default::default()
         };
         assert!(tensor_from_proto(&p, None).is_err());

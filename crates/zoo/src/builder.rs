@@ -98,7 +98,7 @@ pub fn f32_proto(name: &str, dims: &[usize], data: &[f32]) -> TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
         data_type: FLOAT,
-        raw_data: raw,
+        raw_data: raw.into(),
         ..Default::default()
     }
 }
@@ -118,7 +118,7 @@ pub fn i64_proto(name: &str, dims: &[usize], data: &[i64]) -> TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
         data_type: INT64,
-        raw_data: raw,
+        raw_data: raw.into(),
         ..Default::default()
     }
 }
@@ -381,7 +381,7 @@ impl Builder {
             name: name.into(),
             dims: dims.iter().map(|&d| d as i64).collect(),
             data_type: FLOAT,
-            raw_data: raw,
+            raw_data: raw.into(),
             ..Default::default()
         })
     }

@@ -395,3 +395,29 @@ fn unknown_names_list_the_known_ones() {
         ["resnet50", "mobilenet_v2", "googlenet", "vgg16", "bert"]
     );
 }
+
+/// `load_model` decodes the file from a shared buffer (each initializer's raw data a slice
+/// of it, not a copy): the message equals one decoded from a plain slice, and the file
+/// imports to the same constants as `import_model` on its bytes.
+#[test]
+fn file_load_decodes_like_a_slice() {
+    let bytes = build_bytes("mobilenet_v2").unwrap();
+    let from_slice = ModelProto::decode(&bytes[..]).unwrap();
+    let shared = ModelProto::decode(prost::bytes::Bytes::from(bytes.clone())).unwrap();
+    assert!(from_slice == shared, "the two decodings differ");
+    let path = std::env::temp_dir().join(format!("millrace-zoo-load-{}.onnx", std::process::id()));
+    std::fs::write(&path, &bytes).unwrap();
+    let loaded = millrace_onnx::load_model(&path);
+    let _ = std::fs::remove_file(&path);
+    let loaded = loaded.unwrap();
+    let imported = millrace_onnx::import_model(&bytes, None).unwrap();
+    let g = from_slice.graph.as_ref().unwrap();
+    assert!(!g.initializer.is_empty());
+    for t in &g.initializer {
+        let get = |m: &millrace_onnx::OnnxModel| {
+            let id = m.graph.find_value(&t.name).unwrap();
+            m.graph.constant(id).cloned().unwrap()
+        };
+        assert_eq!(get(&loaded), get(&imported), "initializer {}", t.name);
+    }
+}
