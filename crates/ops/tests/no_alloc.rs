@@ -111,7 +111,7 @@ fn conv_case(
         &conv,
         Some(&xs),
         &ws,
-        rnd(ws.iter().product(), 2),
+        &rnd(ws.iter().product(), 2),
         Some(rnd(m, 3)),
         act,
         residual,

@@ -69,7 +69,7 @@ impl FusedConv {
         conv: &Conv,
         planned: Option<&[usize]>,
         w_shape: &[usize],
-        weights: Vec<f32>,
+        weights: &[f32],
         bias: Option<Vec<f32>>,
         act: Activation,
         residual: bool,
@@ -116,7 +116,7 @@ impl FusedConv {
             Path::Depthwise
         } else if let Some(variant) = winograd {
             Path::Winograd(
-                WinogradWeights::new(&weights, m, cg, variant)
+                WinogradWeights::new(weights, m, cg, variant)
                     .map_err(|e| OpError::invalid(NAME, e.to_string()))?,
             )
         } else {
@@ -132,7 +132,7 @@ impl FusedConv {
         };
         let n_weights = weights.len();
         let weights = if matches!(path, Path::Depthwise) {
-            weights
+            weights.to_vec()
         } else {
             Vec::new()
         };
@@ -530,7 +530,7 @@ mod tests {
                     &conv,
                     Some(x.shape()),
                     &ws,
-                    wv.clone(),
+                    &wv,
                     Some(bv.clone()),
                     act,
                     with_res,
@@ -606,7 +606,7 @@ mod tests {
                     &conv,
                     Some(x.shape()),
                     &ws,
-                    wv.clone(),
+                    &wv,
                     bias.then(|| rnd(m, 3)),
                     act,
                     with_res,
@@ -637,7 +637,7 @@ mod tests {
             &conv,
             None,
             &[4, 2, 3, 3],
-            vec![0.0; 5],
+            &[0.0; 5],
             None,
             Activation::None,
             false,
@@ -648,7 +648,7 @@ mod tests {
             &conv,
             None,
             &[4, 2, 3, 3],
-            vec![0.0; 72],
+            &[0.0; 72],
             None,
             Activation::None,
             true,
