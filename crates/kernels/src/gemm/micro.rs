@@ -161,28 +161,13 @@ pub mod x86 {
     /// See [`super::MicroFn`]; needs AVX-512F.
     #[target_feature(enable = "avx512f,avx2,fma")]
     pub unsafe fn avx512(kc: usize, a: *const f32, b: *const f32, ldb: usize, o: &super::TileOut) {
-        const MR: usize = AVX512_MR;
-        // NR = 32: two 16-lane vectors per row.
-        let mut c = [[_mm512_setzero_ps(); 2]; MR];
-        let (mut a, mut b) = (a, b);
-        for _ in 0..kc {
-            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_AHEAD * ldb) as *const i8);
-            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_AHEAD * ldb + 16) as *const i8);
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
-            for (i, ci) in c.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*a.add(i));
-                ci[0] = _mm512_fmadd_ps(ai, b0, ci[0]);
-                ci[1] = _mm512_fmadd_ps(ai, b1, ci[1]);
-            }
-            a = a.add(MR);
-            b = b.add(ldb);
-        }
-        avx512_store(c, o)
+        // NR = 32: two 16-lane vectors per row; the whole tile is the widest `avx512_part`.
+        avx512_part::<AVX512_MR, 2>(kc, a, b, ldb, o)
     }
 
-    /// AVX-512F for a ragged tile: only the first `R` rows (of [`AVX512_MR`]) and the
-    /// first `16 * V` columns (of 32) are computed; the panels keep their strides. A
+    /// AVX-512F for the first `R` rows (of [`AVX512_MR`]) and the first `16 * V` columns
+    /// (of 32) of a tile; the panels keep their strides. `R = 14, V = 2` is the full
+    /// kernel [`avx512`]; the others serve ragged tiles. A
     /// product with 64 rows has a last row panel of 8: 14-row work there costs 8.6% of
     /// the whole product; a matrix-vector product (one row: a classifier at batch 1)
     /// costs 14x; a 14x14 image (196 columns) ends in a panel of 4 columns, where half
@@ -191,6 +176,7 @@ pub mod x86 {
     /// # Safety
     /// As [`avx512`], with `o.mv <= R` and `o.nv <= 16 * V`.
     #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
     unsafe fn avx512_part<const R: usize, const V: usize>(
         kc: usize,
         a: *const f32,
@@ -218,6 +204,10 @@ pub mod x86 {
         let mut full = [[_mm512_setzero_ps(); 2]; AVX512_MR];
         for (f, ci) in full.iter_mut().zip(c) {
             f[..V].copy_from_slice(&ci);
+        }
+        if R == AVX512_MR && V == 2 {
+            // The whole tile: `o` is within it already.
+            return avx512_store(full, o);
         }
         let part = super::TileOut {
             mv: o.mv.min(R),
