@@ -11,6 +11,8 @@ pub mod gemm;
 pub mod peak;
 pub mod pool;
 mod transpose;
+pub mod vmath;
+pub mod winograd;
 
 /// A buffer's base pointer shared by parallel jobs that each write a disjoint part of it
 /// while the caller holds the buffer mutably borrowed.
@@ -28,8 +30,6 @@ impl SyncPtr {
         self.0
     }
 }
-pub mod vmath;
-pub mod winograd;
 
 /// Sizes the calling thread's kernel scratch (GEMM packing buffers at their bound, the
 /// depthwise padded copy at [`depthwise::SCRATCH_RESERVE`], Winograd's transform buffers at
