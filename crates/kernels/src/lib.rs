@@ -7,6 +7,7 @@ pub mod activation;
 pub mod conv;
 pub mod depthwise;
 pub mod dgemm;
+pub mod direct;
 pub mod gemm;
 pub mod peak;
 pub mod pool;

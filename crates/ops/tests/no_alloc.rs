@@ -137,6 +137,11 @@ fn conv_case(
 #[test]
 fn second_eval_into_allocates_nothing() {
     let relu = Activation::Relu;
+    let direct = if millrace_kernels::direct::available() {
+        "impl=direct"
+    } else {
+        "impl=gemm"
+    };
     let mut cases = vec![
         // ResNet-50-like layers, big enough that the GEMMs split over both threads.
         conv_case(
@@ -148,18 +153,34 @@ fn second_eval_into_allocates_nothing() {
             true,
         ),
         conv_case(
-            "gemm 3x3 im2col",
-            "impl=gemm",
+            "3x3 (direct on AVX-512)",
+            direct,
             (64, 64, 28),
             (3, 1, 1, 1),
+            relu,
+            true,
+        ),
+        conv_case(
+            "7x7 stride 2 (direct on AVX-512)",
+            direct,
+            (3, 64, 112),
+            (7, 2, 3, 1),
             relu,
             false,
         ),
         conv_case(
-            "gemm 7x7 stride 2",
+            "3x3 on 7x7 (direct on AVX-512)",
+            direct,
+            (512, 512, 7),
+            (3, 1, 1, 1),
+            Activation::Silu,
+            true,
+        ),
+        conv_case(
+            "gemm 3x3 stride 3 im2col",
             "impl=gemm",
-            (3, 64, 112),
-            (7, 2, 3, 1),
+            (64, 64, 28),
+            (3, 3, 1, 1),
             relu,
             false,
         ),

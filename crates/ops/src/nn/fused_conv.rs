@@ -8,7 +8,10 @@
 //! GEMM microkernel this CPU runs, so every run and every thread reads the same copy.
 //!
 //! Kernel choice per layer (made once, at construction, from the planned input shape):
-//! depthwise layers run a direct depthwise kernel; everything else is a GEMM
+//! depthwise layers run a direct depthwise kernel; on AVX-512, windows larger than 1x1
+//! with one group and stride 1 or 2 run the direct kernel of [`millrace_kernels::direct`]
+//! (input rows broadcast in place, weights prepacked per block of output channels, no
+//! im2col packing), except where Winograd F(4x4) is as fast; everything else is a GEMM
 //! `W[Cout x Cin*kh*kw] x im2col(X)` whose right operand is packed straight from the
 //! image (implicit im2col: no im2col buffer), written as NCHW with the epilogue applied
 //! per register tile.
@@ -20,10 +23,11 @@ use millrace_ir::{Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
 use millrace_kernels::depthwise::depthwise2d;
+use millrace_kernels::direct::{self, conv_direct, DirectWeights};
 use millrace_kernels::gemm::{
     gemm_ex, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs, Strided, View,
 };
-use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
+use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradVariant, WinogradWeights};
 use rayon::prelude::*;
 use std::any::Any;
 use std::sync::Mutex;
@@ -39,6 +43,8 @@ enum Path {
     Depthwise,
     /// 3x3, stride 1, one group, on an image large enough for transformed tiles to pay.
     Winograd(WinogradWeights),
+    /// One group, a window larger than 1x1, stride 1 or 2, on AVX-512.
+    Direct(DirectWeights),
 }
 
 #[derive(Debug)]
@@ -112,8 +118,30 @@ impl FusedConv {
             }
             _ => None,
         };
+        let strides = conv.window.strides.as_deref().unwrap_or(&[1, 1]);
+        let use_direct = group == 1
+            && kh * kw > 1
+            && matches!(strides, &[s, t] if direct::supported(s, t, kh, kw))
+            // Winograd F(4x4) on large images is as fast (ResNet-50's 128@28: 0.98-1.0x in
+            // `examples/direct_bench.rs`); F(2x2) is slower than the direct kernel.
+            && winograd != Some(WinogradVariant::F4x4);
         let path = if cg == 1 && mg == 1 {
             Path::Depthwise
+        } else if use_direct {
+            // The planned output width picks the tile; without a plan, the wide tile.
+            let ow = match planned {
+                Some(&[_, _, h, w]) => conv
+                    .window
+                    .resolve(NAME, &[h, w], Some(&[kh, kw]))
+                    .ok()
+                    .and_then(|r| r.output.get(1).copied())
+                    .unwrap_or(w),
+                _ => usize::MAX,
+            };
+            Path::Direct(
+                DirectWeights::new(weights, m, cg, kh, kw, ow)
+                    .map_err(|e| OpError::invalid(NAME, e.to_string()))?,
+            )
         } else if let Some(variant) = winograd {
             Path::Winograd(
                 WinogradWeights::new(weights, m, cg, variant)
@@ -182,6 +210,7 @@ impl FusedConv {
             Path::Gemm(p) => p.iter().map(Packed::bytes).sum(),
             Path::Depthwise => 0,
             Path::Winograd(w) => w.bytes(),
+            Path::Direct(w) => w.bytes(),
         };
         packed + self.weights.len() * 4
     }
@@ -403,6 +432,10 @@ impl Op for FusedConv {
                     winograd3x3(xi, &g, ww, self.bias.as_deref(), ri, self.act, yi)
                         .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
                 }
+                Path::Direct(dw) => {
+                    conv_direct(xi, &g, dw, self.bias.as_deref(), ri, self.act, yi)
+                        .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
+                }
                 Path::Depthwise => {
                     let gd = Geom2d { c: m, ..g };
                     // A residual is added before the activation: fuse only what the
@@ -460,6 +493,7 @@ impl Op for FusedConv {
             Path::Gemm(_) => "impl=gemm".into(),
             Path::Depthwise => "impl=depthwise".into(),
             Path::Winograd(w) => format!("impl=winograd-{:?}", w.variant()),
+            Path::Direct(w) => format!("impl=direct-{}px", w.tile_pixels()),
         });
         if !self.fused.is_empty() {
             parts.push(format!("fused=[{}]", self.fused.join(",")));
@@ -537,7 +571,7 @@ mod tests {
                     vec![],
                 )
                 .unwrap();
-                if c == 128 {
+                if c == 128 && h >= 20 {
                     assert!(f.describe().contains("impl=winograd"), "{}", f.describe());
                 }
                 let items = [Some(&x), with_res.then_some(&res)];
@@ -573,12 +607,22 @@ mod tests {
     fn planned_paths_match_eval() {
         use crate::into_check::{check, rand, refuses};
         // (c, m, h, k, s, p, group, expected impl)
+        let direct = |other| {
+            if millrace_kernels::direct::available() {
+                "impl=direct"
+            } else {
+                other
+            }
+        };
         for (c, m, h, k, s, p, group, want) in [
-            (16, 24, 9, 1, 1, 0, 1, "impl=gemm"), // 1x1 direct
-            (8, 16, 9, 3, 1, 1, 1, "impl=gemm"),  // kxk im2col
-            (3, 40, 12, 7, 2, 3, 1, "impl=gemm"), // stride 2
-            (16, 16, 7, 1, 2, 0, 1, "impl=gemm"), // 1x1 stride 2
-            (128, 32, 12, 3, 1, 1, 1, "impl=winograd"),
+            (16, 24, 9, 1, 1, 0, 1, "impl=gemm"),         // 1x1 direct
+            (8, 16, 9, 3, 1, 1, 1, direct("impl=gemm")),  // kxk
+            (3, 40, 12, 7, 2, 3, 1, direct("impl=gemm")), // stride 2
+            (8, 16, 9, 3, 3, 1, 1, "impl=gemm"),          // kxk stride 3: im2col
+            (16, 16, 7, 1, 2, 0, 1, "impl=gemm"),         // 1x1 stride 2
+            (8, 70, 5, 3, 1, 1, 1, direct("impl=gemm")),  // 7-pixel tiles
+            (128, 32, 12, 3, 1, 1, 1, direct("impl=winograd")),
+            (128, 32, 20, 3, 1, 1, 1, "impl=winograd-F4x4"),
             (6, 6, 9, 3, 1, 1, 6, "impl=depthwise"),
             (6, 6, 9, 3, 2, 1, 6, "impl=depthwise"),
             (8, 12, 10, 3, 2, 1, 4, "impl=gemm"), // grouped

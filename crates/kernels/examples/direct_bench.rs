@@ -1,0 +1,245 @@
+//! The direct convolution kernel (`millrace_kernels::direct`) against the implicit-im2col
+//! GEMM path on the k x k layers of ResNet-50, GoogLeNet and SqueezeNet, batch 1, with a
+//! fused bias and Relu, the two run alternately call by call so that a busy machine slows
+//! them alike.
+//! `cargo run --release -p millrace-kernels --example direct_bench [THREADS] [ROUNDS] [FILTER|all] [VARIANTS]`
+//! (VARIANTS: loop variants of the direct kernel timed beside it, e.g. `nopf,rows,blocks`.)
+//!
+//! Prints each path's median time, its GFLOP/s, the ratio direct / GEMM, and the largest
+//! difference between the two outputs.
+use millrace_kernels::activation::Activation;
+use millrace_kernels::conv::Geom2d;
+use millrace_kernels::direct::{conv_direct, conv_direct_tuned, DirectWeights, Tuning};
+use millrace_kernels::gemm::{gemm_ex, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs, Strided};
+use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
+use std::time::Instant;
+
+fn rnd(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let threads: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let only = args.next().filter(|s| s != "all");
+    // Loop variants of the direct kernel to time beside it: `nopf` (no weight prefetch),
+    // `rows` or `blocks` (forced loop order), joined by `+`, several separated by commas.
+    let variants: Vec<(String, Tuning)> = args
+        .next()
+        .map(|v| {
+            v.split(',')
+                .map(|name| {
+                    let mut t = Tuning::default();
+                    for f in name.split('+') {
+                        match f {
+                            "nopf" => t.no_prefetch = true,
+                            "rows" => t.rows_outer = Some(true),
+                            "blocks" => t.rows_outer = Some(false),
+                            _ => panic!("unknown variant {f}"),
+                        }
+                    }
+                    (name.to_string(), t)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool");
+    println!("{threads} thread(s), median of {rounds} alternating calls");
+    // (net, cin, cout, h, k, stride, pad)
+    let layers = [
+        ("resnet50 stem", 3, 64, 224, 7, 2, 3),
+        ("resnet50 l1", 64, 64, 56, 3, 1, 1),
+        ("resnet50 l2.0", 128, 128, 56, 3, 2, 1),
+        ("resnet50 l2", 128, 128, 28, 3, 1, 1),
+        ("resnet50 l3.0", 256, 256, 28, 3, 2, 1),
+        ("resnet50 l3", 256, 256, 14, 3, 1, 1),
+        ("resnet50 l4.0", 512, 512, 14, 3, 2, 1),
+        ("resnet50 l4", 512, 512, 7, 3, 1, 1),
+        ("googlenet conv3", 64, 192, 56, 3, 1, 1),
+        ("googlenet 3b", 128, 192, 28, 3, 1, 1),
+        ("googlenet 4a", 96, 208, 14, 3, 1, 1),
+        ("googlenet 5a", 160, 320, 7, 3, 1, 1),
+        ("squeezenet f2", 16, 64, 55, 3, 1, 1),
+        ("squeezenet f6", 48, 192, 13, 3, 1, 1),
+        ("resnet50 1x1 a", 256, 64, 56, 1, 1, 0),
+        ("resnet50 1x1 b", 64, 256, 56, 1, 1, 0),
+        ("resnet50 1x1 c", 512, 128, 28, 1, 1, 0),
+        ("resnet50 1x1 d", 128, 512, 28, 1, 1, 0),
+        ("resnet50 1x1 e", 1024, 256, 14, 1, 1, 0),
+        ("resnet50 1x1 f", 256, 1024, 14, 1, 1, 0),
+        ("resnet50 1x1 g", 2048, 512, 7, 1, 1, 0),
+        ("resnet50 1x1 h", 512, 2048, 7, 1, 1, 0),
+        ("resnet50 1x1 s2", 256, 512, 56, 1, 2, 0),
+    ];
+    let (mut sum_g, mut sum_d) = (0.0, 0.0);
+    for &(net, cin, cout, h, k, s, p) in &layers {
+        if let Some(o) = &only {
+            if !net.contains(o.as_str()) {
+                continue;
+            }
+        }
+        let o = (h + 2 * p - k) / s + 1;
+        let g = Geom2d {
+            c: cin,
+            h,
+            w: h,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            dh: 1,
+            dw: 1,
+            pt: p,
+            pl: p,
+            oh: o,
+            ow: o,
+        };
+        let kk = cin * k * k;
+        let w = rnd(cout * kk, 1);
+        let x = rnd(cin * h * h, 2);
+        let bias = rnd(cout, 3);
+        let plane = o * o;
+        let flops = 2.0 * (plane * cout * kk) as f64;
+        let pa = Packed::lhs(&Strided::rows(&w, cout, kk).unwrap());
+        let dw = DirectWeights::new(&w, cout, cin, k, k, o).unwrap();
+        let src = Im2col::new(&x, g).unwrap();
+        let (mut yg, mut yd) = (vec![0.0f32; cout * plane], vec![0.0f32; cout * plane]);
+        let (mut tg, mut td, mut tw) = (Vec::new(), Vec::new(), Vec::new());
+        // Winograd where the engine would pick it for this layer.
+        let wino = match prefer_winograd(cin, cout, o, o) {
+            Some(v) if k == 3 && s == 1 => Some(WinogradWeights::new(&w, cout, cin, v).unwrap()),
+            _ => None,
+        };
+        let mut yw = vec![0.0f32; cout * plane];
+        let mut tv: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+        let mut yv = vec![0.0f32; cout * plane];
+        for r in 0..rounds + 2 {
+            let t = Instant::now();
+            pool.install(|| {
+                gemm_ex(
+                    pa.kernel(),
+                    Lhs::Packed(&pa),
+                    if k == 1 && s == 1 {
+                        // As FusedConv runs a pointwise layer: the image read in place.
+                        Rhs::Direct {
+                            data: &x,
+                            k: cin,
+                            n: plane,
+                            ld: plane,
+                        }
+                    } else {
+                        Rhs::Source(&src)
+                    },
+                    Out {
+                        data: &mut yg,
+                        rs: plane,
+                        cs: 1,
+                    },
+                    &Epilogue {
+                        bias: Bias::Row(&bias),
+                        act: Activation::Relu,
+                        ..Epilogue::default()
+                    },
+                )
+                .unwrap()
+            });
+            let a = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            pool.install(|| {
+                conv_direct(&x, &g, &dw, Some(&bias), None, Activation::Relu, &mut yd).unwrap()
+            });
+            let b = t.elapsed().as_secs_f64();
+            for ((_, tu), times) in variants.iter().zip(tv.iter_mut()) {
+                let t = Instant::now();
+                pool.install(|| {
+                    conv_direct_tuned(
+                        &x,
+                        &g,
+                        &dw,
+                        Some(&bias),
+                        None,
+                        Activation::Relu,
+                        &mut yv,
+                        *tu,
+                    )
+                    .unwrap()
+                });
+                if r >= 2 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+            }
+            if let Some(ww) = &wino {
+                let t = Instant::now();
+                pool.install(|| {
+                    winograd3x3(&x, &g, ww, Some(&bias), None, Activation::Relu, &mut yw).unwrap()
+                });
+                if r >= 2 {
+                    tw.push(t.elapsed().as_secs_f64());
+                }
+            }
+            if r >= 2 {
+                tg.push(a);
+                td.push(b);
+            }
+        }
+        let (mg, md) = (median(tg), median(td));
+        sum_g += mg;
+        sum_d += md;
+        let dmax = yg
+            .iter()
+            .zip(&yd)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        println!(
+            "{net:16} {cin:4}>{cout:4} {h:3}x{h:<3} k{k} s{s}  gemm {:8.1} us {:6.1} GF/s  direct {:8.1} us {:6.1} GF/s  ratio {:.3}  max|diff| {dmax:.1e}",
+            mg * 1e6,
+            flops / mg / 1e9,
+            md * 1e6,
+            flops / md / 1e9,
+            md / mg
+        );
+        for ((name, _), times) in variants.iter().zip(tv) {
+            let mv = median(times);
+            println!(
+                "{:38}{name:10} {:8.1} us {:6.1} GF/s  variant/direct {:.3}",
+                "",
+                mv * 1e6,
+                flops / mv / 1e9,
+                mv / md
+            );
+        }
+        if !tw.is_empty() {
+            let mw = median(tw);
+            println!(
+                "{:38}winograd {:8.1} us {:6.1} GF/s  direct/winograd {:.3}",
+                "",
+                mw * 1e6,
+                flops / mw / 1e9,
+                md / mw
+            );
+        }
+    }
+    println!(
+        "sum of medians: gemm {:.1} us, direct {:.1} us, ratio {:.3}",
+        sum_g * 1e6,
+        sum_d * 1e6,
+        sum_d / sum_g
+    );
+}

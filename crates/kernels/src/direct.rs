@@ -1,0 +1,678 @@
+//! Direct convolution for AVX-512: output tiles of pixels along one output row times a
+//! block of output channels, with no im2col packing.
+//!
+//! The GEMM path ([`crate::gemm`]) computes a `k x k` convolution as weights times an
+//! implicit im2col, and packs a panel of that im2col for every block of the product. Here
+//! the roles are turned around: the microkernel broadcasts input values (the `R` pixels of
+//! a tile are `R` consecutive values of one input row, `S` apart for stride `S`, so they
+//! are read in place) and loads vectors of weights prepacked once as `[Cin][tap][16 V]`
+//! for each block of `16 V` output channels. The input is first copied once into a
+//! zero-padded image, so every tap of every tile reads inside it and no tile needs a
+//! border case. An output row's tiles are `R` pixels wide (14 for the 56, 28 and 14 wide
+//! images of the common CNNs, 7 for the 7 wide ones); a ragged last tile computes `R`
+//! pixels and stores those that exist.
+//!
+//! The accumulators hold `R` pixels by `16 V` channels; the epilogue transposes them in
+//! registers (16 x 16 blocks) to rows of pixels per channel, adds the bias and the
+//! residual, applies Relu or Clip, and stores each channel's `R` pixels into the NCHW
+//! output with one masked store. Other activations are applied to the finished rows.
+//!
+//! Work is split over the pool's threads by (channel block, output row), channel blocks
+//! outermost, so each thread keeps few weight panels in its L2.
+use crate::activation::Activation;
+use crate::conv::Geom2d;
+use crate::SyncPtr;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectError {
+    #[error("direct conv: {0}")]
+    Shape(String),
+}
+
+fn err(msg: impl Into<String>) -> DirectError {
+    DirectError::Shape(msg.into())
+}
+
+/// Weights prepacked for [`conv_direct`]: one panel per block of `16 * v` output channels,
+/// each `[Cin][kh * kw][16 * v]`, the channels past `m` zero.
+#[derive(Debug, Clone)]
+pub struct DirectWeights {
+    m: usize,
+    cin: usize,
+    kh: usize,
+    kw: usize,
+    /// Vectors of 16 channels per block: 2 (tiles of 14 pixels) or 4 (tiles of 7).
+    v: usize,
+    panels: Vec<f32>,
+}
+
+/// The most window taps (`kh * kw`) [`conv_direct`] takes: their offsets live on the stack.
+pub const MAX_TAPS: usize = 121;
+
+/// Whether [`conv_direct`] can run on this CPU and geometry: AVX-512, stride 1 or 2 (the
+/// same in both directions), at most [`MAX_TAPS`] taps; any dilation and padding.
+pub fn supported(sh: usize, sw: usize, kh: usize, kw: usize) -> bool {
+    available() && sh == sw && (sh == 1 || sh == 2) && kh * kw <= MAX_TAPS
+}
+
+/// Whether the CPU has the instructions the kernel needs.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl DirectWeights {
+    /// Packs `weights` (`[m][cin][kh][kw]`, row-major) for output images `ow` wide (the
+    /// planned width picks the tile: 7 pixels by 64 channels when `ow <= 7`, else 14 by
+    /// 32; any width runs with either).
+    pub fn new(
+        weights: &[f32],
+        m: usize,
+        cin: usize,
+        kh: usize,
+        kw: usize,
+        ow: usize,
+    ) -> Result<DirectWeights, DirectError> {
+        let taps = kh * kw;
+        let k = cin
+            .checked_mul(taps)
+            .ok_or_else(|| err("weight size overflows"))?;
+        if taps > MAX_TAPS {
+            return Err(err(format!(
+                "a {kh}x{kw} window has more than {MAX_TAPS} taps"
+            )));
+        }
+        if m == 0 || k == 0 || m.checked_mul(k) != Some(weights.len()) {
+            return Err(err(format!(
+                "{} weights for {m} x {cin} x {kh} x {kw}",
+                weights.len()
+            )));
+        }
+        let v = if ow <= 7 { 4 } else { 2 };
+        let nb = m.div_ceil(16 * v);
+        let bw = 16 * v;
+        let mut panels = vec![0.0f32; nb * k * bw];
+        for (ob, panel) in panels.chunks_exact_mut(k * bw).enumerate() {
+            for o in 0..bw.min(m - ob * bw) {
+                let src = &weights[(ob * bw + o) * k..][..k];
+                // Source index `ic * taps + t` is also the packed row: K runs channel-major.
+                for (kk, &w) in src.iter().enumerate() {
+                    panel[kk * bw + o] = w;
+                }
+            }
+        }
+        Ok(DirectWeights {
+            m,
+            cin,
+            kh,
+            kw,
+            v,
+            panels,
+        })
+    }
+
+    /// Bytes of packed weights.
+    pub fn bytes(&self) -> usize {
+        self.panels.len() * 4
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.m
+    }
+
+    /// Pixels per tile (14 or 7).
+    pub fn tile_pixels(&self) -> usize {
+        if self.v == 4 {
+            7
+        } else {
+            14
+        }
+    }
+}
+
+thread_local! {
+    /// Padded input images, a stack: a thread waiting for its convolution's jobs may run
+    /// another convolution meanwhile (a branch of the graph).
+    static PADDED: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `y = act(conv(x, w) + bias + residual)` for one image: `x` is `c x h x w` (`g`), `y`
+/// and `residual` are `m x oh x ow`.
+pub fn conv_direct(
+    x: &[f32],
+    g: &Geom2d,
+    w: &DirectWeights,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) -> Result<(), DirectError> {
+    conv_direct_tuned(x, g, w, bias, residual, act, y, Tuning::default())
+}
+
+/// Variants of [`conv_direct`]'s loops, for `examples/direct_bench.rs`.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tuning {
+    pub no_prefetch: bool,
+    /// Output rows outermost (`Some(true)`) or channel blocks (`Some(false)`); `None`:
+    /// [`rows_outer`]'s choice.
+    pub rows_outer: Option<bool>,
+}
+
+/// Whether the work items run output rows outermost (each row's channel blocks in turn,
+/// so the input rows stay in cache and every weight panel is read once per row) rather
+/// than channel blocks outermost (each panel stays in cache while the whole input passes
+/// by once per block). Rows first only for stride 2 with at most 4 MiB of weights, where
+/// the input is four times the output: in `examples/direct_bench.rs` on 2 threads it took
+/// 0.67-0.71x the time on ResNet-50's 128@56 stride-2 layer, 0.82x on 256@28 and
+/// 0.89-0.93x on the stem, but 1.4-1.6x on 512@14 (9.4 MB of weights); on stride-1 layers
+/// it measured 0.96-1.09x (ResNet-50, GoogLeNet, SqueezeNet), no gain.
+pub fn rows_outer(stride: usize, weight_bytes: usize) -> bool {
+    stride == 2 && weight_bytes <= 4 << 20
+}
+
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn conv_direct_tuned(
+    x: &[f32],
+    g: &Geom2d,
+    w: &DirectWeights,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+    tu: Tuning,
+) -> Result<(), DirectError> {
+    if !supported(g.sh, g.sw, g.kh, g.kw) {
+        return Err(err("needs AVX-512 and stride 1 or 2"));
+    }
+    if g.c != w.cin || g.kh != w.kh || g.kw != w.kw {
+        return Err(err(format!(
+            "input of {} channels and a {}x{} window for weights {}x{}x{}x{}",
+            g.c, g.kh, g.kw, w.m, w.cin, w.kh, w.kw
+        )));
+    }
+    let (oh, ow) = (g.oh, g.ow);
+    let opl = oh * ow;
+    let out_len =
+        w.m.checked_mul(opl)
+            .ok_or_else(|| err("output overflows"))?;
+    if y.len() != out_len || residual.is_some_and(|r| r.len() != out_len) {
+        return Err(err("output or residual size differs from m x oh x ow"));
+    }
+    if x.len() != g.c * g.h * g.w {
+        return Err(err("input size differs from c x h x w"));
+    }
+    if bias.is_some_and(|b| b.len() != w.m) {
+        return Err(err("bias length differs from the output channels"));
+    }
+    if opl == 0 {
+        return Ok(());
+    }
+    if g.dh == 0 || g.dw == 0 {
+        return Err(err("dilation 0"));
+    }
+    let r = w.tile_pixels();
+    let tiles = ow.div_ceil(r);
+    // The padded image: row `oy * sh + ky * dh` and column `ox * sw + kx * dw` are tap
+    // (ky, kx) of output (oy, ox); whole tiles read up to column `(tiles * r - 1) * sw + ..`.
+    let hp = (oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    let wp = ((tiles * r - 1) * g.sw + (g.kw - 1) * g.dw + 1).max(g.pl + g.w);
+    let plane = hp * wp;
+    let mut offs = [0isize; MAX_TAPS];
+    for (t, o) in offs.iter_mut().take(g.kh * g.kw).enumerate() {
+        *o = ((t / g.kw) * g.dh * wp + (t % g.kw) * g.dw) as isize;
+    }
+    let taps = &offs[..g.kh * g.kw];
+    let mut xp = PADDED.with_borrow_mut(|s| s.pop()).unwrap_or_default();
+    // Slack: the kernel reads whole tiles.
+    let need = g.c * plane + 16;
+    if xp.len() < need {
+        xp.resize(need, 0.0);
+    }
+    pad_image(x, g, hp, wp, &mut xp[..g.c * plane]);
+    let bw = 16 * w.v;
+    let nb = w.m.div_ceil(bw);
+    let k = w.cin * taps.len();
+    let yp = SyncPtr(y.as_mut_ptr());
+    let (relu, clamp, post) = match act {
+        Activation::None => (false, None, false),
+        Activation::Relu => (true, None, false),
+        Activation::Clip { lo, hi } => (false, Some((lo, hi)), false),
+        _ => (false, None, true),
+    };
+    let xpr = &xp[..];
+    let tile = x86::pick(w.v, g.sw, !tu.no_prefetch);
+    let by_rows = tu
+        .rows_outer
+        .unwrap_or_else(|| rows_outer(g.sw, w.m * k * 4));
+    let item = |i: usize| {
+        let (ob, oy) = if by_rows {
+            (i % nb, i / nb)
+        } else {
+            (i / oh, i % oh)
+        };
+        let panel = &w.panels[ob * k * bw..][..k * bw];
+        let oc0 = ob * bw;
+        let valid_oc = bw.min(w.m - oc0);
+        for t in 0..tiles {
+            let ox0 = t * r;
+            let px = r.min(ow - ox0);
+            let xo = oy * g.sh * wp + ox0 * g.sw;
+            let dst = Dst {
+                // SAFETY (of the offsets): channel `oc0 + o < m`, pixel `oy * ow + ox0 +
+                // j < opl` for `j < px`; each (block, row, tile) is written by one job.
+                y: unsafe { yp.get().add(oc0 * opl + oy * ow + ox0) },
+                res: residual.map_or(std::ptr::null(), |rv| {
+                    rv[oc0 * opl + oy * ow + ox0..].as_ptr()
+                }),
+                bias: bias.map_or(std::ptr::null(), |b| b[oc0..].as_ptr()),
+                ld: opl,
+                px,
+                oc: valid_oc,
+                relu,
+                clamp,
+            };
+            // SAFETY: AVX-512 checked by `supported`; the padded image holds every tap of
+            // the tile's `r` pixels for all `cin` channels (its size above, plus slack);
+            // the panel holds `k * bw` values; `dst` is inside `y` (and `residual`).
+            unsafe {
+                tile(
+                    w.cin,
+                    taps,
+                    plane,
+                    xpr.as_ptr().add(xo),
+                    panel.as_ptr(),
+                    &dst,
+                )
+            };
+        }
+        if post {
+            for o in 0..valid_oc {
+                // SAFETY: this job's row of channel `oc0 + o`, written above.
+                let row = unsafe {
+                    std::slice::from_raw_parts_mut(yp.get().add((oc0 + o) * opl + oy * ow), ow)
+                };
+                act.apply_slice(row);
+            }
+        }
+    };
+    let items = nb * oh;
+    let work = (k * opl * bw) as u64;
+    if rayon::current_num_threads() > 1 && work >= 1 << 20 {
+        (0..items).into_par_iter().for_each(item);
+    } else {
+        (0..items).for_each(item);
+    }
+    PADDED.with_borrow_mut(|s| s.push(xp));
+    Ok(())
+}
+
+/// Copies `x` into `xp` (`c` planes of `hp x wp`) at row `pt`, column `pl`, zeros around.
+fn pad_image(x: &[f32], g: &Geom2d, hp: usize, wp: usize, xp: &mut [f32]) {
+    let plane = hp * wp;
+    let one = |(ci, p): (usize, &mut [f32])| {
+        let src = &x[ci * g.h * g.w..][..g.h * g.w];
+        let cols = g.w.min(wp.saturating_sub(g.pl));
+        for (py, row) in p.chunks_exact_mut(wp).enumerate() {
+            let iy = py as isize - g.pt as isize;
+            if iy < 0 || iy >= g.h as isize || cols == 0 {
+                row.fill(0.0);
+                continue;
+            }
+            let s = &src[iy as usize * g.w..][..cols];
+            row[..g.pl].fill(0.0);
+            row[g.pl..g.pl + cols].copy_from_slice(s);
+            row[g.pl + cols..].fill(0.0);
+        }
+    };
+    if g.c * plane >= 1 << 16 && rayon::current_num_threads() > 1 {
+        xp.par_chunks_mut(plane).enumerate().for_each(one);
+    } else {
+        xp.chunks_mut(plane).enumerate().for_each(one);
+    }
+}
+
+/// Where a tile's results go: channel `o < oc`, pixel `j < px` at `y + o * ld + j`.
+struct Dst {
+    y: *mut f32,
+    res: *const f32,
+    bias: *const f32,
+    ld: usize,
+    px: usize,
+    oc: usize,
+    relu: bool,
+    clamp: Option<(f32, f32)>,
+}
+
+/// A tile kernel: `(cin, taps, plane, x, w, dst)` as [`x86::tile`].
+type TileFn = unsafe fn(usize, &[isize], usize, *const f32, *const f32, &Dst);
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    /// No kernel off x86 ([`super::supported`] is false there, so none is called).
+    pub(super) fn pick(_v: usize, _s: usize, _pf: bool) -> super::TileFn {
+        unreachable_tile
+    }
+
+    unsafe fn unreachable_tile(
+        _: usize,
+        _: &[isize],
+        _: usize,
+        _: *const f32,
+        _: *const f32,
+        _: &super::Dst,
+    ) {
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Dst, TileFn};
+    use crate::transpose::x86::{lanes, transpose16};
+    use std::arch::x86_64::*;
+
+    /// How many `K` steps ahead the weights are prefetched.
+    const W_AHEAD: usize = 8;
+
+    /// The tile kernel for `v` vectors of channels (2: 14 pixels; 4: 7) and stride `s`.
+    pub(super) fn pick(v: usize, s: usize, pf: bool) -> TileFn {
+        match (v, s, pf) {
+            (2, 1, true) => tile::<14, 2, 1, true>,
+            (2, _, true) => tile::<14, 2, 2, true>,
+            (_, 1, true) => tile::<7, 4, 1, true>,
+            (_, _, true) => tile::<7, 4, 2, true>,
+            (2, 1, false) => tile::<14, 2, 1, false>,
+            (2, _, false) => tile::<14, 2, 2, false>,
+            (_, 1, false) => tile::<7, 4, 1, false>,
+            (_, _, false) => tile::<7, 4, 2, false>,
+        }
+    }
+
+    /// One tile: `R` pixels (`S` apart in the padded row at `x`) by `16 V` channels, summed
+    /// over `cin` channels (planes `plane` apart) and the taps (offsets from a pixel's
+    /// first tap), then stored per `d`.
+    ///
+    /// # Safety
+    /// AVX-512F; every `x + ic * plane + tap + j * S` (`j < R`) is readable; `w` holds
+    /// `cin * taps.len() * 16 V` values; `d` as described on [`Dst`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn tile<const R: usize, const V: usize, const S: usize, const PF: bool>(
+        cin: usize,
+        taps: &[isize],
+        plane: usize,
+        x: *const f32,
+        w: *const f32,
+        d: &Dst,
+    ) {
+        let acc = sums::<R, V, S, PF>(cin, taps, plane, x, w);
+        store(acc, d);
+    }
+
+    /// The accumulators of [`tile`], returned by value so that they stay in registers
+    /// (a reference to them taken in the same function makes the compiler keep them in
+    /// memory).
+    #[inline(always)]
+    unsafe fn sums<const R: usize, const V: usize, const S: usize, const PF: bool>(
+        cin: usize,
+        taps: &[isize],
+        plane: usize,
+        x: *const f32,
+        w: *const f32,
+    ) -> [[__m512; V]; R] {
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        let (mut x, mut w) = (x, w);
+        // One loop over K = (channel, tap), so that the accumulators stay in registers.
+        let (nt, mut t) = (taps.len(), 0);
+        for _ in 0..cin * nt {
+            let p = x.offset(*taps.get_unchecked(t));
+            let mut wv = [_mm512_setzero_ps(); V];
+            for (v, wr) in wv.iter_mut().enumerate() {
+                if PF {
+                    _mm_prefetch::<_MM_HINT_T0>(
+                        w.wrapping_add(W_AHEAD * 16 * V + 16 * v) as *const i8
+                    );
+                }
+                *wr = _mm512_loadu_ps(w.add(16 * v));
+            }
+            for (j, aj) in acc.iter_mut().enumerate() {
+                let b = _mm512_set1_ps(*p.add(j * S));
+                for (c, wr) in aj.iter_mut().zip(wv) {
+                    *c = _mm512_fmadd_ps(b, wr, *c);
+                }
+            }
+            w = w.add(16 * V);
+            t += 1;
+            if t == nt {
+                t = 0;
+                x = x.add(plane);
+            }
+        }
+        acc
+    }
+
+    /// The epilogue: per 16 channels, a 16 x 16 transpose to rows of pixels, then bias,
+    /// residual, Relu or Clip, and a masked store of `d.px` pixels per channel.
+    #[inline(always)]
+    unsafe fn store<const R: usize, const V: usize>(acc: [[__m512; V]; R], d: &Dst) {
+        let m = lanes(d.px);
+        let zero = _mm512_setzero_ps();
+        let (lo, hi) = d.clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+        for v in 0..V {
+            if 16 * v >= d.oc {
+                break;
+            }
+            let mut r = [zero; 16];
+            for (j, a) in acc.iter().enumerate() {
+                r[j] = a[v];
+            }
+            transpose16(&mut r);
+            for (i, &val) in r.iter().enumerate().take(d.oc - 16 * v) {
+                let o = 16 * v + i;
+                let mut val = val;
+                if !d.bias.is_null() {
+                    val = _mm512_add_ps(val, _mm512_set1_ps(*d.bias.add(o)));
+                }
+                if !d.res.is_null() {
+                    val = _mm512_add_ps(val, _mm512_maskz_loadu_ps(m, d.res.add(o * d.ld)));
+                }
+                if d.relu {
+                    // NaN and -0 become +0 (`max` returns its second operand for those).
+                    val = _mm512_max_ps(val, zero);
+                }
+                if d.clamp.is_some() {
+                    // NaN is kept (`max` and `min` return their second operand for it).
+                    val = _mm512_min_ps(hi, _mm512_max_ps(lo, val));
+                }
+                _mm512_mask_storeu_ps(d.y.add(o * d.ld), m, val);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rnd(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    /// Direct definition in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        x: &[f32],
+        g: &Geom2d,
+        wt: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        res: Option<&[f32]>,
+    ) -> Vec<f64> {
+        let mut y = vec![0.0f64; m * g.oh * g.ow];
+        for o in 0..m {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut s = bias.map_or(0.0, |b| b[o] as f64);
+                    for c in 0..g.c {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
+                                let ix = (ox * g.sw + kx * g.dw) as isize - g.pl as isize;
+                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                    continue;
+                                }
+                                let xv = x[(c * g.h + iy as usize) * g.w + ix as usize] as f64;
+                                let wv = wt[((o * g.c + c) * g.kh + ky) * g.kw + kx] as f64;
+                                s += xv * wv;
+                            }
+                        }
+                    }
+                    let i = (o * g.oh + oy) * g.ow + ox;
+                    y[i] = s + res.map_or(0.0, |r| r[i] as f64);
+                }
+            }
+        }
+        y
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn geom(c: usize, h: usize, w: usize, k: usize, s: usize, d: usize, p: usize) -> Geom2d {
+        let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
+        let ow = (w + 2 * p - d * (k - 1) - 1) / s + 1;
+        Geom2d {
+            c,
+            h,
+            w,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            dh: d,
+            dw: d,
+            pt: p,
+            pl: p,
+            oh,
+            ow,
+        }
+    }
+
+    #[test]
+    fn matches_naive() {
+        if !available() {
+            return;
+        }
+        // (c, h, w, k, stride, dilation, pad, m): both tile shapes, ragged tiles and
+        // channel blocks, strides 1 and 2, dilation, no padding, 1x1 and 7x7 windows.
+        let cases = [
+            (3, 16, 16, 3, 1, 1, 1, 5),
+            (16, 14, 14, 3, 1, 1, 1, 40),
+            (8, 7, 7, 3, 1, 1, 1, 70),
+            (5, 13, 13, 3, 1, 1, 1, 33),
+            (4, 17, 17, 3, 2, 1, 1, 17),
+            (3, 30, 30, 7, 2, 1, 3, 16),
+            (6, 12, 12, 3, 1, 2, 2, 9),
+            (7, 9, 11, 1, 1, 1, 0, 20),
+            (4, 8, 8, 5, 1, 1, 0, 64),
+            (2, 15, 15, 3, 2, 1, 0, 3),
+        ];
+        for (i, &(c, h, wd, k, s, d, p, m)) in cases.iter().enumerate() {
+            let g = geom(c, h, wd, k, s, d, p);
+            let x = rnd(c * h * wd, i as u64 + 1);
+            let wt = rnd(m * c * k * k, i as u64 + 50);
+            let b = rnd(m, i as u64 + 90);
+            let r = rnd(m * g.oh * g.ow, i as u64 + 130);
+            let want = naive(&x, &g, &wt, m, Some(&b), Some(&r));
+            for planned in [g.ow, 7] {
+                let pw = DirectWeights::new(&wt, m, c, k, k, planned).unwrap();
+                for act in [
+                    Activation::None,
+                    Activation::Relu,
+                    Activation::Clip { lo: -0.1, hi: 0.2 },
+                    Activation::Silu,
+                ] {
+                    let mut y = vec![f32::NAN; m * g.oh * g.ow];
+                    conv_direct(&x, &g, &pw, Some(&b), Some(&r), act, &mut y).unwrap();
+                    let mut wa: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+                    act.apply_slice(&mut wa);
+                    for (j, (a, e)) in y.iter().zip(&wa).enumerate() {
+                        assert!(
+                            (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                            "case {i} planned {planned} {act:?} at {j}: {a} vs {e}"
+                        );
+                    }
+                }
+            }
+            // Every loop order and the kernel without prefetches give the same bits.
+            let pw = DirectWeights::new(&wt, m, c, k, k, g.ow).unwrap();
+            let run = |tu: Tuning| {
+                let mut y = vec![f32::NAN; m * g.oh * g.ow];
+                let act = Activation::Relu;
+                conv_direct_tuned(&x, &g, &pw, Some(&b), Some(&r), act, &mut y, tu).unwrap();
+                y
+            };
+            let base = run(Tuning::default());
+            for rows_outer in [Some(true), Some(false)] {
+                for no_prefetch in [false, true] {
+                    let tu = Tuning {
+                        no_prefetch,
+                        rows_outer,
+                    };
+                    assert_eq!(run(tu), base, "case {i} {tu:?}");
+                }
+            }
+            // Without bias and residual.
+            let want = naive(&x, &g, &wt, m, None, None);
+            let pw = DirectWeights::new(&wt, m, c, k, k, g.ow).unwrap();
+            let mut y = vec![f32::NAN; m * g.oh * g.ow];
+            conv_direct(&x, &g, &pw, None, None, Activation::None, &mut y).unwrap();
+            for (a, e) in y.iter().zip(&want) {
+                assert!((*a as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_sizes_are_errors() {
+        if !available() {
+            return;
+        }
+        assert!(DirectWeights::new(&[0.0; 10], 2, 1, 3, 3, 8).is_err());
+        assert!(DirectWeights::new(&[], 0, 1, 3, 3, 8).is_err());
+        let g = geom(2, 8, 8, 3, 1, 1, 1);
+        let pw = DirectWeights::new(&[0.1; 4 * 2 * 9], 4, 2, 3, 3, 8).unwrap();
+        let x = vec![0.0; 2 * 64];
+        let mut y = vec![0.0; 4 * 64];
+        assert!(conv_direct(&x[..10], &g, &pw, None, None, Activation::None, &mut y).is_err());
+        assert!(conv_direct(&x, &g, &pw, None, None, Activation::None, &mut y[..5]).is_err());
+        assert!(conv_direct(&x, &g, &pw, Some(&[0.0; 3]), None, Activation::None, &mut y).is_err());
+        let g3 = Geom2d { c: 3, ..g };
+        assert!(conv_direct(&x, &g3, &pw, None, None, Activation::None, &mut y).is_err());
+        let g3 = Geom2d { sh: 3, sw: 3, ..g };
+        assert!(conv_direct(&x, &g3, &pw, None, None, Activation::None, &mut y).is_err());
+    }
+}
