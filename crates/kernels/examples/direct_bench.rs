@@ -2,14 +2,13 @@
 //! GEMM path on the k x k layers of ResNet-50, GoogLeNet and SqueezeNet, batch 1, with a
 //! fused bias and Relu, the two run alternately call by call so that a busy machine slows
 //! them alike.
-//! `cargo run --release -p millrace-kernels --example direct_bench [THREADS] [ROUNDS] [FILTER|all] [VARIANTS]`
-//! (VARIANTS: loop variants of the direct kernel timed beside it, e.g. `nopf,rows,blocks`.)
+//! `cargo run --release -p millrace-kernels --example direct_bench [THREADS] [ROUNDS] [FILTER]`
 //!
 //! Prints each path's median time, its GFLOP/s, the ratio direct / GEMM, and the largest
 //! difference between the two outputs.
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
-use millrace_kernels::direct::{conv_direct, conv_direct_tuned, DirectWeights, Tuning};
+use millrace_kernels::direct::{conv_direct, DirectWeights};
 use millrace_kernels::gemm::{gemm_ex, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs, Strided};
 use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
 use std::time::Instant;
@@ -35,28 +34,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let threads: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2);
     let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let only = args.next().filter(|s| s != "all");
-    // Loop variants of the direct kernel to time beside it: `nopf` (no weight prefetch),
-    // `rows` or `blocks` (forced loop order), joined by `+`, several separated by commas.
-    let variants: Vec<(String, Tuning)> = args
-        .next()
-        .map(|v| {
-            v.split(',')
-                .map(|name| {
-                    let mut t = Tuning::default();
-                    for f in name.split('+') {
-                        match f {
-                            "nopf" => t.no_prefetch = true,
-                            "rows" => t.rows_outer = Some(true),
-                            "blocks" => t.rows_outer = Some(false),
-                            _ => panic!("unknown variant {f}"),
-                        }
-                    }
-                    (name.to_string(), t)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let only = args.next();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -76,7 +54,11 @@ fn main() {
         ("googlenet 3b", 128, 192, 28, 3, 1, 1),
         ("googlenet 4a", 96, 208, 14, 3, 1, 1),
         ("googlenet 5a", 160, 320, 7, 3, 1, 1),
+        ("squeezenet conv0", 3, 64, 224, 3, 2, 0),
         ("squeezenet f2", 16, 64, 55, 3, 1, 1),
+        ("squeezenet f4", 32, 128, 27, 3, 1, 1),
+        ("squeezenet f8", 64, 256, 13, 3, 1, 1),
+        ("mobilenet stem", 3, 32, 224, 3, 2, 1),
         ("squeezenet f6", 48, 192, 13, 3, 1, 1),
         ("resnet50 1x1 a", 256, 64, 56, 1, 1, 0),
         ("resnet50 1x1 b", 64, 256, 56, 1, 1, 0),
@@ -128,8 +110,6 @@ fn main() {
             _ => None,
         };
         let mut yw = vec![0.0f32; cout * plane];
-        let mut tv: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-        let mut yv = vec![0.0f32; cout * plane];
         for r in 0..rounds + 2 {
             let t = Instant::now();
             pool.install(|| {
@@ -166,25 +146,6 @@ fn main() {
                 conv_direct(&x, &g, &dw, Some(&bias), None, Activation::Relu, &mut yd).unwrap()
             });
             let b = t.elapsed().as_secs_f64();
-            for ((_, tu), times) in variants.iter().zip(tv.iter_mut()) {
-                let t = Instant::now();
-                pool.install(|| {
-                    conv_direct_tuned(
-                        &x,
-                        &g,
-                        &dw,
-                        Some(&bias),
-                        None,
-                        Activation::Relu,
-                        &mut yv,
-                        *tu,
-                    )
-                    .unwrap()
-                });
-                if r >= 2 {
-                    times.push(t.elapsed().as_secs_f64());
-                }
-            }
             if let Some(ww) = &wino {
                 let t = Instant::now();
                 pool.install(|| {
@@ -215,16 +176,6 @@ fn main() {
             flops / md / 1e9,
             md / mg
         );
-        for ((name, _), times) in variants.iter().zip(tv) {
-            let mv = median(times);
-            println!(
-                "{:38}{name:10} {:8.1} us {:6.1} GF/s  variant/direct {:.3}",
-                "",
-                mv * 1e6,
-                flops / mv / 1e9,
-                mv / md
-            );
-        }
         if !tw.is_empty() {
             let mw = median(tw);
             println!(

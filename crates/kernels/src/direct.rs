@@ -7,8 +7,9 @@
 //! a tile are `R` consecutive values of one input row, `S` apart for stride `S`, so they
 //! are read in place) and loads vectors of weights prepacked once as `[Cin][tap][16 V]`
 //! for each block of `16 V` output channels. The input is first copied once into a
-//! zero-padded image, so every tap of every tile reads inside it and no tile needs a
-//! border case. An output row's tiles are `R` pixels wide (14 for the 56, 28 and 14 wide
+//! zero-padded image, its rows interleaved by channel (`[row][channel][column]`, so the
+//! input of one output row is one contiguous block), and every tap of every tile reads
+//! inside it: no tile needs a border case. An output row's tiles are `R` pixels wide (14 for the 56, 28 and 14 wide
 //! images of the common CNNs, 7 for the 7 wide ones); a ragged last tile computes `R`
 //! pixels and stores those that exist.
 //!
@@ -18,7 +19,9 @@
 //! output with one masked store. Other activations are applied to the finished rows.
 //!
 //! Work is split over the pool's threads by (channel block, output row), channel blocks
-//! outermost, so each thread keeps few weight panels in its L2.
+//! outermost, so each thread keeps few weight panels in its L2. (Output rows outermost
+//! was 0.67-0.82x the time on ResNet-50's stride-2 layers while the padded copy was
+//! planar, and 0.9-1.1x, no gain, once its rows were interleaved.)
 use crate::activation::Activation;
 use crate::conv::Geom2d;
 use crate::SyncPtr;
@@ -162,43 +165,6 @@ pub fn conv_direct(
     act: Activation,
     y: &mut [f32],
 ) -> Result<(), DirectError> {
-    conv_direct_tuned(x, g, w, bias, residual, act, y, Tuning::default())
-}
-
-/// Variants of [`conv_direct`]'s loops, for `examples/direct_bench.rs`.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Tuning {
-    pub no_prefetch: bool,
-    /// Output rows outermost (`Some(true)`) or channel blocks (`Some(false)`); `None`:
-    /// [`rows_outer`]'s choice.
-    pub rows_outer: Option<bool>,
-}
-
-/// Whether the work items run output rows outermost (each row's channel blocks in turn,
-/// so the input rows stay in cache and every weight panel is read once per row) rather
-/// than channel blocks outermost (each panel stays in cache while the whole input passes
-/// by once per block). Rows first only for stride 2 with at most 4 MiB of weights, where
-/// the input is four times the output: in `examples/direct_bench.rs` on 2 threads it took
-/// 0.67-0.71x the time on ResNet-50's 128@56 stride-2 layer, 0.82x on 256@28 and
-/// 0.89-0.93x on the stem, but 1.4-1.6x on 512@14 (9.4 MB of weights); on stride-1 layers
-/// it measured 0.96-1.09x (ResNet-50, GoogLeNet, SqueezeNet), no gain.
-pub fn rows_outer(stride: usize, weight_bytes: usize) -> bool {
-    stride == 2 && weight_bytes <= 4 << 20
-}
-
-#[doc(hidden)]
-#[allow(clippy::too_many_arguments)]
-pub fn conv_direct_tuned(
-    x: &[f32],
-    g: &Geom2d,
-    w: &DirectWeights,
-    bias: Option<&[f32]>,
-    residual: Option<&[f32]>,
-    act: Activation,
-    y: &mut [f32],
-    tu: Tuning,
-) -> Result<(), DirectError> {
     if !supported(g.sh, g.sw, g.kh, g.kw) {
         return Err(err("needs AVX-512 and stride 1 or 2"));
     }
@@ -235,9 +201,15 @@ pub fn conv_direct_tuned(
     let hp = (oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
     let wp = ((tiles * r - 1) * g.sw + (g.kw - 1) * g.dw + 1).max(g.pl + g.w);
     let plane = hp * wp;
+    // The padded rows are interleaved by channel (`[row][channel][column]`): one output
+    // row's input rows are one contiguous block. Measured against planes per channel
+    // (`[channel][row][column]`) with `examples/direct_bench.rs` on 2 threads: 0.91-0.99x
+    // the time on most k x k layers of ResNet-50, GoogLeNet and SqueezeNet, 0.81x on
+    // SqueezeNet's first layer.
+    let (cstep, rstep) = (wp, g.c * wp);
     let mut offs = [0isize; MAX_TAPS];
     for (t, o) in offs.iter_mut().take(g.kh * g.kw).enumerate() {
-        *o = ((t / g.kw) * g.dh * wp + (t % g.kw) * g.dw) as isize;
+        *o = ((t / g.kw) * g.dh * rstep + (t % g.kw) * g.dw) as isize;
     }
     let taps = &offs[..g.kh * g.kw];
     let mut xp = PADDED.with_borrow_mut(|s| s.pop()).unwrap_or_default();
@@ -246,7 +218,7 @@ pub fn conv_direct_tuned(
     if xp.len() < need {
         xp.resize(need, 0.0);
     }
-    pad_image(x, g, hp, wp, &mut xp[..g.c * plane]);
+    pad_rows(x, g, wp, &mut xp[..g.c * plane]);
     let bw = 16 * w.v;
     let nb = w.m.div_ceil(bw);
     let k = w.cin * taps.len();
@@ -258,23 +230,16 @@ pub fn conv_direct_tuned(
         _ => (false, None, true),
     };
     let xpr = &xp[..];
-    let tile = x86::pick(w.v, g.sw, !tu.no_prefetch);
-    let by_rows = tu
-        .rows_outer
-        .unwrap_or_else(|| rows_outer(g.sw, w.m * k * 4));
+    let tile = x86::pick(w.v, g.sw);
     let item = |i: usize| {
-        let (ob, oy) = if by_rows {
-            (i % nb, i / nb)
-        } else {
-            (i / oh, i % oh)
-        };
+        let (ob, oy) = (i / oh, i % oh);
         let panel = &w.panels[ob * k * bw..][..k * bw];
         let oc0 = ob * bw;
         let valid_oc = bw.min(w.m - oc0);
         for t in 0..tiles {
             let ox0 = t * r;
             let px = r.min(ow - ox0);
-            let xo = oy * g.sh * wp + ox0 * g.sw;
+            let xo = oy * g.sh * rstep + ox0 * g.sw;
             let dst = Dst {
                 // SAFETY (of the offsets): channel `oc0 + o < m`, pixel `oy * ow + ox0 +
                 // j < opl` for `j < px`; each (block, row, tile) is written by one job.
@@ -296,7 +261,7 @@ pub fn conv_direct_tuned(
                 tile(
                     w.cin,
                     taps,
-                    plane,
+                    cstep,
                     xpr.as_ptr().add(xo),
                     panel.as_ptr(),
                     &dst,
@@ -324,28 +289,28 @@ pub fn conv_direct_tuned(
     Ok(())
 }
 
-/// Copies `x` into `xp` (`c` planes of `hp x wp`) at row `pt`, column `pl`, zeros around.
-fn pad_image(x: &[f32], g: &Geom2d, hp: usize, wp: usize, xp: &mut [f32]) {
-    let plane = hp * wp;
-    let one = |(ci, p): (usize, &mut [f32])| {
-        let src = &x[ci * g.h * g.w..][..g.h * g.w];
-        let cols = g.w.min(wp.saturating_sub(g.pl));
-        for (py, row) in p.chunks_exact_mut(wp).enumerate() {
-            let iy = py as isize - g.pt as isize;
-            if iy < 0 || iy >= g.h as isize || cols == 0 {
-                row.fill(0.0);
-                continue;
-            }
-            let s = &src[iy as usize * g.w..][..cols];
+/// Copies `x` into `xp` as padded rows of `wp` interleaved by channel (`[row][c][wp]`),
+/// the image at row `pt`, column `pl`, zeros around.
+fn pad_rows(x: &[f32], g: &Geom2d, wp: usize, xp: &mut [f32]) {
+    let band = g.c * wp;
+    let cols = g.w.min(wp.saturating_sub(g.pl));
+    let one = |(py, b): (usize, &mut [f32])| {
+        let iy = py as isize - g.pt as isize;
+        if iy < 0 || iy >= g.h as isize || cols == 0 {
+            b.fill(0.0);
+            return;
+        }
+        for (ci, row) in b.chunks_exact_mut(wp).enumerate() {
+            let s = &x[(ci * g.h + iy as usize) * g.w..][..cols];
             row[..g.pl].fill(0.0);
             row[g.pl..g.pl + cols].copy_from_slice(s);
             row[g.pl + cols..].fill(0.0);
         }
     };
-    if g.c * plane >= 1 << 16 && rayon::current_num_threads() > 1 {
-        xp.par_chunks_mut(plane).enumerate().for_each(one);
+    if xp.len() >= 1 << 16 && rayon::current_num_threads() > 1 {
+        xp.par_chunks_mut(band).enumerate().for_each(one);
     } else {
-        xp.chunks_mut(plane).enumerate().for_each(one);
+        xp.chunks_mut(band).enumerate().for_each(one);
     }
 }
 
@@ -367,7 +332,7 @@ type TileFn = unsafe fn(usize, &[isize], usize, *const f32, *const f32, &Dst);
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
     /// No kernel off x86 ([`super::supported`] is false there, so none is called).
-    pub(super) fn pick(_v: usize, _s: usize, _pf: bool) -> super::TileFn {
+    pub(super) fn pick(_v: usize, _s: usize) -> super::TileFn {
         unreachable_tile
     }
 
@@ -392,28 +357,24 @@ mod x86 {
     const W_AHEAD: usize = 8;
 
     /// The tile kernel for `v` vectors of channels (2: 14 pixels; 4: 7) and stride `s`.
-    pub(super) fn pick(v: usize, s: usize, pf: bool) -> TileFn {
-        match (v, s, pf) {
-            (2, 1, true) => tile::<14, 2, 1, true>,
-            (2, _, true) => tile::<14, 2, 2, true>,
-            (_, 1, true) => tile::<7, 4, 1, true>,
-            (_, _, true) => tile::<7, 4, 2, true>,
-            (2, 1, false) => tile::<14, 2, 1, false>,
-            (2, _, false) => tile::<14, 2, 2, false>,
-            (_, 1, false) => tile::<7, 4, 1, false>,
-            (_, _, false) => tile::<7, 4, 2, false>,
+    pub(super) fn pick(v: usize, s: usize) -> TileFn {
+        match (v, s) {
+            (2, 1) => tile::<14, 2, 1>,
+            (2, _) => tile::<14, 2, 2>,
+            (_, 1) => tile::<7, 4, 1>,
+            _ => tile::<7, 4, 2>,
         }
     }
 
     /// One tile: `R` pixels (`S` apart in the padded row at `x`) by `16 V` channels, summed
-    /// over `cin` channels (planes `plane` apart) and the taps (offsets from a pixel's
+    /// over `cin` channels (`plane` apart: one padded row) and the taps (offsets from a pixel's
     /// first tap), then stored per `d`.
     ///
     /// # Safety
     /// AVX-512F; every `x + ic * plane + tap + j * S` (`j < R`) is readable; `w` holds
     /// `cin * taps.len() * 16 V` values; `d` as described on [`Dst`].
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn tile<const R: usize, const V: usize, const S: usize, const PF: bool>(
+    pub(super) unsafe fn tile<const R: usize, const V: usize, const S: usize>(
         cin: usize,
         taps: &[isize],
         plane: usize,
@@ -421,7 +382,7 @@ mod x86 {
         w: *const f32,
         d: &Dst,
     ) {
-        let acc = sums::<R, V, S, PF>(cin, taps, plane, x, w);
+        let acc = sums::<R, V, S>(cin, taps, plane, x, w);
         store(acc, d);
     }
 
@@ -429,7 +390,7 @@ mod x86 {
     /// (a reference to them taken in the same function makes the compiler keep them in
     /// memory).
     #[inline(always)]
-    unsafe fn sums<const R: usize, const V: usize, const S: usize, const PF: bool>(
+    unsafe fn sums<const R: usize, const V: usize, const S: usize>(
         cin: usize,
         taps: &[isize],
         plane: usize,
@@ -444,11 +405,7 @@ mod x86 {
             let p = x.offset(*taps.get_unchecked(t));
             let mut wv = [_mm512_setzero_ps(); V];
             for (v, wr) in wv.iter_mut().enumerate() {
-                if PF {
-                    _mm_prefetch::<_MM_HINT_T0>(
-                        w.wrapping_add(W_AHEAD * 16 * V + 16 * v) as *const i8
-                    );
-                }
+                _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(W_AHEAD * 16 * V + 16 * v) as *const i8);
                 *wr = _mm512_loadu_ps(w.add(16 * v));
             }
             for (j, aj) in acc.iter_mut().enumerate() {
@@ -625,24 +582,6 @@ mod tests {
                             "case {i} planned {planned} {act:?} at {j}: {a} vs {e}"
                         );
                     }
-                }
-            }
-            // Every loop order and the kernel without prefetches give the same bits.
-            let pw = DirectWeights::new(&wt, m, c, k, k, g.ow).unwrap();
-            let run = |tu: Tuning| {
-                let mut y = vec![f32::NAN; m * g.oh * g.ow];
-                let act = Activation::Relu;
-                conv_direct_tuned(&x, &g, &pw, Some(&b), Some(&r), act, &mut y, tu).unwrap();
-                y
-            };
-            let base = run(Tuning::default());
-            for rows_outer in [Some(true), Some(false)] {
-                for no_prefetch in [false, true] {
-                    let tu = Tuning {
-                        no_prefetch,
-                        rows_outer,
-                    };
-                    assert_eq!(run(tu), base, "case {i} {tu:?}");
                 }
             }
             // Without bias and residual.
