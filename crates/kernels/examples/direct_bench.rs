@@ -77,22 +77,8 @@ fn main() {
                 continue;
             }
         }
-        let o = (h + 2 * p - k) / s + 1;
-        let g = Geom2d {
-            c: cin,
-            h,
-            w: h,
-            kh: k,
-            kw: k,
-            sh: s,
-            sw: s,
-            dh: 1,
-            dw: 1,
-            pt: p,
-            pl: p,
-            oh: o,
-            ow: o,
-        };
+        let g = Geom2d::square(cin, h, h, k, s, 1, p);
+        let o = g.oh;
         let kk = cin * k * k;
         let w = rnd(cout * kk, 1);
         let x = rnd(cin * h * h, 2);

@@ -24,6 +24,35 @@ pub struct Geom2d {
     pub ow: usize,
 }
 
+impl Geom2d {
+    /// A `k x k` window with one stride, dilation and padding in both directions over a
+    /// `c x h x w` image; the output size rounds down, and is 0 where the window does not
+    /// fit the padded image.
+    pub fn square(c: usize, h: usize, w: usize, k: usize, s: usize, d: usize, p: usize) -> Geom2d {
+        let out = |n: usize| {
+            let span = k.saturating_sub(1) * d + 1;
+            (n + 2 * p)
+                .checked_sub(span)
+                .map_or(0, |r| r / s.max(1) + 1)
+        };
+        Geom2d {
+            c,
+            h,
+            w,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            dh: d,
+            dw: d,
+            pt: p,
+            pl: p,
+            oh: out(h),
+            ow: out(w),
+        }
+    }
+}
+
 /// Range of output positions `o` in `0..n_out` with `0 <= o * s + off < n_in`.
 #[inline]
 pub fn valid_range(n_out: usize, n_in: usize, s: usize, off: isize) -> (usize, usize) {

@@ -517,27 +517,6 @@ mod tests {
         y
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn geom(c: usize, h: usize, w: usize, k: usize, s: usize, d: usize, p: usize) -> Geom2d {
-        let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
-        let ow = (w + 2 * p - d * (k - 1) - 1) / s + 1;
-        Geom2d {
-            c,
-            h,
-            w,
-            kh: k,
-            kw: k,
-            sh: s,
-            sw: s,
-            dh: d,
-            dw: d,
-            pt: p,
-            pl: p,
-            oh,
-            ow,
-        }
-    }
-
     #[test]
     fn matches_naive() {
         if !available() {
@@ -558,7 +537,7 @@ mod tests {
             (2, 15, 15, 3, 2, 1, 0, 3),
         ];
         for (i, &(c, h, wd, k, s, d, p, m)) in cases.iter().enumerate() {
-            let g = geom(c, h, wd, k, s, d, p);
+            let g = Geom2d::square(c, h, wd, k, s, d, p);
             let x = rnd(c * h * wd, i as u64 + 1);
             let wt = rnd(m * c * k * k, i as u64 + 50);
             let b = rnd(m, i as u64 + 90);
@@ -602,7 +581,7 @@ mod tests {
         }
         assert!(DirectWeights::new(&[0.0; 10], 2, 1, 3, 3, 8).is_err());
         assert!(DirectWeights::new(&[], 0, 1, 3, 3, 8).is_err());
-        let g = geom(2, 8, 8, 3, 1, 1, 1);
+        let g = Geom2d::square(2, 8, 8, 3, 1, 1, 1);
         let pw = DirectWeights::new(&[0.1; 4 * 2 * 9], 4, 2, 3, 3, 8).unwrap();
         let x = vec![0.0; 2 * 64];
         let mut y = vec![0.0; 4 * 64];

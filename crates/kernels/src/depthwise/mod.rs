@@ -1137,15 +1137,6 @@ pub(crate) mod tests {
             .collect()
     }
 
-    pub(crate) fn out_dim(n: usize, k: usize, s: usize, d: usize, p0: usize, p1: usize) -> usize {
-        let span = (k - 1) * d + 1;
-        if n + p0 + p1 < span {
-            0
-        } else {
-            (n + p0 + p1 - span) / s + 1
-        }
-    }
-
     fn naive(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Geom2d, act: Activation) -> Vec<f64> {
         let mut out = vec![0.0f64; g.c * g.oh * g.ow];
         for c in 0..g.c {
@@ -1219,23 +1210,9 @@ pub(crate) mod tests {
             NO_PAD.with(|f| f.set(no_pad));
             BLOCKED.with(|f| f.set(Some(false)));
             for (i, &(h, w, k, s, d, pad)) in shapes().iter().enumerate() {
-                let (oh, ow) = (out_dim(h, k, s, d, pad, pad), out_dim(w, k, s, d, pad, pad));
                 let c = 3;
-                let g = Geom2d {
-                    c,
-                    h,
-                    w,
-                    kh: k,
-                    kw: k,
-                    sh: s,
-                    sw: s,
-                    dh: d,
-                    dw: d,
-                    pt: pad,
-                    pl: pad,
-                    oh,
-                    ow,
-                };
+                let g = Geom2d::square(c, h, w, k, s, d, pad);
+                let (oh, ow) = (g.oh, g.ow);
                 let x = rnd(c * h * w, i as u64);
                 let wt = rnd(c * k * k, 1000 + i as u64);
                 let b = rnd(c, 77);
@@ -1283,22 +1260,8 @@ pub(crate) mod tests {
         cases.push((16, (12, 12, 5, 1, 2, 4)));
         let mut blocked_runs = 0;
         for (i, &(c, (h, w, k, s, d, pad))) in cases.iter().enumerate() {
-            let (oh, ow) = (out_dim(h, k, s, d, pad, pad), out_dim(w, k, s, d, pad, pad));
-            let g = Geom2d {
-                c,
-                h,
-                w,
-                kh: k,
-                kw: k,
-                sh: s,
-                sw: s,
-                dh: d,
-                dw: d,
-                pt: pad,
-                pl: pad,
-                oh,
-                ow,
-            };
+            let g = Geom2d::square(c, h, w, k, s, d, pad);
+            let (oh, ow) = (g.oh, g.ow);
             BLOCKED.with(|f| f.set(Some(true)));
             blocked_runs += usize::from(blocked::applies(
                 Isa::Avx512,

@@ -506,23 +506,8 @@ mod tests {
             (12, 30, 5, 2, 2, 2),
         ] {
             let c = 3;
-            let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
-            let ow = (w + 2 * p - d * (k - 1) - 1) / s + 1;
-            let g = Geom2d {
-                c,
-                h,
-                w,
-                kh: k,
-                kw: k,
-                sh: s,
-                sw: s,
-                dh: d,
-                dw: d,
-                pt: p,
-                pl: p,
-                oh,
-                ow,
-            };
+            let g = Geom2d::square(c, h, w, k, s, d, p);
+            let (oh, ow) = (g.oh, g.ow);
             let x: Vec<f32> = (0..c * h * w).map(|i| i as f32 + 1.0).collect();
             let kk = c * k * k;
             let mut col = vec![0.0; kk * oh * ow];
