@@ -57,7 +57,7 @@ pub const MAX_TAPS: usize = 121;
 /// Whether [`conv_direct`] can run on this CPU and geometry: AVX-512, stride 1 or 2 (the
 /// same in both directions), at most [`MAX_TAPS`] taps; any dilation and padding.
 pub fn supported(sh: usize, sw: usize, kh: usize, kw: usize) -> bool {
-    available() && sh == sw && (sh == 1 || sh == 2) && kh * kw <= MAX_TAPS
+    available() && sh == sw && (sh == 1 || sh == 2) && kh.saturating_mul(kw) <= MAX_TAPS
 }
 
 /// Whether the CPU has the instructions the kernel needs.
@@ -90,7 +90,7 @@ impl DirectWeights {
         kw: usize,
         ow: usize,
     ) -> Result<DirectWeights, DirectError> {
-        let taps = kh * kw;
+        let taps = kh.saturating_mul(kw);
         let k = cin
             .checked_mul(taps)
             .ok_or_else(|| err("weight size overflows"))?;
@@ -581,6 +581,7 @@ mod tests {
         }
         assert!(DirectWeights::new(&[0.0; 10], 2, 1, 3, 3, 8).is_err());
         assert!(DirectWeights::new(&[], 0, 1, 3, 3, 8).is_err());
+        assert!(DirectWeights::new(&[], 1, 0, usize::MAX, 3, 8).is_err());
         let g = Geom2d::square(2, 8, 8, 3, 1, 1, 1);
         let pw = DirectWeights::new(&[0.1; 4 * 2 * 9], 4, 2, 3, 3, 8).unwrap();
         let x = vec![0.0; 2 * 64];

@@ -94,10 +94,11 @@ impl FusedConv {
                 "output channels must divide into groups",
             ));
         }
-        let k = cg * kh * kw;
-        if weights.len() != m * k {
+        // Checked: the shape comes from the model file.
+        let k = cg.checked_mul(kh).and_then(|x| x.checked_mul(kw));
+        let Some(k) = k.filter(|&k| k.checked_mul(m) == Some(weights.len())) else {
             return Err(OpError::invalid(NAME, "weights do not match their shape"));
-        }
+        };
         if bias.as_ref().is_some_and(|b| b.len() != m) {
             return Err(OpError::invalid(
                 NAME,
@@ -120,7 +121,7 @@ impl FusedConv {
         };
         let strides = conv.window.strides.as_deref().unwrap_or(&[1, 1]);
         let use_direct = group == 1
-            && kh * kw > 1
+            && kh.saturating_mul(kw) > 1
             && matches!(strides, &[s, t] if direct::supported(s, t, kh, kw))
             // Winograd F(4x4) on large images is as fast (ResNet-50's 128@28: 0.98-1.0x in
             // `examples/direct_bench.rs`); F(2x2) is slower than the direct kernel.
@@ -682,6 +683,19 @@ mod tests {
             None,
             &[4, 2, 3, 3],
             &[0.0; 5],
+            None,
+            Activation::None,
+            false,
+            vec![]
+        )
+        .is_err());
+        // A shape whose product overflows is an error, not a wrapped size.
+        let huge = usize::MAX / 2;
+        assert!(FusedConv::new(
+            &conv,
+            None,
+            &[0, 2, huge, huge],
+            &[],
             None,
             Activation::None,
             false,
