@@ -77,6 +77,18 @@ impl Activation {
         }
     }
 
+    /// How a kernel's register-tile epilogue takes this activation: `(relu, clamp, after)`.
+    /// Relu and Clip are applied in the tile; every other activation (`after`) is applied
+    /// by the caller to the stored rows.
+    pub fn in_tile(self) -> (bool, Option<(f32, f32)>, bool) {
+        match self {
+            Activation::None => (false, None, false),
+            Activation::Relu => (true, None, false),
+            Activation::Clip { lo, hi } => (false, Some((lo, hi)), false),
+            _ => (false, None, true),
+        }
+    }
+
     /// Applies the activation to every element in place.
     ///
     /// Vectorized through [`crate::vmath`] (AVX-512 / AVX2 / portable); the transcendental

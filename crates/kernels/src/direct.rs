@@ -60,22 +60,10 @@ pub fn supported(sh: usize, sw: usize, kh: usize, kw: usize) -> bool {
     available() && sh == sw && (sh == 1 || sh == 2) && kh.saturating_mul(kw) <= MAX_TAPS
 }
 
-/// Whether the CPU has the instructions the kernel needs.
+/// Whether the CPU has the instructions the kernel needs (those of the AVX-512 GEMM
+/// kernel: AVX-512F, AVX2 and FMA; detected once).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| {
-            is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::gemm::Kernel::detect().name == "avx512"
 }
 
 impl DirectWeights {
@@ -133,11 +121,6 @@ impl DirectWeights {
         self.panels.len() * 4
     }
 
-    /// Output channels.
-    pub fn out_channels(&self) -> usize {
-        self.m
-    }
-
     /// Pixels per tile (14 or 7).
     pub fn tile_pixels(&self) -> usize {
         if self.v == 4 {
@@ -166,7 +149,10 @@ pub fn conv_direct(
     y: &mut [f32],
 ) -> Result<(), DirectError> {
     if !supported(g.sh, g.sw, g.kh, g.kw) {
-        return Err(err("needs AVX-512 and stride 1 or 2"));
+        return Err(err(format!(
+            "needs AVX-512, stride 1 or 2 and at most {MAX_TAPS} taps (strides {}x{}, window {}x{})",
+            g.sh, g.sw, g.kh, g.kw
+        )));
     }
     if g.c != w.cin || g.kh != w.kh || g.kw != w.kw {
         return Err(err(format!(
@@ -175,14 +161,13 @@ pub fn conv_direct(
         )));
     }
     let (oh, ow) = (g.oh, g.ow);
-    let opl = oh * ow;
-    let out_len =
-        w.m.checked_mul(opl)
-            .ok_or_else(|| err("output overflows"))?;
+    let overflow = || err("geometry overflows");
+    let opl = oh.checked_mul(ow).ok_or_else(overflow)?;
+    let out_len = w.m.checked_mul(opl).ok_or_else(overflow)?;
     if y.len() != out_len || residual.is_some_and(|r| r.len() != out_len) {
         return Err(err("output or residual size differs from m x oh x ow"));
     }
-    if x.len() != g.c * g.h * g.w {
+    if Some(x.len()) != g.c.checked_mul(g.h).and_then(|n| n.checked_mul(g.w)) {
         return Err(err("input size differs from c x h x w"));
     }
     if bias.is_some_and(|b| b.len() != w.m) {
@@ -198,9 +183,19 @@ pub fn conv_direct(
     let tiles = ow.div_ceil(r);
     // The padded image: row `oy * sh + ky * dh` and column `ox * sw + kx * dw` are tap
     // (ky, kx) of output (oy, ox); whole tiles read up to column `(tiles * r - 1) * sw + ..`.
-    let hp = (oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
-    let wp = ((tiles * r - 1) * g.sw + (g.kw - 1) * g.dw + 1).max(g.pl + g.w);
-    let plane = hp * wp;
+    // Checked: the padding and dilation come from the model file.
+    let span = |n: usize, s: usize, k: usize, d: usize| {
+        (n - 1)
+            .checked_mul(s)?
+            .checked_add((k - 1).checked_mul(d)?)?
+            .checked_add(1)
+    };
+    let hp = span(oh, g.sh, g.kh, g.dh).ok_or_else(overflow)?;
+    let wp = span(tiles * r, g.sw, g.kw, g.dw)
+        .and_then(|v| Some(v.max(g.pl.checked_add(g.w)?)))
+        .ok_or_else(overflow)?;
+    let plane = hp.checked_mul(wp).ok_or_else(overflow)?;
+    let size = g.c.checked_mul(plane).ok_or_else(overflow)?;
     // The padded rows are interleaved by channel (`[row][channel][column]`): one output
     // row's input rows are one contiguous block. Measured against planes per channel
     // (`[channel][row][column]`) with `examples/direct_bench.rs` on 2 threads: 0.91-0.99x
@@ -213,22 +208,15 @@ pub fn conv_direct(
     }
     let taps = &offs[..g.kh * g.kw];
     let mut xp = PADDED.with_borrow_mut(|s| s.pop()).unwrap_or_default();
-    // Slack: the kernel reads whole tiles.
-    let need = g.c * plane + 16;
-    if xp.len() < need {
-        xp.resize(need, 0.0);
+    if xp.len() < size {
+        xp.resize(size, 0.0);
     }
-    pad_rows(x, g, wp, &mut xp[..g.c * plane]);
+    pad_rows(x, g, wp, &mut xp[..size]);
     let bw = 16 * w.v;
     let nb = w.m.div_ceil(bw);
     let k = w.cin * taps.len();
     let yp = SyncPtr(y.as_mut_ptr());
-    let (relu, clamp, post) = match act {
-        Activation::None => (false, None, false),
-        Activation::Relu => (true, None, false),
-        Activation::Clip { lo, hi } => (false, Some((lo, hi)), false),
-        _ => (false, None, true),
-    };
+    let (relu, clamp, post) = act.in_tile();
     let xpr = &xp[..];
     let tile = x86::pick(w.v, g.sw);
     let item = |i: usize| {
@@ -255,7 +243,7 @@ pub fn conv_direct(
                 clamp,
             };
             // SAFETY: AVX-512 checked by `supported`; the padded image holds every tap of
-            // the tile's `r` pixels for all `cin` channels (its size above, plus slack);
+            // the tile's `r` pixels for all `cin` channels (`hp` and `wp` above);
             // the panel holds `k * bw` values; `dst` is inside `y` (and `residual`).
             unsafe {
                 tile(
@@ -591,6 +579,12 @@ mod tests {
         assert!(conv_direct(&x, &g, &pw, Some(&[0.0; 3]), None, Activation::None, &mut y).is_err());
         let g3 = Geom2d { c: 3, ..g };
         assert!(conv_direct(&x, &g3, &pw, None, None, Activation::None, &mut y).is_err());
+        // Padding whose padded image size overflows: an error, not a wrapped size.
+        let huge = Geom2d {
+            pl: usize::MAX / 2,
+            ..g
+        };
+        assert!(conv_direct(&x, &huge, &pw, None, None, Activation::None, &mut y).is_err());
         let g3 = Geom2d { sh: 3, sw: 3, ..g };
         assert!(conv_direct(&x, &g3, &pw, None, None, Activation::None, &mut y).is_err());
     }

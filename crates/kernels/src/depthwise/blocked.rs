@@ -300,11 +300,8 @@ mod x86 {
         }
 
         // Convolve: output (oy, ox) of the band into tout[(oy - oy0) * ow + ox].
-        let (relu, clamp) = match act {
-            Activation::Relu => (true, None),
-            Activation::Clip { lo, hi } => (false, Some((lo, hi))),
-            _ => (false, None),
-        };
+        // Other activations are applied to the finished rows (in `run`).
+        let (relu, clamp, _) = act.in_tile();
         let (lo, hi) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
         let post = Post {
             relu,

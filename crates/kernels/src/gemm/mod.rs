@@ -888,12 +888,7 @@ unsafe fn run_block(
     let blocks = kernel.blocks(k);
     // Fast path: the kernel writes straight into a row-major C.
     let direct = out.cs == 1 && epi.residual.is_none_or(|r| r.cs == 1);
-    let (relu, clamp, post_act) = match epi.act {
-        Activation::None => (false, None, false),
-        Activation::Relu => (true, None, false),
-        Activation::Clip { lo, hi } => (false, Some((lo, hi)), false),
-        _ => (false, None, true),
-    };
+    let (relu, clamp, post_act) = epi.act.in_tile();
     let mut tile = [0.0f32; 32 * 32];
     let mut tt = [0.0f32; 32 * 32];
     PACK_A.with_borrow_mut(|abuf| {
