@@ -4,7 +4,8 @@
 For each model, R rounds run `A bench MODEL --json --iters N --warmup W [flags]` and the
 same with B, the order flipping every round, so a slow phase of a busy machine hits both;
 medians (and 10th percentiles) are over all R*N per-run samples, and the ratio is B / A
-(below 1: B is faster).
+(below 1: B is faster). Each round's two medians, taken back to back, also give a paired
+ratio: the median of those and how many rounds B won are the least disturbed by slow phases.
 
     cargo build --release -p millrace-cli && cp target/release/millrace /tmp/mr_new
     git stash && cargo build --release -p millrace-cli && cp target/release/millrace /tmp/mr_old && git stash pop
@@ -52,15 +53,20 @@ def main():
     for m in [m for m in args.models.split(",") if m]:
         path = model_path(m)
         s = [[], []]
+        paired = []
         for r in range(args.rounds):
+            got = [None, None]
             for i in ([0, 1] if r % 2 == 0 else [1, 0]):
-                s[i] += samples([args.a, args.b][i], path, args.iters, args.warmup, args.flags)
+                got[i] = samples([args.a, args.b][i], path, args.iters, args.warmup, args.flags)
+                s[i] += got[i]
+            paired.append(statistics.median(got[1]) / statistics.median(got[0]))
         ma, mb = statistics.median(s[0]), statistics.median(s[1])
         # The 10th percentile too: on a machine shared with other VMs, slow phases lift
         # the median of whichever build they hit; the fast tail is the undisturbed speed.
         qa, qb = (statistics.quantiles(v, n=10)[0] for v in s)
         print(f"{m:16s} {' '.join(args.flags):24s} A {ma:9.3f} ms  B {mb:9.3f} ms  B/A {mb / ma:.3f}"
-              f"  (p10: A {qa:.3f} B {qb:.3f} B/A {qb / qa:.3f})", flush=True)
+              f"  (p10: A {qa:.3f} B {qb:.3f} B/A {qb / qa:.3f}; rounds' B/A: median {statistics.median(paired):.3f},"
+              f" {sum(p < 1 for p in paired)}/{len(paired)} below 1)", flush=True)
 
 
 if __name__ == "__main__":

@@ -69,15 +69,22 @@ fn main() {
         if custom.is_none() && only.is_some_and(|o| o != si) {
             continue;
         }
-        let x: Vec<f32> = (0..k * n).map(|i| (i % 17) as f32 * 0.01).collect();
+        // Cache-line aligned, as the arena places activations: a large Vec starts 16 bytes
+        // into a page, and rows that straddle cache lines run up to twice as slow.
+        let mut xb = Aligned::new(k * n);
+        xb.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 17) as f32 * 0.01);
+        let x = &xb[..];
         let w: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
         let packs: Vec<Packed> = kernels
             .iter()
             .map(|&kr| Packed::lhs_with_kernel(&Strided::rows(&w, m, k).unwrap(), kr))
             .collect();
-        let xs = Strided::cols(&x, n, k);
-        let mut c = vec![0.0f32; m * n];
-        let res: Vec<f32> = (0..m * n).map(|i| (i % 7) as f32 * 0.01).collect();
+        let xs = Strided::cols(x, n, k);
+        let mut cb = Aligned::new(m * n);
+        let c = &mut cb[..];
+        let mut rb = Aligned::new(m * n);
+        rb.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 7) as f32 * 0.01);
+        let res = &rb[..];
         let iters = (2e8 / (2.0 * (m * n * k) as f64)).clamp(2.0, 200.0) as usize;
         let mut times = vec![Vec::new(); kernels.len()];
         for _ in 0..15 {
@@ -91,21 +98,21 @@ fn main() {
                             match &xs {
                                 Some(src) if packed_b[vi] => Rhs::Source(src),
                                 _ => Rhs::Direct {
-                                    data: &x,
+                                    data: x,
                                     k,
                                     n,
                                     ld: n,
                                 },
                             },
                             Out {
-                                data: &mut c,
+                                data: &mut *c,
                                 rs: n,
                                 cs: 1,
                             },
                             &if with_res[vi] {
                                 Epilogue {
                                     residual: Some(View {
-                                        data: &res,
+                                        data: res,
                                         rs: n,
                                         cs: 1,
                                     }),
@@ -142,4 +149,32 @@ fn main() {
     }
     let t: Vec<String> = total.iter().map(|t| format!("{:.1}", t * 1e6)).collect();
     println!("total us: {}", t.join("  "));
+}
+
+/// `n` zeros starting on a 64-byte boundary.
+struct Aligned {
+    v: Vec<f32>,
+    off: usize,
+    n: usize,
+}
+
+impl Aligned {
+    fn new(n: usize) -> Self {
+        let v = vec![0.0f32; n + 16];
+        let off = v.as_ptr().align_offset(64);
+        Aligned { v, off, n }
+    }
+}
+
+impl std::ops::Deref for Aligned {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.v[self.off..self.off + self.n]
+    }
+}
+
+impl std::ops::DerefMut for Aligned {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.v[self.off..self.off + self.n]
+    }
 }

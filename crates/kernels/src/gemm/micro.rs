@@ -186,7 +186,16 @@ pub mod x86 {
     ) {
         let mut c = [[_mm512_setzero_ps(); V]; R];
         let (mut a, mut b) = (a, b);
-        for _ in 0..kc {
+        // The residual rows the epilogue adds are a plane apart, a pattern no hardware
+        // prefetcher follows: fetch one row per step over the first steps of `k`.
+        let res = if o.last { o.res } else { std::ptr::null() };
+        let lead = if res.is_null() { 0 } else { kc.min(o.mv) };
+        for p in 0..kc {
+            if p < lead {
+                let rp = res.add(p * o.ldr) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(rp);
+                _mm_prefetch::<_MM_HINT_T0>(rp.wrapping_add(64 * V - 1));
+            }
             let mut bv = [_mm512_setzero_ps(); V];
             for (v, x) in bv.iter_mut().enumerate() {
                 _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_AHEAD * ldb + 16 * v) as *const i8);
