@@ -72,7 +72,9 @@ fn main() {
         // Cache-line aligned, as the arena places activations: a large Vec starts 16 bytes
         // into a page, and rows that straddle cache lines run up to twice as slow.
         let mut xb = Aligned::new(k * n);
-        xb.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 17) as f32 * 0.01);
+        xb.iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = (i % 17) as f32 * 0.01);
         let x = &xb[..];
         let w: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
         let packs: Vec<Packed> = kernels
@@ -83,7 +85,9 @@ fn main() {
         let mut cb = Aligned::new(m * n);
         let c = &mut cb[..];
         let mut rb = Aligned::new(m * n);
-        rb.iter_mut().enumerate().for_each(|(i, v)| *v = (i % 7) as f32 * 0.01);
+        rb.iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = (i % 7) as f32 * 0.01);
         let res = &rb[..];
         let iters = (2e8 / (2.0 * (m * n * k) as f64)).clamp(2.0, 200.0) as usize;
         let mut times = vec![Vec::new(); kernels.len()];

@@ -304,9 +304,13 @@ pub mod x86 {
         avx512_part::<14, 1>,
     ];
 
-    /// The AVX-512 kernels' epilogue.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
+    /// The AVX-512 kernels' epilogue, row by row with constant indices so that the
+    /// accumulators stay in registers (a loop over a run-time row count kept them in a stack
+    /// array: 28 stores and reloads per tile).
+    ///
+    /// # Safety
+    /// As [`avx512`]; inlined into the AVX-512 kernels, whose instruction set it uses.
+    #[inline(always)]
     unsafe fn avx512_store(c: [[__m512; 2]; AVX512_MR], o: &super::TileOut) {
         // The epilogue in registers, masked at the right edge.
         let m0: __mmask16 = if o.nv >= 16 {
@@ -333,43 +337,59 @@ pub mod x86 {
                 _mm512_maskz_loadu_ps(m1, o.bias_col.add(16)),
             )
         };
-        for (i, ci) in c.iter().enumerate().take(o.mv) {
-            let cp = o.c.add(i * o.ldc);
-            let (mut v0, mut v1) = (ci[0], ci[1]);
-            if o.alpha != 1.0 {
-                v0 = _mm512_mul_ps(v0, alpha);
-                v1 = _mm512_mul_ps(v1, alpha);
-            }
-            if o.add_old != 0.0 {
-                v0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, cp), add_old, v0);
-                v1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, cp.add(16)), add_old, v1);
-            }
-            if o.last {
-                if !o.bias_row.is_null() {
-                    let b = _mm512_set1_ps(*o.bias_row.add(i));
-                    v0 = _mm512_add_ps(v0, b);
-                    v1 = _mm512_add_ps(v1, b);
+        // A macro, not a closure: a closure is compiled without the caller's instruction
+        // set and called per row.
+        macro_rules! row {
+            ($i:literal) => {{
+                let i: usize = $i;
+                let (mut v0, mut v1) = (c[$i][0], c[$i][1]);
+                let cp = o.c.add(i * o.ldc);
+                if o.alpha != 1.0 {
+                    v0 = _mm512_mul_ps(v0, alpha);
+                    v1 = _mm512_mul_ps(v1, alpha);
                 }
-                v0 = _mm512_add_ps(v0, bc0);
-                v1 = _mm512_add_ps(v1, bc1);
-                if !o.res.is_null() {
-                    let rp = o.res.add(i * o.ldr);
-                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rp));
-                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rp.add(16)));
+                if o.add_old != 0.0 {
+                    v0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, cp), add_old, v0);
+                    v1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, cp.add(16)), add_old, v1);
                 }
-                if o.relu {
-                    // maxps returns its second operand for NaN (and for -0 vs +0): +0.
-                    v0 = _mm512_max_ps(v0, _mm512_setzero_ps());
-                    v1 = _mm512_max_ps(v1, _mm512_setzero_ps());
+                if o.last {
+                    if !o.bias_row.is_null() {
+                        let b = _mm512_set1_ps(*o.bias_row.add(i));
+                        v0 = _mm512_add_ps(v0, b);
+                        v1 = _mm512_add_ps(v1, b);
+                    }
+                    v0 = _mm512_add_ps(v0, bc0);
+                    v1 = _mm512_add_ps(v1, bc1);
+                    if !o.res.is_null() {
+                        let rp = o.res.add(i * o.ldr);
+                        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rp));
+                        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rp.add(16)));
+                    }
+                    if o.relu {
+                        // maxps returns its second operand for NaN (and for -0 vs +0): +0.
+                        v0 = _mm512_max_ps(v0, _mm512_setzero_ps());
+                        v1 = _mm512_max_ps(v1, _mm512_setzero_ps());
+                    }
+                    if o.clamp.is_some() {
+                        // Bounds first: a NaN in the second operand comes through.
+                        v0 = _mm512_min_ps(hi, _mm512_max_ps(lo, v0));
+                        v1 = _mm512_min_ps(hi, _mm512_max_ps(lo, v1));
+                    }
                 }
-                if o.clamp.is_some() {
-                    // Bounds first: a NaN in the second operand comes through.
-                    v0 = _mm512_min_ps(hi, _mm512_max_ps(lo, v0));
-                    v1 = _mm512_min_ps(hi, _mm512_max_ps(lo, v1));
-                }
-            }
-            _mm512_mask_storeu_ps(cp, m0, v0);
-            _mm512_mask_storeu_ps(cp.add(16), m1, v1);
+                _mm512_mask_storeu_ps(cp, m0, v0);
+                _mm512_mask_storeu_ps(cp.add(16), m1, v1);
+            }};
         }
+        macro_rules! rows {
+            ($($i:literal)*) => {
+                $(
+                    if $i >= o.mv {
+                        return;
+                    }
+                    row!($i);
+                )*
+            };
+        }
+        rows!(0 1 2 3 4 5 6 7 8 9 10 11 12 13);
     }
 }

@@ -676,3 +676,51 @@ fn reblocked_kernels_match_reference() {
         }
     }
 }
+
+/// The AVX-512 microkernel's rate on operands in L1 against the FMA peak, both on this
+/// thread, alternating (`cargo test --release -p millrace-kernels micro_rate -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn micro_rate_in_l1() {
+    let k = Kernel::detect();
+    if k.name != "avx512" {
+        return;
+    }
+    for &kc in &[64usize, 256] {
+        let a = rnd(kc * k.mr, 1);
+        let b = rnd(kc * k.nr, 2);
+        let mut c = vec![0.0f32; k.mr * k.nr];
+        let out = micro::TileOut {
+            c: c.as_mut_ptr(),
+            ldc: k.nr,
+            mv: k.mr,
+            nv: k.nr,
+            alpha: 1.0,
+            add_old: 0.0,
+            last: true,
+            bias_row: std::ptr::null(),
+            bias_col: std::ptr::null(),
+            res: std::ptr::null(),
+            ldr: 0,
+            relu: false,
+            clamp: None,
+        };
+        let calls = 2_000_000 / kc;
+        let (mut best, mut peak) = (0f64, 0f64);
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            for _ in 0..calls {
+                unsafe { (k.f)(kc, a.as_ptr(), b.as_ptr(), k.nr, &out) };
+                std::hint::black_box(&c);
+            }
+            let dt = t.elapsed().as_secs_f64();
+            best = best.max((2 * k.mr * k.nr * kc * calls) as f64 / dt / 1e9);
+            let p = crate::peak::fma_peak(crate::peak::FmaVariant::detect(), 1, 0.05, 1);
+            peak = peak.max(p.gflops);
+        }
+        println!(
+            "kc {kc}: {best:.1} GF/s, peak {peak:.1}: {:.0}%",
+            100.0 * best / peak
+        );
+    }
+}
