@@ -98,11 +98,14 @@ impl DirectWeights {
         let bw = 16 * v;
         let mut panels = vec![0.0f32; nb * k * bw];
         for (ob, panel) in panels.chunks_exact_mut(k * bw).enumerate() {
-            for o in 0..bw.min(m - ob * bw) {
-                let src = &weights[(ob * bw + o) * k..][..k];
-                // Source index `ic * taps + t` is also the packed row: K runs channel-major.
-                for (kk, &w) in src.iter().enumerate() {
-                    panel[kk * bw + o] = w;
+            let valid = bw.min(m - ob * bw);
+            let src = &weights[ob * bw * k..][..valid * k];
+            // Source index `ic * taps + t` is also the packed row: K runs channel-major.
+            // Written in order, read from `valid` rows at once (each stays in cache for the
+            // 16 steps of its cache line): a column at a time wrote one line per value.
+            for (kk, row) in panel.chunks_exact_mut(bw).enumerate() {
+                for (o, d) in row[..valid].iter_mut().enumerate() {
+                    *d = src[o * k + kk];
                 }
             }
         }
