@@ -190,25 +190,42 @@ pub mod x86 {
         // prefetcher follows: fetch one row per step over the first steps of `k`.
         let res = if o.last { o.res } else { std::ptr::null() };
         let lead = if res.is_null() { 0 } else { kc.min(o.mv) };
-        for p in 0..kc {
-            if p < lead {
-                let rp = res.add(p * o.ldr) as *const i8;
-                _mm_prefetch::<_MM_HINT_T0>(rp);
-                _mm_prefetch::<_MM_HINT_T0>(rp.wrapping_add(64 * V - 1));
-            }
-            let mut bv = [_mm512_setzero_ps(); V];
-            for (v, x) in bv.iter_mut().enumerate() {
-                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_AHEAD * ldb + 16 * v) as *const i8);
-                *x = _mm512_loadu_ps(b.add(16 * v));
-            }
-            for (i, ci) in c.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*a.add(i));
-                for (cv, x) in ci.iter_mut().zip(bv) {
-                    *cv = _mm512_fmadd_ps(ai, x, *cv);
+        macro_rules! step {
+            () => {{
+                let mut bv = [_mm512_setzero_ps(); V];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_AHEAD * ldb + 16 * v) as *const i8);
+                    *x = _mm512_loadu_ps(b.add(16 * v));
                 }
-            }
-            a = a.add(AVX512_MR);
-            b = b.add(ldb);
+                for (i, ci) in c.iter_mut().enumerate() {
+                    let ai = _mm512_set1_ps(*a.add(i));
+                    for (cv, x) in ci.iter_mut().zip(bv) {
+                        *cv = _mm512_fmadd_ps(ai, x, *cv);
+                    }
+                }
+                a = a.add(AVX512_MR);
+                b = b.add(ldb);
+            }};
+        }
+        // The steps that prefetch a residual row, then the rest two at a time (one loop
+        // counter per two steps: 0.96-0.98x the time over pw_bench's shapes, 1 and 2
+        // threads, against one step per iteration with the prefetch test inside).
+        let mut p = 0;
+        while p < lead {
+            let rp = res.add(p * o.ldr) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(rp);
+            _mm_prefetch::<_MM_HINT_T0>(rp.wrapping_add(64 * V - 1));
+            step!();
+            p += 1;
+        }
+        while p + 2 <= kc {
+            step!();
+            step!();
+            p += 2;
+        }
+        while p < kc {
+            step!();
+            p += 1;
         }
         let mut full = [[_mm512_setzero_ps(); 2]; AVX512_MR];
         for (f, ci) in full.iter_mut().zip(c) {
