@@ -347,6 +347,27 @@ mod x86 {
     /// How many `K` steps ahead the weights are prefetched.
     const W_AHEAD: usize = 8;
 
+    /// One step of K: the `16 V` weights at `$w` (prefetched [`W_AHEAD`] steps ahead) times
+    /// each of the `R` pixels' input at `$p` (`S` apart), into `$acc`. A macro, not a
+    /// function: the accumulators must not be passed by reference (the compiler then keeps
+    /// them in memory). Uses the caller's `R`, `V` and `S`.
+    macro_rules! step {
+        ($acc:ident, $p:expr, $w:expr) => {{
+            let (p, w): (*const f32, *const f32) = ($p, $w);
+            let mut wv = [_mm512_setzero_ps(); V];
+            for (v, wr) in wv.iter_mut().enumerate() {
+                _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(W_AHEAD * 16 * V + 16 * v) as *const i8);
+                *wr = _mm512_loadu_ps(w.add(16 * v));
+            }
+            for (j, aj) in $acc.iter_mut().enumerate() {
+                let b = _mm512_set1_ps(*p.add(j * S));
+                for (c, wr) in aj.iter_mut().zip(wv) {
+                    *c = _mm512_fmadd_ps(b, wr, *c);
+                }
+            }
+        }};
+    }
+
     /// The tile kernel for `v` vectors of channels (2: 14 pixels; 4: 7), stride `s` and a
     /// window of `taps` taps: 3x3 windows on 14-pixel tiles take [`tile9`].
     pub(super) fn pick(v: usize, s: usize, taps: usize) -> TileFn {
@@ -398,20 +419,7 @@ mod x86 {
         let (mut x, mut w) = (x, w);
         for _ in 0..cin {
             for &tt in &t {
-                let p = x.offset(tt);
-                let mut wv = [_mm512_setzero_ps(); V];
-                for (v, wr) in wv.iter_mut().enumerate() {
-                    _mm_prefetch::<_MM_HINT_T0>(
-                        w.wrapping_add(W_AHEAD * 16 * V + 16 * v) as *const i8
-                    );
-                    *wr = _mm512_loadu_ps(w.add(16 * v));
-                }
-                for (j, aj) in acc.iter_mut().enumerate() {
-                    let b = _mm512_set1_ps(*p.add(j * S));
-                    for (c, wr) in aj.iter_mut().zip(wv) {
-                        *c = _mm512_fmadd_ps(b, wr, *c);
-                    }
-                }
+                step!(acc, x.offset(tt), w);
                 w = w.add(16 * V);
             }
             x = x.add(plane);
@@ -455,18 +463,7 @@ mod x86 {
         // One loop over K = (channel, tap), so that the accumulators stay in registers.
         let (nt, mut t) = (taps.len(), 0);
         for _ in 0..cin * nt {
-            let p = x.offset(*taps.get_unchecked(t));
-            let mut wv = [_mm512_setzero_ps(); V];
-            for (v, wr) in wv.iter_mut().enumerate() {
-                _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(W_AHEAD * 16 * V + 16 * v) as *const i8);
-                *wr = _mm512_loadu_ps(w.add(16 * v));
-            }
-            for (j, aj) in acc.iter_mut().enumerate() {
-                let b = _mm512_set1_ps(*p.add(j * S));
-                for (c, wr) in aj.iter_mut().zip(wv) {
-                    *c = _mm512_fmadd_ps(b, wr, *c);
-                }
-            }
+            step!(acc, x.offset(*taps.get_unchecked(t)), w);
             w = w.add(16 * V);
             t += 1;
             if t == nt {
