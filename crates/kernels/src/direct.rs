@@ -369,41 +369,28 @@ mod x86 {
     }
 
     /// The tile kernel for `v` vectors of channels (2: 14 pixels; 4: 7), stride `s` and a
-    /// window of `taps` taps: 3x3 windows on 14-pixel tiles take [`tile9`].
+    /// window of `taps` taps: 3x3 windows on 14-pixel tiles take [`sums9`].
     pub(super) fn pick(v: usize, s: usize, taps: usize) -> TileFn {
         match (v, s, taps) {
-            (2, 1, 9) => tile9::<14, 2, 1>,
-            (2, _, 9) => tile9::<14, 2, 2>,
-            (2, 1, _) => tile::<14, 2, 1>,
-            (2, _, _) => tile::<14, 2, 2>,
-            (_, 1, _) => tile::<7, 4, 1>,
-            _ => tile::<7, 4, 2>,
+            (2, 1, 9) => tile::<14, 2, 1, true>,
+            (2, _, 9) => tile::<14, 2, 2, true>,
+            (2, 1, _) => tile::<14, 2, 1, false>,
+            (2, _, _) => tile::<14, 2, 2, false>,
+            (_, 1, _) => tile::<7, 4, 1, false>,
+            _ => tile::<7, 4, 2, false>,
         }
     }
 
-    /// [`tile`] for a window of 9 taps (3x3): the taps unrolled inside a loop over the
-    /// input channels, so each step has no wrap-around bookkeeping (the single loop over
-    /// K counts taps and moves to the next channel with two conditional moves per step).
-    /// `examples/direct_bench.rs`, the two alternating in one process, 2 threads: 0.94-0.96x
-    /// the time on ResNet-50's 3x3 layers on 56 to 14 wide images, 0.92-0.94x on
-    /// SqueezeNet's, 0.94-0.99x on GoogLeNet's; on the 7-pixel tiles (7 wide images) it
-    /// measured 1.01-1.03x, so those keep [`tile`].
+    /// [`sums`] for a window of 9 taps (3x3; [`tile`] with `NINE`): the taps in a loop of
+    /// their own inside the loop over the input channels, so a step has no wrap-around
+    /// bookkeeping ([`sums`]' single loop over K counts taps and moves to the next channel
+    /// with two conditional moves per step). `examples/direct_bench.rs`, the two
+    /// alternating in one process, 2 threads: 0.94-0.96x the time on ResNet-50's 3x3 layers
+    /// on 56 to 14 wide images, 0.92-0.94x on SqueezeNet's, 0.94-0.99x on GoogLeNet's; on
+    /// the 7-pixel tiles (7 wide images) it measured 1.01-1.03x, so those keep [`sums`].
     ///
     /// # Safety
     /// As [`tile`], with `taps.len() == 9`.
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn tile9<const R: usize, const V: usize, const S: usize>(
-        cin: usize,
-        taps: &[isize],
-        plane: usize,
-        x: *const f32,
-        w: *const f32,
-        d: &Dst,
-    ) {
-        let acc = sums9::<R, V, S>(cin, taps, plane, x, w);
-        store(acc, d);
-    }
-
     #[inline(always)]
     unsafe fn sums9<const R: usize, const V: usize, const S: usize>(
         cin: usize,
@@ -429,13 +416,13 @@ mod x86 {
 
     /// One tile: `R` pixels (`S` apart in the padded row at `x`) by `16 V` channels, summed
     /// over `cin` channels (`plane` apart: one padded row) and the taps (offsets from a pixel's
-    /// first tap), then stored per `d`.
+    /// first tap; exactly 9 with `NINE`, summed by [`sums9`]), then stored per `d`.
     ///
     /// # Safety
     /// AVX-512F; every `x + ic * plane + tap + j * S` (`j < R`) is readable; `w` holds
     /// `cin * taps.len() * 16 V` values; `d` as described on [`Dst`].
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn tile<const R: usize, const V: usize, const S: usize>(
+    pub(super) unsafe fn tile<const R: usize, const V: usize, const S: usize, const NINE: bool>(
         cin: usize,
         taps: &[isize],
         plane: usize,
@@ -443,7 +430,11 @@ mod x86 {
         w: *const f32,
         d: &Dst,
     ) {
-        let acc = sums::<R, V, S>(cin, taps, plane, x, w);
+        let acc = if NINE {
+            sums9::<R, V, S>(cin, taps, plane, x, w)
+        } else {
+            sums::<R, V, S>(cin, taps, plane, x, w)
+        };
         store(acc, d);
     }
 
