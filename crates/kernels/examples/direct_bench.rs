@@ -13,17 +13,8 @@ use millrace_kernels::gemm::{gemm_ex, Bias, Epilogue, Im2col, Lhs, Out, Packed, 
 use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
 use std::time::Instant;
 
-fn rnd(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+mod common;
+use common::{rnd, Aligned};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -81,21 +72,21 @@ fn main() {
         let o = g.oh;
         let kk = cin * k * k;
         let w = rnd(cout * kk, 1);
-        let x = rnd(cin * h * h, 2);
+        let x = Aligned::from_slice(&rnd(cin * h * h, 2));
         let bias = rnd(cout, 3);
         let plane = o * o;
         let flops = 2.0 * (plane * cout * kk) as f64;
         let pa = Packed::lhs(&Strided::rows(&w, cout, kk).unwrap());
         let dw = DirectWeights::new(&w, cout, cin, k, k, o).unwrap();
         let src = Im2col::new(&x, g).unwrap();
-        let (mut yg, mut yd) = (vec![0.0f32; cout * plane], vec![0.0f32; cout * plane]);
+        let (mut yg, mut yd) = (Aligned::new(cout * plane), Aligned::new(cout * plane));
         let (mut tg, mut td, mut tw) = (Vec::new(), Vec::new(), Vec::new());
         // Winograd where the engine would pick it for this layer.
         let wino = match prefer_winograd(cin, cout, o, o) {
             Some(v) if k == 3 && s == 1 => Some(WinogradWeights::new(&w, cout, cin, v).unwrap()),
             _ => None,
         };
-        let mut yw = vec![0.0f32; cout * plane];
+        let mut yw = Aligned::new(cout * plane);
         for r in 0..rounds + 2 {
             let t = Instant::now();
             pool.install(|| {
@@ -151,7 +142,7 @@ fn main() {
         sum_d += md;
         let dmax = yg
             .iter()
-            .zip(&yd)
+            .zip(yd.iter())
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         println!(

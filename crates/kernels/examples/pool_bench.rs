@@ -7,17 +7,8 @@ use millrace_kernels::conv::Geom2d;
 use millrace_kernels::pool::max_pool2d;
 use std::time::Instant;
 
-fn rnd(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+mod common;
+use common::rnd;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -8,6 +8,9 @@ use millrace_kernels::activation::Activation;
 use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided, View};
 use std::time::Instant;
 
+mod common;
+use common::Aligned;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
@@ -69,8 +72,7 @@ fn main() {
         if custom.is_none() && only.is_some_and(|o| o != si) {
             continue;
         }
-        // Cache-line aligned, as the arena places activations: a large Vec starts 16 bytes
-        // into a page, and rows that straddle cache lines run up to twice as slow.
+        // Cache-line aligned, as the arena places activations (see `Aligned`).
         let mut xb = Aligned::new(k * n);
         xb.iter_mut()
             .enumerate()
@@ -153,32 +155,4 @@ fn main() {
     }
     let t: Vec<String> = total.iter().map(|t| format!("{:.1}", t * 1e6)).collect();
     println!("total us: {}", t.join("  "));
-}
-
-/// `n` zeros starting on a 64-byte boundary.
-struct Aligned {
-    v: Vec<f32>,
-    off: usize,
-    n: usize,
-}
-
-impl Aligned {
-    fn new(n: usize) -> Self {
-        let v = vec![0.0f32; n + 16];
-        let off = v.as_ptr().align_offset(64);
-        Aligned { v, off, n }
-    }
-}
-
-impl std::ops::Deref for Aligned {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        &self.v[self.off..self.off + self.n]
-    }
-}
-
-impl std::ops::DerefMut for Aligned {
-    fn deref_mut(&mut self) -> &mut [f32] {
-        &mut self.v[self.off..self.off + self.n]
-    }
 }
