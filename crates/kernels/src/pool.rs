@@ -481,20 +481,13 @@ mod tests {
                             case += 1;
                             let oh = out_dim(h, k, s, d, pt, pb, ceil);
                             let ow = out_dim(w, k, s, d, pt, pb, ceil);
+                            // `square`'s window and padding before the image; the
+                            // output size from the bottom padding and the rounding mode.
+                            let c = if blocked == Some(true) { 17 } else { 2 };
                             let g = Geom2d {
-                                c: if blocked == Some(true) { 17 } else { 2 },
-                                h,
-                                w,
-                                kh: k,
-                                kw: k,
-                                sh: s,
-                                sw: s,
-                                dh: d,
-                                dw: d,
-                                pt,
-                                pl: pt,
                                 oh,
                                 ow,
+                                ..Geom2d::square(c, h, w, k, s, d, pt)
                             };
                             let x = rnd(g.c * h * w, case);
                             let want = naive(&x, &g, pb, pb);

@@ -407,6 +407,8 @@ pub mod x86 {
                 )*
             };
         }
+        // One literal per row of the tile: the list must follow `AVX512_MR`.
+        const _: () = assert!(AVX512_MR == 14);
         rows!(0 1 2 3 4 5 6 7 8 9 10 11 12 13);
     }
 }

@@ -456,7 +456,6 @@ fn column_kernel_matches_the_full_kernel() {
     }
 }
 
-/// Throughput of the bare microkernel on L1-resident panels (run with --ignored --nocapture).
 /// Each microkernel on operands in L1, for a short (`kc` = 64: small-K products, where the
 /// epilogue weighs) and a long K block, against the FMA peak measured on the same thread
 /// between tries (`cargo test --release -p millrace-kernels microkernel_throughput --
