@@ -11,15 +11,13 @@ use millrace_kernels::gemm::{gemm, Bias, Epilogue, Im2col, Out, PackedB, Rhs, St
 use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradVariant, WinogradWeights};
 use std::time::Instant;
 
+mod common;
+
+/// [`common::rnd`] scaled to [-scale, scale).
 fn rnd(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
-        })
+    common::rnd(n, seed)
+        .into_iter()
+        .map(|v| v * scale)
         .collect()
 }
 
