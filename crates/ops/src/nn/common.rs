@@ -474,10 +474,18 @@ pub fn out_dim(
             "strides and dilations must be positive",
         ));
     }
-    let dk = (k - 1) * d + 1;
+    // Checked: window, dilation and pads come from the model file.
+    let overflow = || OpError::invalid(op, "window, dilation and padding overflow");
+    let dk = (k - 1)
+        .checked_mul(d)
+        .and_then(|v| v.checked_add(1))
+        .ok_or_else(overflow)?;
     match auto_pad {
         AutoPad::NotSet => {
-            let padded = input + pb + pe;
+            let padded = input
+                .checked_add(pb)
+                .and_then(|v| v.checked_add(pe))
+                .ok_or_else(overflow)?;
             if padded < dk {
                 return Err(OpError::invalid(
                     op,
@@ -506,7 +514,12 @@ pub fn out_dim(
         }
         AutoPad::SameUpper | AutoPad::SameLower => {
             let out = input.div_ceil(s);
-            let total = (out.saturating_sub(1) * s + dk).saturating_sub(input);
+            let total = out
+                .saturating_sub(1)
+                .checked_mul(s)
+                .and_then(|v| v.checked_add(dk))
+                .ok_or_else(overflow)?
+                .saturating_sub(input);
             let small = total / 2;
             let big = total - small;
             if auto_pad == AutoPad::SameUpper {
@@ -632,5 +645,10 @@ mod tests {
             (3, 0, 0)
         );
         assert!(out_dim("T", 2, 5, 1, 1, 0, 0, AutoPad::NotSet, false).is_err());
+        // Sizes from a hostile model file that overflow: errors, not wrapped sizes.
+        let big = usize::MAX / 2 + 1;
+        assert!(out_dim("T", 5, 3, 1, 1, big, big, AutoPad::NotSet, false).is_err());
+        assert!(out_dim("T", 5, big, 1, 3, 0, 0, AutoPad::NotSet, false).is_err());
+        assert!(out_dim("T", 5, 3, 1, big, 0, 0, AutoPad::SameUpper, false).is_err());
     }
 }
