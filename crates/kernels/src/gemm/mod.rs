@@ -76,8 +76,8 @@ static AVX2: Kernel = Kernel {
     kc: 256,
     mc: 72,
     f: micro::x86::avx2,
-    tails: &[],
-    halves: &[],
+    tails: &micro::x86::AVX2_ROWS,
+    halves: &micro::x86::AVX2_HALF,
     col: None,
 };
 
