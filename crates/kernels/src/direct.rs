@@ -1,5 +1,5 @@
-//! Direct convolution for AVX-512: output tiles of pixels along one output row times a
-//! block of output channels, with no im2col packing.
+//! Direct convolution for AVX-512 and AVX2: output tiles of pixels along one output row
+//! times a block of output channels, with no im2col packing.
 //!
 //! The GEMM path ([`crate::gemm`]) computes a `k x k` convolution as weights times an
 //! implicit im2col, and packs a panel of that im2col for every block of the product. Here
@@ -17,6 +17,17 @@
 //! registers (16 x 16 blocks) to rows of pixels per channel, adds the bias and the
 //! residual, applies Relu or Clip, and stores each channel's `R` pixels into the NCHW
 //! output with one masked store. Other activations are applied to the finished rows.
+//!
+//! The AVX2 kernels ([`x86::tile_avx2`]) have 16 registers: a tile is 4 pixels by 16
+//! channels (eight accumulators), a last block of 8 channels where the layer's channels
+//! end there; their epilogue turns 4 pixels by 8 channels into a 4-pixel store per
+//! channel with two 4 x 4 transposes. Measured on Zen 3 with `examples/direct_bench.rs`
+//! (2 threads): against the implicit-im2col GEMM in the same runs, 4 x 16 took 0.64-0.96x
+//! its time on the bench's k x k layers, 4 x 24 (twelve accumulators, which spilled to the
+//! stack) 0.74-1.05x, and 4 x 24 with the weights as FMA memory operands (16 loads per 12
+//! FMAs) 1.0-1.6x. In one process against 4 x 16: 6 x 16 took 0.92-0.94x on 56 wide
+//! images but 1.02-1.5x elsewhere (more of a 6-pixel tile falls past the row's end);
+//! input channels in chunks that fit the L1 with their weights, 1.01-1.07x (1 thread).
 //!
 //! Work is split over the pool's threads by (channel block, output row), channel blocks
 //! outermost, so each thread keeps few weight panels in its L2. (Output rows outermost
@@ -46,23 +57,37 @@ pub struct DirectWeights {
     cin: usize,
     kh: usize,
     kw: usize,
-    /// Vectors of 16 channels per block: 2 (tiles of 14 pixels) or 4 (tiles of 7).
-    v: usize,
+    /// Output channels per block (the last block may be narrower, see [`Self::width`]).
+    bw: usize,
+    /// Pixels per tile.
+    r: usize,
+    /// Which kernels: the AVX-512 ones, else the AVX2 ones.
+    avx512: bool,
     panels: Vec<f32>,
 }
+
+/// Pixels per tile of the AVX2 kernels: a 4 x 4 transpose per half of a vector turns
+/// them into one 4-pixel store per channel.
+const AVX2_PIXELS: usize = 4;
 
 /// The most window taps (`kh * kw`) [`conv_direct`] takes: their offsets live on the stack.
 pub const MAX_TAPS: usize = 121;
 
-/// Whether [`conv_direct`] can run on this CPU and geometry: AVX-512, stride 1 or 2 (the
-/// same in both directions), at most [`MAX_TAPS`] taps; any dilation and padding.
+/// Whether [`conv_direct`] can run on this CPU and geometry: AVX-512 or AVX2 with FMA,
+/// stride 1 or 2 (the same in both directions), at most [`MAX_TAPS`] taps; any dilation
+/// and padding.
 pub fn supported(sh: usize, sw: usize, kh: usize, kw: usize) -> bool {
     available() && sh == sw && (sh == 1 || sh == 2) && kh.saturating_mul(kw) <= MAX_TAPS
 }
 
-/// Whether the CPU has the instructions the kernel needs (those of the AVX-512 GEMM
-/// kernel: AVX-512F, AVX2 and FMA; detected once).
+/// Whether the CPU has the instructions of one of the kernels: those of the AVX-512 GEMM
+/// kernel (AVX-512F, AVX2 and FMA) or of the AVX2 one (AVX2 and FMA); detected once.
 pub fn available() -> bool {
+    avx512() || matches!(crate::gemm::Kernel::detect().name, "avx2")
+}
+
+/// Whether the AVX-512 kernels run (else the AVX2 ones).
+fn avx512() -> bool {
     crate::gemm::Kernel::detect().name == "avx512"
 }
 
@@ -93,17 +118,30 @@ impl DirectWeights {
                 weights.len()
             )));
         }
-        let v = if ow <= 7 { 4 } else { 2 };
-        let nb = m.div_ceil(16 * v);
-        let bw = 16 * v;
-        let mut panels = vec![0.0f32; nb * k * bw];
-        for (ob, panel) in panels.chunks_exact_mut(k * bw).enumerate() {
+        let avx512 = avx512();
+        // AVX-512: 14 pixels by 32 channels, or 7 by 64 on images 7 wide. AVX2: 4 pixels
+        // by 24 channels (twelve accumulators), a last block of 8 or 16 channels narrower.
+        let (bw, r) = match (avx512, ow <= 7) {
+            (true, false) => (32, 14),
+            (true, true) => (64, 7),
+            (false, _) => (16, AVX2_PIXELS),
+        };
+        let nb = m.div_ceil(bw);
+        let last_w = if avx512 {
+            bw
+        } else {
+            (m - (nb - 1) * bw).div_ceil(8) * 8
+        };
+        let mut panels = vec![0.0f32; ((nb - 1) * bw + last_w) * k];
+        for ob in 0..nb {
             let valid = bw.min(m - ob * bw);
+            let pw = if ob + 1 == nb { last_w } else { bw };
+            let panel = &mut panels[ob * k * bw..][..k * pw];
             let src = &weights[ob * bw * k..][..valid * k];
             // Source index `ic * taps + t` is also the packed row: K runs channel-major.
             // Written in order, read from `valid` rows at once (each stays in cache for the
             // 16 steps of its cache line): a column at a time wrote one line per value.
-            for (kk, row) in panel.chunks_exact_mut(bw).enumerate() {
+            for (kk, row) in panel.chunks_exact_mut(pw).enumerate() {
                 for (o, d) in row[..valid].iter_mut().enumerate() {
                     *d = src[o * k + kk];
                 }
@@ -114,7 +152,9 @@ impl DirectWeights {
             cin,
             kh,
             kw,
-            v,
+            bw,
+            r,
+            avx512,
             panels,
         })
     }
@@ -124,17 +164,25 @@ impl DirectWeights {
         self.panels.len() * 4
     }
 
-    /// Pixels per tile (14 or 7).
+    /// Pixels per tile (AVX-512: 14 or 7; AVX2: 4).
     pub fn tile_pixels(&self) -> usize {
-        if self.v == 4 {
-            7
+        self.r
+    }
+
+    /// Channels of block `ob`: [`Self::bw`] but for the last block of the AVX2 layout,
+    /// which keeps only the 8-channel vectors it needs.
+    fn width(&self, ob: usize) -> usize {
+        let full = self.bw.min(self.m - ob * self.bw);
+        if self.avx512 {
+            self.bw
         } else {
-            14
+            full.div_ceil(8) * 8
         }
     }
 }
 
 thread_local! {
+
     /// Padded input images, a stack: a thread waiting for its convolution's jobs may run
     /// another convolution meanwhile (a branch of the graph).
     static PADDED: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
@@ -153,7 +201,7 @@ pub fn conv_direct(
 ) -> Result<(), DirectError> {
     if !supported(g.sh, g.sw, g.kh, g.kw) {
         return Err(err(format!(
-            "needs AVX-512, stride 1 or 2 and at most {MAX_TAPS} taps (strides {}x{}, window {}x{})",
+            "needs AVX-512 or AVX2, stride 1 or 2 and at most {MAX_TAPS} taps (strides {}x{}, window {}x{})",
             g.sh, g.sw, g.kh, g.kw
         )));
     }
@@ -215,16 +263,21 @@ pub fn conv_direct(
         xp.resize(size, 0.0);
     }
     pad_rows(x, g, wp, &mut xp[..size]);
-    let bw = 16 * w.v;
+    let bw = w.bw;
     let nb = w.m.div_ceil(bw);
     let k = w.cin * taps.len();
     let yp = SyncPtr(y.as_mut_ptr());
     let (relu, clamp, post) = act.in_tile();
     let xpr = &xp[..];
-    let tile = x86::pick(w.v, g.sw, taps.len());
     let item = |i: usize| {
         let (ob, oy) = (i / oh, i % oh);
-        let panel = &w.panels[ob * k * bw..][..k * bw];
+        let pw = w.width(ob);
+        let panel = &w.panels[ob * k * bw..][..k * pw];
+        let tile = if w.avx512 {
+            x86::pick(bw / 16, g.sw, taps.len())
+        } else {
+            x86::pick_avx2(pw / 8, g.sw, taps.len())
+        };
         let oc0 = ob * bw;
         let valid_oc = bw.min(w.m - oc0);
         for t in 0..tiles {
@@ -245,9 +298,9 @@ pub fn conv_direct(
                 relu,
                 clamp,
             };
-            // SAFETY: AVX-512 checked by `supported`; the padded image holds every tap of
-            // the tile's `r` pixels for all `cin` channels (`hp` and `wp` above);
-            // the panel holds `k * bw` values; `dst` is inside `y` (and `residual`).
+            // SAFETY: the instruction set checked by `supported`; the padded image holds
+            // every tap of the tile's `r` pixels for all `cin` channels (`hp` and `wp`
+            // above); the panel holds `k * pw` values; `dst` is inside `y` (and `residual`).
             unsafe {
                 tile(
                     w.cin,
@@ -324,6 +377,11 @@ type TileFn = unsafe fn(usize, &[isize], usize, *const f32, *const f32, &Dst);
 mod x86 {
     /// No kernel off x86 ([`super::supported`] is false there, so none is called).
     pub(super) fn pick(_v: usize, _s: usize, _t: usize) -> super::TileFn {
+        unreachable_tile
+    }
+
+    /// As [`pick`].
+    pub(super) fn pick_avx2(_v: usize, _s: usize, _t: usize) -> super::TileFn {
         unreachable_tile
     }
 
@@ -500,6 +558,182 @@ mod x86 {
                     val = _mm512_min_ps(hi, _mm512_max_ps(lo, val));
                 }
                 _mm512_mask_storeu_ps(d.y.add(o * d.ld), m, val);
+            }
+        }
+    }
+
+    /// One step of K for the AVX2 kernels: as [`step`] with 8-lane vectors and no weight
+    /// prefetch (the weights are read in order, which the hardware prefetcher follows).
+    macro_rules! step_avx2 {
+        ($acc:ident, $p:expr, $w:expr) => {{
+            let (p, w): (*const f32, *const f32) = ($p, $w);
+            let mut wv = [_mm256_setzero_ps(); V];
+            for (v, wr) in wv.iter_mut().enumerate() {
+                *wr = _mm256_loadu_ps(w.add(8 * v));
+            }
+            for (j, aj) in $acc.iter_mut().enumerate() {
+                let b = _mm256_broadcast_ss(&*p.add(j * S));
+                for (c, wr) in aj.iter_mut().zip(wv) {
+                    *c = _mm256_fmadd_ps(b, wr, *c);
+                }
+            }
+        }};
+    }
+
+    /// The AVX2 tile kernel for a block of `v` vectors of 8 channels (3, or 1 or 2 for a
+    /// narrower last block), stride `s` and a window of `taps` taps.
+    pub(super) fn pick_avx2(v: usize, s: usize, taps: usize) -> TileFn {
+        const R: usize = super::AVX2_PIXELS;
+        match (v, s == 1, taps == 9) {
+            (1, true, true) => tile_avx2::<R, 1, 1, true>,
+            (1, true, false) => tile_avx2::<R, 1, 1, false>,
+            (1, false, true) => tile_avx2::<R, 1, 2, true>,
+            (1, false, false) => tile_avx2::<R, 1, 2, false>,
+            (_, true, true) => tile_avx2::<R, 2, 1, true>,
+            (_, true, false) => tile_avx2::<R, 2, 1, false>,
+            (_, false, true) => tile_avx2::<R, 2, 2, true>,
+            (_, false, false) => tile_avx2::<R, 2, 2, false>,
+        }
+    }
+
+    /// [`tile`] for AVX2 and FMA: `R` pixels by `8 V` channels.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; otherwise as [`tile`] with `8 V` for `16 V`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile_avx2<
+        const R: usize,
+        const V: usize,
+        const S: usize,
+        const NINE: bool,
+    >(
+        cin: usize,
+        taps: &[isize],
+        plane: usize,
+        x: *const f32,
+        w: *const f32,
+        d: &Dst,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); V]; R];
+        let (mut x, mut w) = (x, w);
+        if NINE {
+            let t: [isize; 9] = [
+                taps[0], taps[1], taps[2], taps[3], taps[4], taps[5], taps[6], taps[7], taps[8],
+            ];
+            for _ in 0..cin {
+                for &tt in &t {
+                    step_avx2!(acc, x.offset(tt), w);
+                    w = w.add(8 * V);
+                }
+                x = x.add(plane);
+            }
+        } else {
+            let (nt, mut t) = (taps.len(), 0);
+            for _ in 0..cin * nt {
+                step_avx2!(acc, x.offset(*taps.get_unchecked(t)), w);
+                w = w.add(8 * V);
+                t += 1;
+                if t == nt {
+                    t = 0;
+                    x = x.add(plane);
+                }
+            }
+        }
+        store_avx2(acc, d);
+    }
+
+    /// The AVX2 epilogue: per 8 channels, two 4 x 4 transposes (one per 128-bit half) turn
+    /// 4 pixels by 8 channels into 4 pixels for each channel, then bias, residual, Relu or
+    /// Clip and one 4-wide store per channel; a tile with fewer than 4 pixels stores
+    /// through a small buffer.
+    #[inline(always)]
+    // `v` picks a vector in each of the four pixel rows at once.
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn store_avx2<const R: usize, const V: usize>(acc: [[__m256; V]; R], d: &Dst) {
+        const { assert!(R == 4) };
+        let zero = _mm256_setzero_ps();
+        let (lo, hi) = d.clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+        let full = d.px >= 4;
+        for v in 0..V {
+            if 8 * v >= d.oc {
+                break;
+            }
+            let t0 = _mm256_castps_pd(_mm256_unpacklo_ps(acc[0][v], acc[1][v]));
+            let t1 = _mm256_castps_pd(_mm256_unpackhi_ps(acc[0][v], acc[1][v]));
+            let t2 = _mm256_castps_pd(_mm256_unpacklo_ps(acc[2][v], acc[3][v]));
+            let t3 = _mm256_castps_pd(_mm256_unpackhi_ps(acc[2][v], acc[3][v]));
+            // Vector `i`: the 4 pixels of channel `i` (low half) and of `i + 4` (high).
+            let rows = [
+                _mm256_castpd_ps(_mm256_unpacklo_pd(t0, t2)),
+                _mm256_castpd_ps(_mm256_unpackhi_pd(t0, t2)),
+                _mm256_castpd_ps(_mm256_unpacklo_pd(t1, t3)),
+                _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3)),
+            ];
+            for (i, &val) in rows.iter().enumerate() {
+                let (oa, ob) = (8 * v + i, 8 * v + 4 + i);
+                if oa >= d.oc {
+                    break;
+                }
+                let has_b = ob < d.oc;
+                let mut val = val;
+                if !d.bias.is_null() {
+                    let bb = if has_b { *d.bias.add(ob) } else { 0.0 };
+                    val = _mm256_add_ps(
+                        val,
+                        _mm256_setr_m128(_mm_set1_ps(*d.bias.add(oa)), _mm_set1_ps(bb)),
+                    );
+                }
+                if full {
+                    if !d.res.is_null() {
+                        let ra = _mm_loadu_ps(d.res.add(oa * d.ld));
+                        let rb = if has_b {
+                            _mm_loadu_ps(d.res.add(ob * d.ld))
+                        } else {
+                            _mm_setzero_ps()
+                        };
+                        val = _mm256_add_ps(val, _mm256_setr_m128(ra, rb));
+                    }
+                    if d.relu {
+                        // NaN and -0 become +0 (`max` returns its second operand for those).
+                        val = _mm256_max_ps(val, zero);
+                    }
+                    if d.clamp.is_some() {
+                        // NaN is kept (`max` and `min` return their second operand for it).
+                        val = _mm256_min_ps(hi, _mm256_max_ps(lo, val));
+                    }
+                    _mm_storeu_ps(d.y.add(oa * d.ld), _mm256_castps256_ps128(val));
+                    if has_b {
+                        _mm_storeu_ps(d.y.add(ob * d.ld), _mm256_extractf128_ps::<1>(val));
+                    }
+                } else {
+                    let mut buf = [0.0f32; 8];
+                    _mm256_storeu_ps(buf.as_mut_ptr(), val);
+                    for (half, o) in [(0, oa), (4, ob)] {
+                        if o >= d.oc {
+                            continue;
+                        }
+                        for j in 0..d.px {
+                            let mut y = buf[half + j];
+                            if !d.res.is_null() {
+                                y += *d.res.add(o * d.ld + j);
+                            }
+                            if d.relu {
+                                y = if y > 0.0 { y } else { 0.0 };
+                            }
+                            if let Some((l, h)) = d.clamp {
+                                y = if y < l {
+                                    l
+                                } else if y > h {
+                                    h
+                                } else {
+                                    y
+                                };
+                            }
+                            *d.y.add(o * d.ld + j) = y;
+                        }
+                    }
+                }
             }
         }
     }

@@ -153,7 +153,7 @@ fn second_eval_into_allocates_nothing() {
             true,
         ),
         conv_case(
-            "3x3 (direct on AVX-512)",
+            "3x3 (direct on AVX-512 and AVX2)",
             direct,
             (64, 64, 28),
             (3, 1, 1, 1),
@@ -161,7 +161,7 @@ fn second_eval_into_allocates_nothing() {
             true,
         ),
         conv_case(
-            "7x7 stride 2 (direct on AVX-512)",
+            "7x7 stride 2 (direct on AVX-512 and AVX2)",
             direct,
             (3, 64, 112),
             (7, 2, 3, 1),
@@ -169,7 +169,7 @@ fn second_eval_into_allocates_nothing() {
             false,
         ),
         conv_case(
-            "3x3 on 7x7 (direct on AVX-512)",
+            "3x3 on 7x7 (direct on AVX-512 and AVX2)",
             direct,
             (512, 512, 7),
             (3, 1, 1, 1),
@@ -192,8 +192,8 @@ fn second_eval_into_allocates_nothing() {
             Activation::None,
             false,
         ),
-        // Winograd where the CPU has no direct kernel (AVX-512 takes the direct kernel for
-        // this layer, measured faster).
+        // Winograd where the CPU has no direct kernel (AVX-512 and AVX2 take the direct
+        // kernel for this layer, measured faster).
         conv_case(
             "winograd",
             if direct == "impl=direct" {

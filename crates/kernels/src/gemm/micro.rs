@@ -282,7 +282,6 @@ pub mod x86 {
         avx2_part::<6, 1>,
     ];
 
-    
     pub const AVX512_MR: usize = 14;
     pub const AVX512_NR: usize = 32;
 
