@@ -1,6 +1,7 @@
 //! GFLOP/s of activation x weight products as a transformer's dense layers run them:
 //! activations (M x K, row-major) packed on the fly, weights (K x N) prepacked.
-//! `cargo run --release -p millrace-kernels --example mm_bench [THREADS]`
+//! `cargo run --release -p millrace-kernels --example mm_bench [THREADS] [KERNEL ...]`
+//! (kernels named after the first compared with the detected one, alternating run by run)
 use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided};
 use std::time::Instant;
 
@@ -13,7 +14,11 @@ fn main() {
         .num_threads(threads)
         .build()
         .expect("pool");
-    let kernel = Kernel::detect();
+    // The detected kernel, then any named on the command line, alternating run by run.
+    let mut kernels = vec![Kernel::detect()];
+    for name in std::env::args().skip(2) {
+        kernels.push(Kernel::named(&name).expect("kernel name"));
+    }
     // bert_small at 128 tokens: QKV, attention output, feed-forward in and out.
     for &(m, k, n) in &[
         (128, 256, 768),
@@ -24,34 +29,44 @@ fn main() {
         let x: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.01).collect();
         let w: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 * 0.01).collect();
         let sx = Strided::rows(&x, m, k).expect("x");
-        let pw = Packed::with_kernel(&Strided::cols(&w, n, k).expect("w"), kernel);
+        let packs: Vec<Packed> = kernels
+            .iter()
+            .map(|&kr| Packed::with_kernel(&Strided::cols(&w, n, k).expect("w"), kr))
+            .collect();
         let mut c = vec![0.0f32; m * n];
-        let mut times = Vec::new();
+        let mut times = vec![Vec::new(); kernels.len()];
         for _ in 0..200 {
-            let t = Instant::now();
-            pool.install(|| {
-                let out = Out {
-                    data: &mut c,
-                    rs: n,
-                    cs: 1,
-                };
-                gemm_ex(
-                    kernel,
-                    Lhs::Source(&sx),
-                    Rhs::Packed(&pw),
-                    out,
-                    &Epilogue::default(),
-                )
-            })
-            .expect("gemm");
-            times.push(t.elapsed().as_secs_f64());
+            for (vi, (&kernel, pw)) in kernels.iter().zip(&packs).enumerate() {
+                let t = Instant::now();
+                pool.install(|| {
+                    let out = Out {
+                        data: &mut c,
+                        rs: n,
+                        cs: 1,
+                    };
+                    gemm_ex(
+                        kernel,
+                        Lhs::Source(&sx),
+                        Rhs::Packed(pw),
+                        out,
+                        &Epilogue::default(),
+                    )
+                })
+                .expect("gemm");
+                times[vi].push(t.elapsed().as_secs_f64());
+            }
         }
-        times.sort_by(f64::total_cmp);
-        let med = times[times.len() / 2];
-        println!(
-            "{m:4}x{k:5}x{n:5}: {:7.1} us {:6.1} GFLOP/s",
-            med * 1e6,
-            2.0 * (m * k * n) as f64 / med / 1e9
-        );
+        let mut line = format!("{m:4}x{k:5}x{n:5}:");
+        for (t, kernel) in times.iter_mut().zip(&kernels) {
+            t.sort_by(f64::total_cmp);
+            let med = t[t.len() / 2];
+            line += &format!(
+                "  {} {:7.1} us {:6.1} GFLOP/s",
+                kernel.name,
+                med * 1e6,
+                2.0 * (m * k * n) as f64 / med / 1e9
+            );
+        }
+        println!("{line}");
     }
 }
