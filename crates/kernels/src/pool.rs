@@ -30,7 +30,7 @@ pub fn max_pool2d_with(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) -> Resu
     check_geom("max_pool2d", g, x.len(), out.len())?;
     #[cfg(target_arch = "x86_64")]
     if crate::depthwise::blocked::applies(isa, g, Reduce::Max) {
-        crate::depthwise::blocked::run(x, &[], None, g, Reduce::Max, out);
+        crate::depthwise::blocked::run(isa, x, &[], None, g, Reduce::Max, out);
         return Ok(());
     }
     // Rows narrower than a vector or so run no faster in two passes (each pass is one
@@ -460,11 +460,11 @@ mod tests {
             (1, 1, 1),
         ];
         let mut case = 0u64;
-        // Each instruction set with and without the padded copy; with AVX-512 also the
-        // channel-blocked path forced on (max pooling; 17 channels: a full vector and one).
+        // Each instruction set with and without the padded copy; with AVX-512 and AVX2 also
+        // the channel-blocked path forced on (max pooling; 17 channels: full vectors and one).
         for (isa, no_pad, blocked) in Isa::available().into_iter().flat_map(|i| {
             let mut modes = vec![(i, false, Some(false)), (i, true, Some(false))];
-            if i == Isa::Avx512 {
+            if matches!(i, Isa::Avx512 | Isa::Avx2) {
                 modes.push((i, false, Some(true)));
             }
             modes
@@ -572,8 +572,9 @@ mod tests {
         // Every instruction set, and the channel-blocked path forced on.
         let modes = Isa::available().into_iter().map(|i| (i, None)).chain(
             Isa::available()
-                .contains(&Isa::Avx512)
-                .then_some((Isa::Avx512, Some(true))),
+                .into_iter()
+                .filter(|i| matches!(i, Isa::Avx512 | Isa::Avx2))
+                .map(|i| (i, Some(true))),
         );
         for (isa, blocked) in modes {
             crate::depthwise::tests::BLOCKED.with(|f| f.set(blocked));

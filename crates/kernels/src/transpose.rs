@@ -41,6 +41,31 @@ pub(crate) mod x86 {
         }
     }
 
+    /// Transposes 8 vectors: `r[i]` lane `j` becomes `r[j]` lane `i` (24 shuffles).
+    ///
+    /// # Safety
+    /// The CPU must have AVX; inline it into a function compiled for AVX2.
+    #[inline(always)]
+    pub(crate) unsafe fn transpose8(r: &mut [__m256; 8]) {
+        let mut t = [_mm256_setzero_ps(); 8];
+        for i in 0..4 {
+            t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // u[4h + m], 128-bit lane l: column 4l + m of rows 4h..4h + 4.
+        let mut u = [_mm256_setzero_ps(); 8];
+        for h in 0..2 {
+            u[4 * h] = _mm256_shuffle_ps::<0x44>(t[4 * h], t[4 * h + 2]);
+            u[4 * h + 1] = _mm256_shuffle_ps::<0xEE>(t[4 * h], t[4 * h + 2]);
+            u[4 * h + 2] = _mm256_shuffle_ps::<0x44>(t[4 * h + 1], t[4 * h + 3]);
+            u[4 * h + 3] = _mm256_shuffle_ps::<0xEE>(t[4 * h + 1], t[4 * h + 3]);
+        }
+        for m in 0..4 {
+            r[m] = _mm256_permute2f128_ps::<0x20>(u[m], u[4 + m]);
+            r[4 + m] = _mm256_permute2f128_ps::<0x31>(u[m], u[4 + m]);
+        }
+    }
+
     /// The first `n` lanes (all 16 for `n >= 16`).
     #[inline(always)]
     pub(crate) fn lanes(n: usize) -> __mmask16 {
@@ -67,6 +92,35 @@ pub(crate) mod x86 {
                 _mm512_storeu_ps(got.as_mut_ptr().add(16 * i), *v);
             }
             got
+        }
+
+        #[target_feature(enable = "avx2")]
+        unsafe fn transposed8(m: &[f32; 64]) -> [f32; 64] {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(m.as_ptr().add(8 * i));
+            }
+            transpose8(&mut r);
+            let mut got = [0.0f32; 64];
+            for (i, v) in r.iter().enumerate() {
+                _mm256_storeu_ps(got.as_mut_ptr().add(8 * i), *v);
+            }
+            got
+        }
+
+        #[test]
+        fn transpose8_transposes() {
+            if !is_x86_feature_detected!("avx2") {
+                return;
+            }
+            let m: [f32; 64] = std::array::from_fn(|v| v as f32);
+            // SAFETY: AVX2 checked above.
+            let got = unsafe { transposed8(&m) };
+            for i in 0..8 {
+                for j in 0..8 {
+                    assert_eq!(got[8 * i + j], m[8 * j + i]);
+                }
+            }
         }
 
         #[test]

@@ -1,4 +1,5 @@
-//! Depthwise convolution vectorized across channels (AVX-512): 16 channels per vector.
+//! Depthwise convolution vectorized across channels: 16 channels per vector on AVX-512,
+//! 8 on AVX2.
 //!
 //! The row kernels of [`super`] vectorize along an output row, which wastes lanes and pays
 //! per-row overheads on the small planes of a network's late layers (MobileNetV2 runs 576
@@ -89,7 +90,7 @@ const SMALL_PLANE: usize = 256;
 /// 14x14 and 28x28 outputs, and 1.4-1.7x on the 56x56 outputs of the 112x112 stride-2
 /// pools, where the separable kernel fills its vectors. Average pooling is never taken.
 pub(crate) fn applies(isa: Isa, g: &Geom2d, red: Reduce) -> bool {
-    if isa != Isa::Avx512
+    if !matches!(isa, Isa::Avx512 | Isa::Avx2)
         || !isa.usable()
         || !matches!(red, Reduce::Conv(_) | Reduce::Max)
         || !fits(g)
@@ -101,12 +102,24 @@ pub(crate) fn applies(isa: Isa, g: &Geom2d, red: Reduce) -> bool {
         return force;
     }
     let plane = g.oh * g.ow;
+    let small = if isa == Isa::Avx512 {
+        SMALL_PLANE
+    } else {
+        SMALL_PLANE_AVX2
+    };
     g.c >= 8
         && match red {
-            Reduce::Max => plane <= SMALL_POOL,
-            _ => (g.sh >= 2 && g.sw >= 2) || plane <= SMALL_PLANE,
+            // Measured on AVX-512 only: AVX2 keeps the separable and window kernels.
+            Reduce::Max => isa == Isa::Avx512 && plane <= SMALL_POOL,
+            _ => (g.sh >= 2 && g.sw >= 2) || plane <= small,
         }
 }
+
+/// [`SMALL_PLANE`] for AVX2, whose row path has half the lanes: on Zen 3
+/// (`blocked_vs_rows`, 1 and 2 threads) the blocked path took 0.47-0.62x the row path's
+/// time on MobileNetV2's 14x14 and 7x7 layers, 0.63-0.65x on its 28x28 ones at stride 1,
+/// 0.29-0.68x at stride 2, but 1.35-1.61x on the 56x56 and 112x112 planes at stride 1.
+const SMALL_PLANE_AVX2: usize = 1024;
 
 /// Output planes up to this many pixels take the blocked path for max pooling.
 const SMALL_POOL: usize = 64;
@@ -121,9 +134,10 @@ fn fits(g: &Geom2d) -> bool {
 /// `out = act(depthwise(x, w) + bias)` (`red` = `Conv(act)`) or the window maximum
 /// (`red` = `Max`, NaN skipped, `w` and `bias` unused) over all channels. The caller has
 /// checked the geometry against the buffers ([`super::check_geom`]), the weights and the
-/// bias, that [`applies`] holds, and that the CPU has AVX-512F.
+/// bias, that [`applies`] holds (so the CPU has `isa`: AVX-512F or AVX2 with FMA).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn run(
+    isa: Isa,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
@@ -135,18 +149,20 @@ pub(crate) fn run(
         Reduce::Conv(act) => (act, false),
         _ => (Activation::None, true),
     };
-    let groups = g.c.div_ceil(L);
+    // Channels per group: a vector of the instruction set's.
+    let lanes = if isa == Isa::Avx512 { L } else { L / 2 };
+    let groups = g.c.div_ceil(lanes);
     let rows = band_rows(g);
     let bands = g.oh.div_ceil(rows);
     let op = g.oh * g.ow;
     let out = SyncPtr(out.as_mut_ptr());
     let task = |t: usize| {
         let (gi, bi) = (t / bands, t % bands);
-        let c0 = gi * L;
+        let c0 = gi * lanes;
         let oy0 = bi * rows;
         let band = Band {
             c0,
-            cn: L.min(g.c - c0),
+            cn: lanes.min(g.c - c0),
             oy0,
             oy1: (oy0 + rows).min(g.oh),
         };
@@ -154,11 +170,17 @@ pub(crate) fn run(
             if buf.len() < SCRATCH {
                 buf.resize(SCRATCH, 0.0);
             }
-            // SAFETY: AVX-512F is present (caller); `band` lies inside the geometry, which
+            // SAFETY: the instruction set is present (caller); `band` lies inside the geometry, which
             // the caller checked against `x`, `w`, `bias` and `out`; `buf` holds SCRATCH
             // floats, enough for a band (`fits`); tasks write disjoint (channel, row)
             // ranges of `out`.
-            unsafe { x86::band(x, w, bias, g, act, max, &band, buf, out.get(), op) };
+            unsafe {
+                if isa == Isa::Avx512 {
+                    x86::band(x, w, bias, g, act, max, &band, buf, out.get(), op)
+                } else {
+                    x86::band_avx2(x, w, bias, g, act, max, &band, buf, out.get(), op)
+                }
+            };
         });
         if !matches!(
             act,
@@ -198,7 +220,7 @@ struct Band {
 mod x86 {
     use super::{band_height, padded_width, Band, Geom2d, L, MAX_TAPS};
     use crate::activation::Activation;
-    use crate::transpose::x86::{lanes as mask, transpose16};
+    use crate::transpose::x86::{lanes as mask, transpose16, transpose8};
     use std::arch::x86_64::*;
 
     /// One band: transpose in, convolve (or take the maximum: `max`), transpose out.
@@ -374,6 +396,180 @@ mod x86 {
             for (j, vj) in v.iter().enumerate() {
                 let m = if j < b.cn { pm } else { 0 };
                 _mm512_mask_storeu_ps(dst0.add(j.min(b.cn - 1) * op + p), m, *vj);
+            }
+            p += n;
+        }
+    }
+
+    /// [`band`] for AVX2: 8 channels per vector (`b.cn <= 8`), 8 x 8 transposes.
+    ///
+    /// # Safety
+    /// As [`band`], with AVX2 and FMA for AVX-512F.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn band_avx2(
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        g: &Geom2d,
+        act: Activation,
+        max: bool,
+        b: &Band,
+        buf: &mut [f32],
+        out: *mut f32,
+        op: usize,
+    ) {
+        const L8: usize = 8;
+        let wp = padded_width(g);
+        let rows = b.oy1 - b.oy0;
+        let hb = band_height(g, rows);
+        let (tin, tout) = buf.split_at_mut(hb * wp * L8);
+        let tin = tin.as_mut_ptr();
+        let tout = tout.as_mut_ptr();
+        let plane = g.h * g.w;
+        let lane_ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+
+        // The group's weights, tap-major, and its bias.
+        let kk = g.kh * g.kw;
+        let mut wt = [_mm256_setzero_ps(); MAX_TAPS];
+        for (t, wv) in wt.iter_mut().enumerate().take(if max { 0 } else { kk }) {
+            let mut lanes = [0.0f32; L8];
+            for (j, l) in lanes.iter_mut().enumerate().take(b.cn) {
+                *l = w[(b.c0 + j) * kk + t];
+            }
+            *wv = _mm256_loadu_ps(lanes.as_ptr());
+        }
+        let bv = match bias {
+            Some(bs) => {
+                let mut lanes = [0.0f32; L8];
+                lanes[..b.cn].copy_from_slice(&bs[b.c0..b.c0 + b.cn]);
+                _mm256_loadu_ps(lanes.as_ptr())
+            }
+            None => _mm256_setzero_ps(),
+        };
+
+        // Transpose in, as in `band`.
+        let zero = _mm256_setzero_ps();
+        let pad = if max {
+            _mm256_set1_ps(f32::NEG_INFINITY)
+        } else {
+            zero
+        };
+        let ncopy = g.w.min(wp.saturating_sub(g.pl));
+        let xc = x.as_ptr().add(b.c0 * plane);
+        for r in 0..hb {
+            let dst = tin.add(r * wp * L8);
+            let iy = (b.oy0 * g.sh + r) as isize - g.pt as isize;
+            if iy < 0 || iy >= g.h as isize || ncopy == 0 {
+                for p in 0..wp {
+                    _mm256_storeu_ps(dst.add(p * L8), pad);
+                }
+                continue;
+            }
+            for p in 0..g.pl.min(wp) {
+                _mm256_storeu_ps(dst.add(p * L8), pad);
+            }
+            for p in g.pl + ncopy..wp {
+                _mm256_storeu_ps(dst.add(p * L8), pad);
+            }
+            let src = xc.add(iy as usize * g.w);
+            let mut ix = 0;
+            while ix < ncopy {
+                let n = (ncopy - ix).min(L8);
+                // Lanes below `n` (`maskload` reads only those).
+                let pm = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane_ids);
+                // Rows past the group's channels stay zero.
+                let mut v = [zero; 8];
+                for (j, vj) in v.iter_mut().enumerate().take(b.cn) {
+                    let s = src.add(j * plane + ix);
+                    *vj = if n == L8 {
+                        _mm256_loadu_ps(s)
+                    } else {
+                        _mm256_maskload_ps(s, pm)
+                    };
+                }
+                transpose8(&mut v);
+                let d = dst.add((g.pl + ix) * L8);
+                for (j, vj) in v.iter().enumerate().take(n) {
+                    _mm256_storeu_ps(d.add(j * L8), *vj);
+                }
+                ix += n;
+            }
+        }
+
+        // Convolve (or take the maximum), as in `band`.
+        let (relu, clamp, _) = act.in_tile();
+        let (lo, hi) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+        let mut offs = [0usize; MAX_TAPS];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                offs[ky * g.kw + kx] = (ky * g.dh * wp + kx * g.dw) * L8;
+            }
+        }
+        const U: usize = 8;
+        let n_out = rows * g.ow;
+        let start = |o: usize| {
+            let (r, ox) = (o / g.ow, o % g.ow);
+            (r * g.sh * wp + ox * g.sw) * L8
+        };
+        let mut o = 0;
+        while o < n_out {
+            let n = (n_out - o).min(U);
+            let mut base = [0usize; U];
+            for (u, bu) in base.iter_mut().enumerate() {
+                *bu = start(o + u.min(n - 1));
+            }
+            let mut acc = [if max { pad } else { bv }; U];
+            if max {
+                // `maxps(v, acc)` keeps acc when v is NaN: NaN is skipped.
+                for &off in offs.iter().take(kk) {
+                    for (a, &bu) in acc.iter_mut().zip(&base) {
+                        *a = _mm256_max_ps(_mm256_loadu_ps(tin.add(bu + off)), *a);
+                    }
+                }
+            } else {
+                for (&wv, &off) in wt.iter().zip(&offs).take(kk) {
+                    for (a, &bu) in acc.iter_mut().zip(&base) {
+                        *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(tin.add(bu + off)), *a);
+                    }
+                }
+            }
+            for (u, a) in acc.iter().enumerate().take(n) {
+                let mut v = *a;
+                if relu {
+                    // NaN and -0 become +0 (`max` returns its second operand for those).
+                    v = _mm256_max_ps(v, zero);
+                }
+                if clamp.is_some() {
+                    // NaN is kept (bounds first).
+                    v = _mm256_min_ps(hi, _mm256_max_ps(lo, v));
+                }
+                _mm256_storeu_ps(tout.add((o + u) * L8), v);
+            }
+            o += n;
+        }
+
+        // Transpose out: the band's outputs are one run of each channel's plane.
+        let dst0 = out.add(b.c0 * op + b.oy0 * g.ow);
+        let mut p = 0;
+        while p < n_out {
+            let n = (n_out - p).min(L8);
+            let mut v = [zero; 8];
+            for (j, vj) in v.iter_mut().enumerate().take(n) {
+                *vj = _mm256_loadu_ps(tout.add((p + j) * L8));
+            }
+            transpose8(&mut v);
+            for (j, vj) in v.iter().enumerate().take(b.cn) {
+                let d = dst0.add(j * op + p);
+                if n == L8 {
+                    _mm256_storeu_ps(d, *vj);
+                } else {
+                    // A masked store is slow on some CPUs (AMD): through a buffer.
+                    let mut lanes = [0.0f32; L8];
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), *vj);
+                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), d, n);
+                }
             }
             p += n;
         }

@@ -128,7 +128,7 @@ pub fn depthwise2d_with(
     }
     #[cfg(target_arch = "x86_64")]
     if blocked::applies(isa, g, Reduce::Conv(act)) {
-        blocked::run(x, w, bias, g, Reduce::Conv(act), out);
+        blocked::run(isa, x, w, bias, g, Reduce::Conv(act), out);
         return Ok(());
     }
     run(isa, x, w, bias, g, Reduce::Conv(act), out);
@@ -1240,9 +1240,14 @@ pub(crate) mod tests {
     /// fits, even below its channel threshold), and bands of rows (a tall plane).
     #[test]
     fn blocked_path_matches_naive() {
-        if !Isa::Avx512.usable() {
-            return;
+        for isa in [Isa::Avx512, Isa::Avx2] {
+            if isa.usable() {
+                blocked_matches_naive(isa);
+            }
         }
+    }
+
+    fn blocked_matches_naive(isa: Isa) {
         let acts = [
             Activation::Relu,
             Activation::None,
@@ -1263,24 +1268,20 @@ pub(crate) mod tests {
             let g = Geom2d::square(c, h, w, k, s, d, pad);
             let (oh, ow) = (g.oh, g.ow);
             BLOCKED.with(|f| f.set(Some(true)));
-            blocked_runs += usize::from(blocked::applies(
-                Isa::Avx512,
-                &g,
-                Reduce::Conv(Activation::None),
-            ));
+            blocked_runs += usize::from(blocked::applies(isa, &g, Reduce::Conv(Activation::None)));
             let x = rnd(c * h * w, i as u64);
             let wt = rnd(c * k * k, 500 + i as u64);
             let b = rnd(c, 9);
             let act = acts[i % acts.len()];
             let bias = if i % 3 == 0 { None } else { Some(&b[..]) };
             let mut out = vec![f32::NAN; c * oh * ow + 5];
-            depthwise2d_with(Isa::Avx512, &x, &wt, bias, &g, act, &mut out).unwrap();
+            depthwise2d_with(isa, &x, &wt, bias, &g, act, &mut out).unwrap();
             BLOCKED.with(|f| f.set(None));
             let want = naive(&x, &wt, bias, &g, act);
             for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
                 assert!(
                     (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                    "{g:?} act {act:?} at {j}: {got} vs {want}"
+                    "{isa:?} {g:?} act {act:?} at {j}: {got} vs {want}"
                 );
             }
             assert!(
@@ -1298,9 +1299,14 @@ pub(crate) mod tests {
     /// no activation keep NaN (as the row path and `Activation::apply`).
     #[test]
     fn blocked_path_activations_and_nan() {
-        if !Isa::Avx512.usable() {
-            return;
+        for isa in [Isa::Avx512, Isa::Avx2] {
+            if isa.usable() {
+                blocked_nan(isa);
+            }
         }
+    }
+
+    fn blocked_nan(isa: Isa) {
         let g = Geom2d {
             c: 16,
             h: 4,
@@ -1326,7 +1332,7 @@ pub(crate) mod tests {
         ] {
             let mut out = vec![0.0; 16 * 16];
             BLOCKED.with(|f| f.set(Some(true)));
-            depthwise2d_with(Isa::Avx512, &x, &wt, None, &g, act, &mut out).unwrap();
+            depthwise2d_with(isa, &x, &wt, None, &g, act, &mut out).unwrap();
             BLOCKED.with(|f| f.set(None));
             let want = naive(&x, &wt, None, &g, act);
             for (got, want) in out.iter().zip(&want) {
