@@ -25,16 +25,39 @@ pub struct OnnxModel {
 
 /// Reads and imports a model file; external data is looked up beside it.
 pub fn load_model(path: &Path) -> Result<OnnxModel, ImportError> {
-    let bytes = std::fs::read(path).map_err(|e| ImportError::Io {
+    let io = |e| ImportError::Io {
         path: path.display().to_string(),
         source: e,
-    })?;
+    };
+    let bytes = file_bytes(path).map_err(io)?;
     // Decoding from `Bytes` leaves each initializer's raw data in the file's buffer (a
     // slice of it) instead of copying it out first: one pass and one allocation less
     // over all the weights.
-    let model = ModelProto::decode(prost::bytes::Bytes::from(bytes))
-        .map_err(|e| ImportError::Decode(e.to_string()))?;
+    let model = ModelProto::decode(bytes).map_err(|e| ImportError::Decode(e.to_string()))?;
     import_proto(model, path.parent())
+}
+
+/// The file's contents: a regular file mapped into memory (read-only, private), anything
+/// else (a pipe, a file the OS will not map) read. Mapping skips the copy of the whole
+/// file into a fresh buffer and the zeroing of that buffer's pages: measured with
+/// `perf record` on GoogLeNet (27 MB), the copy and the page faults took over a fifth of
+/// load + compile.
+fn file_bytes(path: &Path) -> std::io::Result<prost::bytes::Bytes> {
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_file() && meta.len() > 0 {
+        // SAFETY: the map is read-only and lives as long as the `Bytes` that owns it
+        // (the decoded model's initializers are slices of it, copied out during import).
+        // Like every memory-mapped loader, it assumes the file is not truncated or
+        // rewritten while the model loads; a concurrent truncation would fault on
+        // access instead of returning an error.
+        if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
+            return Ok(prost::bytes::Bytes::from_owner(map));
+        }
+    }
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut buf)?;
+    Ok(prost::bytes::Bytes::from(buf))
 }
 
 /// Imports a serialized model. `base_dir` is where external data files live, if any.
@@ -672,4 +695,29 @@ fn topo_order(
         )));
     }
     Ok(order)
+}
+
+#[cfg(test)]
+mod load_tests {
+    use super::*;
+
+    /// A missing file, a directory and an empty file are errors, not panics (the map is
+    /// taken only for a regular file with contents; the others go through `read`).
+    #[test]
+    fn unreadable_or_empty_files_are_errors() {
+        let dir = std::env::temp_dir().join(format!("millrace-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(matches!(
+            load_model(&dir.join("missing.onnx")),
+            Err(ImportError::Io { .. })
+        ));
+        assert!(matches!(load_model(&dir), Err(ImportError::Io { .. })));
+        let empty = dir.join("empty.onnx");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(load_model(&empty).is_err());
+        let junk = dir.join("junk.onnx");
+        std::fs::write(&junk, [0xffu8; 64]).unwrap();
+        assert!(load_model(&junk).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
