@@ -25,8 +25,9 @@
 //! (2 threads): against the implicit-im2col GEMM in the same runs, 4 x 16 took 0.64-0.96x
 //! its time on the bench's k x k layers, 4 x 24 (twelve accumulators, which spilled to the
 //! stack) 0.74-1.05x, and 4 x 24 with the weights as FMA memory operands (16 loads per 12
-//! FMAs) 1.0-1.6x. In one process against 4 x 16: 6 x 16 took 0.92-0.94x on 56 wide
-//! images but 1.02-1.5x elsewhere (more of a 6-pixel tile falls past the row's end);
+//! FMAs) 1.0-1.6x. In one process against 4 x 16: 6 x 16 took 0.92-0.94x on two of
+//! ResNet-50's 56 wide layers but 1.02-1.5x on most others (more of a 6-pixel tile falls
+//! past the row's end on narrower images);
 //! input channels in chunks that fit the L1 with their weights, 1.01-1.07x (1 thread);
 //! 4 x 24 with its step in inline assembly (twelve accumulators, no spills), 0.94x on
 //! ResNet-50's 7x7 stem but 0.97-1.31x on the 3x3 layers (two runs of 10 and 20 calls).
