@@ -123,22 +123,17 @@ impl DirectWeights {
         }
         let avx512 = avx512();
         // AVX-512: 14 pixels by 32 channels, or 7 by 64 on images 7 wide. AVX2: 4 pixels
-        // by 24 channels (twelve accumulators), a last block of 8 or 16 channels narrower.
+        // by 16 channels, the last block 8 wide where the channels end there.
         let (bw, r) = match (avx512, ow <= 7) {
             (true, false) => (32, 14),
             (true, true) => (64, 7),
             (false, _) => (16, AVX2_PIXELS),
         };
         let nb = m.div_ceil(bw);
-        let last_w = if avx512 {
-            bw
-        } else {
-            (m - (nb - 1) * bw).div_ceil(8) * 8
-        };
-        let mut panels = vec![0.0f32; ((nb - 1) * bw + last_w) * k];
+        let mut panels = vec![0.0f32; ((nb - 1) * bw + block_width(avx512, m, bw, nb - 1)) * k];
         for ob in 0..nb {
             let valid = bw.min(m - ob * bw);
-            let pw = if ob + 1 == nb { last_w } else { bw };
+            let pw = block_width(avx512, m, bw, ob);
             let panel = &mut panels[ob * k * bw..][..k * pw];
             let src = &weights[ob * bw * k..][..valid * k];
             // Source index `ic * taps + t` is also the packed row: K runs channel-major.
@@ -172,20 +167,23 @@ impl DirectWeights {
         self.r
     }
 
-    /// Channels of block `ob`: [`Self::bw`] but for the last block of the AVX2 layout,
-    /// which keeps only the 8-channel vectors it needs.
+    /// Channels of block `ob` in the packed panels ([`block_width`]).
     fn width(&self, ob: usize) -> usize {
-        let full = self.bw.min(self.m - ob * self.bw);
-        if self.avx512 {
-            self.bw
-        } else {
-            full.div_ceil(8) * 8
-        }
+        block_width(self.avx512, self.m, self.bw, ob)
+    }
+}
+
+/// Channels of block `ob` when `m` output channels are packed in blocks of `bw`: `bw`, but
+/// the last block of the AVX2 layout keeps only the 8-channel vectors it needs.
+fn block_width(avx512: bool, m: usize, bw: usize, ob: usize) -> usize {
+    if avx512 {
+        bw
+    } else {
+        bw.min(m - ob * bw).div_ceil(8) * 8
     }
 }
 
 thread_local! {
-
     /// Padded input images, a stack: a thread waiting for its convolution's jobs may run
     /// another convolution meanwhile (a branch of the graph).
     static PADDED: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
@@ -272,15 +270,21 @@ pub fn conv_direct(
     let yp = SyncPtr(y.as_mut_ptr());
     let (relu, clamp, post) = act.in_tile();
     let xpr = &xp[..];
+    // The tile kernel for a block `pw` channels wide: every block's but the last's, and
+    // the last's (narrower on AVX2).
+    let pick = |pw: usize| {
+        if w.avx512 {
+            x86::pick(pw / 16, g.sw, taps.len())
+        } else {
+            x86::pick_avx2(pw / 8, g.sw, taps.len())
+        }
+    };
+    let (tile_full, tile_last) = (pick(bw), pick(w.width(nb - 1)));
     let item = |i: usize| {
         let (ob, oy) = (i / oh, i % oh);
         let pw = w.width(ob);
         let panel = &w.panels[ob * k * bw..][..k * pw];
-        let tile = if w.avx512 {
-            x86::pick(bw / 16, g.sw, taps.len())
-        } else {
-            x86::pick_avx2(pw / 8, g.sw, taps.len())
-        };
+        let tile = if ob + 1 == nb { tile_last } else { tile_full };
         let oc0 = ob * bw;
         let valid_oc = bw.min(w.m - oc0);
         for t in 0..tiles {
@@ -408,6 +412,47 @@ mod x86 {
     /// How many `K` steps ahead the weights are prefetched.
     const W_AHEAD: usize = 8;
 
+    /// The sum over K = (input channel, tap) into `$acc`: `$step!` (the instruction set's
+    /// step macro) for each, the weights `$wstep` floats on per step. With `$nine` (a window
+    /// of exactly 9 taps: 3x3) the taps run in a loop of their own inside the loop over the
+    /// channels, so a step has no wrap-around bookkeeping (the single loop over K counts
+    /// taps and moves to the next channel with two conditional moves per step).
+    /// `examples/direct_bench.rs`, the two alternating in one process, 2 threads, AVX-512:
+    /// 0.94-0.96x the time on ResNet-50's 3x3 layers on 56 to 14 wide images, 0.92-0.94x on
+    /// SqueezeNet's, 0.94-0.99x on GoogLeNet's; on the 7-pixel tiles (7 wide images) it
+    /// measured 1.01-1.03x, so those keep the single loop. A macro, as the steps: the
+    /// accumulators stay in the caller's registers.
+    macro_rules! sum_k {
+        ($step:ident, $acc:ident, $nine:expr, $cin:expr, $taps:expr, $plane:expr,
+         $x:expr, $w:expr, $wstep:expr) => {{
+            let (taps, plane): (&[isize], usize) = ($taps, $plane);
+            let (mut x, mut w): (*const f32, *const f32) = ($x, $w);
+            if $nine {
+                let t: [isize; 9] = [
+                    taps[0], taps[1], taps[2], taps[3], taps[4], taps[5], taps[6], taps[7], taps[8],
+                ];
+                for _ in 0..$cin {
+                    for &tt in &t {
+                        $step!($acc, x.offset(tt), w);
+                        w = w.add($wstep);
+                    }
+                    x = x.add(plane);
+                }
+            } else {
+                let (nt, mut t) = (taps.len(), 0);
+                for _ in 0..$cin * nt {
+                    $step!($acc, x.offset(*taps.get_unchecked(t)), w);
+                    w = w.add($wstep);
+                    t += 1;
+                    if t == nt {
+                        t = 0;
+                        x = x.add(plane);
+                    }
+                }
+            }
+        }};
+    }
+
     /// One step of K: the `16 V` weights at `$w` (prefetched [`W_AHEAD`] steps ahead) times
     /// each of the `R` pixels' input at `$p` (`S` apart), into `$acc`. A macro, not a
     /// function: the accumulators must not be passed by reference (the compiler then keeps
@@ -430,7 +475,7 @@ mod x86 {
     }
 
     /// The tile kernel for `v` vectors of channels (2: 14 pixels; 4: 7), stride `s` and a
-    /// window of `taps` taps: 3x3 windows on 14-pixel tiles take [`sums9`].
+    /// window of `taps` taps: 3x3 windows on 14-pixel tiles take the 9-tap loop of [`sum_k`].
     pub(super) fn pick(v: usize, s: usize, taps: usize) -> TileFn {
         match (v, s, taps) {
             (2, 1, 9) => tile::<14, 2, 1, true>,
@@ -442,42 +487,9 @@ mod x86 {
         }
     }
 
-    /// [`sums`] for a window of 9 taps (3x3; [`tile`] with `NINE`): the taps in a loop of
-    /// their own inside the loop over the input channels, so a step has no wrap-around
-    /// bookkeeping ([`sums`]' single loop over K counts taps and moves to the next channel
-    /// with two conditional moves per step). `examples/direct_bench.rs`, the two
-    /// alternating in one process, 2 threads: 0.94-0.96x the time on ResNet-50's 3x3 layers
-    /// on 56 to 14 wide images, 0.92-0.94x on SqueezeNet's, 0.94-0.99x on GoogLeNet's; on
-    /// the 7-pixel tiles (7 wide images) it measured 1.01-1.03x, so those keep [`sums`].
-    ///
-    /// # Safety
-    /// As [`tile`], with `taps.len() == 9`.
-    #[inline(always)]
-    unsafe fn sums9<const R: usize, const V: usize, const S: usize>(
-        cin: usize,
-        taps: &[isize],
-        plane: usize,
-        x: *const f32,
-        w: *const f32,
-    ) -> [[__m512; V]; R] {
-        let mut acc = [[_mm512_setzero_ps(); V]; R];
-        let t: [isize; 9] = [
-            taps[0], taps[1], taps[2], taps[3], taps[4], taps[5], taps[6], taps[7], taps[8],
-        ];
-        let (mut x, mut w) = (x, w);
-        for _ in 0..cin {
-            for &tt in &t {
-                step!(acc, x.offset(tt), w);
-                w = w.add(16 * V);
-            }
-            x = x.add(plane);
-        }
-        acc
-    }
-
     /// One tile: `R` pixels (`S` apart in the padded row at `x`) by `16 V` channels, summed
     /// over `cin` channels (`plane` apart: one padded row) and the taps (offsets from a pixel's
-    /// first tap; exactly 9 with `NINE`, summed by [`sums9`]), then stored per `d`.
+    /// first tap; exactly 9 with `NINE`, see [`sum_k`]), then stored per `d`.
     ///
     /// # Safety
     /// AVX-512F; every `x + ic * plane + tap + j * S` (`j < R`) is readable; `w` holds
@@ -491,19 +503,14 @@ mod x86 {
         w: *const f32,
         d: &Dst,
     ) {
-        let acc = if NINE {
-            sums9::<R, V, S>(cin, taps, plane, x, w)
-        } else {
-            sums::<R, V, S>(cin, taps, plane, x, w)
-        };
-        store(acc, d);
+        store(sums::<R, V, S, NINE>(cin, taps, plane, x, w), d);
     }
 
-    /// The accumulators of [`tile`], returned by value so that they stay in registers
-    /// (a reference to them taken in the same function makes the compiler keep them in
-    /// memory).
+    /// The accumulators of [`tile`] ([`sum_k`]), returned by value so that they stay in
+    /// registers (a reference to them taken in the same function makes the compiler keep
+    /// them in memory).
     #[inline(always)]
-    unsafe fn sums<const R: usize, const V: usize, const S: usize>(
+    unsafe fn sums<const R: usize, const V: usize, const S: usize, const NINE: bool>(
         cin: usize,
         taps: &[isize],
         plane: usize,
@@ -511,18 +518,7 @@ mod x86 {
         w: *const f32,
     ) -> [[__m512; V]; R] {
         let mut acc = [[_mm512_setzero_ps(); V]; R];
-        let (mut x, mut w) = (x, w);
-        // One loop over K = (channel, tap), so that the accumulators stay in registers.
-        let (nt, mut t) = (taps.len(), 0);
-        for _ in 0..cin * nt {
-            step!(acc, x.offset(*taps.get_unchecked(t)), w);
-            w = w.add(16 * V);
-            t += 1;
-            if t == nt {
-                t = 0;
-                x = x.add(plane);
-            }
-        }
+        sum_k!(step, acc, NINE, cin, taps, plane, x, w, 16 * V);
         acc
     }
 
@@ -583,8 +579,8 @@ mod x86 {
         }};
     }
 
-    /// The AVX2 tile kernel for a block of `v` vectors of 8 channels (3, or 1 or 2 for a
-    /// narrower last block), stride `s` and a window of `taps` taps.
+    /// The AVX2 tile kernel for a block of `v` vectors of 8 channels (2, or 1 for a last
+    /// block of 8), stride `s` and a window of `taps` taps.
     pub(super) fn pick_avx2(v: usize, s: usize, taps: usize) -> TileFn {
         const R: usize = super::AVX2_PIXELS;
         match (v, s == 1, taps == 9) {
@@ -618,30 +614,7 @@ mod x86 {
         d: &Dst,
     ) {
         let mut acc = [[_mm256_setzero_ps(); V]; R];
-        let (mut x, mut w) = (x, w);
-        if NINE {
-            let t: [isize; 9] = [
-                taps[0], taps[1], taps[2], taps[3], taps[4], taps[5], taps[6], taps[7], taps[8],
-            ];
-            for _ in 0..cin {
-                for &tt in &t {
-                    step_avx2!(acc, x.offset(tt), w);
-                    w = w.add(8 * V);
-                }
-                x = x.add(plane);
-            }
-        } else {
-            let (nt, mut t) = (taps.len(), 0);
-            for _ in 0..cin * nt {
-                step_avx2!(acc, x.offset(*taps.get_unchecked(t)), w);
-                w = w.add(8 * V);
-                t += 1;
-                if t == nt {
-                    t = 0;
-                    x = x.add(plane);
-                }
-            }
-        }
+        sum_k!(step_avx2, acc, NINE, cin, taps, plane, x, w, 8 * V);
         store_avx2(acc, d);
     }
 
