@@ -74,10 +74,10 @@ fn band_rows(g: &Geom2d) -> usize {
 /// Output planes up to this many pixels take the blocked path at stride 1.
 const SMALL_PLANE: usize = 256;
 
-/// Whether the blocked path takes this convolution: AVX-512 asked for and present, enough
-/// channels to fill most lanes, a window that fits the weight array and a padded output row
-/// that fits a band; and a layer where it wins. Measured against the row path on
-/// MobileNetV2's 17 depthwise layers (`blocked_vs_rows` in this module's benchmarks), the
+/// Whether the blocked path takes this convolution: AVX-512 or AVX2 asked for and present,
+/// enough channels to fill most lanes, a window that fits the weight array and a padded
+/// output row that fits a band; and a layer where it wins. Measured on AVX-512 against the
+/// row path on MobileNetV2's 17 depthwise layers (`blocked_vs_rows` in this module's benchmarks), the
 /// blocked path takes 0.2x to 0.5x the time on 7x7 planes and stride-2 14x14 ones, about
 /// 0.8x on 14x14 at stride 1 and 0.6x to 0.9x on the other stride-2 layers, but 1.3x to
 /// 1.6x on stride-1 planes of 28x28 and more, where the row path fills its vectors and the
@@ -170,10 +170,10 @@ pub(crate) fn run(
             if buf.len() < SCRATCH {
                 buf.resize(SCRATCH, 0.0);
             }
-            // SAFETY: the instruction set is present (caller); `band` lies inside the geometry, which
-            // the caller checked against `x`, `w`, `bias` and `out`; `buf` holds SCRATCH
-            // floats, enough for a band (`fits`); tasks write disjoint (channel, row)
-            // ranges of `out`.
+            // SAFETY: `isa` is present and is AVX-512 or AVX2 (`applies`, checked by the
+            // caller); `band` lies inside the geometry, which the caller checked against
+            // `x`, `w`, `bias` and `out`; `buf` holds SCRATCH floats, enough for a band
+            // (`fits`); tasks write disjoint (channel, row) ranges of `out`.
             unsafe {
                 if isa == Isa::Avx512 {
                     x86::band(x, w, bias, g, act, max, &band, buf, out.get(), op)

@@ -130,8 +130,8 @@ pub mod x86 {
     /// `k`, two steps per loop iteration, and the epilogue in registers for a tile of full
     /// width (78% of the FMA peak at kc = 64 and 90% at kc = 256 on Zen 3, against 48% and
     /// 78% with the epilogue through a stack array). Unlike the AVX-512 kernel it does not
-    /// prefetch `B`: on Zen 3 (`examples/pw_bench.rs`, 2 threads) that took 0.88-0.92x the
-    /// time on N = 49 and 196 products but 1.03-1.07x on N = 3136 and 1.3-1.4x on N = 1024,
+    /// prefetch `B`: on Zen 3 (`examples/pw_bench.rs`, 2 threads) that took 0.87-1.0x the
+    /// time on N = 49 and 196 products but 0.99-1.07x on N = 3136 and 1.3-1.4x on N = 1024,
     /// whose rows 4 KiB apart share one set of the L1.
     ///
     /// # Safety
@@ -189,7 +189,7 @@ pub mod x86 {
         if o.nv == 8 * V {
             return avx2_store::<V>(full, o);
         }
-        // A ragged right edge: through memory, column by column.
+        // A ragged right edge: through a stack array and the portable epilogue.
         let mut acc = [0.0f32; AVX2_MR * AVX2_NR];
         for (i, ci) in full.iter().enumerate() {
             _mm256_storeu_ps(acc.as_mut_ptr().add(i * AVX2_NR), ci[0]);
