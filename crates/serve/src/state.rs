@@ -814,7 +814,7 @@ impl ServerState {
     }
 
     /// Resolves once no request is in flight and every model's queue is empty and idle
-    /// (after [`ServerState::begin_shutdown`]).
+    /// (after [`ServerState::begin_shutdown`]), then stops the queues' workers.
     pub async fn drained(&self) {
         loop {
             let notified = self.idle.notified();
@@ -826,6 +826,12 @@ impl ServerState {
         // A request whose client gave up (timeout) may still be running in a worker.
         while self.versions().any(|v| v.batcher.busy()) {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Nothing admitted is left and nothing new is admitted: the workers may go.
+        if self.shutting_down.load(Ordering::Acquire) {
+            for v in self.versions() {
+                v.batcher.shutdown();
+            }
         }
     }
 
@@ -850,12 +856,12 @@ impl ServerState {
             && self.models.values().all(|m| m.failed.is_empty())
     }
 
-    /// Stops accepting new requests (SIGTERM); requests queued or running still finish.
+    /// Stops accepting new requests (SIGTERM); requests already admitted, queued or running
+    /// still finish. The model queues keep taking the admitted ones (a request can be
+    /// admitted and still be decoding its inputs when this is called); [`Self::drained`]
+    /// stops them once every admitted request has been answered.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
-        for v in self.versions() {
-            v.batcher.shutdown();
-        }
     }
 
     /// Resolves a model name and optional version.
