@@ -84,11 +84,12 @@ const SMALL_PLANE: usize = 256;
 /// transposes cost more than they save.
 ///
 /// Max pooling (`Reduce::Max`, the padded copy filled with `-inf`) is taken only for output
-/// planes of [`SMALL_POOL`] pixels or fewer: against the separable and whole-plane max
-/// kernels (`examples/pool_bench.rs`, best of 100, 2 threads) it takes 0.4x the time on
-/// GoogLeNet's 14x14 -> 7x7 pool and 0.6-0.7x on its 7x7 pool branch, about the same on
-/// 14x14 and 28x28 outputs, and 1.4-1.7x on the 56x56 outputs of the 112x112 stride-2
-/// pools, where the separable kernel fills its vectors. Average pooling is never taken.
+/// planes of [`SMALL_POOL`] pixels or fewer ([`SMALL_POOL_AVX2`] on AVX2): on AVX-512,
+/// against the separable and whole-plane max kernels (`examples/pool_bench.rs`, best of
+/// 100, 2 threads) it takes 0.4x the time on GoogLeNet's 14x14 -> 7x7 pool and 0.6-0.7x on
+/// its 7x7 pool branch, about the same on 14x14 and 28x28 outputs, and 1.4-1.7x on the
+/// 56x56 outputs of the 112x112 stride-2 pools, where the separable kernel fills its
+/// vectors. Average pooling is never taken.
 pub(crate) fn applies(isa: Isa, g: &Geom2d, red: Reduce) -> bool {
     if !matches!(isa, Isa::Avx512 | Isa::Avx2)
         || !isa.usable()
@@ -109,8 +110,8 @@ pub(crate) fn applies(isa: Isa, g: &Geom2d, red: Reduce) -> bool {
     };
     g.c >= 8
         && match red {
-            // Measured on AVX-512 only: AVX2 keeps the separable and window kernels.
-            Reduce::Max => isa == Isa::Avx512 && plane <= SMALL_POOL,
+            Reduce::Max if isa == Isa::Avx512 => plane <= SMALL_POOL,
+            Reduce::Max => plane <= SMALL_POOL_AVX2,
             _ => (g.sh >= 2 && g.sw >= 2) || plane <= small,
         }
 }
@@ -124,7 +125,15 @@ const SMALL_PLANE_AVX2: usize = 1024;
 /// Output planes up to this many pixels take the blocked path for max pooling.
 const SMALL_POOL: usize = 64;
 
-fn fits(g: &Geom2d) -> bool {
+/// [`SMALL_POOL`] for AVX2. On Zen 3 (`max_blocked_vs_rows` in this module's benchmarks,
+/// 1 and 2 threads, two runs) the blocked path took 0.47-0.90x the time of the separable
+/// and window kernels on the stride-2 pools of GoogLeNet and SqueezeNet with outputs of
+/// 28x28 and less, 0.66-0.77x on GoogLeNet's 3x3 stride-1 pools on 28x28 and 7x7 planes,
+/// 0.96-1.10x on its 14x14 ones, and 1.02-1.16x on the 56x56 outputs of the 112x112
+/// stride-2 pools (ResNet-50's, GoogLeNet's and SqueezeNet's first).
+const SMALL_POOL_AVX2: usize = 28 * 28;
+
+pub(crate) fn fits(g: &Geom2d) -> bool {
     g.oh > 0
         && g.ow > 0
         && g.kh * g.kw <= MAX_TAPS

@@ -1458,6 +1458,90 @@ mod bench {
         best
     }
 
+    /// Max pooling on the channel-blocked path against the separable and window kernels,
+    /// on the pooling layers of ResNet-50, GoogLeNet and SqueezeNet 1.1, alternating run
+    /// by run: `cargo test --release -p millrace-kernels max_blocked_vs_rows -- --ignored
+    /// --nocapture`.
+    #[test]
+    #[ignore]
+    fn max_blocked_vs_rows() {
+        // (c, h, k, stride, pad, out)
+        let layers = [
+            (64, 112, 3, 2, 1, 56),
+            (192, 56, 3, 2, 0, 28),
+            (480, 28, 3, 2, 0, 14),
+            (832, 14, 3, 2, 0, 7),
+            (192, 28, 3, 1, 1, 28),
+            (480, 14, 3, 1, 1, 14),
+            (528, 14, 3, 1, 1, 14),
+            (832, 7, 3, 1, 1, 7),
+            (64, 111, 3, 2, 0, 55),
+            (128, 55, 3, 2, 0, 27),
+            (256, 27, 3, 2, 0, 13),
+        ];
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.broadcast(|_| crate::reserve_scratch());
+            for (c, h, k, s, p, o) in layers {
+                let g = Geom2d {
+                    c,
+                    h,
+                    w: h,
+                    kh: k,
+                    kw: k,
+                    sh: s,
+                    sw: s,
+                    dh: 1,
+                    dw: 1,
+                    pt: p,
+                    pl: p,
+                    oh: o,
+                    ow: o,
+                };
+                if !blocked::fits(&g) {
+                    println!("{threads}t {h}x{h} c {c} s{s}: does not fit a band");
+                    continue;
+                }
+                let x: Vec<f32> = (0..c * h * h).map(|i| (i % 13) as f32 * 0.1).collect();
+                let mut out = vec![0.0f32; c * o * o];
+                let mut t = Vec::new();
+                for round in 0..30 {
+                    for v in 0..2 {
+                        let blocked = (v == 1) ^ (round % 2 == 1);
+                        let e = pool.install(|| {
+                            BLOCKED.with(|f| f.set(Some(blocked)));
+                            let t0 = Instant::now();
+                            for _ in 0..5 {
+                                crate::pool::max_pool2d(&x, &g, &mut out).unwrap();
+                            }
+                            t0.elapsed().as_secs_f64() / 5.0
+                        });
+                        t.push((blocked, e));
+                    }
+                }
+                let med = |blocked: bool| {
+                    let mut v: Vec<f64> = t
+                        .iter()
+                        .filter(|(b, _)| *b == blocked)
+                        .map(|(_, e)| *e)
+                        .collect();
+                    v.sort_by(f64::total_cmp);
+                    v[v.len() / 2]
+                };
+                let (r, bl) = (med(false), med(true));
+                println!(
+                    "{threads}t {h:3}x{h:3} c {c:4} s{s} -> {o:3}: rows {:7.1} us  blocked {:7.1} us  {:.2}x",
+                    r * 1e6,
+                    bl * 1e6,
+                    bl / r
+                );
+            }
+        }
+    }
+
     /// The channel-blocked path against the row path on MobileNetV2's depthwise layers,
     /// alternating run by run: `cargo test --release -p millrace-kernels blocked_vs_rows --
     /// --ignored --nocapture`.
