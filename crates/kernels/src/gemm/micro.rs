@@ -263,6 +263,48 @@ pub mod x86 {
         rows!(0 1 2 3 4 5);
     }
 
+    /// AVX2 + FMA for one column of a tile (`o.nv` must be 1), as [`avx512_col`]: the
+    /// panel's 6 rows of `A` are one masked load per `k`, times a broadcast of `B`'s value
+    /// in the column, in four chains over `k`. A 7x7 image is 49 columns: 3 x 16 + 1, whose
+    /// last column would otherwise cost an 8-wide pass.
+    ///
+    /// # Safety
+    /// As [`avx2`], with `o.nv == 1`; `b` points at the column's value in row 0.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2_col(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        o: &super::TileOut,
+    ) {
+        const MR: usize = AVX2_MR;
+        let m = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let (mut a, mut b) = (a, b);
+        let mut k = 0;
+        while k + 4 <= kc {
+            for (j, c) in acc.iter_mut().enumerate() {
+                let av = _mm256_maskload_ps(a.add(j * MR), m);
+                *c = _mm256_fmadd_ps(av, _mm256_broadcast_ss(&*b.add(j * ldb)), *c);
+            }
+            a = a.add(4 * MR);
+            b = b.add(4 * ldb);
+            k += 4;
+        }
+        while k < kc {
+            let av = _mm256_maskload_ps(a, m);
+            acc[0] = _mm256_fmadd_ps(av, _mm256_broadcast_ss(&*b), acc[0]);
+            a = a.add(MR);
+            b = b.add(ldb);
+            k += 1;
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut v = [0.0f32; 8];
+        _mm256_storeu_ps(v.as_mut_ptr(), sum);
+        super::store_acc(&v[..MR], 1, &super::TileOut { nv: 1, ..*o });
+    }
+
     /// [`avx2_part`] at full width: entry `r - 1` computes `r` rows (1 to `MR - 1`).
     pub static AVX2_ROWS: [super::MicroFn; AVX2_MR - 1] = [
         avx2_part::<1, 2>,

@@ -52,7 +52,10 @@ pub struct Kernel {
     /// width is 1 past a multiple of `nr / 2` computes that column with it. More single
     /// columns cost more than the wider kernel (`pw_bench`, 1 thread: on 512x2304x18 the
     /// 32-wide kernel took 0.81x the time of 16 columns plus 2 single ones; 4 single
-    /// columns instead of a half-width pass took 1.03-1.05x on N = 196 products).
+    /// columns instead of a half-width pass took 1.03-1.05x on N = 196 products). On AVX2
+    /// (Zen 3, `pw_bench`, 2 threads, alternating builds) the single column instead of an
+    /// 8-wide pass took 0.63-0.89x the time on 2048x512x49, 0.77-0.78x on 512x2048x49 and
+    /// 0.87-0.93x on SqueezeNet's 1000x512x169 classifier.
     col: Option<micro::MicroFn>,
 }
 
@@ -78,7 +81,7 @@ static AVX2: Kernel = Kernel {
     f: micro::x86::avx2,
     tails: &micro::x86::AVX2_ROWS,
     halves: &micro::x86::AVX2_HALF,
-    col: None,
+    col: Some(micro::x86::avx2_col),
 };
 
 #[cfg(target_arch = "x86_64")]
