@@ -1543,7 +1543,7 @@ mod bench {
     }
 
     /// The channel-blocked path against the row path on MobileNetV2's depthwise layers,
-    /// alternating run by run: `cargo test --release -p millrace-kernels blocked_vs_rows --
+    /// alternating run by run: `cargo test --release -p millrace-kernels bench::blocked_vs_rows --
     /// --ignored --nocapture`.
     #[test]
     #[ignore]
