@@ -1458,6 +1458,37 @@ mod bench {
         best
     }
 
+    /// Median seconds per call of `run` on the row path and on the blocked path (forced
+    /// through [`BLOCKED`]) in `pool`: 30 rounds of 5 calls each way, the order flipping
+    /// every round so that a busy machine slows both alike.
+    fn rows_vs_blocked(pool: &rayon::ThreadPool, mut run: impl FnMut() + Send) -> (f64, f64) {
+        let mut t = Vec::new();
+        for round in 0..30 {
+            for v in 0..2 {
+                let blocked = (v == 1) ^ (round % 2 == 1);
+                let e = pool.install(|| {
+                    BLOCKED.with(|f| f.set(Some(blocked)));
+                    let t0 = Instant::now();
+                    for _ in 0..5 {
+                        run();
+                    }
+                    t0.elapsed().as_secs_f64() / 5.0
+                });
+                t.push((blocked, e));
+            }
+        }
+        let med = |blocked: bool| {
+            let mut v: Vec<f64> = t
+                .iter()
+                .filter(|(b, _)| *b == blocked)
+                .map(|(_, e)| *e)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        (med(false), med(true))
+    }
+
     /// Max pooling on the channel-blocked path against the separable and window kernels,
     /// on the pooling layers of ResNet-50, GoogLeNet and SqueezeNet 1.1, alternating run
     /// by run: `cargo test --release -p millrace-kernels max_blocked_vs_rows -- --ignored
@@ -1507,31 +1538,9 @@ mod bench {
                 }
                 let x: Vec<f32> = (0..c * h * h).map(|i| (i % 13) as f32 * 0.1).collect();
                 let mut out = vec![0.0f32; c * o * o];
-                let mut t = Vec::new();
-                for round in 0..30 {
-                    for v in 0..2 {
-                        let blocked = (v == 1) ^ (round % 2 == 1);
-                        let e = pool.install(|| {
-                            BLOCKED.with(|f| f.set(Some(blocked)));
-                            let t0 = Instant::now();
-                            for _ in 0..5 {
-                                crate::pool::max_pool2d(&x, &g, &mut out).unwrap();
-                            }
-                            t0.elapsed().as_secs_f64() / 5.0
-                        });
-                        t.push((blocked, e));
-                    }
-                }
-                let med = |blocked: bool| {
-                    let mut v: Vec<f64> = t
-                        .iter()
-                        .filter(|(b, _)| *b == blocked)
-                        .map(|(_, e)| *e)
-                        .collect();
-                    v.sort_by(f64::total_cmp);
-                    v[v.len() / 2]
-                };
-                let (r, bl) = (med(false), med(true));
+                let (r, bl) = rows_vs_blocked(&pool, || {
+                    crate::pool::max_pool2d(&x, &g, &mut out).unwrap();
+                });
                 println!(
                     "{threads}t {h:3}x{h:3} c {c:4} s{s} -> {o:3}: rows {:7.1} us  blocked {:7.1} us  {:.2}x",
                     r * 1e6,
@@ -1597,32 +1606,9 @@ mod bench {
                 let b = vec![0.5f32; c];
                 let mut out = vec![0.0f32; c * o * o];
                 let act = Activation::Clip { lo: 0.0, hi: 6.0 };
-                // (blocked, seconds per call), the order flipping every round.
-                let mut t = Vec::new();
-                for round in 0..30 {
-                    for v in 0..2 {
-                        let blocked = (v == 1) ^ (round % 2 == 1);
-                        let e = pool.install(|| {
-                            BLOCKED.with(|f| f.set(Some(blocked)));
-                            let t0 = Instant::now();
-                            for _ in 0..5 {
-                                depthwise2d(&x, &wt, Some(&b), &g, act, &mut out).unwrap();
-                            }
-                            t0.elapsed().as_secs_f64() / 5.0
-                        });
-                        t.push((blocked, e));
-                    }
-                }
-                let med = |blocked: bool| {
-                    let mut v: Vec<f64> = t
-                        .iter()
-                        .filter(|(b, _)| *b == blocked)
-                        .map(|(_, e)| *e)
-                        .collect();
-                    v.sort_by(f64::total_cmp);
-                    v[v.len() / 2]
-                };
-                let (r, bl) = (med(false), med(true));
+                let (r, bl) = rows_vs_blocked(&pool, || {
+                    depthwise2d(&x, &wt, Some(&b), &g, act, &mut out).unwrap();
+                });
                 total[0] += r;
                 total[1] += bl;
                 println!(

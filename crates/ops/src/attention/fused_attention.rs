@@ -663,16 +663,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bert_layout_through_permutations() {
-        // Q, V as [B, S, H, D] read as [B, H, S, D]; K as [B, S, H, D] read as K (the
-        // graph's K^T was Transpose(perm [0, 2, 3, 1])); output back to [B, S, H, Dv].
-        let (b, s, h, d) = (2, 40, 3, 8);
-        let mut op = plain(4, 0.3);
+    /// BERT's layout: Q, V as [B, S, H, D] read as [B, H, S, D]; K as [B, S, H, D] read
+    /// as K (the graph's K^T was Transpose(perm [0, 2, 3, 1])); output back to
+    /// [B, S, H, Dv].
+    fn bert(scale: f32) -> FusedAttention {
+        let mut op = plain(4, scale);
         op.q_perm = vec![0, 2, 1, 3];
         op.k_perm = vec![0, 2, 1, 3];
         op.v_perm = vec![0, 2, 1, 3];
         op.out_swap = true;
+        op
+    }
+
+    #[test]
+    fn bert_layout_through_permutations() {
+        let (b, s, h, d) = (2, 40, 3, 8);
+        let op = bert(0.3);
         let q = t(&[b, s, h, d], 7);
         let k = t(&[b, s, h, d], 8);
         let v = t(&[b, s, h, d], 9);
@@ -696,13 +702,7 @@ mod tests {
     fn packs_in_groups_match_packs_at_once() {
         let (b, s, h, d) = (2, 70, 3, 8);
         for swap in [false, true] {
-            let mut op = plain(4, 0.3);
-            if swap {
-                op.q_perm = vec![0, 2, 1, 3];
-                op.k_perm = vec![0, 2, 1, 3];
-                op.v_perm = vec![0, 2, 1, 3];
-                op.out_swap = true;
-            }
+            let op = if swap { bert(0.3) } else { plain(4, 0.3) };
             let q = t(&[b, s, h, d], 21);
             let k = t(&[b, s, h, d], 22);
             let v = t(&[b, s, h, d], 23);
