@@ -233,6 +233,20 @@ impl Packed {
         }
     }
 
+    /// Packs `src` into this operand's memory, as the same kind (`A` or `B`) for the same
+    /// kernel: the allocation is reused (grown only when `src` needs more), so an operand
+    /// packed anew on every run, as attention's keys, allocates nothing once warm.
+    pub fn repack(&mut self, src: &dyn PanelSource) {
+        let (k, len) = (src.depth(), src.len());
+        // Every panel value is written by the pack (the panel source's contract), so the
+        // old contents need no zeroing.
+        self.data
+            .resize(len.div_ceil(self.width) * self.width * k, 0.0);
+        pack_panels(self.kernel, src, self.width, &mut self.data, false);
+        self.k = k;
+        self.len = len;
+    }
+
     pub fn k(&self) -> usize {
         self.k
     }

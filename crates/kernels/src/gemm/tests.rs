@@ -690,3 +690,30 @@ fn reblocked_kernels_match_reference() {
         }
     }
 }
+
+/// Packing again into a used operand, smaller then larger, gives what a fresh pack gives
+/// (for `A` and `B`, every kernel), old values included nowhere.
+#[test]
+fn repack_matches_a_fresh_pack() {
+    let (big, small) = (rnd(40 * 300, 1), rnd(7 * 20, 2));
+    let sb = Strided::rows(&big, 40, 300).unwrap();
+    let ss = Strided::rows(&small, 7, 20).unwrap();
+    for kernel in Kernel::available() {
+        for lhs in [false, true] {
+            let pack = |s: &Strided| {
+                if lhs {
+                    Packed::lhs_with_kernel(s, kernel)
+                } else {
+                    Packed::with_kernel(s, kernel)
+                }
+            };
+            let mut p = pack(&sb);
+            for src in [&ss, &sb, &ss] {
+                p.repack(src);
+                let f = pack(src);
+                assert_eq!((p.k, p.len, p.width), (f.k, f.len, f.width));
+                assert_eq!(p.data, f.data, "{} lhs {lhs}", kernel.name);
+            }
+        }
+    }
+}

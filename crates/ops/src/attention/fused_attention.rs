@@ -19,22 +19,32 @@
 //! each row gets a numerically stable softmax (max subtraction, vectorized `exp`), and the
 //! block is multiplied by the packed `V` straight into the output. Blocks run in parallel
 //! on the rayon pool; a block is small enough that its GEMMs stay on one thread.
-//! The packs are made by the first block that needs them (a block starts at its own head,
-//! so blocks running at once pack different heads); before, every block of 31 rows packed
-//! its own copies, and bert_small's attention took 5-10% more time (Zen 3, 2 threads).
+//! The packs are made in parallel before the blocks run, into memory kept per thread from
+//! the last call; before, every block of 31 rows packed its own copies, and bert_small's
+//! attention took 5-10% more time (Zen 3, 2 threads).
 use millrace_core::{DType, Dim, Tensor};
 use millrace_ir::{Cost, F32View, InferCtx, Inputs, Op, OpError, ValueType};
 use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided, View};
 use millrace_kernels::vmath::{self, Func};
 use rayon::prelude::*;
 use std::any::Any;
-use std::sync::OnceLock;
+use std::cell::RefCell;
 
 const NAME: &str = "FusedAttention";
 
 /// The most floats of packed `K` and `V` held at once (64 MiB): leading indices are
 /// packed in groups that fit.
 const PACK_BUDGET: usize = 1 << 24;
+
+/// The most bytes of packs a thread keeps between calls (8 MiB: BERT-base's 12 heads at
+/// 1024 tokens).
+const KEEP_BYTES: usize = 8 << 20;
+
+thread_local! {
+    /// Packed `K` and `V` from this thread's last call, whose memory the next call packs
+    /// into, so a steady-state run allocates nothing for them.
+    static KV: RefCell<Vec<(Packed, Packed)>> = const { RefCell::new(Vec::new()) };
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FusedAttention {
@@ -217,8 +227,9 @@ impl FusedAttention {
         let kernel = Kernel::detect();
         let r = nl + 2;
         // `K` and `V` of leading index `b`, packed as the right-hand operands of the two
-        // products: every block of query rows of that index reads the same packs.
-        let pack_kv = |b: usize| -> Result<(Packed, Packed), OpError> {
+        // products into `kv` (memory reused from an earlier run): every block of query rows
+        // of that index reads the same packs.
+        let pack_kv = |b: usize, kv: &mut (Packed, Packed)| -> Result<(), OpError> {
             let (ko, vo) = (base(b, &g.ks), base(b, &g.vs));
             let kb = Strided::new(
                 k.get(ko..).unwrap_or(&[]),
@@ -236,10 +247,9 @@ impl FusedAttention {
                 g.vs[r - 2],
             )
             .ok_or_else(|| OpError::invalid(NAME, "V smaller than its shape"))?;
-            Ok((
-                Packed::with_kernel(&kb, kernel),
-                Packed::with_kernel(&vb, kernel),
-            ))
+            kv.0.repack(&kb);
+            kv.1.repack(&vb);
+            Ok(())
         };
         // One block: leading index `b` (its `K` and `V` packed in `kv`), rows
         // `r0..r0+rows`, writing output row `i` at `dst[i * ors..]`.
@@ -323,13 +333,24 @@ impl FusedAttention {
         // would pass PACK_BUDGET floats.
         let per_outer = heads * (skv * g.d + skv * dv).max(1);
         let group = (budget / per_outer).max(1);
+        // The packs' memory from this thread's last call (taken, not borrowed: a thread
+        // waiting for this call's blocks may run another attention node meanwhile).
+        let mut packs = KV.with_borrow_mut(std::mem::take);
         for (gi, outs) in out.chunks_mut(group * sq * row).enumerate() {
             let o0 = gi * group;
             let n_outer = outs.len() / (sq * row);
-            // Packed by the first block that needs them; a block starts at its own head
-            // so that the blocks running at once pack different heads.
-            let packs: Vec<OnceLock<Option<(Packed, Packed)>>> =
-                (0..n_outer * heads).map(|_| OnceLock::new()).collect();
+            let need = n_outer * heads;
+            while packs.len() < need {
+                let empty =
+                    Strided::rows(&[], 0, 0).ok_or_else(|| OpError::invalid(NAME, "empty pack"))?;
+                let p = Packed::with_kernel(&empty, kernel);
+                packs.push((p.clone(), p));
+            }
+            packs[..need]
+                .par_iter_mut()
+                .enumerate()
+                .try_for_each(|(j, kv)| pack_kv(o0 * heads + j, kv))?;
+            let packs = &packs[..need];
             let chunks: Vec<(usize, &mut [f32])> = outs
                 .chunks_mut(sq * row)
                 .enumerate()
@@ -341,19 +362,21 @@ impl FusedAttention {
                 .try_for_each(|(ci, (i, c))| {
                     let r0 = (ci % nblk) * rb;
                     let rows = c.len() / row;
-                    for j in 0..heads {
-                        let hh = (ci + j) % heads;
-                        let b = (o0 + i) * heads + hh;
-                        let kv = packs[i * heads + hh]
-                            .get_or_init(|| pack_kv(b).ok())
-                            .as_ref()
-                            .ok_or_else(|| {
-                                OpError::invalid(NAME, "K or V smaller than its shape")
-                            })?;
-                        block(b, kv, r0, rows, &mut c[hh * dv..], row)?;
+                    for hh in 0..heads {
+                        let kv = &packs[i * heads + hh];
+                        block((o0 + i) * heads + hh, kv, r0, rows, &mut c[hh * dv..], row)?;
                     }
                     Ok(())
                 })?;
+        }
+        // Kept for this thread's next call unless large (a long sequence's are let go).
+        if packs
+            .iter()
+            .map(|(k, v)| k.bytes() + v.bytes())
+            .sum::<usize>()
+            <= KEEP_BYTES
+        {
+            KV.with_borrow_mut(|kept| *kept = packs);
         }
         Ok(())
     }
