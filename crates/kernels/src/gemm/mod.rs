@@ -558,32 +558,42 @@ pub fn gemm_ex(
     let threads = rayon::current_num_threads().max(1);
     // Small products are not worth a fork.
     let work = m as u64 * n as u64 * k as u64;
+    let take = || SHARED.with_borrow_mut(|v| v.pop()).unwrap_or_default();
+    let give = |stores: [Vec<f32>; 2]| {
+        SHARED.with_borrow_mut(|v| v.extend(stores.into_iter().filter(|s| s.capacity() > 0)))
+    };
+    // A job packs an `A` given as a source again for every block of `NC_PANELS` column
+    // panels it covers; when a job covers more than one block, or several jobs read the
+    // same rows, packing it once for all of them is cheaper (bert_small's products at one
+    // thread packed their activations 2 to 8 times each).
+    let a_once = |cols_per_job: usize, row_sharers: usize| match a {
+        Lhs::Source(_) => {
+            (cols_per_job > NC_PANELS || row_sharers > 1) && mp * kernel.mr * k <= SHARED_MAX
+        }
+        Lhs::Packed(_) => false,
+    };
     if threads == 1 || work < 1 << 18 {
-        // SAFETY: the one job covers C, checked above.
-        unsafe {
-            run_block(
-                kernel,
-                AIn::of(a),
-                BIn::of(b),
-                out,
-                epi,
-                (0, mp),
-                (0, np),
-                m,
-                n,
-                k,
-            )
+        let mut astore = Vec::new();
+        let ain = match a {
+            Lhs::Source(src) if a_once(np, 1) => {
+                astore = take();
+                AIn::Panels(pack_shared(kernel, src, kernel.mr, &mut astore))
+            }
+            _ => AIn::of(a),
         };
+        // SAFETY: the one job covers C, checked above.
+        unsafe { run_block(kernel, ain, BIn::of(b), out, epi, (0, mp), (0, np), m, n, k) };
+        give([astore, Vec::new()]);
         return Ok(());
     }
     match self_scheduled_side(a, b, (kernel.mr, kernel.nr), (mp, np), k, threads) {
         Some(side) => {
             // The operand every chunk reads whole (B for chunks of rows, A for chunks of
-            // columns) is packed once for all of them, unless it is prepacked.
-            let take = || SHARED.with_borrow_mut(|v| v.pop()).unwrap_or_default();
+            // columns) is packed once for all of them, unless it is prepacked; so is an A
+            // that chunks of rows would each pack more than once.
             let (mut astore, mut bstore) = (Vec::new(), Vec::new());
             let ain = match a {
-                Lhs::Source(src) if side == Side::Cols => {
+                Lhs::Source(src) if side == Side::Cols || a_once(np, 1) => {
                     astore = take();
                     AIn::Panels(pack_shared(kernel, src, kernel.mr, &mut astore))
                 }
@@ -633,16 +643,22 @@ pub fn gemm_ex(
                 }
             };
             (0..threads.min(panels)).into_par_iter().for_each(worker);
-            SHARED.with_borrow_mut(|v| {
-                v.extend([astore, bstore].into_iter().filter(|s| s.capacity() > 0))
-            });
+            give([astore, bstore]);
         }
         None => {
             // Jobs that share a column range each read all of A's rows for it, and jobs
             // that share a row range each pack B's columns: split the larger operand, so
             // the smaller one is what gets read twice.
             let (tm, tn) = split(mp, np, threads, n > m);
-            let (ain, bin) = (AIn::of(a), BIn::of(b));
+            let mut astore = Vec::new();
+            let ain = match a {
+                Lhs::Source(src) if a_once(np.div_ceil(tn), tn) => {
+                    astore = take();
+                    AIn::Panels(pack_shared(kernel, src, kernel.mr, &mut astore))
+                }
+                _ => AIn::of(a),
+            };
+            let bin = BIn::of(b);
             let job = |ji: usize| {
                 let (bi, bj) = (ji / tn, ji % tn);
                 let (p0, p1) = chunk(mp, tm, bi);
@@ -652,6 +668,7 @@ pub fn gemm_ex(
                 unsafe { run_block(kernel, ain, bin, out, epi, (p0, p1), (q0, q1), m, n, k) };
             };
             (0..tm * tn).into_par_iter().for_each(job);
+            give([astore, Vec::new()]);
         }
     }
     Ok(())

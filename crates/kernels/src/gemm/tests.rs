@@ -609,6 +609,62 @@ fn shared_operand_product(m: usize, n: usize, k: usize, seed: u64) {
     close(&c, &want, k, &format!("{m}x{n}x{k} seed {seed}"));
 }
 
+/// An `A` given as a source (a transformer's activations) is packed once for the whole
+/// product when jobs would pack it more than once: one job covering several blocks of
+/// columns (one thread, or a small product), chunks of rows each covering all columns,
+/// and the static split's jobs sharing rows. Each case against the reference, with
+/// ragged edges and several `K` blocks.
+#[test]
+fn an_a_source_packed_once_matches_reference() {
+    let kernel = Kernel::detect();
+    // (threads, m, n, k): one thread; a product too small to fork; rows handed out;
+    // the static split.
+    for (threads, m, n, k) in [
+        (1, 37, 300, 300),
+        (2, 5, 200, 40),
+        (2, 301, 150, 290),
+        (2, 13, 40, 600),
+    ] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let a = rnd(m * k, 11);
+        let b = rnd(k * n, 12);
+        let sa = Strided::rows(&a, m, k).unwrap();
+        let pb = PackedB::with_kernel(&Strided::cols(&b, n, k).unwrap(), kernel);
+        let mut c = vec![0.0; m * n];
+        let bias = rnd(n, 13);
+        let epi = Epilogue {
+            bias: Bias::Col(&bias),
+            act: Activation::Relu,
+            ..Epilogue::default()
+        };
+        pool.install(|| {
+            let out = Out {
+                data: &mut c,
+                rs: n,
+                cs: 1,
+            };
+            gemm_ex(kernel, Lhs::Source(&sa), Rhs::Packed(&pb), out, &epi).unwrap()
+        });
+        let want = reference(
+            m,
+            n,
+            k,
+            &a,
+            &b,
+            &[],
+            1.0,
+            0.0,
+            Some(&bias),
+            None,
+            Activation::Relu,
+        );
+        close(&c, &want, k, &format!("{threads} thread(s), {m}x{n}x{k}"));
+    }
+}
+
 #[test]
 fn a_product_finishes_when_the_other_threads_are_busy() {
     // The pool's other thread spins until the product is done: the product's chunks must
