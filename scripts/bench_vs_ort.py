@@ -23,6 +23,12 @@ explicitly with --shape. Inputs are random (float: standard normal; integer inpu
 GFLOP/s is the model's FLOPs (millrace's cost model, a multiply-add = 2) over millrace's
 median time, compared with `millrace peak --json` run once at the same thread count.
 
+CPU stolen: on Linux, the share of all CPU time that /proc/stat counts as steal (the
+hypervisor running another guest while this one's CPUs wanted to run) over each model's
+rounds, and per round in the log. On a shared VM this is what makes runs minutes apart
+differ (45% during one 2-thread GEMM benchmark on the AVX2 guest); both sides are slowed
+by it, but not necessarily alike, so ratios from rounds with much steal are weaker.
+
 --by-op also runs `millrace bench --by-op` once per model and reports the convolutions'
 share of the time and their GFLOP/s against the peak.
 
@@ -224,6 +230,30 @@ BASELINE_CHILD = "import numpy, onnxruntime, json\n" + VMHWM + \
     "print(json.dumps({'vmhwm_mb': _vmhwm_mb()}))"
 
 
+def cpu_ticks():
+    """(steal, total) clock ticks over all CPUs from /proc/stat, or None where there is none.
+
+    Steal is time the hypervisor ran something else while this guest's CPUs wanted to run:
+    on a shared VM it is what makes runs minutes apart differ, so each round reports it.
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal guest guest_nice; guest time is
+    # already counted in user.
+    total = sum(fields[:8])
+    return (fields[7] if len(fields) > 7 else 0, total)
+
+
+def steal_share(before, after):
+    """Percent of all CPU time stolen between two `cpu_ticks()` readings, or None."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
+
+
 def machine():
     info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     try:
@@ -296,7 +326,9 @@ def main():
         shapes = input_shapes(sess, args.batch, args.seq)
         feeds = random_feeds(sess, shapes)
         ort_s, mr_s, mr_meta = [], [], []
+        first_ticks = cpu_ticks()
         for r in range(args.rounds):
+            round_ticks = cpu_ticks()
             order = ["ort", "millrace"] if r % 2 == 0 else ["millrace", "ort"]
             for side in order:
                 if side == "ort":
@@ -310,8 +342,10 @@ def main():
                     j = run_millrace_bench(args.millrace, path, shapes, T, args.iters, warm)
                     mr_s += j["samples_ms"]
                     mr_meta.append(j)
+            st = steal_share(round_ticks, cpu_ticks())
             log(f"  round {r + 1}/{args.rounds}: ORT p50 {percentile(ort_s, 50):.2f} ms, "
-                f"millrace p50 {percentile(mr_s, 50):.2f} ms")
+                f"millrace p50 {percentile(mr_s, 50):.2f} ms"
+                + (f", {st:.0f}% of CPU time stolen" if st is not None else ""))
         gflop = mr_meta[0]["gflop"]
         res = {
             "model": label,
@@ -324,6 +358,7 @@ def main():
             "millrace_p50_ms": percentile(mr_s, 50),
             "millrace_p90_ms": percentile(mr_s, 90),
             "gflop": gflop,
+            "steal_pct": steal_share(first_ticks, cpu_ticks()),
         }
         res["ratio"] = res["millrace_p50_ms"] / res["ort_p50_ms"]
         res["millrace_gflops"] = gflop / (res["millrace_p50_ms"] / 1e3)
@@ -373,6 +408,10 @@ def main():
                        "onnxruntime": ort.__version__, "results": results}, f, indent=1)
 
 
+def fmt_steal(r):
+    return "-" if r.get("steal_pct") is None else f"{r['steal_pct']:.0f}%"
+
+
 def report(args, peak, results):
     m = machine()
     T = args.threads
@@ -384,7 +423,7 @@ def report(args, peak, results):
     if args.markdown:
         print(head + "\n")
         cols = ["model", "ORT p50 ms", "millrace p50 ms", "millrace / ORT", "ORT p90 ms",
-                "millrace p90 ms", "millrace GFLOP/s", "% of peak"]
+                "millrace p90 ms", "millrace GFLOP/s", "% of peak", "CPU stolen"]
         if args.batch > 1:
             cols += ["ORT /s", "millrace /s"]
         if args.by_op:
@@ -395,7 +434,7 @@ def report(args, peak, results):
             row = [r["model"], f"{r['ort_p50_ms']:.2f}", f"{r['millrace_p50_ms']:.2f}",
                    f"**{r['ratio']:.2f}**", f"{r['ort_p90_ms']:.2f}",
                    f"{r['millrace_p90_ms']:.2f}", f"{r['millrace_gflops']:.1f}",
-                   f"{r['millrace_pct_peak']:.0f}%"]
+                   f"{r['millrace_pct_peak']:.0f}%", fmt_steal(r)]
             if args.batch > 1:
                 row += [f"{r['ort_per_s']:.1f}", f"{r['millrace_per_s']:.1f}"]
             if args.by_op:
@@ -427,7 +466,7 @@ def report(args, peak, results):
         print(f"{r['model']:<16} ORT p50 {r['ort_p50_ms']:8.2f} ms (p90 {r['ort_p90_ms']:.2f})  "
               f"millrace p50 {r['millrace_p50_ms']:8.2f} ms (p90 {r['millrace_p90_ms']:.2f})  "
               f"ratio {r['ratio']:.2f}  {r['millrace_gflops']:.1f} GFLOP/s "
-              f"({r['millrace_pct_peak']:.0f}% of peak)")
+              f"({r['millrace_pct_peak']:.0f}% of peak), {fmt_steal(r)} of CPU time stolen")
         if args.batch > 1:
             print(f"{'':<16} throughput: ORT {r['ort_per_s']:.1f}/s, "
                   f"millrace {r['millrace_per_s']:.1f}/s")
