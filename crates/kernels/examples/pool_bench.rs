@@ -37,19 +37,9 @@ fn main() {
             o -= 1;
         }
         let g = Geom2d {
-            c,
-            h,
-            w: h,
-            kh: k,
-            kw: k,
-            sh: s,
-            sw: s,
-            dh: 1,
-            dw: 1,
-            pt: p,
-            pl: p,
             oh: o,
             ow: o,
+            ..Geom2d::square(c, h, h, k, s, 1, p)
         };
         let x = rnd(c * h * h, 1);
         let mut y = vec![0.0f32; c * o * o];

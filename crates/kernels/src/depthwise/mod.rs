@@ -1517,20 +1517,11 @@ mod bench {
                 .unwrap();
             pool.broadcast(|_| crate::reserve_scratch());
             for (c, h, k, s, p, o) in layers {
+                // The output size as listed: GoogLeNet's pools round up.
                 let g = Geom2d {
-                    c,
-                    h,
-                    w: h,
-                    kh: k,
-                    kw: k,
-                    sh: s,
-                    sw: s,
-                    dh: 1,
-                    dw: 1,
-                    pt: p,
-                    pl: p,
                     oh: o,
                     ow: o,
+                    ..Geom2d::square(c, h, h, k, s, 1, p)
                 };
                 if !blocked::fits(&g) {
                     println!("{threads}t {h}x{h} c {c} s{s}: does not fit a band");
@@ -1585,22 +1576,8 @@ mod bench {
             pool.broadcast(|_| crate::reserve_scratch());
             let mut total = [0.0; 2];
             for (h, c, s) in layers {
-                let o = (h + 2 - 3) / s + 1;
-                let g = Geom2d {
-                    c,
-                    h,
-                    w: h,
-                    kh: 3,
-                    kw: 3,
-                    sh: s,
-                    sw: s,
-                    dh: 1,
-                    dw: 1,
-                    pt: 1,
-                    pl: 1,
-                    oh: o,
-                    ow: o,
-                };
+                let g = Geom2d::square(c, h, h, 3, s, 1, 1);
+                let o = g.oh;
                 let x: Vec<f32> = (0..c * h * h).map(|i| (i % 13) as f32 * 0.1).collect();
                 let wt: Vec<f32> = (0..c * 9).map(|i| (i % 7) as f32 * 0.1).collect();
                 let b = vec![0.5f32; c];

@@ -566,21 +566,12 @@ pub fn gemm_ex(
     // panels it covers; when a job covers more than one block, or several jobs read the
     // same rows, packing it once for all of them is cheaper (bert_small's products at one
     // thread packed their activations 2 to 8 times each).
-    let a_once = |cols_per_job: usize, row_sharers: usize| match a {
-        Lhs::Source(_) => {
-            (cols_per_job > NC_PANELS || row_sharers > 1) && mp * kernel.mr * k <= SHARED_MAX
-        }
-        Lhs::Packed(_) => false,
+    let a_once = |cols_per_job: usize, row_sharers: usize| {
+        (cols_per_job > NC_PANELS || row_sharers > 1) && mp * kernel.mr * k <= SHARED_MAX
     };
     if threads == 1 || work < 1 << 18 {
         let mut astore = Vec::new();
-        let ain = match a {
-            Lhs::Source(src) if a_once(np, 1) => {
-                astore = take();
-                AIn::Panels(pack_shared(kernel, src, kernel.mr, &mut astore))
-            }
-            _ => AIn::of(a),
-        };
+        let ain = a_in(kernel, a, a_once(np, 1), &mut astore);
         // SAFETY: the one job covers C, checked above.
         unsafe { run_block(kernel, ain, BIn::of(b), out, epi, (0, mp), (0, np), m, n, k) };
         give([astore, Vec::new()]);
@@ -592,13 +583,7 @@ pub fn gemm_ex(
             // columns) is packed once for all of them, unless it is prepacked; so is an A
             // that chunks of rows would each pack more than once.
             let (mut astore, mut bstore) = (Vec::new(), Vec::new());
-            let ain = match a {
-                Lhs::Source(src) if side == Side::Cols || a_once(np, 1) => {
-                    astore = take();
-                    AIn::Panels(pack_shared(kernel, src, kernel.mr, &mut astore))
-                }
-                _ => AIn::of(a),
-            };
+            let ain = a_in(kernel, a, side == Side::Cols || a_once(np, 1), &mut astore);
             let bin = match b {
                 Rhs::Source(src) if side == Side::Rows => {
                     bstore = take();
@@ -651,13 +636,7 @@ pub fn gemm_ex(
             // the smaller one is what gets read twice.
             let (tm, tn) = split(mp, np, threads, n > m);
             let mut astore = Vec::new();
-            let ain = match a {
-                Lhs::Source(src) if a_once(np.div_ceil(tn), tn) => {
-                    astore = take();
-                    AIn::Panels(pack_shared(kernel, src, kernel.mr, &mut astore))
-                }
-                _ => AIn::of(a),
-            };
+            let ain = a_in(kernel, a, a_once(np.div_ceil(tn), tn), &mut astore);
             let bin = BIn::of(b);
             let job = |ji: usize| {
                 let (bi, bj) = (ji / tn, ji % tn);
@@ -672,6 +651,19 @@ pub fn gemm_ex(
         }
     }
     Ok(())
+}
+
+/// `A` as the product's jobs read it: with `once`, an `A` given as a source is packed
+/// whole into `store` (taken from the thread's [`SHARED`] stack; the caller gives it back)
+/// for all of them; otherwise as given.
+fn a_in<'s>(kernel: &'static Kernel, a: Lhs<'s>, once: bool, store: &'s mut Vec<f32>) -> AIn<'s> {
+    match a {
+        Lhs::Source(src) if once => {
+            *store = SHARED.with_borrow_mut(|v| v.pop()).unwrap_or_default();
+            AIn::Panels(pack_shared(kernel, src, kernel.mr, store))
+        }
+        _ => AIn::of(a),
+    }
 }
 
 /// The columns of `src` from `from` on (a Direct B's ragged last panel).
