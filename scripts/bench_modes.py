@@ -8,6 +8,7 @@ p90s are over all R*N per-run samples; the ratio is variant / first variant.
 Variants (--compare):
   schedule   --schedule sequential  vs  --schedule parallel  (branch-parallel scheduler)
   pass:NAME  all passes              vs  --no-pass NAME
+  idle       --idle sleep           vs  --idle spin  (idle pool threads park or poll)
 
     python3 scripts/bench_modes.py --models googlenet --compare schedule --threads 2 --markdown
     python3 scripts/bench_modes.py --models googlenet --compare pass:merge-sibling-convs
@@ -46,10 +47,12 @@ def variants(compare):
     if compare == "schedule":
         return [("sequential", ["--schedule", "sequential"]),
                 ("parallel", ["--schedule", "parallel"])]
+    if compare == "idle":
+        return [("sleep", ["--idle", "sleep"]), ("spin", ["--idle", "spin"])]
     if compare.startswith("pass:"):
         name = compare.split(":", 1)[1]
         return [("all passes", []), (f"--no-pass {name}", ["--no-pass", name])]
-    sys.exit(f"unknown --compare {compare!r}: schedule or pass:NAME")
+    sys.exit(f"unknown --compare {compare!r}: schedule, idle or pass:NAME")
 
 
 def main():

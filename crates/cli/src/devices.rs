@@ -322,6 +322,7 @@ pub fn group_bench(
             stop_after: None,
         },
         schedule: a.schedule,
+        idle: a.idle,
     };
     let split = match gb.parallel {
         "data" => Split::Data(

@@ -25,6 +25,11 @@ pub struct LoadArgs {
     /// `sequential` one node after another, `auto` asks the cost model.
     #[arg(long, value_name = "auto|sequential|parallel", default_value = "auto")]
     pub schedule: millrace::Schedule,
+    /// What idle pool threads do during a run: `spin` polls for work until the run ends
+    /// (each kernel then starts on every thread at once), `sleep` parks them (for cores
+    /// shared with other busy processes or models).
+    #[arg(long, value_name = "spin|sleep", default_value = "spin")]
+    pub idle: millrace::IdleWorkers,
 }
 
 pub struct Loaded {
@@ -162,6 +167,7 @@ impl Loaded {
                 stop_after: None,
             },
             schedule: self.args.schedule,
+            idle: self.args.idle,
         }
     }
 

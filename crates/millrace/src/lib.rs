@@ -20,8 +20,8 @@ pub use millrace_ir as ir;
 pub use millrace_onnx as onnx;
 pub use millrace_runtime::{
     input_specs, npz, random_inputs, read_npy_file, read_npz, write_npz, CompileOptions,
-    CompiledModel, Error, InputSpec, IoInfo, Model, NpzError, Profiled, Schedule, StageInfo,
-    StepTiming, Stream, StreamOptions, StreamOutput, Value, ValueKind,
+    CompiledModel, Error, IdleWorkers, InputSpec, IoInfo, Model, NpzError, Profiled, Schedule,
+    StageInfo, StepTiming, Stream, StreamOptions, StreamOutput, Value, ValueKind,
 };
 pub use millrace_runtime::{
     DataParallel, DataParallelOptions, GroupInfo, PipelineOptions, PipelineParallel,

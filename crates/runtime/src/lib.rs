@@ -6,6 +6,7 @@
 //! copy of the weights.
 
 mod error;
+mod idle;
 mod inputs;
 mod memplan;
 mod multi;
@@ -15,6 +16,7 @@ mod session;
 mod stream;
 
 pub use error::Error;
+pub use idle::IdleWorkers;
 pub use inputs::{input_specs, random_inputs, InputSpec};
 pub use memplan::MemoryReport;
 pub use millrace_ir::{Value, ValueKind};

@@ -1,5 +1,6 @@
 //! Models and compiled models: the public API.
 use crate::error::Error;
+use crate::idle::IdleWorkers;
 use crate::plan::{Plan, RunStates};
 use millrace_core::{DType, Dim, Tensor};
 use millrace_ir::{ArgRef, Graph, Value, ValueKind, ValueType};
@@ -62,6 +63,8 @@ pub struct CompileOptions {
     pub passes: PassOptions,
     /// Run independent branches concurrently or one node after another.
     pub schedule: Schedule,
+    /// What the pool's idle workers do while a run is in progress.
+    pub idle: IdleWorkers,
 }
 
 /// How the executor orders nodes (`--schedule`).
@@ -151,7 +154,7 @@ impl Model {
         g.infer_types()?;
         let reports = default_pipeline().run(&mut g, &opts.passes)?;
         let threads = opts.threads.unwrap_or_else(default_threads).max(1);
-        let mut compiled = CompiledModel::from_optimized(g, threads, opts.schedule)?;
+        let mut compiled = CompiledModel::from_optimized(g, threads, opts.schedule, opts.idle)?;
         compiled.reports = reports;
         Ok(compiled)
     }
@@ -164,6 +167,7 @@ impl CompiledModel {
         graph: Graph,
         threads: usize,
         schedule: Schedule,
+        idle: IdleWorkers,
     ) -> Result<CompiledModel, Error> {
         let threads = threads.max(1);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -186,6 +190,7 @@ impl CompiledModel {
             pool,
             threads,
             schedule,
+            idle,
             reports: Vec::new(),
         })
     }
@@ -276,6 +281,7 @@ pub struct CompiledModel {
     pool: rayon::ThreadPool,
     threads: usize,
     schedule: Schedule,
+    idle: IdleWorkers,
     reports: Vec<PassReport>,
 }
 
@@ -287,9 +293,7 @@ impl CompiledModel {
             .map(|(n, t)| (*n, ArgRef::Tensor(t)))
             .collect();
         let feeds = self.feeds(&args)?;
-        let outs = self
-            .pool
-            .install(|| self.plan.execute_profiled(&self.states, &feeds, None))?;
+        let outs = self.install(|| self.plan.execute_profiled(&self.states, &feeds, None))?;
         outs.into_iter()
             .map(|(name, v)| match v {
                 Value::Tensor(t) => Ok((name, t)),
@@ -312,8 +316,7 @@ impl CompiledModel {
         let args: Vec<(&str, ArgRef<'_>)> =
             inputs.iter().map(|(n, v)| (*n, ArgRef::Value(v))).collect();
         let feeds = self.feeds(&args)?;
-        self.pool
-            .install(|| self.plan.execute_profiled(&self.states, &feeds, None))
+        self.install(|| self.plan.execute_profiled(&self.states, &feeds, None))
     }
 
     /// Validates inputs and lays them out by value index.
@@ -405,6 +408,16 @@ impl CompiledModel {
         self.schedule
     }
 
+    /// What the pool's idle workers do during a run, as asked for at compile time.
+    pub fn idle(&self) -> IdleWorkers {
+        self.idle
+    }
+
+    /// Runs `f` on the model's pool, its other workers doing as [`CompiledModel::idle`] says.
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        crate::idle::install(&self.pool, self.idle, f)
+    }
+
     /// Whether runs use the branch-parallel schedule (asked for, or chosen by the cost
     /// model under [`Schedule::Auto`]).
     pub fn is_parallel(&self) -> bool {
@@ -452,7 +465,7 @@ impl CompiledModel {
             .collect();
         let feeds = self.feeds(&args)?;
         let mut timings = Vec::new();
-        let outs = self.pool.install(|| {
+        let outs = self.install(|| {
             self.plan
                 .execute_profiled(&self.states, &feeds, Some(&mut timings))
         })?;

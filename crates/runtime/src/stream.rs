@@ -173,7 +173,8 @@ impl CompiledModel {
         let bounds = balanced_ranges(&costs, &allowed_cuts(g), opts.stages)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let threads = split_threads(opts.threads.unwrap_or(self.threads()).max(1), bounds.len());
-        let (stages, infos) = build_stages(g, &bounds, &threads, &costs, self.schedule())?;
+        let (stages, infos) =
+            build_stages(g, &bounds, &threads, &costs, self.schedule(), self.idle())?;
         Ok(Stream::start(
             stages,
             infos,
@@ -238,6 +239,7 @@ fn build_stages(
     threads: &[usize],
     costs: &[f64],
     schedule: crate::session::Schedule,
+    idle: crate::IdleWorkers,
 ) -> Result<(Vec<Stage>, Vec<StageInfo>), Error> {
     let k = bounds.len();
     let cut = g
@@ -285,7 +287,7 @@ fn build_stages(
                 .collect(),
             outputs: outputs.iter().map(|v| g.value(*v).name.clone()).collect(),
         };
-        let model = CompiledModel::from_optimized(sub, threads[s], schedule)?;
+        let model = CompiledModel::from_optimized(sub, threads[s], schedule, idle)?;
         stages.push(Stage {
             model,
             inputs,
@@ -786,7 +788,7 @@ mod tests {
         g.inputs = vec![x, w];
         g.outputs = vec![d, a];
         g.infer_types().unwrap();
-        CompiledModel::from_optimized(g, 2, Schedule::Sequential).unwrap()
+        CompiledModel::from_optimized(g, 2, Schedule::Sequential, crate::IdleWorkers::Spin).unwrap()
     }
 
     fn frame(v: f32) -> Vec<(String, Tensor)> {
