@@ -25,10 +25,10 @@ pub struct LoadArgs {
     /// `sequential` one node after another, `auto` asks the cost model.
     #[arg(long, value_name = "auto|sequential|parallel", default_value = "auto")]
     pub schedule: millrace::Schedule,
-    /// What idle pool threads do during a run: `spin` polls for work until the run ends
-    /// (each kernel then starts on every thread at once), `sleep` parks them (for cores
-    /// shared with other busy processes or models).
-    #[arg(long, value_name = "spin|sleep", default_value = "spin")]
+    /// What idle pool threads do during a run: `sleep` parks them until the next kernel
+    /// wakes them; `spin` has them poll for work until the run ends, so that each kernel
+    /// starts on every thread at once (as ONNX Runtime's allow_spinning).
+    #[arg(long, value_name = "sleep|spin", default_value = "sleep")]
     pub idle: millrace::IdleWorkers,
 }
 

@@ -8,12 +8,17 @@
 //! 21: the parked worker came too late to take its half. A model of 50-100 kernels pays
 //! that at almost every node.
 //!
-//! [`IdleWorkers::Spin`] (the default) keeps the other workers polling for work for as long
-//! as a run lasts, as ONNX Runtime's intra-op pool does by default
+//! [`IdleWorkers::Spin`] keeps the other workers polling for work for as long as a run
+//! lasts, as ONNX Runtime's intra-op pool does by default
 //! (`session.intra_op.allow_spinning`); between runs they park as before. A polling worker
 //! offers its CPU to the operating system every few microseconds (`sched_yield`), so
-//! other busy threads of the process still get it, but several models or pools sharing
-//! too few cores should use [`IdleWorkers::Sleep`].
+//! other busy threads of the process still get it.
+//!
+//! [`IdleWorkers::Sleep`], rayon's own parking, is the default: on that same guest whole
+//! models ran 0.96-0.99x the time with polling in one comparison and 1.08-1.11x in another
+//! an hour later (`scripts/bench_modes.py --compare idle`, BENCHMARKS.md). A polling vCPU
+//! may share its host core with the working one, or be descheduled by the hypervisor for
+//! spinning; on a guest like this one the gain is not reliable.
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What a model's idle pool workers do while one of its runs is in progress (`--idle`).
@@ -21,10 +26,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub enum IdleWorkers {
     /// Poll for work until the run ends, so each parallel section starts on every thread
     /// at once.
-    #[default]
     Spin,
-    /// Park at once, as the thread pool does by itself, and be woken by the next section:
-    /// for pools that share their cores with other busy threads.
+    /// Park after a few rounds without work, as the thread pool does by itself, and be
+    /// woken by the next section (the default).
+    #[default]
     Sleep,
 }
 
