@@ -4,19 +4,18 @@
 //! (and while one thread finishes a section alone) the other workers have nothing to do.
 //! Rayon parks a worker after a few rounds of looking for work, and the next section then
 //! waits for the operating system to wake it. On the 2-vCPU KVM guest of BENCHMARKS.md, a
-//! `join` of two 20 µs halves after a 50 µs serial gap took 50-55 µs (median) instead of
-//! 21: the parked worker came too late to take its half. A model of 50-100 kernels pays
-//! that at almost every node.
+//! `join` of two 20 µs halves after a 50 or 200 µs serial gap took 49.5-56.3 µs (median)
+//! instead of 21: the parked worker came too late to take its half.
 //!
 //! [`IdleWorkers::Spin`] keeps the other workers polling for work for as long as a run
 //! lasts, as ONNX Runtime's intra-op pool does by default
 //! (`session.intra_op.allow_spinning`); between runs they park as before. A polling worker
-//! offers its CPU to the operating system every few microseconds (`sched_yield`), so
-//! other busy threads of the process still get it.
+//! offers its CPU to the operating system every 64 rounds without work (`sched_yield`),
+//! so other busy threads still get it.
 //!
 //! [`IdleWorkers::Sleep`], rayon's own parking, is the default: on that same guest whole
 //! models ran 0.96-0.99x the time with polling in one comparison and 1.08-1.11x in another
-//! an hour later (`scripts/bench_modes.py --compare idle`, BENCHMARKS.md). A polling vCPU
+//! about 40 minutes later (`scripts/bench_modes.py --compare idle`, BENCHMARKS.md). A polling vCPU
 //! may share its host core with the working one, or be descheduled by the hypervisor for
 //! spinning; on a guest like this one the gain is not reliable.
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,7 +83,7 @@ fn poll(done: &AtomicBool, owner: Option<usize>) {
             Some(rayon::Yield::Executed) => idle_rounds = 0,
             Some(rayon::Yield::Idle) => {
                 idle_rounds += 1;
-                // About every 10 µs, let any other runnable thread have this CPU.
+                // Now and then, let any other runnable thread have this CPU.
                 if idle_rounds.is_multiple_of(64) {
                     std::thread::yield_now();
                 } else {

@@ -6,11 +6,11 @@
 //! outputs per vector with AVX-512, 8 with AVX2+FMA, 1 in the portable build, four
 //! independent vectors in flight (the `kh * kw` taps of one vector form a dependent FMA
 //! chain). Stride 1 loads contiguous input; stride 2 over a padded copy loads contiguous
-//! input too, the copy's rows being split into their even columns and then their odd ones
-//! (on MobileNetV2's 112x112 stride-2 layer at 1 thread, `blocked_vs_rows`, Zen 3: 0.38-0.46x
-//! the time of the unsplit path, which loads two vectors and keeps the even lanes, as
-//! stride 2 still does without a copy). Row tails use masked loads and stores. Each accumulator takes all taps
-//! in registers and is stored once, with the bias added at the start and Relu / Clip applied
+//! input too, the copy's rows being split into their even columns and then their odd
+//! ones (on MobileNetV2's 112x112 stride-2 layer at 1 thread, `blocked_vs_rows`, Zen 3:
+//! 0.38-0.46x the time of the unsplit path, which loads two vectors and keeps the even
+//! lanes, as stride 2 still does without a copy). Row tails use masked loads and stores.
+//! Each accumulator takes all taps in registers and is stored once, with the bias added at the start and Relu / Clip applied
 //! in registers; other activations run over the channel's output right after, while it is
 //! in cache. The common windows (3x3 and 5x5 convolutions, 2x2 and 3x3 pools) are compiled
 //! with the window size as a constant so the tap loops unroll.
@@ -19,8 +19,9 @@
 //! padded with the reduction's neutral value (0 for convolution and average, `-inf` for
 //! max); average pooling then divides each window sum by its tap count, the product of a
 //! row count and a column count. Where the copy does not pay (stride-2 windows with
-//! dilated columns on large images, strides above 2, huge padding), rows and columns whose windows cross the border
-//! go through a checked scalar loop and only the rest is vectorized.
+//! dilated columns on large images, strides above 2, huge padding), rows and columns whose
+//! windows cross the border go through a checked scalar loop and only the rest is
+//! vectorized.
 //!
 //! Channels are independent and run in parallel on the current rayon pool when the layer
 //! is big enough to pay for it.
@@ -346,18 +347,28 @@ fn split_columns(g: &Geom2d) -> bool {
 /// after it, column `c` of the padded row at `row[c / 2]` (even `c`) or
 /// `row[half + c / 2]` (odd `c`), `half = row.len().div_ceil(2)`.
 fn split_row(src: &[f32], pl: usize, fill: f32, row: &mut [f32]) {
-    let half = row.len().div_ceil(2);
-    let (even, odd) = row.split_at_mut(half);
-    even.fill(fill);
-    odd.fill(fill);
-    // The source's even values go to the columns of pl's parity.
-    let (first, second) = if pl.is_multiple_of(2) {
-        (&mut even[pl / 2..], &mut odd[pl / 2..])
-    } else {
-        (&mut odd[pl / 2..], &mut even[pl / 2 + 1..])
-    };
+    let (even, odd) = row.split_at_mut(row.len().div_ceil(2));
+    // `src[i]` is padded column `pl + i`: its even values go to the columns of pl's parity.
+    // Each half gets `fill` around the run the source writes.
     let n = src.len() / 2;
-    let (mut done, first, second) = (0, &mut first[..n + src.len() % 2], &mut second[..n]);
+    let (runs, evens_first) = if pl.is_multiple_of(2) {
+        ([(pl / 2, n + src.len() % 2), (pl / 2, n)], true)
+    } else {
+        ([(pl / 2 + 1, n), (pl / 2, n + src.len() % 2)], false)
+    };
+    let [even, odd] = [(even, runs[0]), (odd, runs[1])].map(|(half, (at, len))| {
+        let (before, rest) = half.split_at_mut(at);
+        let (run, after) = rest.split_at_mut(len);
+        before.fill(fill);
+        after.fill(fill);
+        run
+    });
+    let (first, second) = if evens_first {
+        (even, odd)
+    } else {
+        (odd, even)
+    };
+    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -1483,6 +1494,31 @@ pub(crate) mod tests {
         let want = naive(&x, &wt, Some(&b), &g, act);
         for (got, want) in out.iter().zip(&want) {
             assert!((*got as f64 - want).abs() < 1e-5);
+        }
+    }
+
+    /// A split row holds the padded row's even columns, then its odd ones, for every
+    /// parity of the left pad and the width, with the SSE2 loop and its scalar tail.
+    #[test]
+    fn split_row_matches_the_padded_row() {
+        for pl in 0..4 {
+            for w in 1..20 {
+                for pr in 0..3 {
+                    let src: Vec<f32> = (0..w).map(|i| i as f32 + 1.0).collect();
+                    let mut padded = vec![-1.0f32; pl];
+                    padded.extend_from_slice(&src);
+                    padded.resize(pl + w + pr, -1.0);
+                    let want: Vec<f32> = padded
+                        .iter()
+                        .step_by(2)
+                        .chain(padded.iter().skip(1).step_by(2))
+                        .copied()
+                        .collect();
+                    let mut row = vec![f32::NAN; padded.len()];
+                    split_row(&src, pl, -1.0, &mut row);
+                    assert_eq!(row, want, "pl {pl} w {w} pr {pr}");
+                }
+            }
         }
     }
 
