@@ -205,6 +205,16 @@ pub mod x86 {
     /// As [`avx2`], with `o.nv == 8 * V`; inlined into the AVX2 kernels.
     #[inline(always)]
     unsafe fn avx2_store<const V: usize>(c: [[__m256; 2]; AVX2_MR], o: &super::TileOut) {
+        if o.last && o.alpha == 1.0 && o.add_old == 0.0 {
+            return match (o.res.is_null(), o.relu, o.clamp.is_some()) {
+                (true, false, false) => avx2_store_last::<V, false, 0>(c, o),
+                (true, true, _) => avx2_store_last::<V, false, 1>(c, o),
+                (true, false, true) => avx2_store_last::<V, false, 2>(c, o),
+                (false, false, false) => avx2_store_last::<V, true, 0>(c, o),
+                (false, true, _) => avx2_store_last::<V, true, 1>(c, o),
+                (false, false, true) => avx2_store_last::<V, true, 2>(c, o),
+            };
+        }
         let alpha = _mm256_set1_ps(o.alpha);
         let add_old = _mm256_set1_ps(o.add_old);
         let (lo, hi) = o.clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
@@ -259,6 +269,64 @@ pub mod x86 {
             };
         }
         // One literal per row of the tile: the list must follow `AVX2_MR`.
+        const _: () = assert!(AVX2_MR == 6);
+        rows!(0 1 2 3 4 5);
+    }
+
+    /// [`avx2_store`] for the usual final write: the last `K` block, `alpha` 1 and C
+    /// overwritten. The residual (`RES`) and the activation (`ACT`: 0 none, 1 Relu,
+    /// 2 clamp) are compile-time choices, so a row costs its bias add, its residual add,
+    /// its activation and its stores, with no per-vector tests of the tile's options.
+    ///
+    /// # Safety
+    /// As [`avx2_store`], with `o.last`, `o.alpha == 1` and `o.add_old == 0`.
+    #[inline(always)]
+    unsafe fn avx2_store_last<const V: usize, const RES: bool, const ACT: u8>(
+        c: [[__m256; 2]; AVX2_MR],
+        o: &super::TileOut,
+    ) {
+        let (lo, hi) = o.clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+        let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+        let mut bc = [_mm256_setzero_ps(); 2];
+        if !o.bias_col.is_null() {
+            for (v, x) in bc.iter_mut().enumerate().take(V) {
+                *x = _mm256_loadu_ps(o.bias_col.add(8 * v));
+            }
+        }
+        let brow = o.bias_row;
+        let (cp, ldc, rp, ldr) = (o.c, o.ldc, o.res, o.ldr);
+        macro_rules! row {
+            ($i:literal) => {{
+                let i: usize = $i;
+                let b = if brow.is_null() {
+                    _mm256_setzero_ps()
+                } else {
+                    _mm256_set1_ps(*brow.add(i))
+                };
+                for v in 0..V {
+                    let mut x = _mm256_add_ps(c[$i][v], _mm256_add_ps(b, bc[v]));
+                    if RES {
+                        x = _mm256_add_ps(x, _mm256_loadu_ps(rp.add(i * ldr + 8 * v)));
+                    }
+                    if ACT == 1 {
+                        x = _mm256_max_ps(x, _mm256_setzero_ps());
+                    } else if ACT == 2 {
+                        x = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
+                    }
+                    _mm256_storeu_ps(cp.add(i * ldc + 8 * v), x);
+                }
+            }};
+        }
+        macro_rules! rows {
+            ($($i:literal)*) => {
+                $(
+                    if $i >= o.mv {
+                        return;
+                    }
+                    row!($i);
+                )*
+            };
+        }
         const _: () = assert!(AVX2_MR == 6);
         rows!(0 1 2 3 4 5);
     }
