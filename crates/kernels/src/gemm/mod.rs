@@ -41,6 +41,15 @@ pub struct Kernel {
     pub kc: usize,
     /// Rows of `A` packed at a time (a multiple of `mr`).
     pub mc: usize,
+    /// A [`Rhs::Direct`] at most this many columns wide is packed rather than read in
+    /// place (0: never). Its rows, `N` floats apart, straddle cache lines, and a panel's
+    /// `kc` rows fill the L1 with parts of lines it does not use. On Zen 3 (AVX2,
+    /// `pw_bench`, the old rule behind a switch, alternating in one process) packing
+    /// ResNet-50's, GoogLeNet's and MobileNetV2's 49-column products took 0.83-0.97x the
+    /// time at 1 thread and 0.86-1.0x at 2 on the large ones (the 2-thread figures of
+    /// products under 0.3 ms ranged 0.94-1.07x between runs); N = 196 was mixed
+    /// (0.92-1.26x), so it stays in place. Not measured for AVX-512 (0 there).
+    pub pack_n_max: usize,
     f: micro::MicroFn,
     /// Kernels for a ragged last row panel (entry `r - 1` computes `r < mr` rows), where
     /// the instruction set has them; otherwise the full kernel computes all `mr`.
@@ -65,6 +74,7 @@ static GENERIC: Kernel = Kernel {
     nr: micro::GENERIC_NR,
     kc: 256,
     mc: 64,
+    pack_n_max: 0,
     f: micro::generic,
     tails: &[],
     halves: &[],
@@ -78,6 +88,7 @@ static AVX2: Kernel = Kernel {
     nr: micro::x86::AVX2_NR,
     kc: 256,
     mc: 72,
+    pack_n_max: 64,
     f: micro::x86::avx2,
     tails: &micro::x86::AVX2_ROWS,
     halves: &micro::x86::AVX2_HALF,
@@ -91,6 +102,7 @@ static AVX512: Kernel = Kernel {
     nr: micro::x86::AVX512_NR,
     kc: 768,
     mc: 14 * 12,
+    pack_n_max: 0,
     f: micro::x86::avx512,
     tails: &micro::x86::AVX512_ROWS,
     halves: &micro::x86::AVX512_HALF,
@@ -532,6 +544,21 @@ pub fn gemm_ex(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    // A narrow `B` read in place (a 7x7 image's 49 pixels) is packed instead: see
+    // `Kernel::pack_n_max`.
+    let strided;
+    let b = match b {
+        Rhs::Direct { data, k, n, ld } if n <= kernel.pack_n_max => {
+            match Strided::new(data, n, k, 1, ld) {
+                Some(s) => {
+                    strided = s;
+                    Rhs::Source(&strided)
+                }
+                None => b,
+            }
+        }
+        _ => b,
+    };
     let out = OutPtr {
         ptr: c.data.as_mut_ptr(),
         rs: c.rs,
