@@ -733,6 +733,8 @@ mod x86 {
     /// # Safety
     /// As [`store_avx2`], with `d.px >= 4` and `d.oc >= 8 V`.
     #[inline(always)]
+    // `v` picks a vector in each of the four pixel rows at once.
+    #[allow(clippy::needless_range_loop)]
     unsafe fn store_avx2_full<const R: usize, const V: usize, const RES: bool, const ACT: u8>(
         mut acc: [[__m256; V]; R],
         d: &Dst,
