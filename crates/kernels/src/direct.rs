@@ -285,55 +285,6 @@ pub fn conv_direct(
         }
     };
     let (tile_full, tile_last) = (pick(bw), pick(w.width(nb - 1)));
-    let item = |i: usize| {
-        let (ob, oy) = (i / oh, i % oh);
-        let pw = w.width(ob);
-        let panel = &w.panels[ob * k * bw..][..k * pw];
-        let tile = if ob + 1 == nb { tile_last } else { tile_full };
-        let oc0 = ob * bw;
-        let valid_oc = bw.min(w.m - oc0);
-        for t in 0..tiles {
-            let ox0 = t * r;
-            let px = r.min(ow - ox0);
-            let xo = oy * g.sh * rstep + ox0 * g.sw;
-            let dst = Dst {
-                // SAFETY (of the offsets): channel `oc0 + o < m`, pixel `oy * ow + ox0 +
-                // j < opl` for `j < px`; each (block, row, tile) is written by one job.
-                y: unsafe { yp.get().add(oc0 * opl + oy * ow + ox0) },
-                res: residual.map_or(std::ptr::null(), |rv| {
-                    rv[oc0 * opl + oy * ow + ox0..].as_ptr()
-                }),
-                bias: bias.map_or(std::ptr::null(), |b| b[oc0..].as_ptr()),
-                ld: opl,
-                px,
-                oc: valid_oc,
-                relu,
-                clamp,
-            };
-            // SAFETY: the instruction set checked by `supported`; the padded image holds
-            // every tap of the tile's `r` pixels for all `cin` channels (`hp` and `wp`
-            // above); the panel holds `k * pw` values; `dst` is inside `y` (and `residual`).
-            unsafe {
-                tile(
-                    w.cin,
-                    taps,
-                    cstep,
-                    xpr.as_ptr().add(xo),
-                    panel.as_ptr(),
-                    &dst,
-                )
-            };
-        }
-        if post {
-            for o in 0..valid_oc {
-                // SAFETY: this job's row of channel `oc0 + o`, written above.
-                let row = unsafe {
-                    std::slice::from_raw_parts_mut(yp.get().add((oc0 + o) * opl + oy * ow), ow)
-                };
-                act.apply_slice(row);
-            }
-        }
-    };
     // On AVX2, an output row whose width is not a multiple of the tile's 4 pixels ends in
     // a part-empty tile (14 = 4 + 4 + 4 + 2: an eighth of the work wasted). Where that
     // wastes a tenth or more, the plane's pixels are tiled in raster order instead, a tile
@@ -347,21 +298,27 @@ pub fn conv_direct(
     let chunks = ntiles.div_ceil(tiles);
     let tile_at = |ob: usize| x86::pick_avx2_at(w.width(ob) / 8, taps.len());
     let origin = |p: usize| (p / ow) * g.sh * rstep + (p % ow) * g.sw;
-    let flat_item = |i: usize| {
-        let (ob, ci) = (i / chunks, i % chunks);
+    // A job: channel block `ob` over the output pixels `a..b` of its `run`-th run (an
+    // output row, or as many tiles as a row has when the plane is tiled in raster order).
+    let runs = if flat { chunks } else { oh };
+    let item = |i: usize| {
+        let (ob, run) = (i / runs, i % runs);
+        let (a, b) = if flat {
+            (run * tiles * r, ((run + 1) * tiles * r).min(opl))
+        } else {
+            (run * ow, (run + 1) * ow)
+        };
         let pw = w.width(ob);
         let panel = &w.panels[ob * k * bw..][..k * pw];
         let tile = if ob + 1 == nb { tile_last } else { tile_full };
         let oc0 = ob * bw;
         let valid_oc = bw.min(w.m - oc0);
-        let (t0, t1) = (ci * tiles, ((ci + 1) * tiles).min(ntiles));
-        for t in t0..t1 {
-            let p0 = t * r;
-            let px = r.min(opl - p0);
+        for p0 in (a..b).step_by(r) {
+            let px = r.min(b - p0);
             let xo = origin(p0);
             let dst = Dst {
-                // SAFETY (of the offsets): channel `oc0 + o < m`, pixel `p0 + j < opl` for
-                // `j < px`; each (block, run of tiles) is written by one job.
+                // SAFETY (of the offsets): channel `oc0 + o < m`, pixel `p0 + j < b <= opl`
+                // for `j < px`; each (block, run) is written by one job.
                 y: unsafe { yp.get().add(oc0 * opl + p0) },
                 res: residual.map_or(std::ptr::null(), |rv| rv[oc0 * opl + p0..].as_ptr()),
                 bias: bias.map_or(std::ptr::null(), |b| b[oc0..].as_ptr()),
@@ -371,54 +328,40 @@ pub fn conv_direct(
                 relu,
                 clamp,
             };
-            // SAFETY: as in `item`; a tile inside one row reads what the row's tiles read,
-            // and each pixel of a row-crossing tile reads its own window (a missing pixel
-            // past the plane's end reads pixel `p0`'s).
+            // SAFETY: the instruction set checked by `supported`; the padded image holds
+            // every tap of `r` pixels from any tile's first pixel along its row (`hp` and
+            // `wp` above), and a tile that crosses rows reads each pixel's own window (a
+            // missing pixel past the plane's end reads pixel `p0`'s); the panel holds
+            // `k * pw` values; `dst` is inside `y` (and `residual`).
             unsafe {
-                if p0 % ow + r <= ow {
-                    tile(
-                        w.cin,
-                        taps,
-                        cstep,
-                        xpr.as_ptr().add(xo),
-                        panel.as_ptr(),
-                        &dst,
-                    );
+                let (xs, ws) = (xpr.as_ptr().add(xo), panel.as_ptr());
+                if !flat || p0 % ow + r <= ow {
+                    tile(w.cin, taps, cstep, xs, ws, &dst);
                 } else {
                     let mut off = [0isize; AVX2_PIXELS];
                     for (j, o) in off.iter_mut().enumerate().take(px) {
                         *o = origin(p0 + j) as isize - xo as isize;
                     }
-                    (tile_at(ob))(
-                        w.cin,
-                        taps,
-                        cstep,
-                        xpr.as_ptr().add(xo),
-                        panel.as_ptr(),
-                        &dst,
-                        &off,
-                    );
+                    (tile_at(ob))(w.cin, taps, cstep, xs, ws, &dst, &off);
                 }
             }
         }
         if post {
-            let (a, b) = (t0 * r, (t1 * r).min(opl));
             for o in 0..valid_oc {
                 // SAFETY: this job's pixels of channel `oc0 + o`, written above.
-                let run = unsafe {
+                let px = unsafe {
                     std::slice::from_raw_parts_mut(yp.get().add((oc0 + o) * opl + a), b - a)
                 };
-                act.apply_slice(run);
+                act.apply_slice(px);
             }
         }
     };
-    let items = nb * if flat { chunks } else { oh };
+    let items = nb * runs;
     let work = (k * opl * bw) as u64;
-    let run = |i: usize| if flat { flat_item(i) } else { item(i) };
     if rayon::current_num_threads() > 1 && work >= 1 << 20 {
-        (0..items).into_par_iter().for_each(run);
+        (0..items).into_par_iter().for_each(item);
     } else {
-        (0..items).for_each(run);
+        (0..items).for_each(item);
     }
     PADDED.with_borrow_mut(|s| s.push(xp));
     Ok(())
@@ -669,14 +612,22 @@ mod x86 {
     /// One step of K for the AVX2 kernels: as [`step`] with 8-lane vectors and no weight
     /// prefetch (the weights are read in order, which the hardware prefetcher follows).
     macro_rules! step_avx2 {
-        ($acc:ident, $p:expr, $w:expr) => {{
+        ($acc:ident, $p:expr, $w:expr) => {
+            step_avx2_px!($acc, $p, $w, j => (j * S) as isize)
+        };
+    }
+
+    /// [`step_avx2`] with pixel `j`'s input at `$p` plus `$off` (an expression of `$j`):
+    /// `j * S` for the pixels of one row, per-pixel offsets for a tile that crosses rows.
+    macro_rules! step_avx2_px {
+        ($acc:ident, $p:expr, $w:expr, $j:ident => $off:expr) => {{
             let (p, w): (*const f32, *const f32) = ($p, $w);
             let mut wv = [_mm256_setzero_ps(); V];
             for (v, wr) in wv.iter_mut().enumerate() {
                 *wr = _mm256_loadu_ps(w.add(8 * v));
             }
-            for (j, aj) in $acc.iter_mut().enumerate() {
-                let b = _mm256_broadcast_ss(&*p.add(j * S));
+            for ($j, aj) in $acc.iter_mut().enumerate() {
+                let b = _mm256_broadcast_ss(&*p.offset($off));
                 for (c, wr) in aj.iter_mut().zip(wv) {
                     *c = _mm256_fmadd_ps(b, wr, *c);
                 }
@@ -743,19 +694,9 @@ mod x86 {
         let o = *off;
         let mut acc = [[_mm256_setzero_ps(); V]; R];
         macro_rules! step_at {
-            ($acc:ident, $p:expr, $w:expr) => {{
-                let (p, w): (*const f32, *const f32) = ($p, $w);
-                let mut wv = [_mm256_setzero_ps(); V];
-                for (v, wr) in wv.iter_mut().enumerate() {
-                    *wr = _mm256_loadu_ps(w.add(8 * v));
-                }
-                for (j, aj) in $acc.iter_mut().enumerate() {
-                    let b = _mm256_broadcast_ss(&*p.offset(o[j]));
-                    for (c, wr) in aj.iter_mut().zip(wv) {
-                        *c = _mm256_fmadd_ps(b, wr, *c);
-                    }
-                }
-            }};
+            ($acc:ident, $p:expr, $w:expr) => {
+                step_avx2_px!($acc, $p, $w, j => o[j])
+            };
         }
         sum_k!(step_at, acc, NINE, cin, taps, plane, x, w, 8 * V);
         store_avx2(acc, d);
@@ -799,17 +740,8 @@ mod x86 {
             if 8 * v >= d.oc {
                 break;
             }
-            let t0 = _mm256_castps_pd(_mm256_unpacklo_ps(acc[0][v], acc[1][v]));
-            let t1 = _mm256_castps_pd(_mm256_unpackhi_ps(acc[0][v], acc[1][v]));
-            let t2 = _mm256_castps_pd(_mm256_unpacklo_ps(acc[2][v], acc[3][v]));
-            let t3 = _mm256_castps_pd(_mm256_unpackhi_ps(acc[2][v], acc[3][v]));
             // Vector `i`: the 4 pixels of channel `i` (low half) and of `i + 4` (high).
-            let rows = [
-                _mm256_castpd_ps(_mm256_unpacklo_pd(t0, t2)),
-                _mm256_castpd_ps(_mm256_unpackhi_pd(t0, t2)),
-                _mm256_castpd_ps(_mm256_unpacklo_pd(t1, t3)),
-                _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3)),
-            ];
+            let rows = channels4([acc[0][v], acc[1][v], acc[2][v], acc[3][v]]);
             for (i, &val) in rows.iter().enumerate() {
                 let (oa, ob) = (8 * v + i, 8 * v + 4 + i);
                 if oa >= d.oc {
@@ -878,6 +810,23 @@ mod x86 {
         }
     }
 
+    /// 4 pixels' vectors of 8 channels to 4 vectors of channels' pixels: vector `i` holds
+    /// the 4 pixels of channel `i` (low half) and of channel `i + 4` (high half); two 4 x 4
+    /// transposes, one per 128-bit half.
+    #[inline(always)]
+    unsafe fn channels4(p: [__m256; 4]) -> [__m256; 4] {
+        let t0 = _mm256_castps_pd(_mm256_unpacklo_ps(p[0], p[1]));
+        let t1 = _mm256_castps_pd(_mm256_unpackhi_ps(p[0], p[1]));
+        let t2 = _mm256_castps_pd(_mm256_unpacklo_ps(p[2], p[3]));
+        let t3 = _mm256_castps_pd(_mm256_unpackhi_ps(p[2], p[3]));
+        [
+            _mm256_castpd_ps(_mm256_unpacklo_pd(t0, t2)),
+            _mm256_castpd_ps(_mm256_unpackhi_pd(t0, t2)),
+            _mm256_castpd_ps(_mm256_unpacklo_pd(t1, t3)),
+            _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3)),
+        ]
+    }
+
     /// [`store_avx2`] for a tile of 4 pixels whose `8 V` channels all exist, with the
     /// residual (`RES`) and the activation (`ACT`: 0 none, 1 Relu, 2 Clip) compile-time
     /// choices. The bias is one vector add per accumulator before the transposes (a
@@ -906,17 +855,8 @@ mod x86 {
             }
         }
         for v in 0..V {
-            let t0 = _mm256_castps_pd(_mm256_unpacklo_ps(acc[0][v], acc[1][v]));
-            let t1 = _mm256_castps_pd(_mm256_unpackhi_ps(acc[0][v], acc[1][v]));
-            let t2 = _mm256_castps_pd(_mm256_unpacklo_ps(acc[2][v], acc[3][v]));
-            let t3 = _mm256_castps_pd(_mm256_unpackhi_ps(acc[2][v], acc[3][v]));
             // Vector `i`: the 4 pixels of channel `i` (low half) and of `i + 4` (high).
-            let rows = [
-                _mm256_castpd_ps(_mm256_unpacklo_pd(t0, t2)),
-                _mm256_castpd_ps(_mm256_unpackhi_pd(t0, t2)),
-                _mm256_castpd_ps(_mm256_unpacklo_pd(t1, t3)),
-                _mm256_castpd_ps(_mm256_unpackhi_pd(t1, t3)),
-            ];
+            let rows = channels4([acc[0][v], acc[1][v], acc[2][v], acc[3][v]]);
             for (i, &val) in rows.iter().enumerate() {
                 let (ya, yb) = (d.y.add((8 * v + i) * d.ld), d.y.add((8 * v + 4 + i) * d.ld));
                 let mut val = val;

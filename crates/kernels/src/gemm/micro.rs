@@ -198,6 +198,25 @@ pub mod x86 {
         super::store_acc(&acc, AVX2_NR, o);
     }
 
+    /// `$row!(i)` for each row `i < $mv` of an AVX2 tile, `i` a literal (so that the
+    /// accumulators are indexed by constants and stay in registers); returns from the
+    /// enclosing function after the last.
+    macro_rules! avx2_rows {
+        ($mv:expr, $row:ident) => {
+            avx2_rows!(@ $mv, $row, 0 1 2 3 4 5)
+        };
+        (@ $mv:expr, $row:ident, $($i:literal)*) => {{
+            // One literal per row of the tile: the list must follow `AVX2_MR`.
+            const _: () = assert!(AVX2_MR == 6);
+            $(
+                if $i >= $mv {
+                    return;
+                }
+                $row!($i);
+            )*
+        }};
+    }
+
     /// The AVX2 kernels' epilogue for a tile `8 * V` columns wide, row by row with constant
     /// indices so that the accumulators stay in registers (as [`avx512_store`]).
     ///
@@ -254,19 +273,7 @@ pub mod x86 {
                 }
             }};
         }
-        macro_rules! rows {
-            ($($i:literal)*) => {
-                $(
-                    if $i >= o.mv {
-                        return;
-                    }
-                    row!($i);
-                )*
-            };
-        }
-        // One literal per row of the tile: the list must follow `AVX2_MR`.
-        const _: () = assert!(AVX2_MR == 6);
-        rows!(0 1 2 3 4 5);
+        avx2_rows!(o.mv, row);
     }
 
     /// [`avx2_store`] with `alpha` 1 and C overwritten (`OLD` false) or added to (`OLD`
@@ -352,18 +359,7 @@ pub mod x86 {
                 }
             }};
         }
-        macro_rules! rows {
-            ($($i:literal)*) => {
-                $(
-                    if $i >= o.mv {
-                        return;
-                    }
-                    row!($i);
-                )*
-            };
-        }
-        const _: () = assert!(AVX2_MR == 6);
-        rows!(0 1 2 3 4 5);
+        avx2_rows!(o.mv, row);
     }
 
     /// AVX2 + FMA for one column of a tile (`o.nv` must be 1), as [`avx512_col`]: the
