@@ -38,7 +38,8 @@
 //! at its own offset, and its 4 output pixels are still consecutive in the plane.
 //!
 //! Work is split over the pool's threads by (channel block, output row), channel blocks
-//! outermost (by runs of as many tiles as a row has, for planes tiled in raster order), so each thread keeps few weight panels in its L2. (Output rows outermost
+//! outermost, so each thread keeps few weight panels in its L2; a plane tiled in raster
+//! order is split into runs of as many tiles as a row has. (Output rows outermost
 //! was 0.67-0.82x the time on ResNet-50's stride-2 layers while the padded copy was
 //! planar, and 0.9-1.1x, no gain, once its rows were interleaved.)
 use crate::activation::Activation;
@@ -296,7 +297,9 @@ pub fn conv_direct(
     let ntiles = opl.div_ceil(r);
     let flat = !w.avx512 && 10 * ntiles <= 9 * oh * tiles;
     let chunks = ntiles.div_ceil(tiles);
-    let tile_at = |ob: usize| x86::pick_avx2_at(w.width(ob) / 8, taps.len());
+    // The row-crossing kernels, likewise for every block's but the last's and the last's.
+    let pick_at = |pw: usize| x86::pick_avx2_at(pw / 8, taps.len());
+    let (at_full, at_last) = (pick_at(bw), pick_at(w.width(nb - 1)));
     let origin = |p: usize| (p / ow) * g.sh * rstep + (p % ow) * g.sw;
     // A job: channel block `ob` over the output pixels `a..b` of its `run`-th run (an
     // output row, or as many tiles as a row has when the plane is tiled in raster order).
@@ -310,7 +313,11 @@ pub fn conv_direct(
         };
         let pw = w.width(ob);
         let panel = &w.panels[ob * k * bw..][..k * pw];
-        let tile = if ob + 1 == nb { tile_last } else { tile_full };
+        let (tile, tile_at) = if ob + 1 == nb {
+            (tile_last, at_last)
+        } else {
+            (tile_full, at_full)
+        };
         let oc0 = ob * bw;
         let valid_oc = bw.min(w.m - oc0);
         for p0 in (a..b).step_by(r) {
@@ -342,7 +349,7 @@ pub fn conv_direct(
                     for (j, o) in off.iter_mut().enumerate().take(px) {
                         *o = origin(p0 + j) as isize - xo as isize;
                     }
-                    (tile_at(ob))(w.cin, taps, cstep, xs, ws, &dst, &off);
+                    tile_at(w.cin, taps, cstep, xs, ws, &dst, &off);
                 }
             }
         }

@@ -585,7 +585,6 @@ pub fn gemm_ex(
     let threads = rayon::current_num_threads().max(1);
     // Small products are not worth a fork.
     let work = m as u64 * n as u64 * k as u64;
-    let take = || SHARED.with_borrow_mut(|v| v.pop()).unwrap_or_default();
     let give = |stores: [Vec<f32>; 2]| {
         SHARED.with_borrow_mut(|v| v.extend(stores.into_iter().filter(|s| s.capacity() > 0)))
     };
@@ -613,12 +612,12 @@ pub fn gemm_ex(
             let ain = a_in(kernel, a, side == Side::Cols || a_once(np, 1), &mut astore);
             let bin = match b {
                 Rhs::Source(src) if side == Side::Rows => {
-                    bstore = take();
+                    bstore = take_shared();
                     BIn::Panels(pack_shared(kernel, src, kernel.nr, &mut bstore))
                 }
                 Rhs::Direct { data, k, n, ld } if side == Side::Rows && n % kernel.nr != 0 => {
                     let last = (np - 1) * kernel.nr;
-                    bstore = take();
+                    bstore = take_shared();
                     let ragged = Strided::new(data, n, k, 1, ld).map(|src| {
                         pack_shared(
                             kernel,
@@ -686,11 +685,17 @@ pub fn gemm_ex(
 fn a_in<'s>(kernel: &'static Kernel, a: Lhs<'s>, once: bool, store: &'s mut Vec<f32>) -> AIn<'s> {
     match a {
         Lhs::Source(src) if once => {
-            *store = SHARED.with_borrow_mut(|v| v.pop()).unwrap_or_default();
+            *store = take_shared();
             AIn::Panels(pack_shared(kernel, src, kernel.mr, store))
         }
         _ => AIn::of(a),
     }
+}
+
+/// A buffer from the thread's [`SHARED`] stack (or a new one) for an operand packed once
+/// per product; the caller gives it back when the product is done.
+fn take_shared() -> Vec<f32> {
+    SHARED.with_borrow_mut(|v| v.pop()).unwrap_or_default()
 }
 
 /// The columns of `src` from `from` on (a Direct B's ragged last panel).
