@@ -3,9 +3,11 @@
 //! interleaved run by run so that a busy machine slows them alike. Each timed batch of
 //! products runs inside one `pool.install`, as a model's run does: entering the pool once
 //! per product added about 60 us on the 2-vCPU guest (72x128x128: 97 against 35 us).
-//! `cargo run --release -p millrace-kernels --example pw_bench [THREADS] [SHAPE] [NAME[:KC:MC][+res][+pack] ...]`
+//! `cargo run --release -p millrace-kernels --example pw_bench [THREADS] [SHAPE] [NAME[:KC:MC][+res][+pack] ...] [--cold]`
 //! (`+res`: with a residual Add and Relu in the epilogue, as ResNet-50's last 1x1 of a block;
-//! `+pack`: B packed into panels instead of read in place; SHAPE: an index or `MxKxN`).
+//! `+pack`: B packed into panels instead of read in place; SHAPE: an index or `MxKxN`;
+//! `--cold`: each product reads and writes one of several copies spanning more than the
+//! last-level cache, as a layer of a model finds its input).
 use millrace_kernels::activation::Activation;
 use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided, View};
 use std::time::Instant;
@@ -14,7 +16,11 @@ mod common;
 use common::Aligned;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    // `--cold`: each product reads its image from and writes to one of several copies
+    // spanning more than the last-level cache, as a model's layer finds its input.
+    let cold = args.iter().any(|a| a == "--cold");
+    args.retain(|a| a != "--cold");
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
     // SHAPE: an index into the list below, or `MxKxN`.
     let only: Option<usize> = args.get(2).and_then(|s| s.parse().ok());
@@ -79,15 +85,25 @@ fn main() {
         xb.iter_mut()
             .enumerate()
             .for_each(|(i, v)| *v = (i % 17) as f32 * 0.01);
-        let x = &xb[..];
+        let copies = if cold {
+            (96usize << 20).div_ceil(4 * (k * n + m * n)).max(2)
+        } else {
+            1
+        };
+        let mut xcopies: Vec<Aligned> = (1..copies)
+            .map(|_| {
+                let mut b = Aligned::new(k * n);
+                b.copy_from_slice(&xb);
+                b
+            })
+            .collect();
+        xcopies.insert(0, xb);
+        let mut ccopies: Vec<Aligned> = (0..copies).map(|_| Aligned::new(m * n)).collect();
         let w: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
         let packs: Vec<Packed> = kernels
             .iter()
             .map(|&kr| Packed::lhs_with_kernel(&Strided::rows(&w, m, k).unwrap(), kr))
             .collect();
-        let xs = Strided::cols(x, n, k);
-        let mut cb = Aligned::new(m * n);
-        let c = &mut cb[..];
         let mut rb = Aligned::new(m * n);
         rb.iter_mut()
             .enumerate()
@@ -99,7 +115,10 @@ fn main() {
             for (vi, (&kr, pa)) in kernels.iter().zip(&packs).enumerate() {
                 let t = Instant::now();
                 pool.install(|| {
-                    for _ in 0..iters {
+                    for it in 0..iters {
+                        let x = &xcopies[it % copies][..];
+                        let c = &mut ccopies[it % copies][..];
+                        let xs = Strided::cols(x, n, k);
                         gemm_ex(
                             kr,
                             Lhs::Packed(pa),
@@ -113,7 +132,7 @@ fn main() {
                                 },
                             },
                             Out {
-                                data: &mut *c,
+                                data: c,
                                 rs: n,
                                 cs: 1,
                             },

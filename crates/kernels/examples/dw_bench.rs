@@ -1,0 +1,89 @@
+//! Depthwise 3x3 convolutions as MobileNetV2 runs them (all 17 layers, bias and Relu6),
+//! microseconds per layer and GFLOP/s, the median of interleaved rounds.
+//! `cargo run --release -p millrace-kernels --example dw_bench [THREADS] [ROUNDS] [--cold]`
+//! (`--cold`: each call reads and writes one of several copies spanning more than the
+//! last-level cache, as a model's layer finds its input).
+use millrace_kernels::activation::Activation;
+use millrace_kernels::conv::Geom2d;
+use millrace_kernels::depthwise::depthwise2d;
+use std::time::Instant;
+
+mod common;
+use common::{rnd, Aligned};
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().collect();
+    let cold = args.iter().any(|a| a == "--cold");
+    args.retain(|a| a != "--cold");
+    let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(15);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("pool");
+    pool.broadcast(|_| millrace_kernels::reserve_scratch());
+    // (h, c, stride): 3x3, pad 1, in network order.
+    let layers = [
+        (112, 32, 1),
+        (112, 96, 2),
+        (56, 144, 1),
+        (56, 144, 2),
+        (28, 192, 1),
+        (28, 192, 1),
+        (28, 192, 2),
+        (14, 384, 1),
+        (14, 384, 1),
+        (14, 384, 1),
+        (14, 384, 1),
+        (14, 576, 1),
+        (14, 576, 1),
+        (14, 576, 2),
+        (7, 960, 1),
+        (7, 960, 1),
+        (7, 960, 1),
+    ];
+    let act = Activation::Clip { lo: 0.0, hi: 6.0 };
+    let mut total = 0.0;
+    for (h, c, s) in layers {
+        let g = Geom2d::square(c, h, h, 3, s, 1, 1);
+        let (n_in, n_out) = (c * h * h, c * g.oh * g.ow);
+        let copies = if cold {
+            (96usize << 20).div_ceil(4 * (n_in + n_out)).max(2)
+        } else {
+            1
+        };
+        let x0 = rnd(n_in, 1);
+        let xs: Vec<Aligned> = (0..copies).map(|_| Aligned::from_slice(&x0)).collect();
+        let mut outs: Vec<Aligned> = (0..copies).map(|_| Aligned::new(n_out)).collect();
+        let w = rnd(c * 9, 2);
+        let b = rnd(c, 3);
+        let iters = (4e7 / (18.0 * n_out as f64)).clamp(2.0, 100.0) as usize;
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            pool.install(|| {
+                for i in 0..iters {
+                    depthwise2d(
+                        &xs[i % copies],
+                        &w,
+                        Some(&b),
+                        &g,
+                        act,
+                        &mut outs[i % copies],
+                    )
+                    .expect("depthwise");
+                }
+            });
+            times.push(t.elapsed().as_secs_f64() / iters as f64);
+        }
+        times.sort_by(f64::total_cmp);
+        let med = times[times.len() / 2];
+        total += med;
+        println!(
+            "{h:4}x{h:<4} c {c:4} s{s}: {:8.1} us {:6.1} GF/s",
+            med * 1e6,
+            18.0 * n_out as f64 / med / 1e9,
+        );
+    }
+    println!("total: {:.1} us", total * 1e6);
+}
