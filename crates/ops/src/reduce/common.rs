@@ -247,38 +247,96 @@ fn reduce_float<T: Num>(
                 *a = if m.is_finite() { m + a.ln() } else { *m };
             }
         }
-        _ => {
-            for_each_reduced(shape, mask, |i, o| {
-                let v = x[i].to_f64();
-                let a = &mut acc[o];
-                match kind {
-                    ReduceKind::Max => {
-                        if v > *a || v.is_nan() {
-                            *a = v
+        _ => match trailing_block(shape, mask) {
+            // The reduced axes are the last ones (a global average over H and W, a mean
+            // over the hidden size): each output reduces one contiguous run, without the
+            // odometer's per-element bookkeeping.
+            Some(inner) if inner > 0 && x.len() == inner * n_out => {
+                for (a, run) in acc.iter_mut().zip(x.chunks_exact(inner)) {
+                    *a = match kind {
+                        ReduceKind::L1 => sum_run(run, f64::abs),
+                        ReduceKind::L2 | ReduceKind::SumSquare => sum_run(run, |v| v * v),
+                        ReduceKind::Sum | ReduceKind::Mean | ReduceKind::LogSum => {
+                            sum_run(run, |v| v)
                         }
-                    }
-                    ReduceKind::Min => {
-                        if v < *a || v.is_nan() {
-                            *a = v
-                        }
-                    }
-                    ReduceKind::Prod => *a *= v,
-                    ReduceKind::L1 => *a += v.abs(),
-                    ReduceKind::L2 | ReduceKind::SumSquare => *a += v * v,
-                    _ => *a += v,
+                        _ => run.iter().fold(*a, |a, v| {
+                            let v = v.to_f64();
+                            match kind {
+                                ReduceKind::Max if v > a || v.is_nan() => v,
+                                ReduceKind::Min if v < a || v.is_nan() => v,
+                                ReduceKind::Prod => a * v,
+                                _ => a,
+                            }
+                        }),
+                    };
                 }
-            });
-            for a in acc.iter_mut() {
-                match kind {
-                    ReduceKind::Mean => *a /= count as f64,
-                    ReduceKind::L2 => *a = a.sqrt(),
-                    ReduceKind::LogSum => *a = a.ln(),
-                    _ => {}
-                }
+                finish(kind, &mut acc, count);
             }
-        }
+            _ => {
+                for_each_reduced(shape, mask, |i, o| {
+                    let v = x[i].to_f64();
+                    let a = &mut acc[o];
+                    match kind {
+                        ReduceKind::Max => {
+                            if v > *a || v.is_nan() {
+                                *a = v
+                            }
+                        }
+                        ReduceKind::Min => {
+                            if v < *a || v.is_nan() {
+                                *a = v
+                            }
+                        }
+                        ReduceKind::Prod => *a *= v,
+                        ReduceKind::L1 => *a += v.abs(),
+                        ReduceKind::L2 | ReduceKind::SumSquare => *a += v * v,
+                        _ => *a += v,
+                    }
+                });
+                finish(kind, &mut acc, count);
+            }
+        },
     }
     acc.into_iter().map(T::from_f64).collect()
+}
+
+/// The mean's division, L2's square root, LogSum's logarithm, on the accumulated values.
+fn finish(kind: ReduceKind, acc: &mut [f64], count: usize) {
+    for a in acc.iter_mut() {
+        match kind {
+            ReduceKind::Mean => *a /= count as f64,
+            ReduceKind::L2 => *a = a.sqrt(),
+            ReduceKind::LogSum => *a = a.ln(),
+            _ => {}
+        }
+    }
+}
+
+/// If the reduced axes are exactly the trailing ones (at least one), the number of
+/// elements each output reduces; else `None`.
+fn trailing_block(shape: &[usize], mask: &[bool]) -> Option<usize> {
+    let first = mask.iter().position(|&m| m)?;
+    mask[first..]
+        .iter()
+        .all(|&m| m)
+        .then(|| shape[first..].iter().product())
+}
+
+/// `sum(f(v))` over a contiguous run in f64, four partial sums in flight (the generic
+/// path's single chain waits on each addition).
+fn sum_run<T: Num>(run: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    let mut s = [0f64; 4];
+    let mut it = run.chunks_exact(4);
+    for c in &mut it {
+        for (sk, v) in s.iter_mut().zip(c) {
+            *sk += f(v.to_f64());
+        }
+    }
+    let mut t = (s[0] + s[1]) + (s[2] + s[3]);
+    for v in it.remainder() {
+        t += f(v.to_f64());
+    }
+    t
 }
 
 fn reduce_int<T: IntElem>(
@@ -530,6 +588,56 @@ pub mod testing {
 
 #[cfg(test)]
 mod tests {
+
+    /// The trailing-axes path (a contiguous run per output) against the odometer on the
+    /// same data: every float kind, reductions over the last 1, 2 and 3 axes, NaN and
+    /// ragged run lengths (not a multiple of the four partial sums).
+    #[test]
+    fn trailing_runs_match_the_odometer() {
+        let shape = [2usize, 3, 5, 7];
+        let n: usize = shape.iter().product();
+        let mut x: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.25)
+            .collect();
+        x[40] = f32::NAN;
+        let kinds = [
+            ReduceKind::Sum,
+            ReduceKind::Mean,
+            ReduceKind::Max,
+            ReduceKind::Min,
+            ReduceKind::Prod,
+            ReduceKind::L1,
+            ReduceKind::L2,
+            ReduceKind::LogSum,
+            ReduceKind::SumSquare,
+        ];
+        for first in 1..4 {
+            let mask: Vec<bool> = (0..4).map(|a| a >= first).collect();
+            let n_out: usize = shape[..first].iter().product();
+            assert_eq!(trailing_block(&shape, &mask), Some(n / n_out));
+            for kind in kinds {
+                let got = reduce_float(kind, &x, &shape, &mask, n_out);
+                // The odometer alone: the same reduction with a leading axis of 1 marked
+                // reduced, which is not a trailing block.
+                let mut shape1 = vec![1usize];
+                shape1.extend_from_slice(&shape);
+                let mut mask1 = vec![true];
+                mask1.extend_from_slice(&mask);
+                assert_eq!(trailing_block(&shape1, &mask1), None);
+                let want = reduce_float(kind, &x, &shape1, &mask1, n_out);
+                for (o, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        g == w
+                            || (g.is_nan() && w.is_nan())
+                            || (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                        "{kind:?} over axes {first}..: output {o}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+        assert_eq!(trailing_block(&shape, &[false, true, false, true]), None);
+        assert_eq!(trailing_block(&shape, &[false; 4]), None);
+    }
     use super::testing::*;
     use super::*;
     use millrace_core::DType;
