@@ -272,6 +272,25 @@ fn reduce_float<T: Num>(
                 }
                 finish(kind, &mut acc, count);
             }
+            _ if leading_block(mask) && !acc.is_empty() && x.len().is_multiple_of(acc.len()) => {
+                // The reduced axes are the first ones (a sum over the batch or the
+                // sequence): whole rows are added into the outputs, in the odometer's order.
+                for row in x.chunks_exact(acc.len()) {
+                    for (a, v) in acc.iter_mut().zip(row) {
+                        let v = v.to_f64();
+                        *a = match kind {
+                            ReduceKind::Max if v > *a || v.is_nan() => v,
+                            ReduceKind::Min if v < *a || v.is_nan() => v,
+                            ReduceKind::Max | ReduceKind::Min => *a,
+                            ReduceKind::Prod => *a * v,
+                            ReduceKind::L1 => *a + v.abs(),
+                            ReduceKind::L2 | ReduceKind::SumSquare => *a + v * v,
+                            _ => *a + v,
+                        };
+                    }
+                }
+                finish(kind, &mut acc, count);
+            }
             _ => {
                 for_each_reduced(shape, mask, |i, o| {
                     let v = x[i].to_f64();
@@ -320,6 +339,12 @@ fn trailing_block(shape: &[usize], mask: &[bool]) -> Option<usize> {
         .iter()
         .all(|&m| m)
         .then(|| shape[first..].iter().product())
+}
+
+/// Whether the reduced axes are exactly the leading ones (at least one, not all).
+fn leading_block(mask: &[bool]) -> bool {
+    let kept = mask.iter().position(|&m| !m);
+    kept.is_some_and(|k| k > 0 && mask[k..].iter().all(|&m| !m))
 }
 
 /// `sum(f(v))` over a contiguous run in f64, four partial sums in flight (the generic
@@ -635,6 +660,32 @@ mod tests {
                 }
             }
         }
+        // Leading axes (rows added into the outputs), against the odometer likewise.
+        for kept in 1..4 {
+            let mask: Vec<bool> = (0..4).map(|a| a < kept).collect();
+            assert!(leading_block(&mask));
+            let n_out: usize = shape[kept..].iter().product();
+            for kind in kinds {
+                let got = reduce_float(kind, &x, &shape, &mask, n_out);
+                // The odometer: a trailing kept axis of 1 breaks the leading block.
+                let mut shape1 = shape.to_vec();
+                shape1.extend([1, 1]);
+                let mut mask1 = mask.clone();
+                mask1.extend([false, true]);
+                assert!(!leading_block(&mask1));
+                let want = reduce_float(kind, &x, &shape1, &mask1, n_out);
+                for (o, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        g == w
+                            || (g.is_nan() && w.is_nan())
+                            || (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                        "{kind:?} over axes ..{kept}: output {o}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+        assert!(!leading_block(&[false, true, true, true]));
+        assert!(!leading_block(&[true; 4]));
         assert_eq!(trailing_block(&shape, &[false, true, false, true]), None);
         assert_eq!(trailing_block(&shape, &[false; 4]), None);
     }
