@@ -17,11 +17,12 @@
 //! The AVX2 kernel (8 channels) transposes its 8 accumulators (8 consecutive outputs of
 //! the band) in registers and stores them straight into the 8 channels' planes, without
 //! an output buffer; its whole 8 x 8 blocks (a row's partial last block taken as the 8
-//! columns ending it, a plane's partial last block of outputs as the 8 outputs ending
-//! it) run as straight-line code; 3x3 windows unroll their taps; the weights are
-//! transposed in 8 x 8 blocks. On Zen 3 (`examples/dw_bench.rs`, MobileNetV2's 17 layers,
-//! run against the previous kernel in one process) the blocked layers took 0.60-0.69x the
-//! time at 1 thread, and MobileNetV2 ran 7-8% faster at 1 and 2 threads.
+//! columns ending it, a band's partial last block of outputs as the 8 outputs ending
+//! it) run as straight-line code; 3x3 windows unroll their taps; a full group's weights
+//! are transposed 8 taps at a time (the rest gathered one tap at a time). On Zen 3
+//! (`examples/dw_bench.rs`, MobileNetV2's 17 layers, with the previous kernel kept behind
+//! a temporary switch and run alternately in one process) the blocked layers took
+//! 0.59-0.69x the time at 1 thread, and MobileNetV2 0.92-0.94x at 1 and 2 threads.
 //!
 //! Work is split over (channel group, row band) pairs on the current rayon pool.
 // Its callers dispatch to it on x86-64 only; elsewhere the geometry helpers go unused.
@@ -532,7 +533,7 @@ mod x86 {
                 }
                 let row0 = b.c0 * plane + iy as usize * g.w + ix;
                 if b.cn == L8 && row0 + (L8 - 1) * plane + L8 <= x.len() {
-                    // A row narrower than 8: whole loads reading past the row's end (still
+                    // A copied run narrower than 8: whole loads reading past it (still
                     // inside `x`); the lanes past `n` become pixels that are not stored.
                     let mut v = [zero; 8];
                     for (j, vj) in v.iter_mut().enumerate() {

@@ -250,7 +250,7 @@ fn reduce_float<T: Num>(
         _ => match trailing_block(shape, mask) {
             // The reduced axes are the last ones (a global average over H and W, a mean
             // over the hidden size): each output reduces one contiguous run, without the
-            // odometer's per-element bookkeeping.
+            // odometer's per-element bookkeeping (sums: see `sum_run` for the order).
             Some(inner) if inner > 0 && x.len() == inner * n_out => {
                 for (a, run) in acc.iter_mut().zip(x.chunks_exact(inner)) {
                     *a = match kind {
@@ -347,9 +347,15 @@ fn leading_block(mask: &[bool]) -> bool {
     kept.is_some_and(|k| k > 0 && mask[k..].iter().all(|&m| !m))
 }
 
-/// `sum(f(v))` over a contiguous run in f64, four partial sums in flight (the generic
-/// path's single chain waits on each addition).
+/// `sum(f(v))` over a contiguous run in f64. Narrower elements (f32, f16, bf16) are
+/// summed with four partial sums in flight (the odometer's single chain waits on each
+/// addition; the f64 sums differ from its order only far below their precision); f64
+/// elements keep the odometer's single chain, so their results (overflow to infinity
+/// included) are the same bits.
 fn sum_run<T: Num>(run: &[T], f: impl Fn(f64) -> f64) -> f64 {
+    if std::mem::size_of::<T>() >= std::mem::size_of::<f64>() {
+        return run.iter().fold(0.0, |t, v| t + f(v.to_f64()));
+    }
     let mut s = [0f64; 4];
     let mut it = run.chunks_exact(4);
     for c in &mut it {
@@ -613,6 +619,10 @@ pub mod testing {
 
 #[cfg(test)]
 mod tests {
+    use super::testing::*;
+    use super::*;
+    use millrace_core::DType;
+    use millrace_ir::Attr;
 
     /// The trailing-axes path (a contiguous run per output) against the odometer on the
     /// same data: every float kind, reductions over the last 1, 2 and 3 axes, NaN and
@@ -684,15 +694,16 @@ mod tests {
                 }
             }
         }
+        // f64 keeps the odometer's single chain: 1e308 + 1e308 overflows to inf and stays
+        // there (pairwise partial sums would give inf - inf = NaN).
+        let big = [1e308f64, 1e308, -1e308, -1e308];
+        let got = reduce_float(ReduceKind::Sum, &big, &[1, 4], &[false, true], 1);
+        assert_eq!(got, vec![f64::INFINITY]);
         assert!(!leading_block(&[false, true, true, true]));
         assert!(!leading_block(&[true; 4]));
         assert_eq!(trailing_block(&shape, &[false, true, false, true]), None);
         assert_eq!(trailing_block(&shape, &[false; 4]), None);
     }
-    use super::testing::*;
-    use super::*;
-    use millrace_core::DType;
-    use millrace_ir::Attr;
 
     #[test]
     fn odometer_maps_to_output() {
