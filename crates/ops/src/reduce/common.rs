@@ -259,15 +259,7 @@ fn reduce_float<T: Num>(
                         ReduceKind::Sum | ReduceKind::Mean | ReduceKind::LogSum => {
                             sum_run(run, |v| v)
                         }
-                        _ => run.iter().fold(*a, |a, v| {
-                            let v = v.to_f64();
-                            match kind {
-                                ReduceKind::Max if v > a || v.is_nan() => v,
-                                ReduceKind::Min if v < a || v.is_nan() => v,
-                                ReduceKind::Prod => a * v,
-                                _ => a,
-                            }
-                        }),
+                        _ => run.iter().fold(*a, |a, v| step(kind, a, v.to_f64())),
                     };
                 }
                 finish(kind, &mut acc, count);
@@ -277,46 +269,35 @@ fn reduce_float<T: Num>(
                 // sequence): whole rows are added into the outputs, in the odometer's order.
                 for row in x.chunks_exact(acc.len()) {
                     for (a, v) in acc.iter_mut().zip(row) {
-                        let v = v.to_f64();
-                        *a = match kind {
-                            ReduceKind::Max if v > *a || v.is_nan() => v,
-                            ReduceKind::Min if v < *a || v.is_nan() => v,
-                            ReduceKind::Max | ReduceKind::Min => *a,
-                            ReduceKind::Prod => *a * v,
-                            ReduceKind::L1 => *a + v.abs(),
-                            ReduceKind::L2 | ReduceKind::SumSquare => *a + v * v,
-                            _ => *a + v,
-                        };
+                        *a = step(kind, *a, v.to_f64());
                     }
                 }
                 finish(kind, &mut acc, count);
             }
             _ => {
                 for_each_reduced(shape, mask, |i, o| {
-                    let v = x[i].to_f64();
-                    let a = &mut acc[o];
-                    match kind {
-                        ReduceKind::Max => {
-                            if v > *a || v.is_nan() {
-                                *a = v
-                            }
-                        }
-                        ReduceKind::Min => {
-                            if v < *a || v.is_nan() {
-                                *a = v
-                            }
-                        }
-                        ReduceKind::Prod => *a *= v,
-                        ReduceKind::L1 => *a += v.abs(),
-                        ReduceKind::L2 | ReduceKind::SumSquare => *a += v * v,
-                        _ => *a += v,
-                    }
+                    acc[o] = step(kind, acc[o], x[i].to_f64())
                 });
                 finish(kind, &mut acc, count);
             }
         },
     }
     acc.into_iter().map(T::from_f64).collect()
+}
+
+/// One element `v` into the accumulator `a` (Max and Min keep the first NaN; LogSum and
+/// Mean add, their `finish` comes after).
+#[inline]
+fn step(kind: ReduceKind, a: f64, v: f64) -> f64 {
+    match kind {
+        ReduceKind::Max if v > a || v.is_nan() => v,
+        ReduceKind::Min if v < a || v.is_nan() => v,
+        ReduceKind::Max | ReduceKind::Min => a,
+        ReduceKind::Prod => a * v,
+        ReduceKind::L1 => a + v.abs(),
+        ReduceKind::L2 | ReduceKind::SumSquare => a + v * v,
+        _ => a + v,
+    }
 }
 
 /// The mean's division, L2's square root, LogSum's logarithm, on the accumulated values.
@@ -629,6 +610,15 @@ mod tests {
     /// ragged run lengths (not a multiple of the four partial sums).
     #[test]
     fn trailing_runs_match_the_odometer() {
+        fn close(got: &[f32], want: &[f32], what: &str) {
+            assert_eq!(got.len(), want.len(), "{what}");
+            for (o, (g, w)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    g == w || (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                    "{what}: output {o}: {g} vs {w}"
+                );
+            }
+        }
         let shape = [2usize, 3, 5, 7];
         let n: usize = shape.iter().product();
         let mut x: Vec<f32> = (0..n)
@@ -660,14 +650,7 @@ mod tests {
                 mask1.extend_from_slice(&mask);
                 assert_eq!(trailing_block(&shape1, &mask1), None);
                 let want = reduce_float(kind, &x, &shape1, &mask1, n_out);
-                for (o, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        g == w
-                            || (g.is_nan() && w.is_nan())
-                            || (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
-                        "{kind:?} over axes {first}..: output {o}: {g} vs {w}"
-                    );
-                }
+                close(&got, &want, &format!("{kind:?} over axes {first}.."));
             }
         }
         // Leading axes (rows added into the outputs), against the odometer likewise.
@@ -684,14 +667,7 @@ mod tests {
                 mask1.extend([false, true]);
                 assert!(!leading_block(&mask1));
                 let want = reduce_float(kind, &x, &shape1, &mask1, n_out);
-                for (o, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        g == w
-                            || (g.is_nan() && w.is_nan())
-                            || (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
-                        "{kind:?} over axes ..{kept}: output {o}: {g} vs {w}"
-                    );
-                }
+                close(&got, &want, &format!("{kind:?} over axes ..{kept}"));
             }
         }
         // f64 keeps the odometer's single chain: 1e308 + 1e308 overflows to inf and stays
