@@ -3,8 +3,8 @@
 //! interleaved run by run so that a busy machine slows them alike. Each timed batch of
 //! products runs inside one `pool.install`, as a model's run does: entering the pool once
 //! per product added about 60 us on the 2-vCPU guest (72x128x128: 97 against 35 us).
-//! `cargo run --release -p millrace-kernels --example pw_bench [THREADS] [SHAPE] [NAME[:KC:MC][+res][+pack] ...] [--cold]`
-//! (`+res`: with a residual Add and Relu in the epilogue, as ResNet-50's last 1x1 of a block;
+//! `cargo run --release -p millrace-kernels --example pw_bench [THREADS] [SHAPE] [NAME[:KC:MC[:RK]]][+res][+pack] ...] [--cold]`
+//! (`RK`: row panels outermost for `K` up to this, 0 never; `+res`: with a residual Add and Relu in the epilogue, as ResNet-50's last 1x1 of a block;
 //! `+pack`: B packed into panels instead of read in place; SHAPE: an index or `MxKxN`;
 //! `--cold`: each product reads and writes one of several copies spanning more than the
 //! last-level cache, as a layer of a model finds its input).
@@ -49,9 +49,13 @@ fn main() {
         packed_b.push(pack);
         let f: Vec<&str> = v.split(':').collect();
         let kr = Kernel::named(f[0]).expect("kernel name");
-        kernels.push(match f.get(1..3) {
+        let kr = match f.get(1..3) {
             Some([kc, mc]) => kr.with_blocks(kc.parse().expect("KC"), mc.parse().expect("MC")),
             _ => kr,
+        };
+        kernels.push(match f.get(3) {
+            Some(rk) => kr.with_rows_outer_k(rk.parse().expect("ROWS_OUTER_K")),
+            None => kr,
         });
     }
     let shapes = [
@@ -156,10 +160,11 @@ fn main() {
             let med = t[t.len() / 2];
             total[vi] += med;
             line += &format!(
-                "  {}:{}:{}{}{}: {:7.1} us {:6.1} GF/s",
+                "  {}:{}:{}:{}{}{}: {:7.1} us {:6.1} GF/s",
                 kernels[vi].name,
                 kernels[vi].kc,
                 kernels[vi].mc,
+                kernels[vi].rows_outer_k,
                 if with_res[vi] { "+res" } else { "" },
                 if packed_b[vi] { "+pack" } else { "" },
                 med * 1e6,

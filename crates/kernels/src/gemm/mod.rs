@@ -66,6 +66,13 @@ pub struct Kernel {
     /// 8-wide pass took 0.63-0.89x the time on 2048x512x49, 0.77-0.78x on 512x2048x49 and
     /// 0.87-0.93x on SqueezeNet's 1000x512x169 classifier.
     col: Option<micro::MicroFn>,
+    /// Products with `K` at most this walk row panels outermost (see `run_block`). On
+    /// AVX2 (Zen 3, `pw_bench`, 1 thread, both orders in one process) with `K` <= 32 that
+    /// took 0.71-0.81x the time on 96x16x12544, 144x24x3136 and 32x16x12544 with the
+    /// operands out of cache (`--cold`) and 0.91-1.07x in cache; the portable kernel
+    /// 0.88x cold. With `K` = 64 to 256 the order took 1.03-1.12x (256x64x3136,
+    /// 1024x256x196). 0 (never) where not measured: AVX-512.
+    pub rows_outer_k: usize,
 }
 
 static GENERIC: Kernel = Kernel {
@@ -79,6 +86,7 @@ static GENERIC: Kernel = Kernel {
     tails: &[],
     halves: &[],
     col: None,
+    rows_outer_k: 32,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -93,6 +101,7 @@ static AVX2: Kernel = Kernel {
     tails: &micro::x86::AVX2_ROWS,
     halves: &micro::x86::AVX2_HALF,
     col: Some(micro::x86::avx2_col),
+    rows_outer_k: 32,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -107,6 +116,7 @@ static AVX512: Kernel = Kernel {
     tails: &micro::x86::AVX512_ROWS,
     halves: &micro::x86::AVX512_HALF,
     col: Some(micro::x86::avx512_col),
+    rows_outer_k: 0,
 };
 
 impl Kernel {
@@ -147,6 +157,15 @@ impl Kernel {
         Box::leak(Box::new(Kernel {
             kc: kc.max(1),
             mc: mc.div_ceil(self.mr).max(1) * self.mr,
+            ..*self
+        }))
+    }
+
+    /// This kernel with row panels outermost for `K` up to `k` (0: never), for tuning
+    /// experiments as [`Kernel::with_blocks`]; the kernel is leaked, so make few.
+    pub fn with_rows_outer_k(&'static self, k: usize) -> &'static Kernel {
+        Box::leak(Box::new(Kernel {
+            rows_outer_k: k,
             ..*self
         }))
     }
@@ -926,6 +945,14 @@ pub fn reserve_scratch() {
 
 /// One job: row panels `p0..p1` by column panels `q0..q1`, all of K.
 ///
+/// Within a `K` block, a block of up to [`NC_PANELS`] column panels at a time: usually
+/// each column panel in turn against the row panels of one `mc` block of `A` (the `B`
+/// panel stays in L1 while the `A` panels stream from L2); when `K` is at most
+/// [`Kernel::rows_outer_k`] and `A` is in panels already, each row panel in turn against
+/// [`ROWS_OUTER_PANELS`] column panels instead, so that C and a residual are written and
+/// read as a few long runs rather than many short ones. Runs of full tiles go to the
+/// microkernel back to back with only their pointers moved (see [`Block::run`]).
+///
 /// # Safety
 /// The panels must lie inside C and no other thread may write them meanwhile.
 #[allow(clippy::too_many_arguments)]
@@ -944,20 +971,43 @@ unsafe fn run_block(
     let (mr, nr, kc) = (kernel.mr, kernel.nr, kernel.kc);
     let mcp = (kernel.mc / mr).max(1);
     let blocks = kernel.blocks(k);
-    // Fast path: the kernel writes straight into a row-major C.
-    let direct = out.cs == 1 && epi.residual.is_none_or(|r| r.cs == 1);
+    let rows_outer = k <= kernel.rows_outer_k && matches!(a, AIn::Panels(_));
+    let ncp = if rows_outer {
+        ROWS_OUTER_PANELS
+    } else {
+        NC_PANELS
+    };
     let (relu, clamp, post_act) = epi.act.in_tile();
-    let mut tile = [0.0f32; 32 * 32];
-    let mut tt = [0.0f32; 32 * 32];
+    let mut scratch = Scratch {
+        tile: [0.0; 32 * 32],
+        tt: [0.0; 32 * 32],
+    };
     PACK_A.with_borrow_mut(|abuf| {
         PACK_B.with_borrow_mut(|bbuf| {
             for pc in 0..blocks {
                 let k0 = pc * kc;
                 let kcb = kc.min(k - k0);
-                let (first, last) = (pc == 0, pc + 1 == blocks);
+                let blk = Block {
+                    kernel,
+                    out,
+                    epi,
+                    // The fast path: the kernel writes straight into a row-major C.
+                    direct: out.cs == 1 && epi.residual.is_none_or(|r| r.cs == 1),
+                    first: pc == 0,
+                    last: pc + 1 == blocks,
+                    relu,
+                    clamp,
+                    post_act,
+                    kcb,
+                    m,
+                    n,
+                };
+                // Runs of full tiles (below): not when an activation the tile cannot
+                // apply follows each tile.
+                let runs = blk.direct && !(blk.last && post_act);
                 let mut jc = q0;
                 while jc < q1 {
-                    let je = (jc + NC_PANELS).min(q1);
+                    let je = (jc + ncp).min(q1);
                     match b {
                         BIn::Source(src) => {
                             let len = (je - jc) * nr * kcb;
@@ -986,6 +1036,56 @@ unsafe fn run_block(
                         }
                         _ => {}
                     }
+                    // B panel `q` of this block: its slice, row stride, and the distance
+                    // to the next panel (for a run along N).
+                    let b_panel = |q: usize| -> (&[f32], usize, usize) {
+                        match b {
+                            BIn::Panels(pb) => (pb.panel(pc, q), nr, nr * kcb),
+                            BIn::Source(_) => {
+                                (&bbuf[(q - jc) * nr * kcb..][..nr * kcb], nr, nr * kcb)
+                            }
+                            BIn::Direct {
+                                n, ragged: Some(r), ..
+                            } if (q + 1) * nr > n => (r.panel(pc, 0), nr, nr * kcb),
+                            BIn::Direct { n, .. } if (q + 1) * nr > n => {
+                                (&bbuf[..nr * kcb], nr, nr * kcb)
+                            }
+                            BIn::Direct { data, ld, .. } => (
+                                &data[k0 * ld + q * nr..(k0 + kcb - 1) * ld + q * nr + nr],
+                                ld,
+                                nr,
+                            ),
+                        }
+                    };
+                    // Full column panels of this block: `jc..qf`.
+                    let qf = if runs { je.min(n / nr).max(jc) } else { jc };
+                    if rows_outer {
+                        let AIn::Panels(pa) = a else {
+                            unreachable!("rows_outer needs A in panels")
+                        };
+                        for p in p0..p1 {
+                            let ap = pa.panel(pc, p);
+                            let mut q = jc;
+                            if qf > jc && (p + 1) * mr <= m {
+                                let (bp, ldb, step) = b_panel(jc);
+                                blk.run(
+                                    ap.as_ptr(),
+                                    bp.as_ptr(),
+                                    ldb,
+                                    (p, jc),
+                                    qf - jc,
+                                    Along::N(step),
+                                );
+                                q = qf;
+                            }
+                            for q in q..je {
+                                let (bp, ldb, _) = b_panel(q);
+                                blk.tile(ap, bp, ldb, p, q, &mut scratch);
+                            }
+                        }
+                        jc = je;
+                        continue;
+                    }
                     let mut ic = p0;
                     while ic < p1 {
                         let ie = (ic + mcp).min(p1);
@@ -999,115 +1099,24 @@ unsafe fn run_block(
                                 src.pack(p * mr, mr, k0, kcb, &mut abuf[o..o + mr * kcb]);
                             }
                         }
+                        let a_panel = |p: usize| -> &[f32] {
+                            match a {
+                                AIn::Panels(pa) => pa.panel(pc, p),
+                                AIn::Source(_) => &abuf[(p - ic) * mr * kcb..][..mr * kcb],
+                            }
+                        };
+                        // Full row panels of this `A` block: `ic..pf`.
+                        let pf = if runs { ie.min(m / mr).max(ic) } else { ic };
                         for q in jc..je {
-                            let (bp, ldb): (&[f32], usize) = match b {
-                                BIn::Panels(pb) => (pb.panel(pc, q), nr),
-                                BIn::Source(_) => (&bbuf[(q - jc) * nr * kcb..][..nr * kcb], nr),
-                                BIn::Direct {
-                                    n, ragged: Some(r), ..
-                                } if (q + 1) * nr > n => (r.panel(pc, 0), nr),
-                                BIn::Direct { n, .. } if (q + 1) * nr > n => {
-                                    (&bbuf[..nr * kcb], nr)
-                                }
-                                BIn::Direct { data, ld, .. } => (
-                                    &data[k0 * ld + q * nr..(k0 + kcb - 1) * ld + q * nr + nr],
-                                    ld,
-                                ),
-                            };
-                            for p in ic..ie {
-                                let ap: &[f32] = match a {
-                                    AIn::Panels(pa) => pa.panel(pc, p),
-                                    AIn::Source(_) => &abuf[(p - ic) * mr * kcb..][..mr * kcb],
-                                };
-                                let t = TileAt {
-                                    i0: p * mr,
-                                    j0: q * nr,
-                                    mv: mr.min(m - p * mr),
-                                    nv: nr.min(n - q * nr),
-                                    ld: nr,
-                                };
-                                if direct {
-                                    let o = micro::TileOut {
-                                        c: out.ptr.add(t.i0 * out.rs + t.j0),
-                                        ldc: out.rs,
-                                        mv: t.mv,
-                                        nv: t.nv,
-                                        alpha: epi.alpha,
-                                        add_old: if first { epi.beta } else { 1.0 },
-                                        last,
-                                        bias_row: match epi.bias {
-                                            Bias::Row(v) => v.as_ptr().add(t.i0),
-                                            _ => std::ptr::null(),
-                                        },
-                                        bias_col: match epi.bias {
-                                            Bias::Col(v) => v.as_ptr().add(t.j0),
-                                            _ => std::ptr::null(),
-                                        },
-                                        res: match &epi.residual {
-                                            Some(r) => r.data.as_ptr().add(t.i0 * r.rs + t.j0),
-                                            None => std::ptr::null(),
-                                        },
-                                        ldr: epi.residual.map_or(0, |r| r.rs),
-                                        relu,
-                                        clamp,
-                                    };
-                                    let nvec = t.nv - kernel.single_cols(t.nv);
-                                    if nvec > 0 {
-                                        let ov = micro::TileOut { nv: nvec, ..o };
-                                        (kernel.micro(t.mv, nvec))(
-                                            kcb,
-                                            ap.as_ptr(),
-                                            bp.as_ptr(),
-                                            ldb,
-                                            &ov,
-                                        );
-                                    }
-                                    if let (Some(col), true) = (kernel.col, nvec < t.nv) {
-                                        for j in nvec..t.nv {
-                                            let oj = micro::TileOut {
-                                                c: o.c.add(j),
-                                                nv: 1,
-                                                bias_col: shift(o.bias_col, j),
-                                                res: shift(o.res, j),
-                                                ..o
-                                            };
-                                            col(kcb, ap.as_ptr(), bp[j..].as_ptr(), ldb, &oj);
-                                        }
-                                    }
-                                    if last && post_act {
-                                        for i in 0..t.mv {
-                                            let row = std::slice::from_raw_parts_mut(
-                                                o.c.add(i * o.ldc),
-                                                t.nv,
-                                            );
-                                            epi.act.apply_slice(row);
-                                        }
-                                    }
-                                } else {
-                                    let o = micro::TileOut {
-                                        c: tile.as_mut_ptr(),
-                                        ldc: nr,
-                                        mv: mr,
-                                        nv: nr,
-                                        alpha: 1.0,
-                                        add_old: 0.0,
-                                        last: false,
-                                        bias_row: std::ptr::null(),
-                                        bias_col: std::ptr::null(),
-                                        res: std::ptr::null(),
-                                        ldr: 0,
-                                        relu: false,
-                                        clamp: None,
-                                    };
-                                    (kernel.micro(t.mv, t.nv))(
-                                        kcb,
-                                        ap.as_ptr(),
-                                        bp.as_ptr(),
-                                        ldb,
-                                        &o,
-                                    );
-                                    store_tile(&tile, &mut tt, t, out, epi, first, last);
-                                }
+                            let (bp, ldb, _) = b_panel(q);
+                            let mut p = ic;
+                            if pf > ic && q < qf {
+                                let ap = a_panel(ic);
+                                blk.run(ap.as_ptr(), bp.as_ptr(), ldb, (ic, q), pf - ic, Along::M);
+                                p = pf;
+                            }
+                            for p in p..ie {
+                                blk.tile(a_panel(p), bp, ldb, p, q, &mut scratch);
                             }
                         }
                         ic = ie;
@@ -1117,6 +1126,182 @@ unsafe fn run_block(
             }
         })
     });
+}
+
+/// How many column panels a job takes at a time when it walks row panels outermost.
+const ROWS_OUTER_PANELS: usize = 16;
+
+/// The stack buffers of a tile that goes through [`store_tile`].
+struct Scratch {
+    tile: [f32; 32 * 32],
+    tt: [f32; 32 * 32],
+}
+
+/// Which way a run of tiles goes: down `M` (the next row panel of `A`, `mr * kcb` floats
+/// on) or along `N` (the next panel of `B`, this many floats on).
+#[derive(Clone, Copy)]
+enum Along {
+    M,
+    N(usize),
+}
+
+/// What every tile of one `K` block of a job shares.
+struct Block<'e> {
+    kernel: &'static Kernel,
+    out: OutPtr,
+    epi: &'e Epilogue<'e>,
+    direct: bool,
+    first: bool,
+    last: bool,
+    relu: bool,
+    clamp: Option<(f32, f32)>,
+    post_act: bool,
+    kcb: usize,
+    m: usize,
+    n: usize,
+}
+
+impl Block<'_> {
+    /// The microkernel's view of the tile at `(i0, j0)`, `mv x nv`, written into C where
+    /// it lies.
+    ///
+    /// # Safety
+    /// The tile must lie inside C (and the bias and residual, when present).
+    unsafe fn tile_out(&self, i0: usize, j0: usize, mv: usize, nv: usize) -> micro::TileOut {
+        let epi = self.epi;
+        micro::TileOut {
+            c: self.out.ptr.add(i0 * self.out.rs + j0),
+            ldc: self.out.rs,
+            mv,
+            nv,
+            alpha: epi.alpha,
+            add_old: if self.first { epi.beta } else { 1.0 },
+            last: self.last,
+            bias_row: match epi.bias {
+                Bias::Row(v) => v.as_ptr().add(i0),
+                _ => std::ptr::null(),
+            },
+            bias_col: match epi.bias {
+                Bias::Col(v) => v.as_ptr().add(j0),
+                _ => std::ptr::null(),
+            },
+            res: match &epi.residual {
+                Some(r) => r.data.as_ptr().add(i0 * r.rs + j0),
+                None => std::ptr::null(),
+            },
+            ldr: epi.residual.map_or(0, |r| r.rs),
+            relu: self.relu,
+            clamp: self.clamp,
+        }
+    }
+
+    /// `count` full tiles from row panel `p`, column panel `q` on, down `M` or along
+    /// `N`, each one microkernel call with the previous call's pointers moved on: the
+    /// per-tile work of [`Block::tile`] (finding the panels, building the tile's view,
+    /// choosing a kernel) took 22% of a 16x32x12544 product's time, and a tile of
+    /// `K` = 32 is only some 200 cycles of FMAs.
+    ///
+    /// # Safety
+    /// The `count` tiles must be full (`mr x nr`) and inside C, `self.direct` and no
+    /// activation after the tile on the last block; `a` and `b` point at the first tile's
+    /// panels, and the later panels lie `mr * kcb` (down `M`) or `step` (along `N`)
+    /// floats on.
+    unsafe fn run(
+        &self,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        (p, q): (usize, usize),
+        count: usize,
+        along: Along,
+    ) {
+        let (mr, nr, kcb) = (self.kernel.mr, self.kernel.nr, self.kcb);
+        let f = self.kernel.f;
+        let mut o = self.tile_out(p * mr, q * nr, mr, nr);
+        let (mut a, mut b) = (a, b);
+        for i in 0..count {
+            if i > 0 {
+                match along {
+                    Along::M => {
+                        a = a.add(mr * kcb);
+                        o.c = o.c.add(mr * o.ldc);
+                        o.res = shift(o.res, mr * o.ldr);
+                        o.bias_row = shift(o.bias_row, mr);
+                    }
+                    Along::N(step) => {
+                        b = b.add(step);
+                        o.c = o.c.add(nr);
+                        o.res = shift(o.res, nr);
+                        o.bias_col = shift(o.bias_col, nr);
+                    }
+                }
+            }
+            f(kcb, a, b, ldb, &o);
+        }
+    }
+
+    /// The tile of row panel `p` and column panel `q` (full or ragged), from its panels
+    /// `ap` and `bp` (rows `ldb` apart).
+    ///
+    /// # Safety
+    /// The tile must lie inside C; no other thread may touch it meanwhile.
+    unsafe fn tile(&self, ap: &[f32], bp: &[f32], ldb: usize, p: usize, q: usize, s: &mut Scratch) {
+        let (kernel, kcb) = (self.kernel, self.kcb);
+        let (mr, nr) = (kernel.mr, kernel.nr);
+        let t = TileAt {
+            i0: p * mr,
+            j0: q * nr,
+            mv: mr.min(self.m - p * mr),
+            nv: nr.min(self.n - q * nr),
+            ld: nr,
+        };
+        if self.direct {
+            let o = self.tile_out(t.i0, t.j0, t.mv, t.nv);
+            let nvec = t.nv - kernel.single_cols(t.nv);
+            if nvec > 0 {
+                let ov = micro::TileOut { nv: nvec, ..o };
+                (kernel.micro(t.mv, nvec))(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &ov);
+            }
+            if let (Some(col), true) = (kernel.col, nvec < t.nv) {
+                for j in nvec..t.nv {
+                    let oj = micro::TileOut {
+                        c: o.c.add(j),
+                        nv: 1,
+                        bias_col: shift(o.bias_col, j),
+                        res: shift(o.res, j),
+                        ..o
+                    };
+                    col(kcb, ap.as_ptr(), bp[j..].as_ptr(), ldb, &oj);
+                }
+            }
+            if self.last && self.post_act {
+                for i in 0..t.mv {
+                    let row = std::slice::from_raw_parts_mut(o.c.add(i * o.ldc), t.nv);
+                    self.epi.act.apply_slice(row);
+                }
+            }
+        } else {
+            let o = micro::TileOut {
+                c: s.tile.as_mut_ptr(),
+                ldc: nr,
+                mv: mr,
+                nv: nr,
+                alpha: 1.0,
+                add_old: 0.0,
+                last: false,
+                bias_row: std::ptr::null(),
+                bias_col: std::ptr::null(),
+                res: std::ptr::null(),
+                ldr: 0,
+                relu: false,
+                clamp: None,
+            };
+            (kernel.micro(t.mv, t.nv))(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);
+            store_tile(
+                &s.tile, &mut s.tt, t, self.out, self.epi, self.first, self.last,
+            );
+        }
+    }
 }
 
 /// `p + j`, keeping a null pointer (an absent operand) null.

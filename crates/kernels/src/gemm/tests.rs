@@ -773,3 +773,105 @@ fn repack_matches_a_fresh_pack() {
         }
     }
 }
+
+/// Runs of full tiles (down `M`, and along `N` where a small `K` walks row panels
+/// outermost) move C, the residual and both biases on with each tile: every kernel, `K`
+/// under and over `rows_outer_k`, in one and several `K` blocks, against the reference.
+#[test]
+fn full_tile_runs_match_reference() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for base in Kernel::available() {
+        for (kc, k) in [(base.kc, 16), (base.kc, 32), (base.kc, 70), (20, 24)] {
+            let kernel = base.with_blocks(kc, base.mc);
+            let (mr, nr) = (kernel.mr, kernel.nr);
+            for (m, n) in [(3 * mr + 2, 20 * nr + 5), (2 * mr, 17 * nr), (mr + 1, nr)] {
+                let a = rnd(m * k, 11);
+                let b = rnd(k * n, 12);
+                let c0 = rnd(m * n, 13);
+                let res = rnd(m * n, 14);
+                let row_bias = rnd(m, 15);
+                let col_bias = rnd(n, 16);
+                let sa = Strided::rows(&a, m, k).unwrap();
+                let sb = Strided::cols(&b, n, k).unwrap();
+                let pa = Packed::lhs_with_kernel(&sa, kernel);
+                let pb = Packed::with_kernel(&sb, kernel);
+                let plain = reference(m, n, k, &a, &b, &c0, 1.0, 0.0, None, None, Activation::None);
+                for case in 0..3 {
+                    let (bias, residual, act) = match case {
+                        0 => (Bias::Row(&row_bias), true, Activation::Relu),
+                        1 => (
+                            Bias::Col(&col_bias),
+                            false,
+                            Activation::Clip { lo: -0.5, hi: 0.5 },
+                        ),
+                        _ => (Bias::None, true, Activation::Sigmoid),
+                    };
+                    let want: Vec<f32> = (0..m * n)
+                        .map(|x| {
+                            let (i, j) = (x / n, x % n);
+                            let mut v = plain[x];
+                            v += match bias {
+                                Bias::Row(r) => r[i],
+                                Bias::Col(c) => c[j],
+                                Bias::None => 0.0,
+                            };
+                            if residual {
+                                v += res[x];
+                            }
+                            act.apply(v)
+                        })
+                        .collect();
+                    let epi = Epilogue {
+                        bias,
+                        residual: residual.then_some(View {
+                            data: &res,
+                            rs: n,
+                            cs: 1,
+                        }),
+                        act,
+                        ..Epilogue::default()
+                    };
+                    let direct = Rhs::Direct {
+                        data: &b,
+                        k,
+                        n,
+                        ld: n,
+                    };
+                    for (lhs, rhs) in [
+                        (Lhs::Packed(&pa), direct),
+                        (Lhs::Packed(&pa), Rhs::Packed(&pb)),
+                        (Lhs::Packed(&pa), Rhs::Source(&sb)),
+                        (Lhs::Source(&sa), direct),
+                    ] {
+                        for threads in [1, 2] {
+                            let mut c = vec![f32::NAN; m * n];
+                            let mut run = || {
+                                gemm_ex(
+                                    kernel,
+                                    lhs,
+                                    rhs,
+                                    Out {
+                                        data: &mut c,
+                                        rs: n,
+                                        cs: 1,
+                                    },
+                                    &epi,
+                                )
+                            };
+                            if threads == 1 {
+                                run().unwrap();
+                            } else {
+                                pool.install(run).unwrap();
+                            }
+                            let what = format!("{} kc {kc} {m}x{n}x{k} case {case}", kernel.name);
+                            close(&c, &want, k, &what);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
