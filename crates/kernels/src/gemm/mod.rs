@@ -70,8 +70,9 @@ pub struct Kernel {
     /// AVX2 (Zen 3, `pw_bench`, 1 thread, both orders in one process) with `K` <= 32 that
     /// took 0.71-0.81x the time on 96x16x12544, 144x24x3136 and 32x16x12544 with the
     /// operands out of cache (`--cold`) and 0.91-1.07x in cache; the portable kernel
-    /// 0.88x cold. With `K` = 64 to 256 the order took 1.03-1.12x (256x64x3136,
-    /// 1024x256x196). 0 (never) where not measured: AVX-512.
+    /// 0.88x cold. With `K` = 64 it took 0.80-0.91x cold with a residual Add but
+    /// 1.05x in cache, and whole models did not change; with `K` = 256, 1.06-1.11x
+    /// (128x256x3136, 1024x256x196). 0 (never) where not measured: AVX-512.
     pub rows_outer_k: usize,
 }
 
