@@ -918,10 +918,10 @@ const NC_PANELS: usize = 8;
 /// grow to this at their first use, so a thread's later products never allocate.
 fn pack_bounds(kernel: &Kernel) -> (usize, usize) {
     let mcp = (kernel.mc / kernel.mr).max(1);
-    (
-        mcp * kernel.mr * kernel.kc,
-        NC_PANELS * kernel.nr * kernel.kc,
-    )
+    // A job walking row panels outermost packs more column panels of a shallower `K`.
+    let b_panels =
+        (NC_PANELS * kernel.kc).max(ROWS_OUTER_PANELS * kernel.kc.min(kernel.rows_outer_k));
+    (mcp * kernel.mr * kernel.kc, b_panels * kernel.nr)
 }
 
 /// Grows the calling thread's packing buffers to their bound for the kernel this CPU runs.
@@ -972,8 +972,12 @@ unsafe fn run_block(
     let (mr, nr, kc) = (kernel.mr, kernel.nr, kernel.kc);
     let mcp = (kernel.mc / mr).max(1);
     let blocks = kernel.blocks(k);
-    let rows_outer = k <= kernel.rows_outer_k && matches!(a, AIn::Panels(_));
-    let ncp = if rows_outer {
+    // `A`'s panels when this job walks row panels outermost.
+    let rows_outer = match a {
+        AIn::Panels(pa) if k <= kernel.rows_outer_k => Some(pa),
+        _ => None,
+    };
+    let ncp = if rows_outer.is_some() {
         ROWS_OUTER_PANELS
     } else {
         NC_PANELS
@@ -1060,10 +1064,7 @@ unsafe fn run_block(
                     };
                     // Full column panels of this block: `jc..qf`.
                     let qf = if runs { je.min(n / nr).max(jc) } else { jc };
-                    if rows_outer {
-                        let AIn::Panels(pa) = a else {
-                            unreachable!("rows_outer needs A in panels")
-                        };
+                    if let Some(pa) = rows_outer {
                         for p in p0..p1 {
                             let ap = pa.panel(pc, p);
                             let mut q = jc;
