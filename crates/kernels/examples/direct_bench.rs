@@ -5,7 +5,8 @@
 //! `cargo run --release -p millrace-kernels --example direct_bench [THREADS] [ROUNDS] [FILTER]`
 //!
 //! Prints each path's median time, its GFLOP/s, the ratio direct / GEMM, and the largest
-//! difference between the two outputs.
+//! difference between the two outputs. Where the AVX2 kernels run, the direct path also
+//! runs with 4-pixel tiles (against the default 6) in the same alternation.
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
 use millrace_kernels::direct::{conv_direct, DirectWeights};
@@ -61,7 +62,7 @@ fn main() {
         ("resnet50 1x1 h", 512, 2048, 7, 1, 1, 0),
         ("resnet50 1x1 s2", 256, 512, 56, 1, 2, 0),
     ];
-    let (mut sum_g, mut sum_d) = (0.0, 0.0);
+    let (mut sum_g, mut sum_d, mut sum_4) = (0.0, 0.0, 0.0);
     for &(net, cin, cout, h, k, s, p) in &layers {
         if let Some(o) = &only {
             if !net.contains(o.as_str()) {
@@ -78,6 +79,11 @@ fn main() {
         let flops = 2.0 * (plane * cout * kk) as f64;
         let pa = Packed::lhs(&Strided::rows(&w, cout, kk).unwrap());
         let dw = DirectWeights::new(&w, cout, cin, k, k, o).unwrap();
+        // The other AVX2 tile width (4 pixels), where this CPU runs the AVX2 kernels.
+        let dw4 = (dw.tile_pixels() == 6)
+            .then(|| dw.clone().with_tile_pixels(4).ok())
+            .flatten();
+        let (mut y4, mut t4) = (Aligned::new(cout * plane), Vec::new());
         let src = Im2col::new(&x, g).unwrap();
         let (mut yg, mut yd) = (Aligned::new(cout * plane), Aligned::new(cout * plane));
         let (mut tg, mut td, mut tw) = (Vec::new(), Vec::new(), Vec::new());
@@ -123,6 +129,15 @@ fn main() {
                 conv_direct(&x, &g, &dw, Some(&bias), None, Activation::Relu, &mut yd).unwrap()
             });
             let b = t.elapsed().as_secs_f64();
+            if let Some(d4) = &dw4 {
+                let t = Instant::now();
+                pool.install(|| {
+                    conv_direct(&x, &g, d4, Some(&bias), None, Activation::Relu, &mut y4).unwrap()
+                });
+                if r >= 2 {
+                    t4.push(t.elapsed().as_secs_f64());
+                }
+            }
             if let Some(ww) = &wino {
                 let t = Instant::now();
                 pool.install(|| {
@@ -153,6 +168,22 @@ fn main() {
             flops / md / 1e9,
             md / mg
         );
+        if !t4.is_empty() {
+            let m4 = median(t4);
+            let d4 = yd
+                .iter()
+                .zip(y4.iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            sum_4 += m4;
+            println!(
+                "{:38}direct 4px {:8.1} us {:6.1} GF/s  4px/6px {:.3}  max|diff| {d4:.1e}",
+                "",
+                m4 * 1e6,
+                flops / m4 / 1e9,
+                m4 / md
+            );
+        }
         if !tw.is_empty() {
             let mw = median(tw);
             println!(
@@ -170,4 +201,12 @@ fn main() {
         sum_d * 1e6,
         sum_d / sum_g
     );
+    if sum_4 > 0.0 {
+        println!(
+            "direct 4px {:.1} us against 6px {:.1} us on the same layers: ratio {:.3}",
+            sum_4 * 1e6,
+            sum_d * 1e6,
+            sum_4 / sum_d
+        );
+    }
 }

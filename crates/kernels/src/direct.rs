@@ -18,24 +18,30 @@
 //! residual, applies Relu or Clip, and stores each channel's `R` pixels into the NCHW
 //! output with one masked store. Other activations are applied to the finished rows.
 //!
-//! The AVX2 kernels ([`x86::tile_avx2`]) have 16 registers: a tile is 4 pixels by 16
-//! channels (eight accumulators), a last block of 8 channels where the layer's channels
-//! end there; their epilogue turns 4 pixels by 8 channels into a 4-pixel store per
-//! channel with two 4 x 4 transposes. Measured on Zen 3 with `examples/direct_bench.rs`
-//! (2 threads): against the implicit-im2col GEMM in the same runs, 4 x 16 took 0.64-0.96x
-//! its time on the bench's k x k layers, 4 x 24 (twelve accumulators, which spilled to the
-//! stack) 0.74-1.05x, and 4 x 24 with the weights as FMA memory operands (16 loads per 12
-//! FMAs) 1.0-1.6x. In one process against 4 x 16: 6 x 16 took 0.92-0.94x on two of
-//! ResNet-50's 56 wide layers but 1.02-1.5x on most others (more of a 6-pixel tile falls
-//! past the row's end on narrower images);
-//! input channels in chunks that fit the L1 with their weights, 1.01-1.07x (1 thread);
-//! 4 x 24 with its step in inline assembly (twelve accumulators, no spills), 0.94x on
-//! ResNet-50's 7x7 stem but 0.97-1.31x on the 3x3 layers (two runs of 10 and 20 calls).
+//! The AVX2 kernels ([`x86::tile_avx2`]) have 16 registers: a tile is 6 pixels by 16
+//! channels (twelve accumulators, two weight vectors and the broadcast), a last block of 8
+//! channels where the layer's channels end there; their epilogue turns 4 (then 2) pixels
+//! by 8 channels into a 4-pixel (2-pixel) store per channel with two 4 x 4 transposes.
+//! Measured on Zen 3 with `examples/direct_bench.rs` (2 threads): against the
+//! implicit-im2col GEMM in the same runs, 4 x 16 took 0.64-0.96x its time on the bench's
+//! k x k layers, 4 x 24 (twelve accumulators, which spilled to the stack) 0.74-1.05x, and
+//! 4 x 24 with the weights as FMA memory operands (16 loads per 12 FMAs) 1.0-1.6x. In one
+//! process against 4 x 16: 6 x 16 along output rows took 0.92-0.94x on two of ResNet-50's
+//! 56 wide layers but 1.02-1.5x on most others (more of a 6-pixel tile falls past the
+//! row's end on narrower images); input channels in chunks that fit the L1 with their
+//! weights, 1.01-1.07x (1 thread); 4 x 24 with its step in inline assembly (twelve
+//! accumulators, no spills), 0.94x on ResNet-50's 7x7 stem but 0.97-1.31x on the 3x3
+//! layers (two runs of 10 and 20 calls). 6 x 16 tiled in raster order (below), against
+//! 4 x 16 in the same process (`direct_bench` prints both): 0.84-0.98x on ResNet-50's stem,
+//! 0.94-0.97x on GoogLeNet's 56-wide layer, 0.88-1.18x (most 0.95-1.0x) on the other
+//! 3x3 layers; whole models, the two alternating run by run in one process (1 and 2
+//! threads, two processes each), p50 0.96-1.01x on ResNet-50, 0.96-0.97x on GoogLeNet,
+//! 0.91-0.98x on SqueezeNet 1.1. [`DirectWeights::with_tile_pixels`] picks 4 x 16.
 //!
-//! On AVX2, where 4-pixel tiles would leave a tenth or more of each row's last tile
-//! empty (14 and 13 wide images), the plane is tiled in raster order instead: a tile that
-//! runs past a row's end into the next ([`x86::tile_avx2_at`]) reads each pixel's window
-//! at its own offset, and its 4 output pixels are still consecutive in the plane.
+//! On AVX2, where a row's tiles would end in a part-empty tile, the plane is tiled in
+//! raster order instead: a tile that runs past a row's end into the next
+//! ([`x86::tile_avx2_at`]) reads each pixel's window at its own offset, and its output
+//! pixels are still consecutive in the plane.
 //!
 //! Work is split over the pool's threads by (channel block, output row), channel blocks
 //! outermost, so each thread keeps few weight panels in its L2; a plane tiled in raster
@@ -75,9 +81,13 @@ pub struct DirectWeights {
     panels: Vec<f32>,
 }
 
-/// Pixels per tile of the AVX2 kernels: a 4 x 4 transpose per half of a vector turns
-/// them into one 4-pixel store per channel.
-const AVX2_PIXELS: usize = 4;
+/// Pixels per tile of the AVX2 kernels (twelve accumulators for 16 channels), also the
+/// most an AVX2 tile has.
+const AVX2_PIXELS: usize = 6;
+
+/// The other AVX2 tile ([`DirectWeights::with_tile_pixels`]): 4 pixels, eight
+/// accumulators.
+const AVX2_NARROW_PIXELS: usize = 4;
 
 /// The most window taps (`kh * kw`) [`conv_direct`] takes: their offsets live on the stack.
 pub const MAX_TAPS: usize = 121;
@@ -128,7 +138,7 @@ impl DirectWeights {
             )));
         }
         let avx512 = avx512();
-        // AVX-512: 14 pixels by 32 channels, or 7 by 64 on images 7 wide. AVX2: 4 pixels
+        // AVX-512: 14 pixels by 32 channels, or 7 by 64 on images 7 wide. AVX2: 6 pixels
         // by 16 channels, the last block 8 wide where the channels end there.
         let (bw, r) = match (avx512, ow <= 7) {
             (true, false) => (32, 14),
@@ -168,9 +178,25 @@ impl DirectWeights {
         self.panels.len() * 4
     }
 
-    /// Pixels per tile (AVX-512: 14 or 7; AVX2: 4).
+    /// Pixels per tile (AVX-512: 14 or 7; AVX2: 4 or 6).
     pub fn tile_pixels(&self) -> usize {
         self.r
+    }
+
+    /// These weights run with tiles of `r` pixels, for tuning experiments: on AVX2, 4 or
+    /// 6 (the packing is the same for both); on AVX-512 only the planned width. Other
+    /// values are an error.
+    pub fn with_tile_pixels(mut self, r: usize) -> Result<DirectWeights, DirectError> {
+        let ok = if self.avx512 {
+            r == self.r
+        } else {
+            r == AVX2_PIXELS || r == AVX2_NARROW_PIXELS
+        };
+        if !ok {
+            return Err(err(format!("no tile of {r} pixels for these weights")));
+        }
+        self.r = r;
+        Ok(self)
     }
 
     /// Channels of block `ob` in the packed panels ([`block_width`]).
@@ -282,23 +308,31 @@ pub fn conv_direct(
         if w.avx512 {
             x86::pick(pw / 16, g.sw, taps.len())
         } else {
-            x86::pick_avx2(pw / 8, g.sw, taps.len())
+            x86::pick_avx2(pw / 8, g.sw, taps.len(), r)
         }
     };
     let (tile_full, tile_last) = (pick(bw), pick(w.width(nb - 1)));
-    // On AVX2, an output row whose width is not a multiple of the tile's 4 pixels ends in
-    // a part-empty tile (14 = 4 + 4 + 4 + 2: an eighth of the work wasted). Where that
-    // wastes a tenth or more, the plane's pixels are tiled in raster order instead, a tile
-    // that runs into the next row reading each pixel's window at its own offset, and only
-    // the plane's last tile can be short. `direct_bench`, the two alternating call by
-    // call (1 / 2 threads): the 14-wide layers of ResNet-50 and GoogLeNet 0.86-0.93x the
-    // time, SqueezeNet's 13-wide 0.85-1.04x; on 7-wide ones (13 tiles instead of 14)
-    // 0.93-1.04x, no gain, so they keep their rows.
+    // On AVX2, an output row whose width is not a multiple of the tile's pixels ends in a
+    // part-empty tile (56 = 9 x 6 + 2: a fifteenth of the work wasted). The plane's pixels
+    // are then tiled in raster order instead, a tile that runs into the next row reading
+    // each pixel's window at its own offset, and only the plane's last tile can be short:
+    // with 6-pixel tiles wherever that makes fewer tiles, with 4-pixel tiles where the
+    // rows would waste a tenth or more. `direct_bench`, 4-pixel tiles, the two alternating
+    // call by call (1 / 2 threads): the 14-wide layers of ResNet-50 and GoogLeNet
+    // 0.86-0.93x the time, SqueezeNet's 13-wide 0.85-1.04x; on 7-wide ones (13 tiles
+    // instead of 14) 0.93-1.04x, no gain, so 4-pixel tiles keep their rows there. With
+    // 6-pixel tiles, rows on 28 and 56 wide planes (tiles a fifteenth empty) took
+    // 1.02-1.05x the time of the 4-pixel tiles, raster order 0.88-1.0x.
     let ntiles = opl.div_ceil(r);
-    let flat = !w.avx512 && 10 * ntiles <= 9 * oh * tiles;
+    let flat = !w.avx512
+        && if r == AVX2_PIXELS {
+            ntiles < oh * tiles
+        } else {
+            10 * ntiles <= 9 * oh * tiles
+        };
     let chunks = ntiles.div_ceil(tiles);
     // The row-crossing kernels, likewise for every block's but the last's and the last's.
-    let pick_at = |pw: usize| x86::pick_avx2_at(pw / 8, taps.len());
+    let pick_at = |pw: usize| x86::pick_avx2_at(pw / 8, taps.len(), r);
     let (at_full, at_last) = (pick_at(bw), pick_at(w.width(nb - 1)));
     let origin = |p: usize| (p / ow) * g.sh * rstep + (p % ow) * g.sw;
     // A job: channel block `ob` over the output pixels `a..b` of its `run`-th run (an
@@ -427,12 +461,12 @@ mod x86 {
     }
 
     /// As [`pick`].
-    pub(super) fn pick_avx2(_v: usize, _s: usize, _t: usize) -> super::TileFn {
+    pub(super) fn pick_avx2(_v: usize, _s: usize, _t: usize, _r: usize) -> super::TileFn {
         unreachable_tile
     }
 
     /// As [`pick`].
-    pub(super) fn pick_avx2_at(_v: usize, _t: usize) -> super::TileAtFn {
+    pub(super) fn pick_avx2_at(_v: usize, _t: usize, _r: usize) -> super::TileAtFn {
         unreachable_tile_at
     }
 
@@ -643,18 +677,26 @@ mod x86 {
     }
 
     /// The AVX2 tile kernel for a block of `v` vectors of 8 channels (2, or 1 for a last
-    /// block of 8), stride `s` and a window of `taps` taps.
-    pub(super) fn pick_avx2(v: usize, s: usize, taps: usize) -> TileFn {
-        const R: usize = super::AVX2_PIXELS;
-        match (v, s == 1, taps == 9) {
-            (1, true, true) => tile_avx2::<R, 1, 1, true>,
-            (1, true, false) => tile_avx2::<R, 1, 1, false>,
-            (1, false, true) => tile_avx2::<R, 1, 2, true>,
-            (1, false, false) => tile_avx2::<R, 1, 2, false>,
-            (_, true, true) => tile_avx2::<R, 2, 1, true>,
-            (_, true, false) => tile_avx2::<R, 2, 1, false>,
-            (_, false, true) => tile_avx2::<R, 2, 2, true>,
-            (_, false, false) => tile_avx2::<R, 2, 2, false>,
+    /// block of 8), stride `s`, a window of `taps` taps and tiles of `r` pixels (4 or 6).
+    pub(super) fn pick_avx2(v: usize, s: usize, taps: usize, r: usize) -> TileFn {
+        macro_rules! by_r {
+            ($r:literal) => {
+                match (v, s == 1, taps == 9) {
+                    (1, true, true) => tile_avx2::<$r, 1, 1, true>,
+                    (1, true, false) => tile_avx2::<$r, 1, 1, false>,
+                    (1, false, true) => tile_avx2::<$r, 1, 2, true>,
+                    (1, false, false) => tile_avx2::<$r, 1, 2, false>,
+                    (_, true, true) => tile_avx2::<$r, 2, 1, true>,
+                    (_, true, false) => tile_avx2::<$r, 2, 1, false>,
+                    (_, false, true) => tile_avx2::<$r, 2, 2, true>,
+                    (_, false, false) => tile_avx2::<$r, 2, 2, false>,
+                }
+            };
+        }
+        if r == super::AVX2_PIXELS {
+            by_r!(6)
+        } else {
+            by_r!(4)
         }
     }
 
@@ -688,7 +730,7 @@ mod x86 {
     /// # Safety
     /// As [`tile_avx2`], with every `x + off[j]` a valid window origin.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile_avx2_at<const V: usize, const NINE: bool>(
+    pub(super) unsafe fn tile_avx2_at<const R: usize, const V: usize, const NINE: bool>(
         cin: usize,
         taps: &[isize],
         plane: usize,
@@ -697,7 +739,7 @@ mod x86 {
         d: &Dst,
         off: &[isize; super::AVX2_PIXELS],
     ) {
-        const R: usize = super::AVX2_PIXELS;
+        const { assert!(R <= super::AVX2_PIXELS) };
         let o = *off;
         let mut acc = [[_mm256_setzero_ps(); V]; R];
         macro_rules! step_at {
@@ -709,27 +751,35 @@ mod x86 {
         store_avx2(acc, d);
     }
 
-    /// The AVX2 row-crossing tile kernel for a block of `v` vectors of 8 channels and a
-    /// window of `taps` taps (any stride: it is in the offsets).
-    pub(super) fn pick_avx2_at(v: usize, taps: usize) -> TileAtFn {
-        match (v, taps == 9) {
-            (1, true) => tile_avx2_at::<1, true>,
-            (1, false) => tile_avx2_at::<1, false>,
-            (_, true) => tile_avx2_at::<2, true>,
-            (_, false) => tile_avx2_at::<2, false>,
+    /// The AVX2 row-crossing tile kernel for a block of `v` vectors of 8 channels, a
+    /// window of `taps` taps and tiles of `r` pixels (any stride: it is in the offsets).
+    pub(super) fn pick_avx2_at(v: usize, taps: usize, r: usize) -> TileAtFn {
+        macro_rules! by_r {
+            ($r:literal) => {
+                match (v, taps == 9) {
+                    (1, true) => tile_avx2_at::<$r, 1, true>,
+                    (1, false) => tile_avx2_at::<$r, 1, false>,
+                    (_, true) => tile_avx2_at::<$r, 2, true>,
+                    (_, false) => tile_avx2_at::<$r, 2, false>,
+                }
+            };
+        }
+        if r == super::AVX2_PIXELS {
+            by_r!(6)
+        } else {
+            by_r!(4)
         }
     }
 
-    /// The AVX2 epilogue: per 8 channels, two 4 x 4 transposes (one per 128-bit half) turn
-    /// 4 pixels by 8 channels into 4 pixels for each channel, then bias, residual, Relu or
-    /// Clip and one 4-wide store per channel; a tile with fewer than 4 pixels stores
+    /// The AVX2 epilogue: per 8 channels, 4 x 4 transposes (one per 128-bit half) turn
+    /// each group of 4 pixels (and a last group of 2) by 8 channels into the group's
+    /// pixels for each channel, then bias, residual, Relu or Clip and one 4-wide (2-wide)
+    /// store per channel and group; a tile with fewer than `R` pixels or channels stores
     /// through a small buffer.
     #[inline(always)]
-    // `v` picks a vector in each of the four pixel rows at once.
-    #[allow(clippy::needless_range_loop)]
     unsafe fn store_avx2<const R: usize, const V: usize>(acc: [[__m256; V]; R], d: &Dst) {
-        const { assert!(R == 4) };
-        if d.px >= 4 && d.oc >= 8 * V {
+        const { assert!(R == 4 || R == 6) };
+        if d.px >= R && d.oc >= 8 * V {
             return match (d.res.is_null(), d.relu, d.clamp.is_some()) {
                 (true, false, false) => store_avx2_full::<R, V, false, 0>(acc, d),
                 (true, true, _) => store_avx2_full::<R, V, false, 1>(acc, d),
@@ -739,79 +789,41 @@ mod x86 {
                 (false, false, true) => store_avx2_full::<R, V, true, 2>(acc, d),
             };
         }
-        let zero = _mm256_setzero_ps();
-        let (lo, hi) = d.clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
-        let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
-        let full = d.px >= 4;
+        // A ragged tile (the plane's last, or a layer whose channels are not a multiple
+        // of 8): one value at a time.
+        let mut buf = [[0.0f32; 8]; R];
         for v in 0..V {
-            if 8 * v >= d.oc {
-                break;
+            for (b, a) in buf.iter_mut().zip(&acc) {
+                _mm256_storeu_ps(b.as_mut_ptr(), a[v]);
             }
-            // Vector `i`: the 4 pixels of channel `i` (low half) and of `i + 4` (high).
-            let rows = channels4([acc[0][v], acc[1][v], acc[2][v], acc[3][v]]);
-            for (i, &val) in rows.iter().enumerate() {
-                let (oa, ob) = (8 * v + i, 8 * v + 4 + i);
-                if oa >= d.oc {
+            for i in 0..8 {
+                let o = 8 * v + i;
+                if o >= d.oc {
                     break;
                 }
-                let has_b = ob < d.oc;
-                let mut val = val;
-                if !d.bias.is_null() {
-                    let bb = if has_b { *d.bias.add(ob) } else { 0.0 };
-                    val = _mm256_add_ps(
-                        val,
-                        _mm256_setr_m128(_mm_set1_ps(*d.bias.add(oa)), _mm_set1_ps(bb)),
-                    );
-                }
-                if full {
+                let bias = if d.bias.is_null() {
+                    0.0
+                } else {
+                    *d.bias.add(o)
+                };
+                for (j, b) in buf.iter().enumerate().take(d.px) {
+                    let mut y = b[i] + bias;
                     if !d.res.is_null() {
-                        let ra = _mm_loadu_ps(d.res.add(oa * d.ld));
-                        let rb = if has_b {
-                            _mm_loadu_ps(d.res.add(ob * d.ld))
-                        } else {
-                            _mm_setzero_ps()
-                        };
-                        val = _mm256_add_ps(val, _mm256_setr_m128(ra, rb));
+                        y += *d.res.add(o * d.ld + j);
                     }
                     if d.relu {
-                        // NaN and -0 become +0 (`max` returns its second operand for those).
-                        val = _mm256_max_ps(val, zero);
+                        y = if y > 0.0 { y } else { 0.0 };
                     }
-                    if d.clamp.is_some() {
-                        // NaN is kept (`max` and `min` return their second operand for it).
-                        val = _mm256_min_ps(hi, _mm256_max_ps(lo, val));
+                    if let Some((l, h)) = d.clamp {
+                        y = if y < l {
+                            l
+                        } else if y > h {
+                            h
+                        } else {
+                            y
+                        };
                     }
-                    _mm_storeu_ps(d.y.add(oa * d.ld), _mm256_castps256_ps128(val));
-                    if has_b {
-                        _mm_storeu_ps(d.y.add(ob * d.ld), _mm256_extractf128_ps::<1>(val));
-                    }
-                } else {
-                    let mut buf = [0.0f32; 8];
-                    _mm256_storeu_ps(buf.as_mut_ptr(), val);
-                    for (half, o) in [(0, oa), (4, ob)] {
-                        if o >= d.oc {
-                            continue;
-                        }
-                        for j in 0..d.px {
-                            let mut y = buf[half + j];
-                            if !d.res.is_null() {
-                                y += *d.res.add(o * d.ld + j);
-                            }
-                            if d.relu {
-                                y = if y > 0.0 { y } else { 0.0 };
-                            }
-                            if let Some((l, h)) = d.clamp {
-                                y = if y < l {
-                                    l
-                                } else if y > h {
-                                    h
-                                } else {
-                                    y
-                                };
-                            }
-                            *d.y.add(o * d.ld + j) = y;
-                        }
-                    }
+                    *d.y.add(o * d.ld + j) = y;
                 }
             }
         }
@@ -834,22 +846,21 @@ mod x86 {
         ]
     }
 
-    /// [`store_avx2`] for a tile of 4 pixels whose `8 V` channels all exist, with the
+    /// [`store_avx2`] for a tile of `R` pixels whose `8 V` channels all exist, with the
     /// residual (`RES`) and the activation (`ACT`: 0 none, 1 Relu, 2 Clip) compile-time
     /// choices. The bias is one vector add per accumulator before the transposes (a
     /// vector holds one pixel's 8 channels), and each channel's row is its residual add,
-    /// its activation and a 4-wide store, with no per-channel tests.
+    /// its activation and a store per group of pixels (4, and 2 for pixels 4 and 5 of a
+    /// 6-pixel tile), with no per-channel tests.
     ///
     /// # Safety
-    /// As [`store_avx2`], with `d.px >= 4` and `d.oc >= 8 V`.
+    /// As [`store_avx2`], with `d.px >= R` and `d.oc >= 8 V`.
     #[inline(always)]
-    // `v` picks a vector in each of the four pixel rows at once.
-    #[allow(clippy::needless_range_loop)]
     unsafe fn store_avx2_full<const R: usize, const V: usize, const RES: bool, const ACT: u8>(
         mut acc: [[__m256; V]; R],
         d: &Dst,
     ) {
-        const { assert!(R == 4) };
+        const { assert!(R == 4 || R == 6) };
         let zero = _mm256_setzero_ps();
         let (lo, hi) = d.clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
         let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
@@ -861,28 +872,66 @@ mod x86 {
                 }
             }
         }
-        for v in 0..V {
-            // Vector `i`: the 4 pixels of channel `i` (low half) and of `i + 4` (high).
-            let rows = channels4([acc[0][v], acc[1][v], acc[2][v], acc[3][v]]);
-            for (i, &val) in rows.iter().enumerate() {
-                let (ya, yb) = (d.y.add((8 * v + i) * d.ld), d.y.add((8 * v + 4 + i) * d.ld));
-                let mut val = val;
+        // A macro, not a closure: a closure would not inherit the caller's AVX2.
+        macro_rules! finish {
+            ($val:expr, $ra:expr, $rb:expr, $two:expr) => {{
+                let (mut val, ra, rb, two): (__m256, *const f32, *const f32, bool) =
+                    ($val, $ra, $rb, $two);
                 if RES {
-                    let (ra, rb) = (
-                        d.res.add((8 * v + i) * d.ld),
-                        d.res.add((8 * v + 4 + i) * d.ld),
-                    );
-                    val = _mm256_add_ps(val, _mm256_setr_m128(_mm_loadu_ps(ra), _mm_loadu_ps(rb)));
+                    let (a, b) = if two {
+                        (load2(ra), load2(rb))
+                    } else {
+                        (_mm_loadu_ps(ra), _mm_loadu_ps(rb))
+                    };
+                    val = _mm256_add_ps(val, _mm256_setr_m128(a, b));
                 }
                 if ACT == 1 {
                     val = _mm256_max_ps(val, zero);
                 } else if ACT == 2 {
                     val = _mm256_min_ps(hi, _mm256_max_ps(lo, val));
                 }
-                _mm_storeu_ps(ya, _mm256_castps256_ps128(val));
-                _mm_storeu_ps(yb, _mm256_extractf128_ps::<1>(val));
+                val
+            }};
+        }
+        // `v` picks a vector in each pixel's row of accumulators at once.
+        #[allow(clippy::needless_range_loop)]
+        for v in 0..V {
+            for q in (0..R).step_by(4) {
+                // Vector `i`: the group's pixels of channel `i` (low half) and of `i + 4`
+                // (high); a group of 2 repeats its two pixels in lanes 2 and 3.
+                let two = R - q < 4;
+                let group = if two {
+                    [acc[q][v], acc[q + 1][v], acc[q][v], acc[q + 1][v]]
+                } else {
+                    [acc[q][v], acc[q + 1][v], acc[q + 2][v], acc[q + 3][v]]
+                };
+                let rows = channels4(group);
+                for (i, &val) in rows.iter().enumerate() {
+                    let (ca, cb) = ((8 * v + i) * d.ld + q, (8 * v + 4 + i) * d.ld + q);
+                    let val = finish!(val, d.res.wrapping_add(ca), d.res.wrapping_add(cb), two);
+                    let (a, b) = (_mm256_castps256_ps128(val), _mm256_extractf128_ps::<1>(val));
+                    if two {
+                        store2(d.y.add(ca), a);
+                        store2(d.y.add(cb), b);
+                    } else {
+                        _mm_storeu_ps(d.y.add(ca), a);
+                        _mm_storeu_ps(d.y.add(cb), b);
+                    }
+                }
             }
         }
+    }
+
+    /// Two floats at `p` (any alignment) in lanes 0 and 1, zeros above.
+    #[inline(always)]
+    unsafe fn load2(p: *const f32) -> __m128 {
+        _mm_castsi128_ps(_mm_loadl_epi64(p as *const __m128i))
+    }
+
+    /// Lanes 0 and 1 of `v` to `p` (any alignment).
+    #[inline(always)]
+    unsafe fn store2(p: *mut f32, v: __m128) {
+        _mm_storel_epi64(p as *mut __m128i, _mm_castps_si128(v));
     }
 }
 
@@ -939,6 +988,28 @@ mod tests {
         y
     }
 
+    /// `w` with each tile width the instruction set has (AVX2: 6 and 4 pixels).
+    fn tilings(w: DirectWeights) -> Vec<DirectWeights> {
+        let mut v = vec![w.clone()];
+        if let Ok(four) = w.with_tile_pixels(AVX2_NARROW_PIXELS) {
+            v.push(four);
+        }
+        v
+    }
+
+    #[test]
+    fn tile_widths() {
+        if !available() {
+            return;
+        }
+        let w = DirectWeights::new(&[0.5; 16 * 2 * 9], 16, 2, 3, 3, 8).unwrap();
+        assert!(w.clone().with_tile_pixels(5).is_err());
+        if !avx512() {
+            assert_eq!(w.tile_pixels(), 6);
+            assert_eq!(w.with_tile_pixels(4).unwrap().tile_pixels(), 4);
+        }
+    }
+
     #[test]
     fn matches_naive() {
         if !available() {
@@ -975,22 +1046,25 @@ mod tests {
                 let want = naive(&x, &g, &wt, m, Some(&b), res);
                 for planned in [g.ow, 7] {
                     let pw = DirectWeights::new(&wt, m, c, k, k, planned).unwrap();
-                    for act in [
-                        Activation::None,
-                        Activation::Relu,
-                        Activation::Clip { lo: -0.1, hi: 0.2 },
-                        Activation::Silu,
-                    ] {
-                        let mut y = vec![f32::NAN; m * g.oh * g.ow];
-                        conv_direct(&x, &g, &pw, Some(&b), res, act, &mut y).unwrap();
-                        let mut wa: Vec<f32> = want.iter().map(|&v| v as f32).collect();
-                        act.apply_slice(&mut wa);
-                        for (j, (a, e)) in y.iter().zip(&wa).enumerate() {
-                            assert!(
+                    for pw in tilings(pw) {
+                        for act in [
+                            Activation::None,
+                            Activation::Relu,
+                            Activation::Clip { lo: -0.1, hi: 0.2 },
+                            Activation::Silu,
+                        ] {
+                            let mut y = vec![f32::NAN; m * g.oh * g.ow];
+                            conv_direct(&x, &g, &pw, Some(&b), res, act, &mut y).unwrap();
+                            let mut wa: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+                            act.apply_slice(&mut wa);
+                            for (j, (a, e)) in y.iter().zip(&wa).enumerate() {
+                                assert!(
                                 (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                                "case {i} planned {planned} {act:?} residual {} at {j}: {a} vs {e}",
+                                "case {i} planned {planned} {}px {act:?} residual {} at {j}: {a} vs {e}",
+                                pw.tile_pixels(),
                                 res.is_some()
                             );
+                            }
                         }
                     }
                 }
@@ -998,10 +1072,12 @@ mod tests {
             // Without bias and residual.
             let want = naive(&x, &g, &wt, m, None, None);
             let pw = DirectWeights::new(&wt, m, c, k, k, g.ow).unwrap();
-            let mut y = vec![f32::NAN; m * g.oh * g.ow];
-            conv_direct(&x, &g, &pw, None, None, Activation::None, &mut y).unwrap();
-            for (a, e) in y.iter().zip(&want) {
-                assert!((*a as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()));
+            for pw in tilings(pw) {
+                let mut y = vec![f32::NAN; m * g.oh * g.ow];
+                conv_direct(&x, &g, &pw, None, None, Activation::None, &mut y).unwrap();
+                for (a, e) in y.iter().zip(&want) {
+                    assert!((*a as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()));
+                }
             }
         }
     }
