@@ -6,11 +6,14 @@
 //!
 //! Prints each path's median time, its GFLOP/s, the ratio direct / GEMM, and the largest
 //! difference between the two outputs. Where the AVX2 kernels run, the direct path also
-//! runs with 4-pixel tiles (against the default 6) in the same alternation.
+//! runs with 4-pixel tiles (against the default 6) in the same alternation, and strided
+//! 1x1 layers also run as FusedConv runs them (the input gathered at the output pixels,
+//! then a pointwise GEMM: `gathered`).
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
 use millrace_kernels::direct::{conv_direct, DirectWeights};
 use millrace_kernels::gemm::{gemm_ex, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs, Strided};
+use millrace_kernels::subsample;
 use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
 use std::time::Instant;
 
@@ -61,6 +64,8 @@ fn main() {
         ("resnet50 1x1 g", 2048, 512, 7, 1, 1, 0),
         ("resnet50 1x1 h", 512, 2048, 7, 1, 1, 0),
         ("resnet50 1x1 s2", 256, 512, 56, 1, 2, 0),
+        ("resnet50 1x1 s2 l3", 512, 1024, 28, 1, 2, 0),
+        ("resnet50 1x1 s2 l4", 1024, 2048, 14, 1, 2, 0),
     ];
     let (mut sum_g, mut sum_d, mut sum_4) = (0.0, 0.0, 0.0);
     for &(net, cin, cout, h, k, s, p) in &layers {
@@ -84,6 +89,7 @@ fn main() {
             .then(|| dw.clone().with_tile_pixels(4).ok())
             .flatten();
         let (mut y4, mut t4) = (Aligned::new(cout * plane), Vec::new());
+        let (mut ys, mut ts) = (Aligned::new(cout * plane), Vec::new());
         let src = Im2col::new(&x, g).unwrap();
         let (mut yg, mut yd) = (Aligned::new(cout * plane), Aligned::new(cout * plane));
         let (mut tg, mut td, mut tw) = (Vec::new(), Vec::new(), Vec::new());
@@ -124,6 +130,37 @@ fn main() {
                 .unwrap()
             });
             let a = t.elapsed().as_secs_f64();
+            // A strided 1x1 layer as FusedConv runs it: the input gathered at the output
+            // pixels, then read in place.
+            let t = Instant::now();
+            let gathered = pool.install(|| {
+                subsample::with_subsampled(&x, &g, |xs| {
+                    gemm_ex(
+                        pa.kernel(),
+                        Lhs::Packed(&pa),
+                        Rhs::Direct {
+                            data: xs,
+                            k: cin,
+                            n: plane,
+                            ld: plane,
+                        },
+                        Out {
+                            data: &mut ys,
+                            rs: plane,
+                            cs: 1,
+                        },
+                        &Epilogue {
+                            bias: Bias::Row(&bias),
+                            act: Activation::Relu,
+                            ..Epilogue::default()
+                        },
+                    )
+                    .unwrap()
+                })
+            });
+            if gathered.is_some() && r >= 2 {
+                ts.push(t.elapsed().as_secs_f64());
+            }
             let t = Instant::now();
             pool.install(|| {
                 conv_direct(&x, &g, &dw, Some(&bias), None, Activation::Relu, &mut yd).unwrap()
@@ -182,6 +219,21 @@ fn main() {
                 m4 * 1e6,
                 flops / m4 / 1e9,
                 m4 / md
+            );
+        }
+        if !ts.is_empty() {
+            let ms = median(ts);
+            let dmax = yg
+                .iter()
+                .zip(ys.iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            println!(
+                "{:38}gathered {:8.1} us {:6.1} GF/s  gathered/gemm {:.3}  max|diff| {dmax:.1e}",
+                "",
+                ms * 1e6,
+                flops / ms / 1e9,
+                ms / mg
             );
         }
         if !tw.is_empty() {

@@ -11,6 +11,7 @@ pub mod direct;
 pub mod gemm;
 pub mod peak;
 pub mod pool;
+pub mod subsample;
 mod transpose;
 pub mod vmath;
 pub mod winograd;

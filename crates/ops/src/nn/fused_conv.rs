@@ -28,6 +28,7 @@ use millrace_kernels::direct::{self, conv_direct, DirectWeights};
 use millrace_kernels::gemm::{
     gemm_ex, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs, Strided, View,
 };
+use millrace_kernels::subsample;
 use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
 use rayon::prelude::*;
 use std::any::Any;
@@ -395,16 +396,6 @@ impl Op for FusedConv {
                             && g.pl == 0
                             && oh == g.h
                             && ow == g.w;
-                        let rhs = if pointwise {
-                            Rhs::Direct {
-                                data: xg,
-                                k: g.c,
-                                n: plane,
-                                ld: plane,
-                            }
-                        } else {
-                            Rhs::Source(&src)
-                        };
                         let yo = gi * mg * plane;
                         let epi = Epilogue {
                             bias: match &self.bias {
@@ -419,18 +410,41 @@ impl Op for FusedConv {
                             act: self.act,
                             ..Epilogue::default()
                         };
-                        gemm_ex(
-                            pa.kernel(),
-                            Lhs::Packed(pa),
-                            rhs,
-                            Out {
-                                data: &mut yi[yo..yo + mg * plane],
-                                rs: plane,
-                                cs: 1,
-                            },
-                            &epi,
-                        )
-                        .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
+                        let out = &mut yi[yo..yo + mg * plane];
+                        let run = |rhs: Rhs<'_>, out: &mut [f32]| {
+                            gemm_ex(
+                                pa.kernel(),
+                                Lhs::Packed(pa),
+                                rhs,
+                                Out {
+                                    data: out,
+                                    rs: plane,
+                                    cs: 1,
+                                },
+                                &epi,
+                            )
+                            .map_err(|e| OpError::invalid(NAME, e.to_string()))
+                        };
+                        let direct = |data: &[f32], out: &mut [f32]| {
+                            let rhs = Rhs::Direct {
+                                data,
+                                k: g.c,
+                                n: plane,
+                                ld: plane,
+                            };
+                            run(rhs, out)
+                        };
+                        if pointwise {
+                            direct(xg, out)?;
+                        } else if let Some(r) =
+                            subsample::with_subsampled(xg, &g, |xs| direct(xs, &mut *out))
+                        {
+                            // A strided 1x1 convolution: its input gathered at the output
+                            // pixels, then read in place as a pointwise one.
+                            r?;
+                        } else {
+                            run(Rhs::Source(&src), out)?;
+                        }
                     }
                 }
                 Path::Winograd(ww) => {
@@ -540,6 +554,13 @@ mod tests {
             (32, 24, 12, 3, 1, 1, 1),
             (128, 32, 12, 3, 1, 1, 1),
             (128, 16, 20, 3, 1, 1, 1),
+            // Strided 1x1: the input gathered at the output pixels, then a pointwise
+            // GEMM (odd and even sizes; stride 3).
+            (24, 20, 13, 1, 2, 0, 1),
+            (16, 32, 14, 1, 2, 0, 1),
+            (8, 10, 11, 1, 3, 0, 1),
+            // Strided 1x1 with padding: reads the border, so the implicit im2col.
+            (8, 10, 11, 1, 2, 1, 1),
         ] {
             let a = attrs(
                 "Conv",
