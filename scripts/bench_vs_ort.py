@@ -15,6 +15,10 @@ starts a fresh process each round, and on 2 threads its first ~10 runs after sta
 measure up to 1.8x slower (SqueezeNet: about 130 ms of them; ORT's first run only).
 millrace's warm-up run count is that time over ORT's median so far.
 Medians and p90s are over all R*N runs. The ratio is millrace / ORT (lower is better).
+"Per round" is each round's own ratio (millrace's median over ORT's median in that round,
+the two sides measured seconds apart): their median and range. On a machine whose speed
+drifts over minutes, it compares the two at the same speed, where the ratio of the overall
+medians can mix a fast phase of one side with a slow phase of the other.
 Both sides get the same input shapes: a symbolic first dimension is --batch, another
 symbolic dimension is --seq (BERT's sequence length), and millrace is told the shapes
 explicitly with --shape. Inputs are random (float: standard normal; integer inputs named
@@ -327,8 +331,10 @@ def main():
         feeds = random_feeds(sess, shapes)
         ort_s, mr_s, mr_meta = [], [], []
         first_ticks = cpu_ticks()
+        round_ratios = []
         for r in range(args.rounds):
             round_ticks = cpu_ticks()
+            o0, m0 = len(ort_s), len(mr_s)
             order = ["ort", "millrace"] if r % 2 == 0 else ["millrace", "ort"]
             for side in order:
                 if side == "ort":
@@ -343,8 +349,11 @@ def main():
                     mr_s += j["samples_ms"]
                     mr_meta.append(j)
             st = steal_share(round_ticks, cpu_ticks())
-            log(f"  round {r + 1}/{args.rounds}: ORT p50 {percentile(ort_s, 50):.2f} ms, "
-                f"millrace p50 {percentile(mr_s, 50):.2f} ms"
+            ro, rm = percentile(ort_s[o0:], 50), percentile(mr_s[m0:], 50)
+            round_ratios.append(rm / ro)
+            log(f"  round {r + 1}/{args.rounds}: ORT p50 {ro:.2f} ms, millrace p50 {rm:.2f} ms "
+                f"(ratio {rm / ro:.2f}; so far {percentile(ort_s, 50):.2f} / "
+                f"{percentile(mr_s, 50):.2f} ms)"
                 + (f", {st:.0f}% of CPU time stolen" if st is not None else ""))
         gflop = mr_meta[0]["gflop"]
         res = {
@@ -361,6 +370,8 @@ def main():
             "steal_pct": steal_share(first_ticks, cpu_ticks()),
         }
         res["ratio"] = res["millrace_p50_ms"] / res["ort_p50_ms"]
+        res["round_ratios"] = round_ratios
+        res["paired_ratio"] = statistics.median(round_ratios)
         res["millrace_gflops"] = gflop / (res["millrace_p50_ms"] / 1e3)
         res["ort_gflops"] = gflop / (res["ort_p50_ms"] / 1e3)
         res["millrace_pct_peak"] = 100 * res["millrace_gflops"] / peak["gflops"]
@@ -412,6 +423,12 @@ def fmt_steal(r):
     return "-" if r.get("steal_pct") is None else f"{r['steal_pct']:.0f}%"
 
 
+def fmt_rounds(r):
+    """The median of the per-round ratios and their range."""
+    rr = r["round_ratios"]
+    return f"{r['paired_ratio']:.2f} ({min(rr):.2f}-{max(rr):.2f})"
+
+
 def report(args, peak, results):
     m = machine()
     T = args.threads
@@ -422,8 +439,9 @@ def report(args, peak, results):
             f"batch {args.batch}, {T} thread(s), {args.rounds} rounds x {args.iters} runs")
     if args.markdown:
         print(head + "\n")
-        cols = ["model", "ORT p50 ms", "millrace p50 ms", "millrace / ORT", "ORT p90 ms",
-                "millrace p90 ms", "millrace GFLOP/s", "% of peak", "CPU stolen"]
+        cols = ["model", "ORT p50 ms", "millrace p50 ms", "millrace / ORT",
+                "per round (median, range)", "ORT p90 ms", "millrace p90 ms",
+                "millrace GFLOP/s", "% of peak", "CPU stolen"]
         if args.batch > 1:
             cols += ["ORT /s", "millrace /s"]
         if args.by_op:
@@ -432,7 +450,7 @@ def report(args, peak, results):
         print("|" + "|".join("---" for _ in cols) + "|")
         for r in results:
             row = [r["model"], f"{r['ort_p50_ms']:.2f}", f"{r['millrace_p50_ms']:.2f}",
-                   f"**{r['ratio']:.2f}**", f"{r['ort_p90_ms']:.2f}",
+                   f"**{r['ratio']:.2f}**", fmt_rounds(r), f"{r['ort_p90_ms']:.2f}",
                    f"{r['millrace_p90_ms']:.2f}", f"{r['millrace_gflops']:.1f}",
                    f"{r['millrace_pct_peak']:.0f}%", fmt_steal(r)]
             if args.batch > 1:
@@ -465,7 +483,8 @@ def report(args, peak, results):
     for r in results:
         print(f"{r['model']:<16} ORT p50 {r['ort_p50_ms']:8.2f} ms (p90 {r['ort_p90_ms']:.2f})  "
               f"millrace p50 {r['millrace_p50_ms']:8.2f} ms (p90 {r['millrace_p90_ms']:.2f})  "
-              f"ratio {r['ratio']:.2f}  {r['millrace_gflops']:.1f} GFLOP/s "
+              f"ratio {r['ratio']:.2f} (per round {fmt_rounds(r)})  "
+              f"{r['millrace_gflops']:.1f} GFLOP/s "
               f"({r['millrace_pct_peak']:.0f}% of peak), {fmt_steal(r)} of CPU time stolen")
         if args.batch > 1:
             print(f"{'':<16} throughput: ORT {r['ort_per_s']:.1f}/s, "
