@@ -25,6 +25,55 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The implicit-im2col path's product `y = relu(W x + bias)`, `plane` columns.
+fn gemm_relu(pa: &Packed, rhs: Rhs<'_>, bias: &[f32], plane: usize, y: &mut [f32]) {
+    gemm_ex(
+        pa.kernel(),
+        Lhs::Packed(pa),
+        rhs,
+        Out {
+            data: y,
+            rs: plane,
+            cs: 1,
+        },
+        &Epilogue {
+            bias: Bias::Row(bias),
+            act: Activation::Relu,
+            ..Epilogue::default()
+        },
+    )
+    .unwrap()
+}
+
+/// An image of `k` channels of `plane` pixels read in place as the GEMM's right-hand side.
+fn pointwise(data: &[f32], k: usize, plane: usize) -> Rhs<'_> {
+    Rhs::Direct {
+        data,
+        k,
+        n: plane,
+        ld: plane,
+    }
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max)
+}
+
+/// One more path's line under a layer's: its median, GFLOP/s, a ratio and the largest
+/// difference from the path it is compared with.
+fn alt_line(name: &str, secs: f64, flops: f64, ratio_name: &str, ratio: f64, diff: Option<f32>) {
+    let diff = diff.map_or(String::new(), |d| format!("  max|diff| {d:.1e}"));
+    println!(
+        "{:38}{name} {:8.1} us {:6.1} GF/s  {ratio_name} {ratio:.3}{diff}",
+        "",
+        secs * 1e6,
+        flops / secs / 1e9,
+    );
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let threads: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2);
@@ -102,32 +151,13 @@ fn main() {
         for r in 0..rounds + 2 {
             let t = Instant::now();
             pool.install(|| {
-                gemm_ex(
-                    pa.kernel(),
-                    Lhs::Packed(&pa),
-                    if k == 1 && s == 1 {
-                        // As FusedConv runs a pointwise layer: the image read in place.
-                        Rhs::Direct {
-                            data: &x,
-                            k: cin,
-                            n: plane,
-                            ld: plane,
-                        }
-                    } else {
-                        Rhs::Source(&src)
-                    },
-                    Out {
-                        data: &mut yg,
-                        rs: plane,
-                        cs: 1,
-                    },
-                    &Epilogue {
-                        bias: Bias::Row(&bias),
-                        act: Activation::Relu,
-                        ..Epilogue::default()
-                    },
-                )
-                .unwrap()
+                let rhs = if k == 1 && s == 1 {
+                    // As FusedConv runs a pointwise layer: the image read in place.
+                    pointwise(&x, cin, plane)
+                } else {
+                    Rhs::Source(&src)
+                };
+                gemm_relu(&pa, rhs, &bias, plane, &mut yg)
             });
             let a = t.elapsed().as_secs_f64();
             // A strided 1x1 layer as FusedConv runs it: the input gathered at the output
@@ -135,27 +165,7 @@ fn main() {
             let t = Instant::now();
             let gathered = pool.install(|| {
                 subsample::with_subsampled(&x, &g, |xs| {
-                    gemm_ex(
-                        pa.kernel(),
-                        Lhs::Packed(&pa),
-                        Rhs::Direct {
-                            data: xs,
-                            k: cin,
-                            n: plane,
-                            ld: plane,
-                        },
-                        Out {
-                            data: &mut ys,
-                            rs: plane,
-                            cs: 1,
-                        },
-                        &Epilogue {
-                            bias: Bias::Row(&bias),
-                            act: Activation::Relu,
-                            ..Epilogue::default()
-                        },
-                    )
-                    .unwrap()
+                    gemm_relu(&pa, pointwise(xs, cin, plane), &bias, plane, &mut ys)
                 })
             });
             if gathered.is_some() && r >= 2 {
@@ -192,11 +202,7 @@ fn main() {
         let (mg, md) = (median(tg), median(td));
         sum_g += mg;
         sum_d += md;
-        let dmax = yg
-            .iter()
-            .zip(yd.iter())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let dmax = max_diff(&yg, &yd);
         println!(
             "{net:16} {cin:4}>{cout:4} {h:3}x{h:<3} k{k} s{s}  gemm {:8.1} us {:6.1} GF/s  direct {:8.1} us {:6.1} GF/s  ratio {:.3}  max|diff| {dmax:.1e}",
             mg * 1e6,
@@ -207,44 +213,18 @@ fn main() {
         );
         if !t4.is_empty() {
             let m4 = median(t4);
-            let d4 = yd
-                .iter()
-                .zip(y4.iter())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
             sum_4 += m4;
-            println!(
-                "{:38}direct 4px {:8.1} us {:6.1} GF/s  4px/6px {:.3}  max|diff| {d4:.1e}",
-                "",
-                m4 * 1e6,
-                flops / m4 / 1e9,
-                m4 / md
-            );
+            let d4 = max_diff(&yd, &y4);
+            alt_line("direct 4px", m4, flops, "4px/6px", m4 / md, Some(d4));
         }
         if !ts.is_empty() {
             let ms = median(ts);
-            let dmax = yg
-                .iter()
-                .zip(ys.iter())
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            println!(
-                "{:38}gathered {:8.1} us {:6.1} GF/s  gathered/gemm {:.3}  max|diff| {dmax:.1e}",
-                "",
-                ms * 1e6,
-                flops / ms / 1e9,
-                ms / mg
-            );
+            let d = max_diff(&yg, &ys);
+            alt_line("gathered", ms, flops, "gathered/gemm", ms / mg, Some(d));
         }
         if !tw.is_empty() {
             let mw = median(tw);
-            println!(
-                "{:38}winograd {:8.1} us {:6.1} GF/s  direct/winograd {:.3}",
-                "",
-                mw * 1e6,
-                flops / mw / 1e9,
-                md / mw
-            );
+            alt_line("winograd", mw, flops, "direct/winograd", md / mw, None);
         }
     }
     println!(
