@@ -4,19 +4,21 @@
 //! A 1x1 convolution with stride 2 (ResNet's downsampling shortcuts) is a GEMM whose
 //! right-hand side is every other pixel of every other row. Packed as an implicit im2col,
 //! each panel of the GEMM gathers its 16 columns per input channel again (a strided copy
-//! per channel and panel, scalar on AVX2). Gathered once into a `c x oh x ow` image
+//! per channel and panel). Gathered once into a `c x oh x ow` image
 //! instead, the product is an ordinary pointwise one ([`crate::gemm::Rhs::Direct`]).
 //! Measured on Zen 3 (AVX2, `examples/direct_bench.rs`, the two alternating call by call,
-//! two runs at 1 and at 2 threads): gathered took 0.71-0.73x the implicit im2col's time
-//! on ResNet-50's 256 -> 512, 56 -> 28 shortcut at 1 thread and 0.80-0.83x at 2;
-//! 0.85-0.86x and 1.02x on the 512 -> 1024 one; 0.86-0.90x and 0.82x on 1024 -> 2048.
-//! In the whole model (`millrace profile`, 1 thread, against the three profiles before)
-//! the first shortcut went from 3.30 to 2.95 ms, the second 2.92 to 2.81, the third
-//! unchanged (3.02).
+//! two runs at 1 and at 2 threads, the im2col's strided copies also with AVX2 shuffles):
+//! gathered took 0.68-0.69x the implicit im2col's time on ResNet-50's 256 -> 512,
+//! 56 -> 28 shortcut at 1 thread and 0.80-0.84x at 2; 0.83-0.87x and 0.91-0.93x on the
+//! 512 -> 1024 one; 0.91x and 0.74-0.80x on 1024 -> 2048. In the whole model (`millrace
+//! profile`, 1 thread, against the three profiles before it, the im2col's copies then
+//! scalar) the first shortcut went from 3.30 to 2.95 ms, the second 2.92 to 2.81, the
+//! third unchanged (3.02).
 use rayon::prelude::*;
 use std::cell::RefCell;
 
 use crate::conv::Geom2d;
+use crate::gemm::copy_strided;
 
 thread_local! {
     /// Gathered images, a stack: a thread waiting for its convolution's jobs may run
@@ -59,7 +61,7 @@ pub fn with_subsampled<R>(x: &[f32], g: &Geom2d, f: impl FnOnce(&[f32]) -> R) ->
         for (oy, row) in o.chunks_exact_mut(g.ow).enumerate() {
             // In bounds: `(oh - 1) * sh < h` and `(ow - 1) * sw < w` (`applies`).
             let src = &xc[oy * g.sh * g.w..][..(g.ow - 1) * g.sw + 1];
-            gather_row(src, g.sw, row);
+            copy_strided(src, g.sw, row);
         }
     };
     // Across channels when there is enough to share: a 256 x 28 x 28 gather is about
@@ -72,51 +74,6 @@ pub fn with_subsampled<R>(x: &[f32], g: &Geom2d, f: impl FnOnce(&[f32]) -> R) ->
     let r = f(out);
     GATHERED.with_borrow_mut(|s| s.push(buf));
     Some(r)
-}
-
-/// `dst[j] = src[j * stride]`.
-fn gather_row(src: &[f32], stride: usize, dst: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if stride == 2 && has_avx2() {
-        // SAFETY: AVX2 is present; the helper bounds every access by the slices.
-        unsafe { stride2_avx2(src, dst) };
-        return;
-    }
-    for (d, s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
-        *d = *s;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    use std::sync::OnceLock;
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2"))
-}
-
-/// `dst[j] = src[2 j]`: 8 outputs from two 8-float loads, a shuffle and a lane permute.
-///
-/// # Safety
-/// The CPU must have AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn stride2_avx2(src: &[f32], dst: &mut [f32]) {
-    use std::arch::x86_64::*;
-    let n = dst.len().min(src.len().div_ceil(2));
-    let mut j = 0;
-    // Full blocks read src[2j .. 2j+16); keep them inside src.
-    while j + 8 <= n && 2 * j + 16 <= src.len() {
-        let a = _mm256_loadu_ps(src.as_ptr().add(2 * j));
-        let b = _mm256_loadu_ps(src.as_ptr().add(2 * j + 8));
-        // [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit lanes in the order 0, 2, 1, 3.
-        let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
-        let e = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
-        _mm256_storeu_ps(dst.as_mut_ptr().add(j), e);
-        j += 8;
-    }
-    for k in j..n {
-        dst[k] = src[2 * k];
-    }
 }
 
 #[cfg(test)]

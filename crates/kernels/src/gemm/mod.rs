@@ -21,6 +21,7 @@
 mod micro;
 mod pack;
 
+pub(crate) use pack::copy_strided;
 pub use pack::{Im2col, PanelSource, Strided};
 
 use crate::activation::Activation;

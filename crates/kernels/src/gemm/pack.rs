@@ -55,13 +55,20 @@ fn copy_short(src: &[f32], dst: &mut [f32]) {
 }
 
 /// `dst[j] = src[j * stride]`; stride 2 (the common downsampling convolution) uses
-/// AVX-512 permutes where the CPU has them.
+/// AVX-512 permutes or AVX2 shuffles where the CPU has them. Also gathers the input of
+/// strided 1x1 convolutions ([`crate::subsample`]).
 #[inline]
-fn copy_strided(src: &[f32], stride: usize, dst: &mut [f32]) {
+pub(crate) fn copy_strided(src: &[f32], stride: usize, dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if stride == 2 && dst.len() >= 16 && has_avx512() {
         // SAFETY: AVX-512F is present; the helper bounds every access by the slices.
         unsafe { x86::stride2_avx512(src, dst) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if stride == 2 && dst.len() >= 8 && has_avx2() {
+        // SAFETY: AVX2 is present; the helper bounds every access by the slices.
+        unsafe { x86::stride2_avx2(src, dst) };
         return;
     }
     for (d, s) in dst.iter_mut().zip(src.iter().step_by(stride)) {
@@ -330,6 +337,30 @@ mod x86 {
             let b = _mm512_loadu_ps(src.as_ptr().add(2 * j + 16));
             _mm512_storeu_ps(dst.as_mut_ptr().add(j), _mm512_permutex2var_ps(a, idx, b));
             j += 16;
+        }
+        for k in j..n {
+            dst[k] = src[2 * k];
+        }
+    }
+
+    /// `dst[j] = src[2 j]`: 8 outputs from two 8-float loads, a shuffle and a lane
+    /// permute.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn stride2_avx2(src: &[f32], dst: &mut [f32]) {
+        let n = dst.len().min(src.len().div_ceil(2));
+        let mut j = 0;
+        // Full blocks read src[2j .. 2j+16); keep them inside src.
+        while j + 8 <= n && 2 * j + 16 <= src.len() {
+            let a = _mm256_loadu_ps(src.as_ptr().add(2 * j));
+            let b = _mm256_loadu_ps(src.as_ptr().add(2 * j + 8));
+            // [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit lanes in the order 0, 2, 1, 3.
+            let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            let e = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
+            _mm256_storeu_ps(dst.as_mut_ptr().add(j), e);
+            j += 8;
         }
         for k in j..n {
             dst[k] = src[2 * k];
