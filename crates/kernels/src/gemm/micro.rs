@@ -29,6 +29,28 @@ pub struct TileOut {
     pub clamp: Option<(f32, f32)>,
 }
 
+impl TileOut {
+    /// An `mv x nv` tile at `c` (rows `ldc` apart) that takes the sums alone: no bias,
+    /// residual or activation, the old values overwritten.
+    pub fn plain(c: *mut f32, ldc: usize, mv: usize, nv: usize, last: bool) -> TileOut {
+        TileOut {
+            c,
+            ldc,
+            mv,
+            nv,
+            alpha: 1.0,
+            add_old: 0.0,
+            last,
+            bias_row: std::ptr::null(),
+            bias_col: std::ptr::null(),
+            res: std::ptr::null(),
+            ldr: 0,
+            relu: false,
+            clamp: None,
+        }
+    }
+}
+
 /// Signature shared by all microkernels.
 ///
 /// # Safety

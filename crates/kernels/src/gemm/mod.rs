@@ -1284,21 +1284,7 @@ impl Block<'_> {
                 }
             }
         } else {
-            let o = micro::TileOut {
-                c: s.tile.as_mut_ptr(),
-                ldc: nr,
-                mv: mr,
-                nv: nr,
-                alpha: 1.0,
-                add_old: 0.0,
-                last: false,
-                bias_row: std::ptr::null(),
-                bias_col: std::ptr::null(),
-                res: std::ptr::null(),
-                ldr: 0,
-                relu: false,
-                clamp: None,
-            };
+            let o = micro::TileOut::plain(s.tile.as_mut_ptr(), nr, mr, nr, false);
             (kernel.micro(t.mv, t.nv))(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &o);
             store_tile(
                 &s.tile, &mut s.tt, t, self.out, self.epi, self.first, self.last,

@@ -469,21 +469,7 @@ fn microkernel_throughput() {
             let a = rnd(kc * kernel.mr, 1);
             let b = rnd(kc * kernel.nr, 2);
             let mut c = vec![0.0f32; kernel.mr * kernel.nr];
-            let o = micro::TileOut {
-                c: c.as_mut_ptr(),
-                ldc: kernel.nr,
-                mv: kernel.mr,
-                nv: kernel.nr,
-                alpha: 1.0,
-                add_old: 0.0,
-                last: true,
-                bias_row: std::ptr::null(),
-                bias_col: std::ptr::null(),
-                res: std::ptr::null(),
-                ldr: 0,
-                relu: false,
-                clamp: None,
-            };
+            let o = micro::TileOut::plain(c.as_mut_ptr(), kernel.nr, kernel.mr, kernel.nr, true);
             let iters = 2_000_000 / kc;
             let flops = 2.0 * (kc * kernel.mr * kernel.nr) as f64 * iters as f64;
             let (mut best, mut peak) = (0f64, 0f64);
