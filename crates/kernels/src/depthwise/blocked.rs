@@ -115,6 +115,8 @@ pub(crate) fn applies(isa: Isa, g: &Geom2d, red: Reduce) -> bool {
     let plane = g.oh * g.ow;
     let small = if isa == Isa::Avx512 {
         SMALL_PLANE
+    } else if super::rows3x3::applies(g) {
+        SMALL_PLANE_ROWS3X3
     } else {
         SMALL_PLANE_AVX2
     };
@@ -132,6 +134,14 @@ pub(crate) fn applies(isa: Isa, g: &Geom2d, red: Reduce) -> bool {
 /// MobileNetV2's 28x28 layers at stride 1, 0.42-0.48x on 56x56 at stride 2, 0.87-0.93x on
 /// 56x56 at stride 1 and 0.96-1.02x on 112x112 at stride 1 (left to the row path).
 const SMALL_PLANE_AVX2: usize = 56 * 56;
+
+/// [`SMALL_PLANE_AVX2`] for the 3x3 windows that the row-pair kernel
+/// ([`super::rows3x3`]) computes at stride 1. On Zen 3 (`examples/dw_bench.rs`, the
+/// policies alternating in one process, 1 and 2 threads) the row-pair kernel took 0.53x
+/// the blocked path's time on MobileNetV2's 112x112 layer, 0.62x on 56x56 and 0.93-0.94x
+/// on 28x28, but 1.2-1.3x on 14x14. At stride 2 the blocked path stays: the row-pair
+/// kernel over the split copy took 1.1-1.2x its time on 112x112 and 1.6-1.7x on 56x56.
+const SMALL_PLANE_ROWS3X3: usize = 14 * 14;
 
 /// Output planes up to this many pixels take the blocked path for max pooling.
 const SMALL_POOL: usize = 64;

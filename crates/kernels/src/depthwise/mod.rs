@@ -23,9 +23,15 @@
 //! windows cross the border go through a checked scalar loop and only the rest is
 //! vectorized.
 //!
+//! On AVX2, 3x3 convolution windows at stride 1 and 2 go to `rows3x3.rs` instead of the
+//! general interior loop: two output rows at a time sharing their input rows, the nine
+//! weights in registers (its measurements, and the choice against the channel-blocked path
+//! in `blocked.rs`, are documented there).
+//!
 //! Channels are independent and run in parallel on the current rayon pool when the layer
 //! is big enough to pay for it.
 pub(crate) mod blocked;
+mod rows3x3;
 
 use crate::activation::Activation;
 use crate::conv::{valid_range, Geom2d};
@@ -469,6 +475,40 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
             } else {
                 g.sw
             };
+            #[cfg(target_arch = "x86_64")]
+            if let (true, Ok(w9)) = (
+                isa == Isa::Avx2 && op == OP_CONV && rows3x3::applies(g) && (g.sw == 1 || split),
+                <&[f32; 9]>::try_from(wc),
+            ) {
+                #[cfg(test)]
+                tests::ROWS3X3_RUNS.with(|n| n.set(n.get() + 1));
+                let p = rows3x3::Plane {
+                    x: buf.as_ptr(),
+                    wp,
+                    half: a.half,
+                    oh: g.oh,
+                    ow: g.ow,
+                    out: oc.as_mut_ptr(),
+                };
+                let post = match post {
+                    1 => rows3x3::Post::Relu,
+                    2 => rows3x3::Post::Clip(lo, hi),
+                    _ => rows3x3::Post::None,
+                };
+                // SAFETY: `padded_dims` sized the copy to hold every tap of every output
+                // (oh + 2 rows of at least ow + 2 at stride 1; 2 * oh + 1 split rows of at
+                // least 2 * ow + 1 at stride 2), `applies` checked ow >= 8, `oc` holds
+                // oh * ow outputs, and `run` checked that this CPU has AVX2 and FMA.
+                unsafe {
+                    if g.sw == 1 {
+                        rows3x3::avx2::conv3x3::<1>(&p, w9, bias, post)
+                    } else {
+                        rows3x3::avx2::conv3x3::<2>(&p, w9, bias, post)
+                    }
+                }
+                finish(&mut oc[..g.oh * g.ow]);
+                return;
+            }
             // SAFETY: `padded_dims` sized the hp x wp buffer so that every tap of every
             // output (row oy*sh + ky*dh < hp, column ox*sw + kx*dw < wp) is inside it; in
             // a split row, column c is at c / 2 (even c) or half + c / 2 (odd c), inside
@@ -1212,6 +1252,8 @@ pub(crate) mod tests {
     thread_local! {
         /// Forces the border + interior path (tests of both paths).
         pub(crate) static NO_PAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Channels the 3x3 row-pair kernel ([`rows3x3`]) computed on this thread.
+        pub(crate) static ROWS3X3_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
         /// Forces the channel-blocked path on (`Some(true)`, wherever it fits) or off.
         pub(crate) static BLOCKED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
     }
@@ -1326,6 +1368,71 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    /// The 3x3 row-pair kernel against the naive sum: every output width from one vector
+    /// to past two (the overlapping last vector), odd and even row counts (the single-row
+    /// tail), pads 0 to 2, strides 1 and 2, the in-register activations and one applied
+    /// after, a NaN input; and that the kernel, not the window engine, computed them.
+    #[test]
+    fn rows3x3_matches_naive() {
+        if !Isa::Avx2.usable() {
+            return;
+        }
+        let acts = [
+            Activation::Clip { lo: 0.0, hi: 6.0 },
+            Activation::None,
+            Activation::Relu,
+            Activation::Clip { lo: -0.1, hi: 0.3 },
+            Activation::Silu,
+        ];
+        BLOCKED.with(|f| f.set(Some(false)));
+        let mut i = 0;
+        for s in [1usize, 2] {
+            for ow in (8usize..=18).chain([24, 31, 56]) {
+                for oh in [1usize, 2, 3, 6] {
+                    for pad in [0usize, 1, 2] {
+                        // The input size giving `oh x ow` outputs.
+                        let (Some(h), Some(w)) = (
+                            ((oh - 1) * s + 3).checked_sub(2 * pad).filter(|&h| h > 0),
+                            ((ow - 1) * s + 3).checked_sub(2 * pad),
+                        ) else {
+                            continue;
+                        };
+                        let g = Geom2d::square(2, h, w, 3, s, 1, pad);
+                        assert!(g.oh == oh && g.ow == ow && rows3x3::applies(&g), "{g:?}");
+                        i += 1;
+                        let mut x = rnd(2 * h * w, i);
+                        if i % 7 == 0 {
+                            let at = (i as usize * 13) % x.len();
+                            x[at] = f32::NAN;
+                        }
+                        let wt = rnd(2 * 9, 300 + i);
+                        let b = rnd(2, 5);
+                        let act = acts[i as usize % acts.len()];
+                        let bias = (i % 3 != 0).then_some(&b[..]);
+                        let mut out = vec![f32::INFINITY; 2 * g.oh * g.ow + 4];
+                        ROWS3X3_RUNS.with(|n| n.set(0));
+                        depthwise2d_with(Isa::Avx2, &x, &wt, bias, &g, act, &mut out).unwrap();
+                        assert_eq!(ROWS3X3_RUNS.with(|n| n.get()), 2, "{g:?}");
+                        let want = naive(&x, &wt, bias, &g, act);
+                        for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                            assert!(
+                                got.is_nan() == want.is_nan()
+                                    && (got.is_nan()
+                                        || (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs())),
+                                "{g:?} act {act:?} at {j}: {got} vs {want}"
+                            );
+                        }
+                        assert!(
+                            out[2 * g.oh * g.ow..].iter().all(|v| *v == f32::INFINITY),
+                            "wrote past the end"
+                        );
+                    }
+                }
+            }
+        }
+        BLOCKED.with(|f| f.set(None));
     }
 
     /// The channel-blocked path (16 channels per vector) against the naive sum: channel
