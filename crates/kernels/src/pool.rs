@@ -13,7 +13,9 @@
 //! ceil mode is just a larger `oh` / `ow`.
 //!
 //! On AVX2, 3x3 stride-1 "same" max pools of small planes (Inception's pool branches) take
-//! a fused two-pass kernel over whole planes (`same3x3` below).
+//! a fused two-pass kernel over whole planes (`same3x3` below), and stride-2 pools that
+//! halve an even width one that splits even and odd columns as it folds the rows
+//! (`halve`).
 //!
 //! Global pooling reduces each plane with 16 independent lanes (vectorizable) and
 //! combines them at the end.
@@ -34,6 +36,11 @@ pub fn max_pool2d_with(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) -> Resu
     #[cfg(target_arch = "x86_64")]
     if same3x3::applies(isa, g) {
         same3x3::run(x, g, out);
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if halve::applies(isa, g) {
+        halve::run(x, g, out);
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
@@ -60,7 +67,7 @@ thread_local! {
 
 /// Padded-row values [`reserve_scratch`] sets aside per thread: rows up to 1024 wide with
 /// their padding and slack (and every small plane of the whole-plane path).
-pub const ROW_RESERVE: usize = 1024 + 8 + ROW_SLACK;
+pub const ROW_RESERVE: usize = 2 * (56 * 56 + 2 * 8);
 
 /// Grows the calling thread's padded row to [`ROW_RESERVE`], so later calls on it do not
 /// allocate (see [`crate::reserve_scratch`]).
@@ -408,6 +415,183 @@ mod same3x3 {
     }
 }
 
+/// Stride-2 max pooling with a 2x2 or 3x3 window that halves an even width (GoogLeNet's
+/// and ResNet-50's downsampling pools: 112 -> 56, 56 -> 28), output rows of at least 16
+/// and planes of at most [`halve::MAX_OUT`] values, AVX2.
+///
+/// Before: the separable kernel (per output row, the max down the window's rows into a
+/// padded row, then the max along it with two loads and two shuffles per vector and tap)
+/// or, for planes of 28x28 and less, the channel-blocked path (transposes in and out).
+/// After, per plane: each output row's window rows are folded 16 columns at a time and
+/// split at once into their even and odd columns (two shuffles per 16 values), into two
+/// half-width planes; the output plane is then one contiguous pass, each output the max
+/// of an even and an odd column and one neighbour, the neighbour masked with `-inf` at a
+/// row's end. On Zen 3 (`examples/pool_bench.rs`, the two alternating in one process, 300
+/// calls, two runs at 1 and 2 threads) it took 0.88-0.91x the separable kernel's time on
+/// the 112 -> 56 pools of GoogLeNet and ResNet-50 (best and p50) and 0.86-0.93x the
+/// blocked path's on GoogLeNet's 56 -> 28 pool.
+#[cfg(target_arch = "x86_64")]
+mod halve {
+    use super::{per_channel, Isa, ROW};
+    use crate::conv::Geom2d;
+    use std::arch::x86_64::*;
+
+    /// Largest output plane taken: its two half-width planes (and their slack) fit the
+    /// thread's reserved row ([`super::ROW_RESERVE`]), so no call allocates.
+    pub(super) const MAX_OUT: usize = 56 * 56;
+    /// Slack before and after each half-width plane.
+    const SLACK: usize = 8;
+    /// Narrowest output rows taken: two vectors. Below, the channel-blocked path is as
+    /// fast (GoogLeNet's 28 -> 14 pool, 1.0-1.03x) or faster (its 2x2 14 -> 7 pool: this
+    /// kernel took 1.65-1.7x the time).
+    const MIN_OW: usize = 16;
+
+    pub(super) fn applies(isa: Isa, g: &Geom2d) -> bool {
+        #[cfg(test)]
+        if crate::depthwise::tests::BLOCKED.with(|f| f.get()) == Some(true) {
+            return false;
+        }
+        isa == Isa::Avx2
+            && isa.usable()
+            && (g.kh == 2 || g.kh == 3)
+            && g.kw == g.kh
+            && (g.sh, g.sw, g.dh, g.dw) == (2, 2, 1, 1)
+            && g.pt <= 1
+            && g.pl <= 1
+            && g.w.is_multiple_of(2)
+            && g.w > 0
+            && g.ow == g.w / 2
+            && g.ow >= MIN_OW
+            && g.oh > 0
+            && g.oh * g.ow <= MAX_OUT
+    }
+
+    /// Max pools every channel. The caller has checked the geometry against the buffers
+    /// and that [`applies`] holds.
+    pub(super) fn run(x: &[f32], g: &Geom2d, out: &mut [f32]) {
+        let (ip, op) = (g.h * g.w, g.oh * g.ow);
+        // `-inf` where an output's neighbour tap falls off its row: the last column
+        // (right neighbour, no left padding) or the first (left neighbour, with it).
+        let mut pen = [0.0f32; MAX_OUT + 8];
+        let edge = if g.pl == 0 { g.ow - 1 } else { 0 };
+        for (i, p) in pen.iter_mut().take(op).enumerate() {
+            if i % g.ow == edge {
+                *p = f32::NEG_INFINITY;
+            }
+        }
+        let pen = &pen;
+        let out = &mut out[..g.c * op];
+        let one = |(ci, oc): (usize, &mut [f32])| {
+            let xc = &x[ci * ip..(ci + 1) * ip];
+            ROW.with_borrow_mut(|buf| {
+                let half = op + 2 * SLACK;
+                if buf.len() < 2 * half {
+                    buf.resize(2 * half, 0.0);
+                }
+                // SAFETY: `applies` checked AVX2 (`usable`) and the geometry; `xc` holds
+                // `h * w` values, `oc` `op`, `buf` two half-width planes with slack,
+                // `pen` `op` rounded up to a vector.
+                unsafe { plane(xc.as_ptr(), g, buf.as_mut_ptr(), pen, oc.as_mut_ptr()) };
+            })
+        };
+        per_channel(g.c, ip, op, out, one);
+    }
+
+    /// Lanes `0..n` set.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn mask(n: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n.min(8) as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
+    /// One channel: `xc` its `h x w` inputs, `buf` the even and odd half-width planes
+    /// (each `oh * ow` values with [`SLACK`] before and after), `oc` its outputs.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn plane(
+        xc: *const f32,
+        g: &Geom2d,
+        buf: *mut f32,
+        pen: &[f32; MAX_OUT + 8],
+        oc: *mut f32,
+    ) {
+        let (w, ow, op) = (g.w, g.ow, g.oh * g.ow);
+        let even = buf.add(SLACK);
+        let odd = buf.add(op + 3 * SLACK);
+        let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+        for oy in 0..g.oh {
+            // The window's rows inside the image.
+            let y0 = (2 * oy) as isize - g.pt as isize;
+            let ya = y0.max(0) as usize;
+            let yb = ((y0 + g.kh as isize).max(0) as usize).min(g.h);
+            let (e, o) = (even.add(oy * ow), odd.add(oy * ow));
+            let mut c = 0;
+            while c < w {
+                let n = (w - c).min(16);
+                let (ka, kb) = (mask(n), mask(n.saturating_sub(8)));
+                let (mut a, mut b) = (ninf, ninf);
+                for y in ya..yb {
+                    let p = xc.add(y * w + c);
+                    // Masked-off lanes read 0; they become columns past the row, which
+                    // no output reads unmasked.
+                    let (va, vb) = if n == 16 {
+                        (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+                    } else {
+                        (_mm256_maskload_ps(p, ka), _mm256_maskload_ps(p.add(8), kb))
+                    };
+                    a = _mm256_max_ps(va, a);
+                    b = _mm256_max_ps(vb, b);
+                }
+                // Even columns of the 16 (0, 2, .., 14) and odd ones, in order.
+                let ev = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+                let od = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+                let fix = |v: __m256| {
+                    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+                };
+                // A row's last 8 may spill into the next row's, written after it, or
+                // into the slack.
+                _mm256_storeu_ps(e.add(c / 2), fix(ev));
+                _mm256_storeu_ps(o.add(c / 2), fix(od));
+                c += 16;
+            }
+        }
+        // Along the rows: output `i` of the plane takes even column `i` and odd column
+        // `i` (window taps 2 ox - pl + 0 / 1 after the padding shift), and with a 3x3
+        // window the next even column (no left padding) or the previous odd one (with
+        // it), penalized where that leaves the row.
+        let mut i = 0;
+        while i < op {
+            let (ev, od) = (_mm256_loadu_ps(even.add(i)), _mm256_loadu_ps(odd.add(i)));
+            let mut y = if g.pl == 0 {
+                _mm256_max_ps(od, ev)
+            } else {
+                // pl = 1: taps are odd column ox - 1, even column ox, odd column ox
+                // (2x2: the first two).
+                ev
+            };
+            let pv = _mm256_loadu_ps(pen.as_ptr().add(i));
+            if g.pl == 0 {
+                if g.kw == 3 {
+                    y = _mm256_max_ps(_mm256_add_ps(_mm256_loadu_ps(even.add(i + 1)), pv), y);
+                }
+            } else {
+                y = _mm256_max_ps(_mm256_add_ps(_mm256_loadu_ps(odd.add(i).sub(1)), pv), y);
+                if g.kw == 3 {
+                    y = _mm256_max_ps(od, y);
+                }
+            }
+            if i + 8 <= op {
+                _mm256_storeu_ps(oc.add(i), y);
+            } else {
+                _mm256_maskstore_ps(oc.add(i), mask(op - i), y);
+            }
+            i += 8;
+        }
+    }
+}
+
 /// Average pool of `x` (`c*h*w`) into `out` (`c*oh*ow`). `pads_end` is the (bottom, right)
 /// padding, which only matters with `count_include_pad`.
 pub fn avg_pool2d(
@@ -737,6 +921,70 @@ mod tests {
         ] {
             assert!(!same3x3::applies(Isa::Avx2, &g), "{g:?}");
         }
+    }
+
+    /// The stride-2 halving max pool against the naive window: 2x2 and 3x3 windows, no
+    /// padding or one before, floor and ceil rounding, output widths from 16 (two
+    /// vectors) to 56 with ragged tails, one-row and odd-height planes, NaN inputs, no write past the output; and
+    /// that it, not another path, ran wherever it applies.
+    #[test]
+    fn halve_max_matches_naive() {
+        if !Isa::Avx2.usable() {
+            return;
+        }
+        let mut ran = 0;
+        let mut case = 0;
+        for (h, w) in [
+            (2, 2),
+            (1, 32),
+            (5, 34),
+            (7, 48),
+            (9, 36),
+            (28, 28),
+            (56, 56),
+            (3, 40),
+            (112, 112),
+            (4, 50),
+        ] {
+            for k in [2, 3] {
+                for (pt, pb) in [(0, 0), (1, 1), (1, 0), (0, 1)] {
+                    for ceil in [false, true] {
+                        if pt > k - 1 || pb > k - 1 || h + pt + pb < k || w + pt + pb < k {
+                            continue;
+                        }
+                        let (oh, ow) = (
+                            out_dim(h, k, 2, 1, pt, pb, ceil),
+                            out_dim(w, k, 2, 1, pt, pb, ceil),
+                        );
+                        let g = Geom2d {
+                            oh,
+                            ow,
+                            ..Geom2d::square(2, h, w, k, 2, 1, pt)
+                        };
+                        if !halve::applies(Isa::Avx2, &g) {
+                            assert!(ow != w / 2 || ow < 16 || oh * ow > halve::MAX_OUT, "{g:?}");
+                            continue;
+                        }
+                        ran += 1;
+                        case += 1;
+                        let mut x = rnd(2 * h * w, 900 + case);
+                        x[(case as usize * 7) % (h * w)] = f32::NAN;
+                        x[h * w..h * w + w.min(3)].fill(f32::NAN);
+                        let want = naive(&x, &g, pb, pb);
+                        let mut mx = vec![2.5f32; 2 * oh * ow + 9];
+                        max_pool2d_with(Isa::Avx2, &x, &g, &mut mx).unwrap();
+                        for (j, wv) in want.iter().enumerate() {
+                            assert_eq!(mx[j] as f64, wv.0, "{g:?} at {j}");
+                        }
+                        assert!(
+                            mx[2 * oh * ow..].iter().all(|&v| v == 2.5),
+                            "wrote past the end"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(ran >= 40, "{ran} runs");
     }
 
     #[test]
