@@ -18,7 +18,7 @@
 //! residual, applies Relu or Clip, and stores each channel's `R` pixels into the NCHW
 //! output with one masked store. Other activations are applied to the finished rows.
 //!
-//! The AVX2 kernels ([`x86::tile_avx2`]) have 16 registers: a tile is 6 pixels by 16
+//! The AVX2 kernels (`x86::tile_avx2`) have 16 registers: a tile is 6 pixels by 16
 //! channels (twelve accumulators, two weight vectors and the broadcast), a last block of 8
 //! channels where the layer's channels end there; their epilogue turns 4 (then 2) pixels
 //! by 8 channels into a 4-pixel (2-pixel) store per channel with two 4 x 4 transposes.
@@ -40,7 +40,7 @@
 //!
 //! On AVX2, where a row's tiles would end in a part-empty tile, the plane is tiled in
 //! raster order instead: a tile that runs past a row's end into the next
-//! ([`x86::tile_avx2_at`]) reads each pixel's window at its own offset, and its output
+//! (`x86::tile_avx2_at`) reads each pixel's window at its own offset, and its output
 //! pixels are still consecutive in the plane.
 //!
 //! Work is split over the pool's threads by (channel block, output row), channel blocks
@@ -449,7 +449,7 @@ struct Dst {
 type TileFn = unsafe fn(usize, &[isize], usize, *const f32, *const f32, &Dst);
 
 /// A tile kernel whose pixels read their windows at given offsets from `x`
-/// ([`x86::tile_avx2_at`]).
+/// (`x86::tile_avx2_at`).
 type TileAtFn =
     unsafe fn(usize, &[isize], usize, *const f32, *const f32, &Dst, &[isize; AVX2_PIXELS]);
 

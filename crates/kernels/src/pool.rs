@@ -65,8 +65,10 @@ thread_local! {
     static ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Padded-row values [`reserve_scratch`] sets aside per thread: rows up to 1024 wide with
-/// their padding and slack (and every small plane of the whole-plane path).
+/// Values [`reserve_scratch`] sets aside per thread: the two half-width planes of the
+/// largest output plane the stride-2 halving kernel takes (56x56) with their slack, which
+/// also covers the separable path's padded rows up to 1024 wide and the small planes of
+/// the whole-plane paths.
 pub const ROW_RESERVE: usize = 2 * (56 * 56 + 2 * 8);
 
 /// Grows the calling thread's padded row to [`ROW_RESERVE`], so later calls on it do not
@@ -274,6 +276,7 @@ fn max_rows(isa: Isa, xc: &[f32], g: &Geom2d, row: &mut [f32], oc: &mut [f32]) {
 mod same3x3 {
     use super::{per_channel, Isa, ROW};
     use crate::conv::Geom2d;
+    use crate::transpose::x86::mask8 as mask;
     use std::arch::x86_64::*;
 
     /// Largest plane taken: the row-max plane and its slack fit the thread's reserved row
@@ -326,16 +329,6 @@ mod same3x3 {
             })
         };
         per_channel(g.c, hw, hw, out, one);
-    }
-
-    /// Lanes `0..n` set.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn mask(n: usize) -> __m256i {
-        _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(n.min(8) as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        )
     }
 
     /// `dst[i] = max(-inf, s[i] for s in srcs)` (NaN skipped) for `i < n`; `dst` is
@@ -434,6 +427,7 @@ mod same3x3 {
 mod halve {
     use super::{per_channel, Isa, ROW};
     use crate::conv::Geom2d;
+    use crate::transpose::x86::mask8 as mask;
     use std::arch::x86_64::*;
 
     /// Largest output plane taken: its two half-width planes (and their slack) fit the
@@ -497,16 +491,6 @@ mod halve {
         per_channel(g.c, ip, op, out, one);
     }
 
-    /// Lanes `0..n` set.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn mask(n: usize) -> __m256i {
-        _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(n.min(8) as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        )
-    }
-
     /// One channel: `xc` its `h x w` inputs, `buf` the even and odd half-width planes
     /// (each `oh * ow` values with [`SLACK`] before and after), `oc` its outputs.
     #[target_feature(enable = "avx2,fma")]
@@ -544,16 +528,11 @@ mod halve {
                     a = _mm256_max_ps(va, a);
                     b = _mm256_max_ps(vb, b);
                 }
-                // Even columns of the 16 (0, 2, .., 14) and odd ones, in order.
-                let ev = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
-                let od = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
-                let fix = |v: __m256| {
-                    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
-                };
-                // A row's last 8 may spill into the next row's, written after it, or
-                // into the slack.
-                _mm256_storeu_ps(e.add(c / 2), fix(ev));
-                _mm256_storeu_ps(o.add(c / 2), fix(od));
+                // Even columns of the 16 (0, 2, .., 14) and odd ones, in order. A row's
+                // last 8 may spill into the next row's, written after it, or the slack.
+                let (ev, od) = crate::transpose::x86::even_odd8(a, b);
+                _mm256_storeu_ps(e.add(c / 2), ev);
+                _mm256_storeu_ps(o.add(c / 2), od);
                 c += 16;
             }
         }

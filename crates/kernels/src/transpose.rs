@@ -1,4 +1,5 @@
-//! In-register transposes shared by the kernels that change a block's orientation.
+//! In-register transposes shared by the kernels that change a block's orientation, and
+//! the AVX2 lane helpers several kernels share (tail masks, even / odd splits).
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
@@ -39,6 +40,35 @@ pub(crate) mod x86 {
             r[8 + m] = _mm512_shuffle_f32x4::<0xdd>(s0, s2);
             r[12 + m] = _mm512_shuffle_f32x4::<0xdd>(s1, s3);
         }
+    }
+
+    /// An AVX2 load / store mask with lanes `0..n` set (all of them for `n >= 8`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn mask8(n: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n.min(8) as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
+    /// The even-indexed values of the 16 in `a` then `b`, in order (2 shuffles).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn evens8(a: __m256, b: __m256) -> __m256 {
+        // [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit lanes in the order 0, 2, 1, 3.
+        let s = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(s)))
+    }
+
+    /// The even-indexed and the odd-indexed values of the 16 in `a` then `b`, each in
+    /// order (4 shuffles).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn even_odd8(a: __m256, b: __m256) -> (__m256, __m256) {
+        let o = _mm256_shuffle_ps::<0b11_01_11_01>(a, b);
+        let o = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(o)));
+        (evens8(a, b), o)
     }
 
     /// Transposes 8 vectors: `r[i]` lane `j` becomes `r[j]` lane `i` (24 shuffles).

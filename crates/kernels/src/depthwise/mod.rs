@@ -418,14 +418,13 @@ unsafe fn split2_avx2(src: &[f32], first: &mut [f32], second: &mut [f32]) -> usi
     use std::arch::x86_64::*;
     let n = first.len().min(second.len()).min(src.len() / 2);
     let (s, f, o) = (src.as_ptr(), first.as_mut_ptr(), second.as_mut_ptr());
-    let fix =
-        |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
     let mut m = 0;
     while m + 8 <= n {
         let a = _mm256_loadu_ps(s.add(2 * m));
         let b = _mm256_loadu_ps(s.add(2 * m + 8));
-        _mm256_storeu_ps(f.add(m), fix(_mm256_shuffle_ps::<0b10_00_10_00>(a, b)));
-        _mm256_storeu_ps(o.add(m), fix(_mm256_shuffle_ps::<0b11_01_11_01>(a, b)));
+        let (even, odd) = crate::transpose::x86::even_odd8(a, b);
+        _mm256_storeu_ps(f.add(m), even);
+        _mm256_storeu_ps(o.add(m), odd);
         m += 8;
     }
     m
@@ -509,7 +508,7 @@ fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce,
             };
             #[cfg(target_arch = "x86_64")]
             if let (true, Ok(w9)) = (
-                isa == Isa::Avx2 && op == OP_CONV && rows3x3::applies(g) && (g.sw == 1 || split),
+                isa == Isa::Avx2 && op == OP_CONV && rows3x3::applies(g),
                 <&[f32; 9]>::try_from(wc),
             ) {
                 #[cfg(test)]
@@ -1199,11 +1198,7 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn mask(n: usize) -> K {
-        let n = n.min(8) as i32;
-        _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(n),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        )
+        crate::transpose::x86::mask8(n)
     }
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -1221,8 +1216,7 @@ mod avx2 {
     unsafe fn load_s2(p: *const f32) -> V {
         let a = _mm256_loadu_ps(p);
         let b = _mm256_maskload_ps(p.add(8), mask(7));
-        let s = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
-        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(s)))
+        crate::transpose::x86::evens8(a, b)
     }
     #[inline]
     #[target_feature(enable = "avx2,fma")]
@@ -1240,8 +1234,7 @@ mod avx2 {
     unsafe fn load_s2_k(p: *const f32, ka: K, kb: K) -> V {
         let a = _mm256_maskload_ps(p, ka);
         let b = _mm256_maskload_ps(p.add(8), kb);
-        let s = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
-        _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(s)))
+        crate::transpose::x86::evens8(a, b)
     }
     #[inline]
     #[target_feature(enable = "avx2,fma")]

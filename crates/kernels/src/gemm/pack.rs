@@ -356,10 +356,7 @@ mod x86 {
         while j + 8 <= n && 2 * j + 16 <= src.len() {
             let a = _mm256_loadu_ps(src.as_ptr().add(2 * j));
             let b = _mm256_loadu_ps(src.as_ptr().add(2 * j + 8));
-            // [a0 a2 b0 b2 | a4 a6 b4 b6], then the 64-bit lanes in the order 0, 2, 1, 3.
-            let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
-            let e = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
-            _mm256_storeu_ps(dst.as_mut_ptr().add(j), e);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(j), crate::transpose::x86::evens8(a, b));
             j += 8;
         }
         for k in j..n {
