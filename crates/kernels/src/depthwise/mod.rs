@@ -376,13 +376,6 @@ fn split_row(src: &[f32], pl: usize, fill: f32, row: &mut [f32]) {
     };
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if n >= 8 && Isa::detect() != Isa::Portable {
-        // SAFETY: AVX2 is present (AVX-512 implies it here: `Isa::available` lists AVX2
-        // after checking it); the helper keeps its reads below `2 * n` and its writes
-        // below `n`, the slices' lengths.
-        done = unsafe { split2_avx2(&src[..2 * n], &mut first[..n], &mut second[..n]) };
-    }
-    #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
         // SAFETY: SSE2 is part of x86_64; pair `m` reads src[2m..2m + 8] and writes
@@ -404,30 +397,6 @@ fn split_row(src: &[f32], pl: usize, fill: f32, row: &mut [f32]) {
     if src.len() % 2 == 1 {
         first[n] = src[2 * n];
     }
-}
-
-/// `first[m] = src[2m]`, `second[m] = src[2m + 1]` for whole blocks of 8 `m`; returns
-/// how many were written. One pass: two loads, four shuffles and two stores per 16 values.
-///
-/// # Safety
-/// The CPU must have AVX2; `src` holds `2 * first.len()` values, `second` as many as
-/// `first`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn split2_avx2(src: &[f32], first: &mut [f32], second: &mut [f32]) -> usize {
-    use std::arch::x86_64::*;
-    let n = first.len().min(second.len()).min(src.len() / 2);
-    let (s, f, o) = (src.as_ptr(), first.as_mut_ptr(), second.as_mut_ptr());
-    let mut m = 0;
-    while m + 8 <= n {
-        let a = _mm256_loadu_ps(s.add(2 * m));
-        let b = _mm256_loadu_ps(s.add(2 * m + 8));
-        let (even, odd) = crate::transpose::x86::even_odd8(a, b);
-        _mm256_storeu_ps(f.add(m), even);
-        _mm256_storeu_ps(o.add(m), odd);
-        m += 8;
-    }
-    m
 }
 
 fn channel(isa: Isa, xc: &[f32], wc: &[f32], bias: f32, g: &Geom2d, red: Reduce, oc: &mut [f32]) {
