@@ -65,6 +65,28 @@ thread_local! {
     static ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Runs `f` on the calling thread's scratch row ([`ROW`]), grown to at least `len`
+/// values (its contents are whatever the last user left).
+fn with_row<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    ROW.with_borrow_mut(|buf| {
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
+/// Whether a whole-plane AVX2 max pool kernel (`same3x3`, `halve`) may run on `isa`:
+/// AVX2 chosen and present, and (in tests) the channel-blocked path not forced.
+#[cfg(target_arch = "x86_64")]
+fn avx2_plane_kernel(isa: Isa) -> bool {
+    #[cfg(test)]
+    if crate::depthwise::tests::BLOCKED.with(|f| f.get()) == Some(true) {
+        return false;
+    }
+    isa == Isa::Avx2 && isa.usable()
+}
+
 /// Values [`reserve_scratch`] sets aside per thread: the two half-width planes of the
 /// largest output plane the stride-2 halving kernel takes (56x56) with their slack, which
 /// also covers the separable path's padded rows up to 1024 wide and the small planes of
@@ -169,12 +191,7 @@ fn flat_max(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) {
     let pen = &pen;
     let out = &mut out[..g.c * op];
     let one = |(ci, oc): (usize, &mut [f32])| {
-        ROW.with_borrow_mut(|buf| {
-            let len = op + 2 * FLAT_SLACK;
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            let v = &mut buf[..len];
+        with_row(op + 2 * FLAT_SLACK, |v| {
             v.fill(f32::NEG_INFINITY);
             let xc = &x[ci * ip..(ci + 1) * ip];
             for ky in 0..g.kh {
@@ -223,12 +240,7 @@ fn max_channel(isa: Isa, xc: &[f32], g: &Geom2d, oc: &mut [f32]) {
     // The padded row: `pl` of -inf, the window rows' max, -inf up to the last tap of the
     // last output, and slack for whole-vector reads.
     let taps = ((g.ow - 1) * g.sw + g.kw).max(g.pl + g.w);
-    let len = taps + ROW_SLACK;
-    ROW.with_borrow_mut(|buf| {
-        if buf.len() < len {
-            buf.resize(len, 0.0);
-        }
-        let row = &mut buf[..len];
+    with_row(taps + ROW_SLACK, |row| {
         row.fill(f32::NEG_INFINITY);
         max_rows(isa, xc, g, row, oc);
     });
@@ -274,7 +286,7 @@ fn max_rows(isa: Isa, xc: &[f32], g: &Geom2d, row: &mut [f32], oc: &mut [f32]) {
 /// pool branch, 0.49-0.54x on 14x14 and 0.59-0.65x on 7x7 (p50).
 #[cfg(target_arch = "x86_64")]
 mod same3x3 {
-    use super::{per_channel, Isa, ROW};
+    use super::{avx2_plane_kernel, per_channel, with_row, Isa};
     use crate::conv::Geom2d;
     use crate::transpose::x86::mask8 as mask;
     use std::arch::x86_64::*;
@@ -286,12 +298,7 @@ mod same3x3 {
     const SLACK: usize = 8;
 
     pub(super) fn applies(isa: Isa, g: &Geom2d) -> bool {
-        #[cfg(test)]
-        if crate::depthwise::tests::BLOCKED.with(|f| f.get()) == Some(true) {
-            return false;
-        }
-        isa == Isa::Avx2
-            && isa.usable()
+        avx2_plane_kernel(isa)
             && (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl) == (3, 3, 1, 1, 1, 1, 1, 1)
             && (g.oh, g.ow) == (g.h, g.w)
             && g.h * g.w <= MAX_PLANE
@@ -318,13 +325,9 @@ mod same3x3 {
         let out = &mut out[..g.c * hw];
         let one = |(ci, oc): (usize, &mut [f32])| {
             let xc = &x[ci * hw..(ci + 1) * hw];
-            ROW.with_borrow_mut(|buf| {
-                let len = hw + 3 * SLACK;
-                if buf.len() < len {
-                    buf.resize(len, 0.0);
-                }
+            with_row(hw + 3 * SLACK, |buf| {
                 // SAFETY: `applies` checked AVX2 (`usable`); `xc` and `oc` hold `hw`
-                // values, `buf` `len`, `pen` rows `hw` rounded up to a vector.
+                // values, `buf` `hw` and the slack, `pen` rows `hw` rounded up to a vector.
                 unsafe { plane(xc.as_ptr(), w, hw, buf.as_mut_ptr(), pen, oc.as_mut_ptr()) };
             })
         };
@@ -332,7 +335,11 @@ mod same3x3 {
     }
 
     /// `dst[i] = max(-inf, s[i] for s in srcs)` (NaN skipped) for `i < n`; `dst` is
-    /// written up to `n` rounded up to a vector, the sources read only below `n`.
+    /// written up to `n` rounded up to a vector, the sources read only below `n`. Not
+    /// [`crate::depthwise::max_down`], whose tail is a masked store (it may not write past
+    /// `n`): with it this kernel took 1.1-1.4x the time on GoogLeNet's 28x28 and 14x14
+    /// pool branches (`pool_bench`, the two alternating in one process, 1 and 2 threads);
+    /// here the slack takes the whole last vector.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn maxn<const N: usize>(srcs: [*const f32; N], n: usize, dst: *mut f32) {
@@ -425,7 +432,7 @@ mod same3x3 {
 /// blocked path's on GoogLeNet's 56 -> 28 pool.
 #[cfg(target_arch = "x86_64")]
 mod halve {
-    use super::{per_channel, Isa, ROW};
+    use super::{avx2_plane_kernel, per_channel, with_row, Isa};
     use crate::conv::Geom2d;
     use crate::transpose::x86::mask8 as mask;
     use std::arch::x86_64::*;
@@ -441,12 +448,7 @@ mod halve {
     const MIN_OW: usize = 16;
 
     pub(super) fn applies(isa: Isa, g: &Geom2d) -> bool {
-        #[cfg(test)]
-        if crate::depthwise::tests::BLOCKED.with(|f| f.get()) == Some(true) {
-            return false;
-        }
-        isa == Isa::Avx2
-            && isa.usable()
+        avx2_plane_kernel(isa)
             && (g.kh == 2 || g.kh == 3)
             && g.kw == g.kh
             && (g.sh, g.sw, g.dh, g.dw) == (2, 2, 1, 1)
@@ -477,11 +479,7 @@ mod halve {
         let out = &mut out[..g.c * op];
         let one = |(ci, oc): (usize, &mut [f32])| {
             let xc = &x[ci * ip..(ci + 1) * ip];
-            ROW.with_borrow_mut(|buf| {
-                let half = op + 2 * SLACK;
-                if buf.len() < 2 * half {
-                    buf.resize(2 * half, 0.0);
-                }
+            with_row(2 * (op + 2 * SLACK), |buf| {
                 // SAFETY: `applies` checked AVX2 (`usable`) and the geometry; `xc` holds
                 // `h * w` values, `oc` `op`, `buf` two half-width planes with slack,
                 // `pen` `op` rounded up to a vector.
