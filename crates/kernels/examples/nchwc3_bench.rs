@@ -11,11 +11,10 @@
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
 use millrace_kernels::direct::{conv_direct, DirectWeights};
-use rayon::prelude::*;
 use std::time::Instant;
 
 mod common;
-use common::{rnd, Aligned};
+use common::{max_rel_diff, rnd, to_blocked, Aligned};
 
 #[cfg(target_arch = "x86_64")]
 mod blocked {
@@ -35,17 +34,6 @@ mod blocked {
                     let d = (o / 16) * cin * 9 * 16 + (c / 8) * 9 * 128 + t * 128 + (c % 8) * 16;
                     out[d + o % 16] = w[(o * cin + c) * 9 + t];
                 }
-            }
-        }
-        out
-    }
-
-    /// NCHW (`c x hw`) into NCHW8c.
-    pub fn to_blocked(x: &[f32], c: usize, hw: usize) -> Vec<f32> {
-        let mut out = vec![0.0; c * hw];
-        for ch in 0..c {
-            for p in 0..hw {
-                out[(ch / 8) * hw * 8 + p * 8 + ch % 8] = x[ch * hw + p];
             }
         }
         out
@@ -242,7 +230,7 @@ fn main() {
         let dw = DirectWeights::new(&w, c, c, 3, 3, ow).unwrap();
         let wb = blocked::pack_w(&w, c, c);
         let xa = Aligned::from_slice(&x);
-        let xb = Aligned::from_slice(&blocked::to_blocked(&x, c, hw * hw));
+        let xb = Aligned::from_slice(&to_blocked(&x, c, hw * hw));
         let mut xp = Aligned::new(c * (hw + 2) * (hw + 2));
         let mut y = Aligned::new(c * oh * ow);
         let mut yb = Aligned::new(c * oh * ow);
@@ -272,12 +260,8 @@ fn main() {
             run_direct(&mut y);
             run_blocked(&mut yb);
         });
-        let want = blocked::to_blocked(&y, c, oh * ow);
-        let err = want
-            .par_iter()
-            .zip(&yb[..])
-            .map(|(a, b)| (a - b).abs() / (1.0 + a.abs()))
-            .reduce(|| 0.0, f32::max);
+        let want = to_blocked(&y, c, oh * ow);
+        let err = max_rel_diff(&want, &yb);
         assert!(err < 1e-4, "{c}@{hw}/{s}: blocked differs by {err}");
         let flops = 2.0 * (c * c * 9 * oh * ow) as f64;
         let iters = (2e8 / flops).clamp(2.0, 200.0) as usize;

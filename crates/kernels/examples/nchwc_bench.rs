@@ -13,11 +13,10 @@ use millrace_kernels::activation::Activation;
 use millrace_kernels::gemm::{
     gemm_ex, Bias, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided, View,
 };
-use rayon::prelude::*;
 use std::time::Instant;
 
 mod common;
-use common::{rnd, Aligned};
+use common::{max_rel_diff, rnd, to_blocked, Aligned};
 
 #[cfg(target_arch = "x86_64")]
 mod blocked {
@@ -35,17 +34,6 @@ mod blocked {
         for o in 0..m {
             for c in 0..k {
                 out[(o / 16) * k * 16 + c * 16 + o % 16] = w[o * k + c];
-            }
-        }
-        out
-    }
-
-    /// NCHW (`c x hw`) into NCHW8c (`[c / 8][hw][8]`).
-    pub fn to_blocked(x: &[f32], c: usize, hw: usize) -> Vec<f32> {
-        let mut out = vec![0.0; c * hw];
-        for ch in 0..c {
-            for p in 0..hw {
-                out[(ch / 8) * hw * 8 + p * 8 + ch % 8] = x[ch * hw + p];
             }
         }
         out
@@ -247,10 +235,10 @@ fn main() {
         };
         let xs: Vec<Aligned> = (0..copies).map(|_| Aligned::from_slice(&x)).collect();
         let xbs: Vec<Aligned> = (0..copies)
-            .map(|_| Aligned::from_slice(&blocked::to_blocked(&x, k, n)))
+            .map(|_| Aligned::from_slice(&to_blocked(&x, k, n)))
             .collect();
         let rs = Aligned::from_slice(&r);
-        let rbs = Aligned::from_slice(&blocked::to_blocked(&r, m, n));
+        let rbs = Aligned::from_slice(&to_blocked(&r, m, n));
         let mut ys: Vec<Aligned> = (0..copies).map(|_| Aligned::new(m * n)).collect();
         let mut ybs: Vec<Aligned> = (0..copies).map(|_| Aligned::new(m * n)).collect();
         let run_gemm = |x: &[f32], y: &mut [f32]| {
@@ -329,12 +317,8 @@ fn main() {
             run_blocked(&xbs[0], &mut y2, false);
             assert_eq!(&y2[..], &ybs[0][..]);
         });
-        let want = blocked::to_blocked(&ys[0], m, n);
-        let err = want
-            .par_iter()
-            .zip(&ybs[0][..])
-            .map(|(a, b)| (a - b).abs() / (1.0 + a.abs()))
-            .reduce(|| 0.0, f32::max);
+        let want = to_blocked(&ys[0], m, n);
+        let err = max_rel_diff(&want, &ybs[0]);
         assert!(
             err < 1e-4,
             "{m}x{k}x{n}: blocked differs from the GEMM by {err}"

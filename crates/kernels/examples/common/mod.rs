@@ -53,3 +53,22 @@ impl std::ops::DerefMut for Aligned {
         &mut self.v[self.off..self.off + self.n]
     }
 }
+
+/// NCHW (`c x hw`) into channel-blocked NCHW8c (`[c / 8][hw][8]`); `c` a multiple of 8.
+pub fn to_blocked(x: &[f32], c: usize, hw: usize) -> Vec<f32> {
+    let mut out = vec![0.0; c * hw];
+    for ch in 0..c {
+        for p in 0..hw {
+            out[(ch / 8) * hw * 8 + p * 8 + ch % 8] = x[ch * hw + p];
+        }
+    }
+    out
+}
+
+/// The largest `|a - b| / (1 + |a|)` over two equally long slices (`a` the reference).
+pub fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs() / (1.0 + a.abs()))
+        .fold(0.0, f32::max)
+}
