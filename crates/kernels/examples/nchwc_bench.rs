@@ -222,6 +222,11 @@ fn main() {
     let kernel = Kernel::detect();
     println!("{threads} thread(s), cold {cold}, residual {with_res}; us per product (median of 15), ratio blocked/gemm");
     for &(m, k, n) in &shapes {
+        // The prototype's blocks: 16 output and 8 input channels.
+        if m == 0 || k == 0 || n == 0 || m % 16 != 0 || k % 8 != 0 {
+            eprintln!("{m}x{k}x{n}: needs M a multiple of 16, K of 8, all nonzero; skipped");
+            continue;
+        }
         let x = rnd(k * n, 1);
         let w = rnd(m * k, 2);
         let bias = rnd(m, 3);
