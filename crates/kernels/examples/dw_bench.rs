@@ -5,7 +5,7 @@
 //! last-level cache, as a model's layer finds its input).
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
-use millrace_kernels::depthwise::depthwise2d;
+use millrace_kernels::depthwise::{depthwise2d_with, Isa};
 use std::time::Instant;
 
 mod common;
@@ -43,7 +43,13 @@ fn main() {
         (7, 960, 1),
     ];
     let act = Activation::Clip { lo: 0.0, hi: 6.0 };
-    let mut total = 0.0;
+    // The portable kernel is far slower and not what any x86 CPU runs: left out where a
+    // vector kernel exists.
+    let mut isas = Isa::available();
+    if isas.len() > 1 {
+        isas.retain(|&i| i != Isa::Portable);
+    }
+    let mut total = vec![0.0; isas.len()];
     for (h, c, s) in layers {
         let g = Geom2d::square(c, h, h, 3, s, 1, 1);
         let (n_in, n_out) = (c * h * h, c * g.oh * g.ow);
@@ -58,32 +64,52 @@ fn main() {
         let w = rnd(c * 9, 2);
         let b = rnd(c, 3);
         let iters = (4e7 / (18.0 * n_out as f64)).clamp(2.0, 100.0) as usize;
-        let mut times = Vec::new();
+        // Every instruction set this CPU runs (an AVX-512 CPU also runs the AVX2 kernels),
+        // alternating round by round so that a busy machine slows them alike.
+        let mut times = vec![Vec::new(); isas.len()];
         for _ in 0..rounds {
-            let t = Instant::now();
-            pool.install(|| {
-                for i in 0..iters {
-                    depthwise2d(
-                        &xs[i % copies],
-                        &w,
-                        Some(&b),
-                        &g,
-                        act,
-                        &mut outs[i % copies],
-                    )
-                    .expect("depthwise");
-                }
-            });
-            times.push(t.elapsed().as_secs_f64() / iters as f64);
+            for (ii, &isa) in isas.iter().enumerate() {
+                let t = Instant::now();
+                pool.install(|| {
+                    for i in 0..iters {
+                        depthwise2d_with(
+                            isa,
+                            &xs[i % copies],
+                            &w,
+                            Some(&b),
+                            &g,
+                            act,
+                            &mut outs[i % copies],
+                        )
+                        .expect("depthwise");
+                    }
+                });
+                times[ii].push(t.elapsed().as_secs_f64() / iters as f64);
+            }
         }
-        times.sort_by(f64::total_cmp);
-        let med = times[times.len() / 2];
-        total += med;
-        println!(
-            "{h:4}x{h:<4} c {c:4} s{s}: {:8.1} us {:6.1} GF/s",
-            med * 1e6,
-            18.0 * n_out as f64 / med / 1e9,
-        );
+        let mut line = format!("{h:4}x{h:<4} c {c:4} s{s}:");
+        let mut meds = Vec::new();
+        for (ii, t) in times.iter_mut().enumerate() {
+            t.sort_by(f64::total_cmp);
+            let med = t[t.len() / 2];
+            total[ii] += med;
+            meds.push(med);
+            line += &format!(
+                "  {:?} {:8.1} us {:6.1} GF/s",
+                isas[ii],
+                med * 1e6,
+                18.0 * n_out as f64 / med / 1e9,
+            );
+        }
+        if meds.len() > 1 {
+            line += &format!("  ratio {:.3}", meds[0] / meds[1]);
+        }
+        println!("{line}");
     }
-    println!("total: {:.1} us", total * 1e6);
+    let t: Vec<String> = isas
+        .iter()
+        .zip(&total)
+        .map(|(i, t)| format!("{i:?} {:.1} us", t * 1e6))
+        .collect();
+    println!("total: {}", t.join(", "));
 }

@@ -1,10 +1,11 @@
 //! Max pooling on GoogLeNet's and ResNet-50's pooling layers, batch 1.
 //! `cargo run --release -p millrace-kernels --example pool_bench [THREADS] [REPEATS]`
 //!
-//! Prints the best time of several runs and the bytes moved per second (input read once,
-//! output written once).
+//! Prints, for every instruction set the CPU runs but the portable one, the best time of
+//! several runs and the bytes moved per second (input read once, output written once).
 use millrace_kernels::conv::Geom2d;
-use millrace_kernels::pool::max_pool2d;
+use millrace_kernels::depthwise::Isa;
+use millrace_kernels::pool::max_pool2d_with;
 use std::time::Instant;
 
 mod common;
@@ -29,6 +30,10 @@ fn main() {
         ("googlenet 5a pool branch", 832, 7, 3, 1, 1, true),
         ("resnet50 maxpool", 64, 112, 3, 2, 1, false),
     ];
+    let mut isas = Isa::available();
+    if isas.len() > 1 {
+        isas.retain(|&i| i != Isa::Portable);
+    }
     println!("{threads} thread(s)");
     for (name, c, h, k, s, p, ceil) in layers {
         let span = h + 2 * p - k;
@@ -43,19 +48,26 @@ fn main() {
         };
         let x = rnd(c * h * h, 1);
         let mut y = vec![0.0f32; c * o * o];
-        let mut best = f64::MAX;
+        // Every instruction set this CPU runs but the portable one (an AVX-512 CPU also
+        // runs the AVX2 kernels), alternating call by call.
+        let mut best = vec![f64::MAX; isas.len()];
         pool.install(|| {
             for _ in 0..repeats {
-                let t = Instant::now();
-                max_pool2d(&x, &g, &mut y).expect("pool");
-                best = best.min(t.elapsed().as_secs_f64());
+                for (b, &isa) in best.iter_mut().zip(&isas) {
+                    let t = Instant::now();
+                    max_pool2d_with(isa, &x, &g, &mut y).expect("pool");
+                    *b = b.min(t.elapsed().as_secs_f64());
+                }
             }
         });
         let bytes = 4.0 * (x.len() + y.len()) as f64;
-        println!(
-            "{name:<26} {c:>4}x{h:>3}x{h:<3} k{k} s{s} p{p} -> {o:>3}x{o:<3} {:8.1} us {:6.1} GB/s",
-            best * 1e6,
-            bytes / best / 1e9
-        );
+        let mut line = format!("{name:<26} {c:>4}x{h:>3}x{h:<3} k{k} s{s} p{p} -> {o:>3}x{o:<3}");
+        for (b, isa) in best.iter().zip(&isas) {
+            line += &format!("  {isa:?} {:8.1} us {:6.1} GB/s", b * 1e6, bytes / b / 1e9);
+        }
+        if best.len() > 1 {
+            line += &format!("  ratio {:.3}", best[0] / best[1]);
+        }
+        println!("{line}");
     }
 }
