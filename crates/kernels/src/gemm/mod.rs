@@ -73,7 +73,12 @@ pub struct Kernel {
     /// operands out of cache (`--cold`) and 0.91-1.07x in cache; the portable kernel
     /// 0.88x cold. With `K` = 64 it took 0.80-0.91x cold with a residual Add but
     /// 1.05x in cache, and whole models did not change; with `K` = 256, 1.06-1.11x
-    /// (128x256x3136, 1024x256x196). 0 (never) where not measured: AVX-512.
+    /// (128x256x3136, 1024x256x196). On AVX-512 with `K` <= 32 (`pw_bench`, the two
+    /// orders alternating; MobileNetV2's 16x32x12544, 96x16x12544, 32x16x12544 and
+    /// 144x24x3136) it took 0.62-0.87x the time out of cache and 0.93-1.02x in cache at 2
+    /// threads on a Zen 4 EPYC, and 0.91-0.99x at 1 and 2 threads on a Sapphire Rapids
+    /// Xeon; with `K` = 64 it made no difference there (0.97-1.03x). 0 (never) where not
+    /// measured.
     pub rows_outer_k: usize,
 }
 
@@ -118,7 +123,7 @@ static AVX512: Kernel = Kernel {
     tails: &micro::x86::AVX512_ROWS,
     halves: &micro::x86::AVX512_HALF,
     col: Some(micro::x86::avx512_col),
-    rows_outer_k: 0,
+    rows_outer_k: 32,
 };
 
 impl Kernel {
