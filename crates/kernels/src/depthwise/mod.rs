@@ -26,7 +26,8 @@
 //! On AVX2, 3x3 convolution windows at stride 1 and 2 go to `rows3x3.rs` instead of the
 //! general interior loop: two output rows at a time sharing their input rows, the nine
 //! weights in registers (its measurements, and the choice against the channel-blocked path
-//! in `blocked.rs`, are documented there).
+//! in `blocked.rs`, are documented there). [`depthwise2d`] runs the AVX2 kernels on
+//! AVX-512 CPUs too ([`Isa::for_depthwise`]).
 //!
 //! Channels are independent and run in parallel on the current rayon pool when the layer
 //! is big enough to pay for it.
