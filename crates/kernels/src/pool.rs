@@ -36,7 +36,7 @@ pub fn max_pool2d(x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolErro
 const AVX512_POOL_PLANE: usize = 56 * 56;
 
 /// The variant a max pool runs with: the detected one, except that on an AVX-512 CPU an
-/// output plane under [`AVX512_POOL_PLANE`] pixels runs the AVX2 kernels (the
+/// output plane under 56x56 pixels runs the AVX2 kernels (the
 /// stride-1 3x3 and stride-2 halving kernels, tuned after the AVX-512 paths). Measured
 /// with `examples/pool_bench.rs` (GoogLeNet's and ResNet-50's max pools, the two
 /// alternating call by call, best of 100-200): at 2 threads the AVX2 kernels took

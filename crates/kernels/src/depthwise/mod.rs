@@ -83,7 +83,7 @@ impl Isa {
     }
 
     /// The variant depthwise convolutions run with: the AVX2 kernels wherever the CPU has
-    /// them, AVX-512 CPUs included. Those kernels (the row-pair 3x3 kernel of [`rows3x3`],
+    /// them, AVX-512 CPUs included. Those kernels (the row-pair 3x3 kernel of `rows3x3`,
     /// the channel-blocked path transposing in registers) were tuned after the AVX-512
     /// ones and beat them on both AVX-512 machines measured (`examples/dw_bench.rs`,
     /// MobileNetV2's 17 layers, the two alternating round by round): all 17 layers together
