@@ -79,10 +79,7 @@ fn main() {
     let threads: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2);
     let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(30);
     let only = args.next();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("pool");
+    let pool = common::pool(threads);
     println!("{threads} thread(s), median of {rounds} alternating calls");
     // (net, cin, cout, h, k, stride, pad)
     let layers = [

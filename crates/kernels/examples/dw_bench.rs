@@ -5,7 +5,7 @@
 //! last-level cache, as a model's layer finds its input).
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
-use millrace_kernels::depthwise::{depthwise2d_with, Isa};
+use millrace_kernels::depthwise::depthwise2d_with;
 use std::time::Instant;
 
 mod common;
@@ -17,10 +17,7 @@ fn main() {
     args.retain(|a| a != "--cold");
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(15);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("pool");
+    let pool = common::pool(threads);
     pool.broadcast(|_| millrace_kernels::reserve_scratch());
     // (h, c, stride): 3x3, pad 1, in network order.
     let layers = [
@@ -43,12 +40,7 @@ fn main() {
         (7, 960, 1),
     ];
     let act = Activation::Clip { lo: 0.0, hi: 6.0 };
-    // The portable kernel is far slower and not what any x86 CPU runs: left out where a
-    // vector kernel exists.
-    let mut isas = Isa::available();
-    if isas.len() > 1 {
-        isas.retain(|&i| i != Isa::Portable);
-    }
+    let isas = common::vector_isas();
     let mut total = vec![0.0; isas.len()];
     for (h, c, s) in layers {
         let g = Geom2d::square(c, h, h, 3, s, 1, 1);

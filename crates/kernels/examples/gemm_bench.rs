@@ -3,15 +3,14 @@
 use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided};
 use std::time::Instant;
 
+mod common;
+
 fn main() {
     let threads: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("pool");
+    let pool = common::pool(threads);
     let only = std::env::args().nth(2);
     for kernel in Kernel::available() {
         if only.as_deref().is_some_and(|o| o != kernel.name) {

@@ -5,15 +5,14 @@
 use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided};
 use std::time::Instant;
 
+mod common;
+
 fn main() {
     let threads: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("pool");
+    let pool = common::pool(threads);
     // The detected kernel, then any named on the command line, alternating run by run.
     let mut kernels = vec![Kernel::detect()];
     for name in std::env::args().skip(2) {

@@ -206,10 +206,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("pool");
+    let pool = common::pool(threads);
     // (channels in = out, input size, stride): ResNet-50's 3x3 layers.
     let layers = [
         (64, 56, 1),

@@ -215,10 +215,7 @@ fn main() {
             (2048, 512, 49),
         ];
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("pool");
+    let pool = common::pool(threads);
     let kernel = Kernel::detect();
     println!("{threads} thread(s), cold {cold}, residual {with_res}; us per product (median of 15), ratio blocked/gemm");
     for &(m, k, n) in &shapes {

@@ -4,7 +4,6 @@
 //! Prints, for every instruction set the CPU runs but the portable one, the best time of
 //! several runs and the bytes moved per second (input read once, output written once).
 use millrace_kernels::conv::Geom2d;
-use millrace_kernels::depthwise::Isa;
 use millrace_kernels::pool::max_pool2d_with;
 use std::time::Instant;
 
@@ -15,10 +14,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(1);
     let repeats: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(200);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("thread pool");
+    let pool = common::pool(threads);
     // (name, channels, size, kernel, stride, pad, ceil)
     let layers: [(&str, usize, usize, usize, usize, usize, bool); 8] = [
         ("googlenet maxpool1", 64, 112, 3, 2, 0, true),
@@ -30,10 +26,7 @@ fn main() {
         ("googlenet 5a pool branch", 832, 7, 3, 1, 1, true),
         ("resnet50 maxpool", 64, 112, 3, 2, 1, false),
     ];
-    let mut isas = Isa::available();
-    if isas.len() > 1 {
-        isas.retain(|&i| i != Isa::Portable);
-    }
+    let isas = common::vector_isas();
     println!("{threads} thread(s)");
     for (name, c, h, k, s, p, ceil) in layers {
         let span = h + 2 * p - k;

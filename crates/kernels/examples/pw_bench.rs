@@ -28,10 +28,7 @@ fn main() {
         let d: Vec<usize> = s.split('x').filter_map(|d| d.parse().ok()).collect();
         (d.len() == 3).then(|| (d[0], d[1], d[2]))
     });
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("pool");
+    let pool = common::pool(threads);
     let base = Kernel::detect();
     let mut kernels = vec![base];
     let mut with_res = vec![false];

@@ -52,10 +52,7 @@ fn main() {
     let repeats: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
     // Optional: only layers whose net name or shape contains this.
     let only = args.next();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .expect("pool");
+    let pool = common::pool(threads);
     println!(
         "{threads} threads, fastest single call of {repeats} rounds; GFLOP/s = direct-conv FLOPs / time"
     );

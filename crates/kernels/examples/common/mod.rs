@@ -2,6 +2,26 @@
 // Each example compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+/// A pool of `threads` workers for the benchmark's timed calls (`pool.install`).
+pub fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+}
+
+/// The window kernels' instruction sets this CPU runs, fastest first, for benchmarks that
+/// time each: the portable code is left out where a vector variant exists (it is far
+/// slower and not what any x86 CPU runs).
+pub fn vector_isas() -> Vec<millrace_kernels::depthwise::Isa> {
+    use millrace_kernels::depthwise::Isa;
+    let mut isas = Isa::available();
+    if isas.len() > 1 {
+        isas.retain(|&i| i != Isa::Portable);
+    }
+    isas
+}
+
 /// `n` pseudo-random values in [-1, 1) from `seed` (xorshift), the same on every run.
 pub fn rnd(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
