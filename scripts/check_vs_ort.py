@@ -58,7 +58,15 @@ def main():
                 continue
             got = np.load(out)
             for o, want in zip(sess.get_outputs(), ref):
+                if o.name not in got.files:
+                    print(f"{os.path.basename(path)} {o.name}: missing from millrace's outputs")
+                    bad = True
+                    continue
                 g = got[o.name].astype(np.float64)
+                if g.shape != want.shape:
+                    print(f"{os.path.basename(path)} {o.name}: shape {list(g.shape)}, ORT's {list(want.shape)}")
+                    bad = True
+                    continue
                 err = np.linalg.norm(g - want) / max(np.linalg.norm(want), 1e-30)
                 bad |= not err <= 1e-4
                 print(f"{os.path.basename(path)} {o.name} {list(g.shape)}: relative L2 error {err:.2e}")
