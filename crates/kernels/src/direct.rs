@@ -99,6 +99,28 @@ pub fn supported(sh: usize, sw: usize, kh: usize, kw: usize) -> bool {
     available() && sh == sw && (sh == 1 || sh == 2) && kh.saturating_mul(kw) <= MAX_TAPS
 }
 
+/// Whether the direct kernel is expected to beat the implicit-im2col GEMM on a layer of
+/// `m` output channels whose weights have `k = Cin/group * kh * kw` values per channel.
+/// On AVX-512 a tile's fixed cost (the 16 x 16 transposes and the masked store of each of
+/// its channels' pixels) is spread over only `k` steps: with `k` under [`AVX512_MIN_K`]
+/// and more channels than one 32-wide block, the GEMM wins. `examples/direct_bench.rs` on
+/// Zen 4, `k` = 27 (3x3 on RGB, stride 2, 224 x 224), direct / GEMM time: 64 channels
+/// (SqueezeNet 1.1's first layer) 1.44-1.84x on 1 and 2 threads, 96 channels 1.57x, 128
+/// channels 1.8-1.97x; 32 channels (MobileNetV2's) 0.85-1.06x on 2 threads, so a single
+/// block keeps the direct kernel. With `k` = 147 (ResNet-50's 7x7 stem) direct took
+/// 0.89-0.93x. The AVX2 kernels (6-pixel tiles, 4 x 4 transposes) beat the GEMM on every
+/// k x k layer measured on Zen 3, the first layers included: no limit there.
+pub fn preferred(m: usize, k: usize) -> bool {
+    !(avx512() && k < AVX512_MIN_K && m > AVX512_BLOCK)
+}
+
+/// The smallest `k` (weights per output channel) for which the AVX-512 direct kernel runs
+/// layers wider than one block ([`preferred`]).
+pub const AVX512_MIN_K: usize = 64;
+
+/// Output channels per block of the AVX-512 kernels' wide tile.
+const AVX512_BLOCK: usize = 32;
+
 /// Whether the CPU has the instructions of one of the kernels: those of the AVX-512 GEMM
 /// kernel (AVX-512F, AVX2 and FMA) or of the AVX2 one (AVX2 and FMA); detected once.
 pub fn available() -> bool {
@@ -141,7 +163,7 @@ impl DirectWeights {
         // AVX-512: 14 pixels by 32 channels, or 7 by 64 on images 7 wide. AVX2: 6 pixels
         // by 16 channels, the last block 8 wide where the channels end there.
         let (bw, r) = match (avx512, ow <= 7) {
-            (true, false) => (32, 14),
+            (true, false) => (AVX512_BLOCK, 14),
             (true, true) => (64, 7),
             (false, _) => (16, AVX2_PIXELS),
         };
@@ -1008,6 +1030,17 @@ mod tests {
             assert_eq!(w.tile_pixels(), 6);
             assert_eq!(w.with_tile_pixels(4).unwrap().tile_pixels(), 4);
         }
+    }
+
+    #[test]
+    fn preferred_leaves_thin_wide_first_layers_to_the_gemm_on_avx512() {
+        // SqueezeNet 1.1's first layer (64 channels, 3 x 3 x 3 weights each), MobileNetV2's
+        // (32 channels), ResNet-50's (64 channels, 3 x 7 x 7).
+        assert_eq!(preferred(64, 27), !avx512());
+        assert_eq!(preferred(128, AVX512_MIN_K - 1), !avx512());
+        assert!(preferred(32, 27));
+        assert!(preferred(64, 147));
+        assert!(preferred(64, AVX512_MIN_K));
     }
 
     #[test]

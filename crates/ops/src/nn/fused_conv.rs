@@ -11,8 +11,9 @@
 //! depthwise layers run a direct depthwise kernel; on AVX-512 and on AVX2, windows larger
 //! than 1x1 with one group and stride 1 or 2 run the direct kernel of
 //! [`millrace_kernels::direct`] (input rows broadcast in place, weights prepacked per block
-//! of output channels, no im2col packing); Winograd serves the 3x3 stride-1 layers it
-//! suits on other CPUs; everything else is a GEMM
+//! of output channels, no im2col packing), except on AVX-512 where a layer has few weights
+//! per output channel and more than 32 channels ([`direct::preferred`]); Winograd serves
+//! the 3x3 stride-1 layers it suits on other CPUs; everything else is a GEMM
 //! `W[Cout x Cin*kh*kw] x im2col(X)` whose right operand is packed straight from the
 //! image (implicit im2col: no im2col buffer), written as NCHW with the epilogue applied
 //! per register tile.
@@ -130,7 +131,10 @@ impl FusedConv {
             // F(2x2) was slower than it before. On AVX2 (Zen 3) the direct kernel took
             // 0.75-0.93x Winograd's time on those layers, and 0.62-0.94x the implicit-im2col
             // GEMM's on every k x k layer of the bench. Winograd serves CPUs with neither.
-            && matches!(strides, &[s, t] if direct::supported(s, t, kh, kw));
+            && matches!(strides, &[s, t] if direct::supported(s, t, kh, kw))
+            // Few weights per channel (a first layer on RGB) over several channel blocks:
+            // the GEMM, on AVX-512 (`direct::preferred`).
+            && direct::preferred(mg, k);
         let path = if cg == 1 && mg == 1 {
             Path::Depthwise
         } else if use_direct {
