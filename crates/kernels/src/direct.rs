@@ -101,15 +101,15 @@ pub fn supported(sh: usize, sw: usize, kh: usize, kw: usize) -> bool {
 
 /// Whether the direct kernel is expected to beat the implicit-im2col GEMM on a layer of
 /// `m` output channels whose weights have `k = Cin/group * kh * kw` values per channel.
-/// On AVX-512 a tile's fixed cost (the 16 x 16 transposes and the masked store of each of
-/// its channels' pixels) is spread over only `k` steps: with `k` under [`AVX512_MIN_K`]
-/// and more channels than one 32-wide block, the GEMM wins. `examples/direct_bench.rs` on
+/// On AVX-512 a tile's fixed cost (its epilogue: 16 x 16 transposes, then a store per
+/// channel) is spread over only `k` steps: with `k` under [`AVX512_MIN_K`] and more
+/// channels than one 32-wide block, the GEMM wins. `examples/direct_bench.rs` on
 /// Zen 4, `k` = 27 (3x3 on RGB, stride 2, 224 x 224), direct / GEMM time: 64 channels
 /// (SqueezeNet 1.1's first layer) 1.44-1.84x on 1 and 2 threads, 96 channels 1.57x, 128
 /// channels 1.8-1.97x; 32 channels (MobileNetV2's) 0.85-1.06x on 2 threads, so a single
 /// block keeps the direct kernel. With `k` = 147 (ResNet-50's 7x7 stem) direct took
-/// 0.89-0.93x. The AVX2 kernels (6-pixel tiles, 4 x 4 transposes) beat the GEMM on every
-/// k x k layer measured on Zen 3, the first layers included: no limit there.
+/// 0.89-0.93x. On AVX2 the direct kernel took 0.62-0.94x the GEMM's time on every k x k
+/// layer of `direct_bench` on Zen 3, first layers included: no limit there.
 pub fn preferred(m: usize, k: usize) -> bool {
     !(avx512() && k < AVX512_MIN_K && m > AVX512_BLOCK)
 }

@@ -44,11 +44,11 @@ const AVX512_POOL_PLANE: usize = 56 * 56;
 /// EPYC (0.44-0.96x on a Sapphire Rapids Xeon, where the 2x2 window to 7x7 took 1.06x),
 /// but 1.08-1.23x on the 56x56 outputs of the 112x112 stride-2 pools.
 pub fn max_pool_isa(g: &Geom2d) -> Isa {
-    match Isa::detect() {
-        Isa::Avx512 if Isa::Avx2.usable() && g.oh.saturating_mul(g.ow) < AVX512_POOL_PLANE => {
-            Isa::Avx2
-        }
-        isa => isa,
+    // The pool kernels are the depthwise family's: below the plane size, the same choice.
+    if g.oh.saturating_mul(g.ow) < AVX512_POOL_PLANE {
+        Isa::for_depthwise()
+    } else {
+        Isa::detect()
     }
 }
 
@@ -732,6 +732,7 @@ mod tests {
             Isa::Avx512 if Isa::Avx2.usable() => Isa::Avx2,
             isa => isa,
         };
+        assert_eq!(Isa::for_depthwise(), want_small);
         assert_eq!(max_pool_isa(&small), want_small);
         assert_eq!(max_pool_isa(&large), Isa::detect());
         // Whichever variant is chosen computes the same pool as the portable code.
