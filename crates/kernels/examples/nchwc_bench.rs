@@ -186,8 +186,7 @@ fn main() {
 
 #[cfg(target_arch = "x86_64")]
 fn main() {
-    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
-        eprintln!("needs AVX2 + FMA");
+    if !common::avx2_fma() {
         return;
     }
     let mut args: Vec<String> = std::env::args().collect();

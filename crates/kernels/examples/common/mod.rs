@@ -10,6 +10,16 @@ pub fn pool(threads: usize) -> rayon::ThreadPool {
         .expect("thread pool")
 }
 
+/// Whether the CPU runs the AVX2 + FMA experiment kernels (says so on stderr when not).
+#[cfg(target_arch = "x86_64")]
+pub fn avx2_fma() -> bool {
+    let ok = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+    if !ok {
+        eprintln!("needs AVX2 + FMA");
+    }
+    ok
+}
+
 /// The window kernels' instruction sets this CPU runs, fastest first, for benchmarks that
 /// time each: the portable code is left out where a vector variant exists (it is far
 /// slower and not what any x86 CPU runs).
