@@ -64,9 +64,14 @@ impl Loaded {
     }
 
     pub fn new(args: &LoadArgs) -> Result<Loaded> {
+        if args.threads == Some(0) {
+            bail!("--threads must be at least 1");
+        }
         let path = Path::new(&args.model);
         let (model, label, builtin) = if path.exists() {
-            let m = Model::load(path).with_context(|| format!("loading {}", path.display()))?;
+            let threads = args.threads.unwrap_or_else(millrace::default_threads);
+            let m = Model::load_with_threads(path, threads)
+                .with_context(|| format!("loading {}", path.display()))?;
             (m, path.display().to_string(), None)
         } else if millrace::zoo::names().contains(&args.model.as_str()) {
             let m = millrace::builtin(&args.model)
@@ -83,9 +88,6 @@ impl Loaded {
                 millrace::zoo::names().join(", ")
             );
         };
-        if args.threads == Some(0) {
-            bail!("--threads must be at least 1");
-        }
         if args.batch == Some(0) {
             bail!("--batch must be at least 1");
         }

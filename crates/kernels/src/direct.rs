@@ -121,6 +121,9 @@ pub const AVX512_MIN_K: usize = 64;
 /// Output channels per block of the AVX-512 kernels' wide tile.
 const AVX512_BLOCK: usize = 32;
 
+/// Packed weight values from which [`DirectWeights::new`] packs on all threads.
+const PARALLEL_PACK: usize = 1 << 16;
+
 /// Whether the CPU has the instructions of one of the kernels: those of the AVX-512 GEMM
 /// kernel (AVX-512F, AVX2 and FMA) or of the AVX2 one (AVX2 and FMA); detected once.
 pub fn available() -> bool {
@@ -169,18 +172,30 @@ impl DirectWeights {
         };
         let nb = m.div_ceil(bw);
         let mut panels = vec![0.0f32; ((nb - 1) * bw + block_width(avx512, m, bw, nb - 1)) * k];
-        for ob in 0..nb {
+        let pack = |ob: usize, panel: &mut [f32]| {
             let valid = bw.min(m - ob * bw);
             let pw = block_width(avx512, m, bw, ob);
-            let panel = &mut panels[ob * k * bw..][..k * pw];
             let src = &weights[ob * bw * k..][..valid * k];
             // Source index `ic * taps + t` is also the packed row: K runs channel-major.
             // Written in order, read from `valid` rows at once (each stays in cache for the
             // 16 steps of its cache line): a column at a time wrote one line per value.
-            for (kk, row) in panel.chunks_exact_mut(pw).enumerate() {
+            for (kk, row) in panel[..k * pw].chunks_exact_mut(pw).enumerate() {
                 for (o, d) in row[..valid].iter_mut().enumerate() {
                     *d = src[o * k + kk];
                 }
+            }
+        };
+        // Block `ob` owns `k * bw` values (the last one `k * pw`, what is left). The
+        // zeroed memory is untouched until written, so large weights are packed on all
+        // of the current pool's threads: their page faults cost more than the copy.
+        if panels.len() >= PARALLEL_PACK {
+            panels
+                .par_chunks_mut(k * bw)
+                .enumerate()
+                .for_each(|(ob, panel)| pack(ob, panel));
+        } else {
+            for (ob, panel) in panels.chunks_mut(k * bw).enumerate() {
+                pack(ob, panel);
             }
         }
         Ok(DirectWeights {
@@ -978,6 +993,37 @@ mod tests {
                 ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
             })
             .collect()
+    }
+
+    /// Weights past `PARALLEL_PACK` are packed block by block on several threads: each
+    /// value sits at its block's row for its input tap, in its output channel's lane,
+    /// and the lanes past the last channel stay zero.
+    #[test]
+    fn large_weights_pack_on_threads_like_the_layout() {
+        let (m, cin, kh, kw) = (100, 80, 3, 3);
+        let k = cin * kh * kw;
+        assert!(m * k >= PARALLEL_PACK);
+        let w = rnd(m * k, 11);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for ow in [7, 28] {
+            let d = pool
+                .install(|| DirectWeights::new(&w, m, cin, kh, kw, ow))
+                .unwrap();
+            let bw = d.bw;
+            for ob in 0..m.div_ceil(bw) {
+                let pw = block_width(d.avx512, m, bw, ob);
+                for kk in 0..k {
+                    for lane in 0..pw {
+                        let o = ob * bw + lane;
+                        let want = if o < m { w[o * k + kk] } else { 0.0 };
+                        assert_eq!(d.panels[ob * k * bw + kk * pw + lane], want);
+                    }
+                }
+            }
+        }
     }
 
     /// Direct definition in f64.

@@ -19,9 +19,10 @@ pub use millrace_core::{bf16, f16, DType, Dim, Tensor, TensorData, TensorError};
 pub use millrace_ir as ir;
 pub use millrace_onnx as onnx;
 pub use millrace_runtime::{
-    input_specs, npz, random_inputs, read_npy_file, read_npz, write_npz, CompileOptions,
-    CompiledModel, Error, IdleWorkers, InputSpec, IoInfo, Model, NpzError, Profiled, Schedule,
-    StageInfo, StepTiming, Stream, StreamOptions, StreamOutput, Value, ValueKind,
+    default_threads, input_specs, npz, random_inputs, read_npy_file, read_npz, write_npz,
+    CompileOptions, CompiledModel, Error, IdleWorkers, InputSpec, IoInfo, Model, NpzError,
+    Profiled, Schedule, StageInfo, StepTiming, Stream, StreamOptions, StreamOutput, Value,
+    ValueKind,
 };
 pub use millrace_runtime::{
     DataParallel, DataParallelOptions, GroupInfo, PipelineOptions, PipelineParallel,

@@ -4,10 +4,11 @@ use crate::proto::{
     self, attr_type, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, TypeProto,
 };
 use crate::tensor::{sparse_to_dense, tensor_from_proto};
-use millrace_core::{DType, Dim};
+use millrace_core::{DType, Dim, Tensor};
 use millrace_ir::{verify, Attr, Attributes, Graph, ValueId, ValueKind, ValueType};
 use millrace_ops::Registry;
 use prost::Message;
+use rayon::prelude::*;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 
@@ -203,8 +204,17 @@ impl Ctx<'_> {
             names.insert(vname, id);
         }
 
-        for t in &g.initializer {
-            let tensor = tensor_from_proto(t, self.base_dir)?;
+        // Decoded on the current rayon pool (the caller's, under `ThreadPool::install`):
+        // most of a load is these copies and the page faults of their fresh memory, and
+        // both scale with threads. Errors still come back in file order.
+        let base_dir = self.base_dir;
+        let decoded: Vec<Result<Tensor, ImportError>> = g
+            .initializer
+            .par_iter()
+            .map(|t| tensor_from_proto(t, base_dir))
+            .collect();
+        for (t, tensor) in g.initializer.iter().zip(decoded) {
+            let tensor = tensor?;
             if names.contains_key(&t.name) || t.name.is_empty() {
                 return Err(ImportError::Tensor {
                     name: t.name.clone(),

@@ -14,7 +14,7 @@ use crate::patterns::{
     absorb_activation, const_f32, fits_residual, fuse_chains, other_operand, per_axis, Fused, Grow,
 };
 use crate::pipeline::{Pass, PassError, PassStats};
-use millrace_core::DType;
+use millrace_core::{DType, Tensor};
 use millrace_ir::{Graph, Node, ValueId};
 use millrace_kernels::activation::Activation;
 use millrace_ops::nn::{fused_matmul::FusedMatMul, gemm::Gemm};
@@ -42,7 +42,8 @@ struct Chain {
     x: ValueId,
     k: usize,
     n: usize,
-    w: Vec<f32>,
+    /// The weights as in the graph: read once, by the packing.
+    w: Arc<Tensor>,
     transposed: bool,
     alpha: f32,
     bias: Option<Vec<f32>>,
@@ -57,7 +58,7 @@ impl Grow for Chain {
         match FusedMatMul::new(
             self.k,
             self.n,
-            &self.w,
+            self.w.as_slice::<f32>().unwrap_or(&[]),
             self.transposed,
             self.alpha,
             self.bias,
@@ -95,16 +96,19 @@ impl Chain {
             stats.bump("refused: not float32");
             return None;
         }
-        let Some((ws, w)) = node
+        let Some(w) = node
             .inputs
             .get(1)
             .copied()
             .flatten()
-            .and_then(|v| const_f32(g, v))
+            .and_then(|v| g.constant(v))
+            .filter(|t| t.as_slice::<f32>().is_ok())
         else {
             stats.bump(format!("refused {name}: weights not constant"));
             return None;
         };
+        let w = Arc::clone(w);
+        let ws = w.shape().to_vec();
         if ws.len() != 2 {
             stats.bump(format!("refused {name}: weights not 2-D"));
             return None;

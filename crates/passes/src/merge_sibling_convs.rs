@@ -154,11 +154,14 @@ struct Branch {
     key: Key,
     conv: Conv,
     cout: usize,
-    w: Vec<f32>,
+    /// The weights as in the model: copied once, into the merged tensor.
+    w: Arc<Tensor>,
     b: Option<Vec<f32>>,
     out: ValueId,
-    /// A BatchNormalization folded into `w` and `b` (removed with the conv when merged).
+    /// A BatchNormalization to fold into the weights and bias as they are merged
+    /// (removed with the conv).
     bn: Option<usize>,
+    fold: Option<BnFold>,
     relu: Option<usize>,
 }
 
@@ -172,7 +175,7 @@ impl Branch {
         let wv = n.inputs.get(1).copied().flatten().ok_or("no weights")?;
         let wt = g
             .constant(wv)
-            .filter(|t| t.dtype() == DType::F32)
+            .filter(|t| t.as_slice::<f32>().is_ok())
             .ok_or("weights not constant f32")?;
         let ws = wt.shape();
         if ws.len() != 4 || n.outputs.len() != 1 {
@@ -188,8 +191,6 @@ impl Branch {
                 Some(t.to_f32_vec().map_err(|_| "bias not constant f32")?)
             }
         };
-        let mut w = wt.to_f32_vec().map_err(|_| "weights not constant f32")?;
-        let mut b = b;
         let win = &conv.window;
         let kernel = ws[2..].to_vec();
         if win.kernel.as_ref().is_some_and(|k| *k != kernel) {
@@ -202,12 +203,12 @@ impl Branch {
             let m = &g.nodes[i];
             m.outputs.len() == 1 && m.inputs.first().copied().flatten() == Some(out)
         });
-        let bn = match bn.and_then(|i| fold_bn(g, i, ws[0], &mut w, &mut b).map(|()| i)) {
-            Some(i) => {
+        let (bn, fold) = match bn.and_then(|i| BnFold::of(g, i, ws[0]).map(|f| (i, f))) {
+            Some((i, f)) => {
                 out = g.nodes[i].outputs[0];
-                Some(i)
+                (Some(i), Some(f))
             }
-            None => None,
+            None => (None, None),
         };
         let relu = uses
             .sole_consumer(out)
@@ -226,54 +227,62 @@ impl Branch {
             },
             conv: conv.clone(),
             cout: ws[0],
-            w,
+            w: Arc::clone(wt),
             b,
             out,
             bn,
+            fold,
             relu,
         })
     }
 }
 
-/// Folds the inference-mode `BatchNormalization` at node `i` (constant scale, shift, mean
-/// and variance of `cout` channels) into conv weights `w` (`cout` rows) and bias `b`:
-/// `w' = w * s / sqrt(var + eps)`, `b' = (b - mean) * s / sqrt(var + eps) + shift`.
-/// `None` (nothing changed) when node `i` is not such a BatchNormalization.
-fn fold_bn(
-    g: &Graph,
-    i: usize,
-    cout: usize,
-    w: &mut [f32],
-    b: &mut Option<Vec<f32>>,
-) -> Option<()> {
-    let n = &g.nodes[i];
-    let op = n.op.as_any().downcast_ref::<BatchNormalization>()?;
-    if n.inputs.len() != 5 {
-        return None;
-    }
-    let mut p = Vec::with_capacity(4);
-    for v in &n.inputs[1..] {
-        let (_, data) = const_f32(g, (*v)?)?;
-        if data.len() != cout {
+/// An inference-mode `BatchNormalization` (constant scale, shift, mean and variance of
+/// `cout` channels) as per-channel factors for the conv before it:
+/// `w' = w * f`, `b' = b * f + add` with `f = s / sqrt(var + eps)`, `add = shift - mean * f`.
+struct BnFold {
+    f: Vec<f32>,
+    add: Vec<f32>,
+}
+
+impl BnFold {
+    /// `None` when node `i` is not such a BatchNormalization.
+    fn of(g: &Graph, i: usize, cout: usize) -> Option<BnFold> {
+        let n = &g.nodes[i];
+        let op = n.op.as_any().downcast_ref::<BatchNormalization>()?;
+        if n.inputs.len() != 5 {
             return None;
         }
-        p.push(data);
-    }
-    let (scale, shift, mean, var) = (&p[0], &p[1], &p[2], &p[3]);
-    let per = w.len().checked_div(cout)?;
-    if per * cout != w.len() {
-        return None;
-    }
-    let mut bias = b.take().unwrap_or_else(|| vec![0.0; cout]);
-    for c in 0..cout {
-        let f = scale[c] / (var[c] + op.epsilon).sqrt();
-        for x in &mut w[c * per..(c + 1) * per] {
-            *x *= f;
+        let mut p = Vec::with_capacity(4);
+        for v in &n.inputs[1..] {
+            let (_, data) = const_f32(g, (*v)?)?;
+            if data.len() != cout {
+                return None;
+            }
+            p.push(data);
         }
-        bias[c] = (bias[c] - mean[c]) * f + shift[c];
+        let (scale, shift, mean, var) = (&p[0], &p[1], &p[2], &p[3]);
+        let f: Vec<f32> = (0..cout)
+            .map(|c| scale[c] / (var[c] + op.epsilon).sqrt())
+            .collect();
+        let add = (0..cout).map(|c| shift[c] - mean[c] * f[c]).collect();
+        Some(BnFold { f, add })
     }
-    *b = Some(bias);
-    Some(())
+
+    /// Folds into one conv's weights `w` (`cout` rows) and bias `b`.
+    fn apply(&self, w: &mut [f32], b: &mut [f32]) {
+        let per = w.len() / self.f.len().max(1);
+        for (c, row) in w
+            .chunks_exact_mut(per.max(1))
+            .enumerate()
+            .take(self.f.len())
+        {
+            for x in row {
+                *x *= self.f[c];
+            }
+            b[c] = b[c] * self.f[c] + self.add[c];
+        }
+    }
 }
 
 /// The merged Conv, the optional Relu and the Split, giving each branch's output.
@@ -281,12 +290,22 @@ fn merge(g: &mut Graph, x: ValueId, gr: &[Branch], stats: &mut PassStats) -> Opt
     let first = &gr[0];
     let cout: usize = gr.iter().map(|b| b.cout).sum();
     let k = &first.key;
-    let w: Vec<f32> = gr.iter().flat_map(|b| b.w.iter().copied()).collect();
-    let has_bias = gr.iter().any(|b| b.b.is_some());
-    let bias: Vec<f32> = gr
-        .iter()
-        .flat_map(|b| b.b.clone().unwrap_or_else(|| vec![0.0; b.cout]))
-        .collect();
+    // One copy of each branch's weights, straight into the merged tensor, BatchNorm folded
+    // in place: the weights are most of what a compile writes.
+    let mut w: Vec<f32> = Vec::with_capacity(gr.iter().map(|b| b.w.len()).sum());
+    let mut bias: Vec<f32> = Vec::with_capacity(cout);
+    for b in gr {
+        let (w0, b0) = (w.len(), bias.len());
+        w.extend_from_slice(b.w.as_slice::<f32>().ok()?);
+        match &b.b {
+            Some(v) => bias.extend_from_slice(v),
+            None => bias.resize(b0 + b.cout, 0.0),
+        }
+        if let Some(fold) = &b.fold {
+            fold.apply(&mut w[w0..], &mut bias[b0..]);
+        }
+    }
+    let has_bias = gr.iter().any(|b| b.b.is_some() || b.fold.is_some());
     let base = g.nodes[first.node].name.clone();
     let wshape = vec![cout, k.cin, k.kernel[0], k.kernel[1]];
     let sizes: Vec<i64> = gr.iter().map(|b| b.cout as i64).collect();

@@ -24,5 +24,5 @@ pub use millrace_schedule::Prediction;
 pub use multi::{DataParallel, DataParallelOptions, GroupInfo, PipelineOptions, PipelineParallel};
 pub use npz::{read_npy_file, read_npz, write_npz, NpzError};
 pub use plan::{Profiled, StepTiming};
-pub use session::{CompileOptions, CompiledModel, IoInfo, Model, Schedule};
+pub use session::{default_threads, CompileOptions, CompiledModel, IoInfo, Model, Schedule};
 pub use stream::{StageInfo, Stream, StreamOptions, StreamOutput};

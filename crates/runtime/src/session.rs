@@ -104,11 +104,21 @@ impl fmt::Display for Schedule {
 }
 
 impl Model {
-    /// Loads a model file (external data is read from beside it).
+    /// Loads a model file (external data is read from beside it). Large initializers are
+    /// decoded on the current rayon pool: rayon's global one, or the caller's inside
+    /// `ThreadPool::install`; [`Model::load_with_threads`] bounds them instead.
     pub fn load(path: impl AsRef<Path>) -> Result<Model, Error> {
         Ok(Model {
             onnx: load_model(path.as_ref())?,
         })
+    }
+
+    /// [`Model::load`] with the initializers decoded on `threads` threads (a pool that
+    /// lives for the load only): the same count as the compiled model's, so loading
+    /// uses no more cores than running.
+    pub fn load_with_threads(path: impl AsRef<Path>, threads: usize) -> Result<Model, Error> {
+        let path = path.as_ref();
+        build_pool(threads)?.install(|| Model::load(path))
     }
 
     /// Loads a model from bytes. Models with external data need [`Model::load`], or a `base_dir`.
@@ -152,9 +162,12 @@ impl Model {
         let mut g = self.onnx.graph.clone();
         bind_input_shapes(&mut g, &opts.input_shapes)?;
         g.infer_types()?;
-        let reports = default_pipeline().run(&mut g, &opts.passes)?;
         let threads = opts.threads.unwrap_or_else(default_threads).max(1);
-        let mut compiled = CompiledModel::from_optimized(g, threads, opts.schedule, opts.idle)?;
+        let pool = build_pool(threads)?;
+        // The passes run on the model's own threads: packing weights writes fresh memory,
+        // and its page faults (most of compile time) scale with threads.
+        let reports = pool.install(|| default_pipeline().run(&mut g, &opts.passes))?;
+        let mut compiled = CompiledModel::with_pool(g, pool, threads, opts.schedule, opts.idle);
         compiled.reports = reports;
         Ok(compiled)
     }
@@ -170,11 +183,20 @@ impl CompiledModel {
         idle: IdleWorkers,
     ) -> Result<CompiledModel, Error> {
         let threads = threads.max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("millrace-{i}"))
-            .build()
-            .map_err(|e| Error::ThreadPool(e.to_string()))?;
+        let pool = build_pool(threads)?;
+        Ok(CompiledModel::with_pool(
+            graph, pool, threads, schedule, idle,
+        ))
+    }
+
+    /// Plans an optimized graph on `pool`, which has `threads` workers.
+    fn with_pool(
+        graph: Graph,
+        pool: rayon::ThreadPool,
+        threads: usize,
+        schedule: Schedule,
+        idle: IdleWorkers,
+    ) -> CompiledModel {
         // Size every worker's kernel scratch now, so no run allocates it later.
         pool.broadcast(|_| millrace_kernels::reserve_scratch());
         let parallel = match schedule {
@@ -183,7 +205,7 @@ impl CompiledModel {
             Schedule::Parallel => Some(true),
         };
         let plan = Plan::build(&graph, parallel, threads);
-        Ok(CompiledModel {
+        CompiledModel {
             graph,
             plan,
             states: RunStates::default(),
@@ -192,8 +214,17 @@ impl CompiledModel {
             schedule,
             idle,
             reports: Vec::new(),
-        })
+        }
     }
+}
+
+/// A model's pool of `threads` workers.
+fn build_pool(threads: usize) -> Result<rayon::ThreadPool, Error> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("millrace-{i}"))
+        .build()
+        .map_err(|e| Error::ThreadPool(e.to_string()))
 }
 
 /// The number of threads used when none is asked for.

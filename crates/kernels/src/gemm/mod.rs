@@ -236,6 +236,9 @@ pub type PackedA = Packed;
 /// `B` (`K x N`) packed in `NR`-column panels.
 pub type PackedB = Packed;
 
+/// Values from which [`Packed`]'s constructors pack on all threads.
+const PARALLEL_PACK: usize = 1 << 16;
+
 impl Packed {
     /// Packs `src` (its `len` is N, its `depth` K) as a `B` for the detected kernel.
     pub fn new(src: &dyn PanelSource) -> Packed {
@@ -261,7 +264,11 @@ impl Packed {
         let (k, len) = (src.depth(), src.len());
         let panels = len.div_ceil(width);
         let mut data = vec![0.0f32; panels * width * k];
-        pack_panels(kernel, src, width, &mut data, false);
+        // Zeroed memory comes untouched from the allocator, so the pack takes its page
+        // faults: on all of the current pool's threads for large weights, where the faults
+        // cost more than the copy (compile time of GoogLeNet, `perf record`).
+        let parallel = data.len() >= PARALLEL_PACK;
+        pack_panels(kernel, src, width, &mut data, parallel);
         Packed {
             kernel,
             width,
