@@ -170,7 +170,13 @@ pub mod x86 {
         let mut c = [[_mm256_setzero_ps(); V]; R];
         let (mut a, mut b) = (a, b);
         let res = if o.last { o.res } else { std::ptr::null() };
-        let lead = if res.is_null() { 0 } else { kc.min(o.mv) };
+        // Then the output rows, for writing, one per step after the residual's: C's rows
+        // are a plane apart too, and a store that misses waits for its line. Measured
+        // with `examples/pw_bench.rs --cold` (+res): ResNet-50's 1x1 shapes 0.93-0.94x
+        // the time in all on 1 and 2 threads, its 256x64x3136 layer 0.75-0.8x; per layer
+        // in `millrace profile` on 1 thread, its layer1 1x1s 0.79-0.84x.
+        let nres = if res.is_null() { 0 } else { o.mv };
+        let lead = if o.last { kc.min(nres + o.mv) } else { 0 };
         macro_rules! step {
             () => {{
                 let mut bv = [_mm256_setzero_ps(); V];
@@ -490,7 +496,13 @@ pub mod x86 {
         // The residual rows the epilogue adds are a plane apart, a pattern no hardware
         // prefetcher follows: fetch one row per step over the first steps of `k`.
         let res = if o.last { o.res } else { std::ptr::null() };
-        let lead = if res.is_null() { 0 } else { kc.min(o.mv) };
+        // Then the output rows, for writing, one per step after the residual's: C's rows
+        // are a plane apart too, and a store that misses waits for its line. Measured
+        // with `examples/pw_bench.rs --cold` (+res): ResNet-50's 1x1 shapes 0.93-0.94x
+        // the time in all on 1 and 2 threads, its 256x64x3136 layer 0.75-0.8x; per layer
+        // in `millrace profile` on 1 thread, its layer1 1x1s 0.79-0.84x.
+        let nres = if res.is_null() { 0 } else { o.mv };
+        let lead = if o.last { kc.min(nres + o.mv) } else { 0 };
         macro_rules! step {
             () => {{
                 let mut bv = [_mm512_setzero_ps(); V];
@@ -513,9 +525,15 @@ pub mod x86 {
         // threads, against one step per iteration with the prefetch test inside).
         let mut p = 0;
         while p < lead {
-            let rp = res.add(p * o.ldr) as *const i8;
-            _mm_prefetch::<_MM_HINT_T0>(rp);
-            _mm_prefetch::<_MM_HINT_T0>(rp.wrapping_add(64 * V - 1));
+            if p < nres {
+                let rp = res.add(p * o.ldr) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(rp);
+                _mm_prefetch::<_MM_HINT_T0>(rp.wrapping_add(64 * V - 1));
+            } else {
+                let cp = o.c.wrapping_add((p - nres) * o.ldc) as *const i8;
+                _mm_prefetch::<_MM_HINT_ET0>(cp);
+                _mm_prefetch::<_MM_HINT_ET0>(cp.wrapping_add(64 * V - 1));
+            }
             step!();
             p += 1;
         }
