@@ -235,9 +235,11 @@ impl ModelVersion {
         warnings: &mut Vec<String>,
     ) -> Result<ModelVersion, ServeError> {
         let label = format!("model `{name}` version {version}");
-        let model = Model::load(path).map_err(|e| {
-            ServeError::internal(format!("{label}: cannot load {}: {e}", path.display()))
-        })?;
+        // Decoded on one instance's threads, not every core of the machine.
+        let model =
+            Model::load_with_threads(path, settings.threads_per_instance.max(1)).map_err(|e| {
+                ServeError::internal(format!("{label}: cannot load {}: {e}", path.display()))
+            })?;
         let inputs = model.inputs();
         let outputs = model.outputs();
         if let Some(c) = config {
