@@ -170,13 +170,7 @@ pub mod x86 {
         let mut c = [[_mm256_setzero_ps(); V]; R];
         let (mut a, mut b) = (a, b);
         let res = if o.last { o.res } else { std::ptr::null() };
-        // Then the output rows, for writing, one per step after the residual's: C's rows
-        // are a plane apart too, and a store that misses waits for its line. Measured
-        // with `examples/pw_bench.rs --cold` (+res): ResNet-50's 1x1 shapes 0.91-0.96x
-        // the time in all on 1 thread, 0.89-0.94x on 2, its 256x64x3136 layer 0.75-0.8x;
-        // per layer in `millrace profile` on 1 thread, its layer1 1x1s 0.79-0.84x.
-        let nres = if res.is_null() { 0 } else { o.mv };
-        let lead = if o.last { kc.min(nres + o.mv) } else { 0 };
+        let lead = if res.is_null() { 0 } else { kc.min(o.mv) };
         macro_rules! step {
             () => {{
                 let mut bv = [_mm256_setzero_ps(); V];
