@@ -167,7 +167,7 @@ impl Model {
         // The passes run on the model's own threads: packing weights writes fresh memory,
         // and its page faults (most of compile time) scale with threads.
         let reports = pool.install(|| default_pipeline().run(&mut g, &opts.passes))?;
-        let mut compiled = CompiledModel::with_pool(g, pool, threads, opts.schedule, opts.idle);
+        let mut compiled = CompiledModel::with_pool(g, pool, opts.schedule, opts.idle);
         compiled.reports = reports;
         Ok(compiled)
     }
@@ -182,21 +182,18 @@ impl CompiledModel {
         schedule: Schedule,
         idle: IdleWorkers,
     ) -> Result<CompiledModel, Error> {
-        let threads = threads.max(1);
         let pool = build_pool(threads)?;
-        Ok(CompiledModel::with_pool(
-            graph, pool, threads, schedule, idle,
-        ))
+        Ok(CompiledModel::with_pool(graph, pool, schedule, idle))
     }
 
-    /// Plans an optimized graph on `pool`, which has `threads` workers.
+    /// Plans an optimized graph on `pool`.
     fn with_pool(
         graph: Graph,
         pool: rayon::ThreadPool,
-        threads: usize,
         schedule: Schedule,
         idle: IdleWorkers,
     ) -> CompiledModel {
+        let threads = pool.current_num_threads();
         // Size every worker's kernel scratch now, so no run allocates it later.
         pool.broadcast(|_| millrace_kernels::reserve_scratch());
         let parallel = match schedule {
