@@ -12,7 +12,10 @@
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
 use millrace_kernels::direct::{conv_direct, DirectWeights};
-use millrace_kernels::gemm::{gemm_ex, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs, Strided};
+use millrace_kernels::gemm::{
+    conv_shifted, gemm_ex, shifted_applies, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs,
+    ShiftedWeights, Strided,
+};
 use millrace_kernels::subsample;
 use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
 use std::time::Instant;
@@ -145,6 +148,10 @@ fn main() {
             _ => None,
         };
         let mut yw = Aligned::new(cout * plane);
+        // The shifted-row GEMM where the engine would take it (first layers on RGB).
+        let shifted = shifted_applies(cout, cin, k, k, s, s, 1)
+            .then(|| ShiftedWeights::new(&w, cout, cin, k, k).unwrap());
+        let (mut yq, mut tq) = (Aligned::new(cout * plane), Vec::new());
         for r in 0..rounds + 2 {
             let t = Instant::now();
             pool.install(|| {
@@ -191,6 +198,15 @@ fn main() {
                     tw.push(t.elapsed().as_secs_f64());
                 }
             }
+            if let Some(sw) = &shifted {
+                let t = Instant::now();
+                pool.install(|| {
+                    conv_shifted(&x, &g, sw, Some(&bias), None, Activation::Relu, &mut yq).unwrap()
+                });
+                if r >= 2 {
+                    tq.push(t.elapsed().as_secs_f64());
+                }
+            }
             if r >= 2 {
                 tg.push(a);
                 td.push(b);
@@ -218,6 +234,12 @@ fn main() {
             let ms = median(ts);
             let d = max_diff(&yg, &ys);
             alt_line("gathered", ms, flops, "gathered/gemm", ms / mg, Some(d));
+        }
+        if !tq.is_empty() {
+            let mq = median(tq);
+            let d = max_diff(&yg, &yq);
+            alt_line("shifted", mq, flops, "shifted/gemm", mq / mg, Some(d));
+            alt_line("shifted", mq, flops, "shifted/direct", mq / md, None);
         }
         if !tw.is_empty() {
             let mw = median(tw);

@@ -53,6 +53,43 @@ impl Geom2d {
     }
 }
 
+/// The operands of one image's convolution, checked by [`ConvIo::check`].
+pub(crate) struct ConvIo<'a> {
+    /// The weights' shape `[m, cin, kh, kw]`.
+    pub w: [usize; 4],
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub residual: Option<&'a [f32]>,
+    pub bias: Option<&'a [f32]>,
+}
+
+impl ConvIo<'_> {
+    /// Checks the operands against `g`: the weights' channels and window, an input of
+    /// `c x h x w` values, an output (and residual) of `m x oh x ow`, a bias of `m`.
+    /// Returns the output plane `oh * ow`.
+    pub(crate) fn check(&self, g: &Geom2d) -> Result<usize, String> {
+        let [m, cin, kh, kw] = self.w;
+        if g.c != cin || g.kh != kh || g.kw != kw {
+            return Err(format!(
+                "input of {} channels and a {}x{} window for weights {m}x{cin}x{kh}x{kw}",
+                g.c, g.kh, g.kw
+            ));
+        }
+        let plane = g.oh.checked_mul(g.ow).ok_or("geometry overflows")?;
+        let out_len = m.checked_mul(plane).ok_or("geometry overflows")?;
+        if self.y.len() != out_len || self.residual.is_some_and(|r| r.len() != out_len) {
+            return Err("output or residual size differs from m x oh x ow".into());
+        }
+        if Some(self.x.len()) != g.c.checked_mul(g.h).and_then(|n| n.checked_mul(g.w)) {
+            return Err("input size differs from c x h x w".into());
+        }
+        if self.bias.is_some_and(|b| b.len() != m) {
+            return Err("bias length differs from the output channels".into());
+        }
+        Ok(plane)
+    }
+}
+
 /// Range of output positions `o` in `0..n_out` with `0 <= o * s + off < n_in`.
 #[inline]
 pub fn valid_range(n_out: usize, n_in: usize, s: usize, off: isize) -> (usize, usize) {

@@ -49,7 +49,7 @@
 //! was 0.67-0.82x the time on ResNet-50's stride-2 layers while the padded copy was
 //! planar, and 0.9-1.1x, no gain, once its rows were interleaved.)
 use crate::activation::Activation;
-use crate::conv::Geom2d;
+use crate::conv::{ConvIo, Geom2d};
 use crate::SyncPtr;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -275,25 +275,17 @@ pub fn conv_direct(
             g.sh, g.sw, g.kh, g.kw
         )));
     }
-    if g.c != w.cin || g.kh != w.kh || g.kw != w.kw {
-        return Err(err(format!(
-            "input of {} channels and a {}x{} window for weights {}x{}x{}x{}",
-            g.c, g.kh, g.kw, w.m, w.cin, w.kh, w.kw
-        )));
-    }
     let (oh, ow) = (g.oh, g.ow);
+    let opl = ConvIo {
+        w: [w.m, w.cin, w.kh, w.kw],
+        x,
+        y,
+        residual,
+        bias,
+    }
+    .check(g)
+    .map_err(err)?;
     let overflow = || err("geometry overflows");
-    let opl = oh.checked_mul(ow).ok_or_else(overflow)?;
-    let out_len = w.m.checked_mul(opl).ok_or_else(overflow)?;
-    if y.len() != out_len || residual.is_some_and(|r| r.len() != out_len) {
-        return Err(err("output or residual size differs from m x oh x ow"));
-    }
-    if Some(x.len()) != g.c.checked_mul(g.h).and_then(|n| n.checked_mul(g.w)) {
-        return Err(err("input size differs from c x h x w"));
-    }
-    if bias.is_some_and(|b| b.len() != w.m) {
-        return Err(err("bias length differs from the output channels"));
-    }
     if opl == 0 {
         return Ok(());
     }

@@ -161,8 +161,8 @@ fn second_eval_into_allocates_nothing() {
             true,
         ),
         conv_case(
-            "7x7 stride 2 (direct on AVX-512 and AVX2)",
-            direct,
+            "7x7 stride 2 on 3 channels (shifted rows)",
+            "impl=shifted-rows",
             (3, 64, 112),
             (7, 2, 3, 1),
             relu,

@@ -20,9 +20,11 @@
 //! C is cut statically into one block per thread.
 mod micro;
 mod pack;
+mod shifted;
 
 pub(crate) use pack::copy_strided;
 pub use pack::{Im2col, PanelSource, Strided};
+pub use shifted::{applies as shifted_applies, conv_shifted, ShiftedError, ShiftedWeights};
 
 use crate::activation::Activation;
 use crate::SyncPtr;
