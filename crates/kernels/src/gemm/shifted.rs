@@ -13,16 +13,16 @@
 //! output rows at a time, into a buffer whose row `r` holds, for every channel `c` and
 //! kernel column `kx`, the values that output columns `0..ow` read at that tap:
 //! `q[r][c][kx][ox] = x[c][r - pt][ox * s + kx * dw - pl]` (zero outside the image). Depth
-//! `(ky, c, kx)` of output row `oy` is then row `(s * oy + ky) * c * kw + c * kw + kx` of the
-//! buffer seen as a matrix `owp` wide: one stride for all `K` depths. So the GEMM
+//! `(ky, c, kx)` of output row `oy` is then row `(s * oy + ky) * Cin * kw + c * kw + kx` of
+//! the buffer seen as a matrix `owp` wide: one stride for all `K` depths. So the GEMM
 //! microkernels read `B` in place (`ldb = owp`), tile after tile of one output row, with
 //! the bias, residual and Relu / Clip in their epilogue, and store NCHW rows directly.
-//! Each input value is copied `kw / s` times per band instead of `kh * kw / s^2` times per
-//! product, with contiguous moves.
+//! Each input value is copied about `kw / s` times (the `kh - s` input rows a band shares
+//! with the next are copied again) instead of `kh * kw / s^2` times, with contiguous moves.
 //!
 //! Before (implicit im2col): per 32-column block, pack `K x 32` values by gathers, then
-//! the tiles. After: per band of output rows, copy `(band * s + kh) * Cin * kw` rows of
-//! `ow` values; the tiles read them where they lie.
+//! the tiles. After: per band of output rows, copy `((band - 1) * s + kh) * Cin * kw` rows
+//! of `ow` values; the tiles read them where they lie.
 //!
 //! Needs dilation 1 along the rows (the depth stride is uniform only then), the same
 //! stride on both axes and `K` within one depth block of the kernel.
@@ -55,8 +55,8 @@ const BAND_ROWS: usize = 8;
 /// GEMM kernel.
 #[derive(Debug)]
 pub struct ShiftedWeights {
+    /// `m` rows (`packed.len`), `K = cin * kh * kw` deep.
     packed: Packed,
-    m: usize,
     cin: usize,
     kh: usize,
     kw: usize,
@@ -135,7 +135,6 @@ impl ShiftedWeights {
         let src = Strided::rows(&perm, m, k).ok_or_else(|| err("weights too short"))?;
         Ok(ShiftedWeights {
             packed: Packed::lhs_with_kernel(&src, kernel),
-            m,
             cin,
             kh,
             kw,
@@ -167,7 +166,7 @@ pub fn conv_shifted(
         )));
     }
     let plane = ConvIo {
-        w: [w.m, w.cin, w.kh, w.kw],
+        w: [w.packed.len, w.cin, w.kh, w.kw],
         x,
         y,
         residual,
@@ -233,7 +232,7 @@ pub fn conv_shifted(
             };
         });
         if post_act {
-            for ch in 0..w.m {
+            for ch in 0..w.packed.len {
                 // SAFETY: this job's rows of channel `ch`, inside `y` (checked above).
                 let part = unsafe {
                     std::slice::from_raw_parts_mut(
@@ -253,20 +252,29 @@ pub fn conv_shifted(
     Ok(())
 }
 
+/// For kernel column `kx`: the output columns `lo..hi` that read inside an input row, and
+/// the input column of `lo`.
+fn col_span(g: &Geom2d, kx: usize) -> (usize, usize, usize) {
+    let off = (kx * g.dw) as isize - g.pl as isize;
+    let (lo, hi) = valid_range(g.ow, g.w, g.sw, off);
+    let ix0 = (lo * g.sw) as isize + off;
+    (lo, hi, ix0.max(0) as usize)
+}
+
+/// Kernel columns whose [`col_span`]s a band fill keeps on the stack; wider windows
+/// compute them per row.
+const SPANS: usize = 16;
+
 /// Fills the band buffer from padded input row `iy0` on: row `r` is
 /// `[c][kx][0..owp]`, `q[r][c][kx][ox] = x[c][iy0 + r - pt][ox * s + kx * dw - pl]`, zero
 /// outside the image and past `ow`.
 fn fill_band(x: &[f32], g: &Geom2d, iy0: usize, owp: usize, q: &mut [f32]) {
-    let (s, ow) = (g.sw, g.ow);
+    let s = g.sw;
     let row_len = g.c * g.kw * owp;
-    // Per kernel column: the output columns that read inside the image row, and the input
-    // column of the first of them.
-    let span = |kx: usize| {
-        let off = (kx * g.dw) as isize - g.pl as isize;
-        let (lo, hi) = valid_range(ow, g.w, s, off);
-        let ix0 = (lo * s) as isize + off;
-        (lo, hi, ix0.max(0) as usize)
-    };
+    let mut spans = [(0, 0, 0); SPANS];
+    for (kx, sp) in spans.iter_mut().enumerate().take(g.kw) {
+        *sp = col_span(g, kx);
+    }
     for (r, qr) in q.chunks_exact_mut(row_len).enumerate() {
         let iy = (iy0 + r) as isize - g.pt as isize;
         if iy < 0 || iy >= g.h as isize {
@@ -277,7 +285,7 @@ fn fill_band(x: &[f32], g: &Geom2d, iy0: usize, owp: usize, q: &mut [f32]) {
         for (c, qc) in qr.chunks_exact_mut(g.kw * owp).enumerate() {
             let xr = &x[(c * g.h + iy) * g.w..][..g.w];
             for (kx, dst) in qc.chunks_exact_mut(owp).enumerate() {
-                let (lo, hi, ix0) = span(kx);
+                let (lo, hi, ix0) = spans.get(kx).copied().unwrap_or_else(|| col_span(g, kx));
                 dst[..lo].fill(0.0);
                 dst[hi..].fill(0.0);
                 if lo < hi {
@@ -441,6 +449,32 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn windows_wider_than_the_stack_spans() {
+        // A 3 x 19 window: kernel columns past `SPANS` compute their spans per row.
+        let (c, h, wd, m) = (2, 9, 40, 7);
+        let mut g = Geom2d::square(c, h, wd, 3, 1, 1, 1);
+        g.kw = SPANS + 3;
+        g.pl = 4;
+        g.ow = wd + 2 * g.pl - g.kw + 1;
+        let x = rnd(c * h * wd, 8);
+        let w = rnd(m * c * g.kh * g.kw, 9);
+        let b = rnd(m, 10);
+        let want = naive(&x, &w, &b, &g, m);
+        for kernel in Kernel::available() {
+            let sw = ShiftedWeights::with_kernel(&w, m, c, g.kh, g.kw, kernel).unwrap();
+            let mut y = vec![f32::NAN; want.len()];
+            conv_shifted(&x, &g, &sw, Some(&b), None, Activation::None, &mut y).unwrap();
+            for (i, (a, e)) in y.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{} at {i}: {a} vs {e}",
+                    kernel.name
+                );
             }
         }
     }
