@@ -114,6 +114,36 @@ pub fn preferred(m: usize, k: usize) -> bool {
     !(avx512() && k < AVX512_MIN_K && m > AVX512_BLOCK)
 }
 
+/// Whether the direct kernel is expected to beat the GEMM (weights times the image read in
+/// place) on a 1x1, stride-1 convolution of `m` output channels over `k` input channels
+/// and `plane` pixels: on AVX-512, 7x7 planes with at least 512 input and 256 output
+/// channels, and 14x14 ones with at least 1024 input channels. There the GEMM's 32-column
+/// panels cover a 7x7 plane's 49 pixels in 32 + 16 + 1 and a 14x14 plane's 196 in six and
+/// a half, over rows a plane apart (`4 * plane` bytes, a multiple of 64 for neither),
+/// while the direct kernel broadcasts pixels and loads weight vectors prepacked on 64-byte
+/// boundaries. `examples/direct_bench.rs` on Zen 4, direct / GEMM time, 2 threads (1
+/// thread), two or three runs: 2048 -> 512 on 7x7 0.86-1.01x (0.91-0.92x), 512 -> 2048 on
+/// 7x7 0.96-0.98x (0.93x), 960 -> 320 on 7x7 0.91-1.01x (0.93x), GoogLeNet's merged
+/// 832 -> 448 and 832 -> 624 on 7x7 0.91x and 0.95x (0.95-0.98x), 1024 -> 256 on 14x14
+/// 0.93-0.98x (0.98-1.02x); but 960 -> 160 on 7x7 1.03x, 512 -> 296 on 14x14 1.07-1.11x,
+/// 528 -> 448 on 14x14 1.0x (1.02x), 512 -> 1000 on 13x13 1.09-1.1x, 320 -> 1280 on 7x7
+/// 1.87x, and 1.1-1.5x on every 1x1 layer over 28x28 and more. In ResNet-50 (`millrace
+/// profile`, the builds alternating, 6 rounds at 2 threads) its 1024 -> 256 layers on
+/// 14x14 took 0.94-0.97x the time, 2048 -> 512 on 7x7 0.86-0.88x, 512 -> 2048 on 7x7
+/// 0.97-1.0x.
+pub fn preferred_pointwise(m: usize, k: usize, plane: usize) -> bool {
+    avx512()
+        && m >= POINTWISE_MIN_M
+        && k >= POINTWISE_MIN_K
+        && (plane <= 7 * 7 || (plane <= 14 * 14 && k >= 2 * POINTWISE_MIN_K))
+}
+
+/// The fewest input channels of a 1x1 layer [`preferred_pointwise`] takes (twice as many
+/// on planes larger than 7x7).
+const POINTWISE_MIN_K: usize = 512;
+/// The fewest output channels of a 1x1 layer [`preferred_pointwise`] takes.
+const POINTWISE_MIN_M: usize = 256;
+
 /// The smallest `k` (weights per output channel) for which the AVX-512 direct kernel runs
 /// layers wider than one block ([`preferred`]).
 pub const AVX512_MIN_K: usize = 64;

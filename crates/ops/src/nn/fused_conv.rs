@@ -12,7 +12,9 @@
 //! than 1x1 with one group and stride 1 or 2 run the direct kernel of
 //! [`millrace_kernels::direct`] (input rows broadcast in place, weights prepacked per block
 //! of output channels, no im2col packing), except on AVX-512 where a layer has few weights
-//! per output channel and more than 32 channels ([`direct::preferred`]); Winograd serves
+//! per output channel and more than 32 channels ([`direct::preferred`]); so do 1x1,
+//! stride-1 layers with many channels on 7x7 and 14x14 planes on AVX-512
+//! ([`direct::preferred_pointwise`]); Winograd serves
 //! the 3x3 stride-1 layers it suits on other CPUs; everything else is a GEMM
 //! `W[Cout x Cin*kh*kw] x im2col(X)` whose right operand is packed straight from the
 //! image (implicit im2col: no im2col buffer), written as NCHW with the epilogue applied
@@ -139,6 +141,25 @@ impl FusedConv {
             // Few weights per channel (a first layer on RGB) over several channel blocks:
             // the GEMM, on AVX-512 (`direct::preferred`).
             && direct::preferred(mg, k);
+        // A 1x1, stride-1, unpadded layer over a small plane with many channels: the
+        // direct kernel too, where it beats the GEMM (`direct::preferred_pointwise`).
+        let pointwise_direct = group == 1
+            && kh == 1
+            && kw == 1
+            && direct::supported(1, 1, 1, 1)
+            && match planned {
+                Some(&[_, _, h, w]) => {
+                    conv.window
+                        .resolve(NAME, &[h, w], Some(&[1, 1]))
+                        .is_ok_and(|r| {
+                            r.strides.iter().all(|&s| s == 1)
+                                && r.pads_begin.iter().all(|&p| p == 0)
+                                && r.output[..] == [h, w]
+                        })
+                        && direct::preferred_pointwise(mg, k, h * w)
+                }
+                _ => false,
+            };
         let dilations = conv.window.dilations.as_deref().unwrap_or(&[1, 1]);
         // Few input channels: the GEMM over shifted rows, before the direct kernel and the
         // implicit-im2col GEMM. On Zen 4 (`examples/direct_bench.rs`, 1 and 2 threads) it
@@ -154,7 +175,7 @@ impl FusedConv {
                 ShiftedWeights::new(weights, m, cg, kh, kw)
                     .map_err(|e| OpError::invalid(NAME, e.to_string()))?,
             )
-        } else if use_direct {
+        } else if use_direct || pointwise_direct {
             // The planned output width picks the tile; without a plan, the wide tile.
             let ow = match planned {
                 Some(&[_, _, h, w]) => conv
@@ -588,6 +609,8 @@ mod tests {
             (8, 10, 11, 1, 3, 0, 1),
             // Strided 1x1 with padding: reads the border, so the implicit im2col.
             (8, 10, 11, 1, 2, 1, 1),
+            // 1x1 with many channels on a 7x7 plane: the direct kernel on AVX-512.
+            (512, 272, 7, 1, 1, 0, 1),
         ] {
             let a = attrs(
                 "Conv",
@@ -667,6 +690,11 @@ mod tests {
                 other
             }
         };
+        let pointwise = if millrace_kernels::direct::preferred_pointwise(256, 512, 49) {
+            "impl=direct"
+        } else {
+            "impl=gemm"
+        };
         for (c, m, h, k, s, p, group, want) in [
             (16, 24, 9, 1, 1, 0, 1, "impl=gemm"),         // 1x1 direct
             (8, 16, 9, 3, 1, 1, 1, direct("impl=gemm")),  // kxk
@@ -675,6 +703,9 @@ mod tests {
             (2, 9, 11, 3, 1, 0, 1, "impl=shifted-rows"),  // stride 1, no padding
             (8, 16, 9, 3, 3, 1, 1, "impl=gemm"),          // kxk stride 3: im2col
             (16, 16, 7, 1, 2, 0, 1, "impl=gemm"),         // 1x1 stride 2
+            (512, 256, 7, 1, 1, 0, 1, pointwise),         // 1x1, many channels, 7x7
+            (1024, 256, 14, 1, 1, 0, 1, pointwise),       // 1x1, more channels, 14x14
+            (512, 256, 14, 1, 1, 0, 1, "impl=gemm"),      // 1x1, 14x14, fewer channels
             (8, 70, 5, 3, 1, 1, 1, direct("impl=gemm")),  // 7-pixel tiles
             (128, 32, 12, 3, 1, 1, 1, direct("impl=winograd")),
             (128, 32, 20, 3, 1, 1, 1, direct("impl=winograd-F4x4")),
