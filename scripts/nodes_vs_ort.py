@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Per-layer times of millrace and ONNX Runtime on one model, the two alternating.
+
+Each round runs `BIN profile MODEL --threads T --top 0 --iters 20 --warmup 5`, then
+`scripts/ort_profile.py MODEL --threads T --runs 20`, so that a slow phase of a busy
+machine hits both, and matches their nodes by layer: ORT names a fused node after its
+last output (`.../conv.1/conv.1.2/Clip_output_0_nchwc`, `.../layer3.1/relu/Relu_output_0`),
+millrace after its first node (`.../conv.1/conv.1.0/Conv`, `.../layer3.1/conv1/Conv`).
+The layer keys understood: torchvision's MobileNetV2 (`features.N/conv/conv.K`,
+`features.N`), ResNets (`layerX.Y/conv1..3`, `downsample`; ORT's `relu`, `relu_1` are
+conv1, conv2) and the classifier (`classifier`, `fc`). Prints both sums of all nodes and,
+per layer, both medians and the median of the rounds' paired ratios, largest loss first.
+
+    python3 scripts/nodes_vs_ort.py 5 2 ../shared/models/mobilenet_v2.onnx target/release/millrace
+"""
+import collections
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def key(name):
+    m = re.search(r"features\.(\d+)/conv/conv\.(\d)", name)
+    if m:
+        return f"features.{m.group(1)}.conv.{m.group(2)}"
+    m = re.search(r"features\.(\d+)/", name)
+    if m:
+        return f"features.{m.group(1)}"
+    m = re.search(r"(layer\d\.\d+)/(conv\d|downsample|relu_\d|relu)/", name)
+    if m:
+        k = {"relu": "conv1", "relu_1": "conv2", "relu_2": "conv3"}.get(m.group(2), m.group(2))
+        return f"{m.group(1)}.{k}"
+    if "classifier" in name or "/fc/" in name:
+        return "classifier"
+    return None
+
+
+def ours(binary, model, threads):
+    out = subprocess.run(
+        [binary, "profile", model, "--threads", threads, "--top", "0", "--iters", "20", "--warmup", "5"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    per, total = collections.defaultdict(float), 0.0
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) > 4 and f[0].isdigit():
+            total += float(f[3])
+            k = key(f[1])
+            if k:
+                per[k] += float(f[3])
+    return total, per
+
+
+def theirs(model, threads):
+    out = subprocess.run(
+        [sys.executable, os.path.join(HERE, "ort_profile.py"), model, "--threads", threads, "--runs", "20"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    per, total = collections.defaultdict(float), 0.0
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 3 and re.fullmatch(r"[\d.]+", f[0]) and "/" in f[2]:
+            total += float(f[0])
+            k = key(f[2])
+            if k:
+                per[k] += float(f[0])
+    return total, per
+
+
+def main():
+    if len(sys.argv) != 5:
+        sys.exit(__doc__)
+    rounds, threads, model, binary = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    a, b = collections.defaultdict(list), collections.defaultdict(list)
+    for _ in range(rounds):
+        for side, (total, per) in ((a, ours(binary, model, threads)), (b, theirs(model, threads))):
+            side["(sum of all nodes)"].append(total)
+            for k, v in per.items():
+                side[k].append(v)
+    rows = []
+    for k in a:
+        if len(b.get(k, [])) == len(a[k]):
+            ratios = [x / y for x, y in zip(a[k], b[k]) if y > 0]
+            ma, mb = statistics.median(a[k]), statistics.median(b[k])
+            rows.append((ma - mb, k, ma, mb, statistics.median(ratios) if ratios else float("nan")))
+    rows.sort(key=lambda r: (r[1] != "(sum of all nodes)", -r[0]))
+    print(f"{'layer':26} {'millrace ms':>11} {'ORT ms':>8} {'diff':>7}  millrace/ORT per round")
+    for d, k, ma, mb, r in rows:
+        print(f"{k:26} {ma:11.3f} {mb:8.3f} {d:+7.3f}  {r:.2f}")
+
+
+if __name__ == "__main__":
+    main()
