@@ -127,7 +127,7 @@ pub fn preferred(m: usize, k: usize) -> bool {
 /// 832 -> 448 and 832 -> 624 on 7x7 0.91x and 0.95x (0.95-0.98x), 1024 -> 256 on 14x14
 /// 0.93-0.98x (0.98-1.02x); but 960 -> 160 on 7x7 1.03x, 512 -> 296 on 14x14 1.07-1.11x,
 /// 528 -> 448 on 14x14 1.0x (1.02x), 512 -> 1000 on 13x13 1.09-1.1x, 320 -> 1280 on 7x7
-/// 1.87x, and 1.1-1.5x on every 1x1 layer over 28x28 and more. In ResNet-50 (`millrace
+/// 1.87x, and 1.1-1.6x on every 1x1 layer over 28x28 and more. In ResNet-50 (`millrace
 /// profile`, the builds alternating, 6 rounds at 2 threads) its 1024 -> 256 layers on
 /// 14x14 took 0.94-0.97x the time, 2048 -> 512 on 7x7 0.86-0.88x, 512 -> 2048 on 7x7
 /// 0.97-1.0x.

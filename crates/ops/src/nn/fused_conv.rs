@@ -141,25 +141,28 @@ impl FusedConv {
             // Few weights per channel (a first layer on RGB) over several channel blocks:
             // the GEMM, on AVX-512 (`direct::preferred`).
             && direct::preferred(mg, k);
+        // The window over the planned input, where there is one: whether a 1x1 layer takes
+        // the direct kernel, and the direct kernel's tile.
+        let resolved = match planned {
+            Some(&[_, _, h, w]) => conv
+                .window
+                .resolve(NAME, &[h, w], Some(&[kh, kw]))
+                .ok()
+                .map(|r| (h, w, r)),
+            _ => None,
+        };
         // A 1x1, stride-1, unpadded layer over a small plane with many channels: the
-        // direct kernel too, where it beats the GEMM (`direct::preferred_pointwise`).
+        // direct kernel too, where it beats the GEMM (`direct::preferred_pointwise`, which
+        // holds only where the direct kernel runs).
         let pointwise_direct = group == 1
             && kh == 1
             && kw == 1
-            && direct::supported(1, 1, 1, 1)
-            && match planned {
-                Some(&[_, _, h, w]) => {
-                    conv.window
-                        .resolve(NAME, &[h, w], Some(&[1, 1]))
-                        .is_ok_and(|r| {
-                            r.strides.iter().all(|&s| s == 1)
-                                && r.pads_begin.iter().all(|&p| p == 0)
-                                && r.output[..] == [h, w]
-                        })
-                        && direct::preferred_pointwise(mg, k, h * w)
-                }
-                _ => false,
-            };
+            && resolved.as_ref().is_some_and(|(h, w, r)| {
+                r.strides.iter().all(|&s| s == 1)
+                    && r.pads_begin.iter().all(|&p| p == 0)
+                    && r.output[..] == [*h, *w]
+                    && direct::preferred_pointwise(mg, k, h * w)
+            });
         let dilations = conv.window.dilations.as_deref().unwrap_or(&[1, 1]);
         // Few input channels: the GEMM over shifted rows, before the direct kernel and the
         // implicit-im2col GEMM. On Zen 4 (`examples/direct_bench.rs`, 1 and 2 threads) it
@@ -178,11 +181,9 @@ impl FusedConv {
         } else if use_direct || pointwise_direct {
             // The planned output width picks the tile; without a plan, the wide tile.
             let ow = match planned {
-                Some(&[_, _, h, w]) => conv
-                    .window
-                    .resolve(NAME, &[h, w], Some(&[kh, kw]))
-                    .ok()
-                    .and_then(|r| r.output.get(1).copied())
+                Some(&[_, _, _, w]) => resolved
+                    .as_ref()
+                    .and_then(|(_, _, r)| r.output.get(1).copied())
                     .unwrap_or(w),
                 _ => usize::MAX,
             };
