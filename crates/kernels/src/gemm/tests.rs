@@ -81,6 +81,10 @@ fn every_kernel_matches_reference_over_awkward_shapes() {
             // B packed once for all chunks over several K blocks.
             (20, 400, 300),
             (300, 50, 600),
+            // Self-scheduled with few panels on the larger side (AVX-512's 14-row and
+            // 32-column panels): each cut across the other side (`cuts`).
+            (96, 60, 50),
+            (30, 300, 50),
         ] {
             let a = rnd(m * k, 1);
             let b = rnd(k * n, 2);
@@ -856,6 +860,43 @@ fn full_tile_runs_match_reference() {
                             close(&c, &want, k, &what);
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn units_cover_every_tile_once() {
+    for threads in 1..4 {
+        for panels in 1..10 {
+            for cross in 1..7 {
+                let cuts = cuts(panels, cross, threads);
+                assert!(cuts >= 1 && cuts <= cross.max(1));
+                if panels >= UNITS_PER_THREAD * threads {
+                    assert_eq!(cuts, 1);
+                }
+                let units = panels * cuts;
+                // Every way the counter could hand out the units, as ranges of 1..=3.
+                for step in 1..4 {
+                    let mut seen = vec![0u32; panels * cross];
+                    let mut u0 = 0;
+                    while u0 < units {
+                        let u1 = (u0 + step + u0 % 2).min(units);
+                        for ((p0, p1), (q0, q1)) in unit_spans(u0, u1, cuts, cross) {
+                            assert!(p0 < p1 && p1 <= panels && q0 < q1 && q1 <= cross);
+                            for p in p0..p1 {
+                                for q in q0..q1 {
+                                    seen[p * cross + q] += 1;
+                                }
+                            }
+                        }
+                        u0 = u1;
+                    }
+                    assert!(
+                        seen.iter().all(|&x| x == 1),
+                        "threads {threads} panels {panels} cross {cross} step {step}: {seen:?}"
+                    );
                 }
             }
         }
