@@ -17,8 +17,9 @@
 //! of the graph) joins in, and one left alone finishes all. The operand every chunk reads
 //! whole (`B` for chunks of rows, `A` for chunks of columns) is packed once, over the pool,
 //! when it is not prepacked; a side with few panels hands out parts of panels, each cut
-//! across the other side, so that the threads' shares come out even. Otherwise (sides too small, operands too large to pack whole)
-//! C is cut statically into one block per thread.
+//! across the other side, so that the threads' shares come out even. Otherwise (sides
+//! too small, operands too large to pack whole) C is cut statically into one block per
+//! thread.
 mod micro;
 mod pack;
 mod shifted;
