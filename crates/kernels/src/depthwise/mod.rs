@@ -33,6 +33,7 @@
 //! is big enough to pay for it.
 pub(crate) mod blocked;
 mod rows3x3;
+mod s2x3;
 
 use crate::activation::Activation;
 use crate::conv::{valid_range, Geom2d};
@@ -152,6 +153,12 @@ pub fn depthwise2d_with(
                 g.c
             )));
         }
+    }
+    // The AVX-512 stride-2 kernel, for either x86 ISA asked for: the AVX2 one is what
+    // `depthwise2d` asks for on AVX-512 CPUs (see `Isa::for_depthwise`).
+    if matches!(isa, Isa::Avx512 | Isa::Avx2) && s2x3::applies(g) {
+        s2x3::run(x, w, bias, g, act, out);
+        return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
     if blocked::applies(isa, g, Reduce::Conv(act)) {
@@ -1293,6 +1300,8 @@ pub(crate) mod tests {
         pub(crate) static ROWS3X3_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
         /// Forces the channel-blocked path on (`Some(true)`, wherever it fits) or off.
         pub(crate) static BLOCKED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+        /// `Some(false)` keeps the stride-2 kernel (`s2x3`) off every layer.
+        pub(crate) static S2X3: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
     }
 
     fn rnd(n: usize, seed: u64) -> Vec<f32> {
@@ -1450,7 +1459,9 @@ pub(crate) mod tests {
                         let bias = (i % 3 != 0).then_some(&b[..]);
                         let mut out = vec![f32::INFINITY; 2 * g.oh * g.ow + 4];
                         ROWS3X3_RUNS.with(|n| n.set(0));
+                        S2X3.with(|f| f.set(Some(false)));
                         depthwise2d_with(Isa::Avx2, &x, &wt, bias, &g, act, &mut out).unwrap();
+                        S2X3.with(|f| f.set(None));
                         assert_eq!(ROWS3X3_RUNS.with(|n| n.get()), 2, "{g:?}");
                         let want = naive(&x, &wt, bias, &g, act);
                         for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
@@ -1530,6 +1541,66 @@ pub(crate) mod tests {
             blocked_runs > cases.len() / 2,
             "{blocked_runs} blocked runs"
         );
+    }
+
+    /// The AVX-512 stride-2 3x3 kernel against the naive sum: row widths around its
+    /// vectors' edges (interior and masked loads, a partial last vector), pads 0 to 2 and
+    /// uneven ones, an output taller and wider than the windows that fit (ceil mode: rows
+    /// and columns that read only padding), each fused activation and one applied after,
+    /// NaN inputs; and that the kernel took these layers.
+    #[test]
+    fn s2x3_matches_naive() {
+        if !Isa::Avx512.usable() {
+            return;
+        }
+        let acts = [
+            Activation::None,
+            Activation::Relu,
+            Activation::Clip { lo: -0.2, hi: 0.4 },
+            Activation::Silu,
+        ];
+        let mut i = 0u64;
+        for w in [97, 98, 111, 112, 113, 129, 130, 160] {
+            for (h, pt, pl, extra) in [
+                (7, 1, 1, 0),
+                (9, 0, 0, 0),
+                (6, 2, 2, 0),
+                (8, 1, 0, 1),
+                (5, 0, 2, 2),
+            ] {
+                let c = 3;
+                let mut g = Geom2d::square(c, h, w, 3, 2, 1, 1);
+                g.pt = pt;
+                g.pl = pl;
+                g.oh = (h + 2 * pt - 3) / 2 + 1 + extra;
+                g.ow = (w + 2 * pl - 3) / 2 + 1 + extra;
+                assert!(s2x3::applies(&g), "{g:?}");
+                let mut x = rnd(c * h * w, i);
+                if i.is_multiple_of(3) {
+                    let at = (i as usize * 7) % x.len();
+                    x[at] = f32::NAN;
+                }
+                let wt = rnd(c * 9, 500 + i);
+                let b = rnd(c, 9);
+                let act = acts[i as usize % acts.len()];
+                let bias = i.is_multiple_of(2).then_some(&b[..]);
+                for isa in [Isa::Avx512, Isa::Avx2] {
+                    let mut out = vec![f32::INFINITY; c * g.oh * g.ow + 5];
+                    depthwise2d_with(isa, &x, &wt, bias, &g, act, &mut out).unwrap();
+                    let want = naive(&x, &wt, bias, &g, act);
+                    for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                        assert!(
+                            got.is_nan() == want.is_nan()
+                                && (got.is_nan()
+                                    || (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs())),
+                            "{g:?} {act:?} at {j}: {got} vs {want}"
+                        );
+                    }
+                    assert!(out[c * g.oh * g.ow..].iter().all(|v| *v == f32::INFINITY));
+                }
+                i += 1;
+            }
+        }
     }
 
     /// NaN inputs through the blocked path's fused activations: Relu gives +0, Clip and
