@@ -245,14 +245,8 @@ pub(crate) fn run(
     out: &mut [f32],
 ) {
     let isa = if isa.usable() { isa } else { Isa::Portable };
-    let (ip, op) = (g.h * g.w, g.oh * g.ow);
-    if g.c == 0 || op == 0 {
-        return;
-    }
     let kk = g.kh * g.kw;
-    let out = &mut out[..g.c * op];
-    let one = |(ci, oc): (usize, &mut [f32])| {
-        let xc = &x[ci * ip..(ci + 1) * ip];
+    per_channel(x, g, out, |ci, xc, oc| {
         let wc = if matches!(red, Reduce::Conv(_)) {
             &w[ci * kk..(ci + 1) * kk]
         } else {
@@ -260,15 +254,32 @@ pub(crate) fn run(
         };
         let b = bias.map_or(0.0, |b| b[ci]);
         channel(isa, xc, wc, b, g, red, oc);
-    };
+    });
+}
+
+/// Calls `one(channel, input plane, output plane)` for every channel of `x` and `out`
+/// (checked against `g`): on the current rayon pool when the layer has [`PAR_MIN`]
+/// outputs or more, channels of small planes several to a task.
+pub(crate) fn per_channel(
+    x: &[f32],
+    g: &Geom2d,
+    out: &mut [f32],
+    one: impl Fn(usize, &[f32], &mut [f32]) + Sync + Send,
+) {
+    let (ip, op) = (g.h * g.w, g.oh * g.ow);
+    if g.c == 0 || op == 0 {
+        return;
+    }
+    let out = &mut out[..g.c * op];
+    let each = |(ci, oc): (usize, &mut [f32])| one(ci, &x[ci * ip..(ci + 1) * ip], oc);
     if g.c > 1 && g.c * op >= PAR_MIN && rayon::current_num_threads() > 1 {
         let min_len = (4096 / op).max(1);
         out.par_chunks_mut(op)
             .with_min_len(min_len)
             .enumerate()
-            .for_each(one);
+            .for_each(each);
     } else {
-        out.chunks_mut(op).enumerate().for_each(one);
+        out.chunks_mut(op).enumerate().for_each(each);
     }
 }
 

@@ -19,11 +19,9 @@
 //! blocked path's time.)
 //!
 //! Only rows of at least [`MIN_OW`] outputs are taken: see there for what was measured.
-//! Channels run in parallel on the current rayon pool, several to a task on small planes.
-use super::PAR_MIN;
+//! Channels run in parallel on the current rayon pool ([`super::per_channel`]).
 use crate::activation::Activation;
 use crate::conv::Geom2d;
-use rayon::prelude::*;
 
 /// Output vectors of a row computed together (independent FMA chains).
 const VECS: usize = 4;
@@ -71,28 +69,12 @@ pub(crate) fn run(
     act: Activation,
     out: &mut [f32],
 ) {
-    let (ip, op) = (g.h * g.w, g.oh * g.ow);
-    if g.c == 0 || op == 0 {
-        return;
-    }
-    let out = &mut out[..g.c * op];
-    let one = |(ci, oc): (usize, &mut [f32])| {
-        let xc = &x[ci * ip..(ci + 1) * ip];
+    super::per_channel(x, g, out, |ci, xc, oc| {
         let mut wc = [0.0f32; 9];
         wc.copy_from_slice(&w[ci * 9..ci * 9 + 9]);
         let b = bias.map_or(0.0, |b| b[ci]);
         channel(xc, &wc, b, g, act, oc);
-    };
-    if g.c > 1 && g.c * op >= PAR_MIN && rayon::current_num_threads() > 1 {
-        // Channels of small planes go several to a task.
-        let min_len = (4096 / op).max(1);
-        out.par_chunks_mut(op)
-            .enumerate()
-            .with_min_len(min_len)
-            .for_each(one);
-    } else {
-        out.chunks_mut(op).enumerate().for_each(one);
-    }
+    });
 }
 
 /// One channel: `x` is its `h x w` plane, `out` its `oh x ow` plane.
