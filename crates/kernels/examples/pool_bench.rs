@@ -16,7 +16,7 @@ fn main() {
     let repeats: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(200);
     let pool = common::pool(threads);
     // (name, channels, size, kernel, stride, pad, ceil)
-    let layers: [(&str, usize, usize, usize, usize, usize, bool); 8] = [
+    let layers: [(&str, usize, usize, usize, usize, usize, bool); 11] = [
         ("googlenet maxpool1", 64, 112, 3, 2, 0, true),
         ("googlenet maxpool2", 192, 56, 3, 2, 0, true),
         ("googlenet maxpool3", 480, 28, 3, 2, 0, true),
@@ -25,6 +25,9 @@ fn main() {
         ("googlenet 4a pool branch", 480, 14, 3, 1, 1, true),
         ("googlenet 5a pool branch", 832, 7, 3, 1, 1, true),
         ("resnet50 maxpool", 64, 112, 3, 2, 1, false),
+        ("squeezenet features.2", 64, 111, 3, 2, 0, true),
+        ("squeezenet features.5", 128, 55, 3, 2, 0, true),
+        ("squeezenet features.8", 256, 27, 3, 2, 0, true),
     ];
     let isas = common::vector_isas();
     println!("{threads} thread(s)");

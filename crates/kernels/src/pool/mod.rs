@@ -23,6 +23,8 @@ use crate::conv::Geom2d;
 use crate::depthwise::{check_geom, run, Isa, Reduce};
 use rayon::prelude::*;
 
+mod s2;
+
 pub use crate::depthwise::DepthwiseError as PoolError;
 
 /// Max pool of `x` (`c*h*w`) into `out` (`c*oh*ow`); any window, stride, dilation, pads.
@@ -36,7 +38,9 @@ pub fn max_pool2d(x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolErro
 const AVX512_POOL_PLANE: usize = 56 * 56;
 
 /// The variant a max pool runs with: the detected one, except that on an AVX-512 CPU an
-/// output plane under 56x56 pixels runs the AVX2 kernels (the
+/// output plane under 56x56 pixels runs the AVX2 kernels, unless AVX-512's stride-2
+/// kernel that reads in place takes it (`s2`: 2x2 and 3x3 windows at stride 2 with
+/// output rows of 16 or more, any plane size) (the
 /// stride-1 3x3 and stride-2 halving kernels, tuned after the AVX-512 paths). Measured
 /// with `examples/pool_bench.rs` (GoogLeNet's and ResNet-50's max pools, the two
 /// alternating call by call, best of 100-200): at 2 threads the AVX2 kernels took
@@ -44,6 +48,10 @@ const AVX512_POOL_PLANE: usize = 56 * 56;
 /// EPYC (0.44-0.96x on a Sapphire Rapids Xeon, where the 2x2 window to 7x7 took 1.06x),
 /// but 1.08-1.23x on the 56x56 outputs of the 112x112 stride-2 pools.
 pub fn max_pool_isa(g: &Geom2d) -> Isa {
+    // The stride-2 kernel that reads in place is AVX-512's own (`s2`), for any plane.
+    if s2::applies(Isa::detect(), g) {
+        return Isa::detect();
+    }
     // The pool kernels are the depthwise family's: below the plane size, the same choice.
     if g.oh.saturating_mul(g.ow) < AVX512_POOL_PLANE {
         Isa::for_depthwise()
@@ -55,6 +63,10 @@ pub fn max_pool_isa(g: &Geom2d) -> Isa {
 /// [`max_pool2d`] with an explicit instruction set (tests, benchmarks).
 pub fn max_pool2d_with(isa: Isa, x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolError> {
     check_geom("max_pool2d", g, x.len(), out.len())?;
+    if s2::applies(isa, g) {
+        s2::run(x, g, out);
+        return Ok(());
+    }
     #[cfg(target_arch = "x86_64")]
     if same3x3::applies(isa, g) {
         same3x3::run(x, g, out);
@@ -833,16 +845,21 @@ mod tests {
         ];
         let mut case = 0u64;
         // Each instruction set with and without the padded copy; with AVX-512 and AVX2 also
-        // the channel-blocked path forced on (max pooling; 17 channels: full vectors and one).
-        for (isa, no_pad, blocked) in Isa::available().into_iter().flat_map(|i| {
-            let mut modes = vec![(i, false, Some(false)), (i, true, Some(false))];
+        // the channel-blocked path forced on (max pooling; 17 channels: full vectors and one);
+        // with AVX-512 the stride-2 kernel (`s2`) on and off.
+        for (isa, no_pad, blocked, s2) in Isa::available().into_iter().flat_map(|i| {
+            let mut modes = vec![(i, false, Some(false), None), (i, true, Some(false), None)];
             if matches!(i, Isa::Avx512 | Isa::Avx2) {
-                modes.push((i, false, Some(true)));
+                modes.push((i, false, Some(true), None));
+            }
+            if i == Isa::Avx512 {
+                modes.push((i, false, Some(false), Some(false)));
             }
             modes
         }) {
             crate::depthwise::tests::NO_PAD.with(|f| f.set(no_pad));
             crate::depthwise::tests::BLOCKED.with(|f| f.set(blocked));
+            s2::tests::S2.with(|f| f.set(s2));
             for &(h, w) in &sizes {
                 for &(k, s, d) in &windows {
                     for (pt, pb) in [(0, 0), (1, 1), (0, 1), (2, 1)] {
@@ -1007,6 +1024,80 @@ mod tests {
             }
         }
         assert!(ran >= 40, "{ran} runs");
+    }
+
+    /// The AVX-512 stride-2 max pool against the naive window: 2- and 3-wide windows of 1
+    /// to 3 rows, padding before of 0 or 1 (and after, through the output size), floor and
+    /// ceil rounding, odd and even widths whose rows end anywhere in a vector (16 to 65
+    /// outputs), a one-row plane, NaN inputs (a lone NaN skipped, a row of them), no write
+    /// past the output; and that it, not another path, ran wherever it applies.
+    #[test]
+    fn s2_max_matches_naive() {
+        if !Isa::Avx512.usable() {
+            return;
+        }
+        let mut ran = 0;
+        let mut case = 0;
+        for (h, w) in [
+            (1, 32),
+            (5, 33),
+            (7, 47),
+            (9, 50),
+            (27, 35),
+            (55, 55),
+            (111, 111),
+            (112, 112),
+            (3, 130),
+            (4, 67),
+        ] {
+            for (kh, kw) in [(3, 3), (2, 2), (1, 3), (3, 2), (2, 3)] {
+                for (pt, pb) in [(0, 0), (1, 1), (1, 0), (0, 1)] {
+                    for ceil in [false, true] {
+                        if pt >= kh || pb >= kh || pt >= kw || pb >= kw || h + pt + pb < kh {
+                            continue;
+                        }
+                        let (oh, ow) = (
+                            out_dim(h, kh, 2, 1, pt, pb, ceil),
+                            out_dim(w, kw, 2, 1, pt, pb, ceil),
+                        );
+                        let g = Geom2d {
+                            kh,
+                            kw,
+                            oh,
+                            ow,
+                            ..Geom2d::square(2, h, w, 3, 2, 1, pt)
+                        };
+                        if !s2::applies(Isa::Avx512, &g) {
+                            assert!(ow < s2::MIN_OW, "{g:?}");
+                            continue;
+                        }
+                        ran += 1;
+                        case += 1;
+                        let mut x = rnd(2 * h * w, 700 + case);
+                        x[(case as usize * 7) % (h * w)] = f32::NAN;
+                        x[h * w..h * w + w.min(3)].fill(f32::NAN);
+                        let want = naive(&x, &g, pb, pb);
+                        let mut mx = vec![2.5f32; 2 * oh * ow + 9];
+                        max_pool2d_with(Isa::Avx512, &x, &g, &mut mx).unwrap();
+                        for (j, wv) in want.iter().enumerate() {
+                            assert_eq!(mx[j] as f64, wv.0, "{g:?} at {j}");
+                        }
+                        assert!(
+                            mx[2 * oh * ow..].iter().all(|&v| v == 2.5),
+                            "wrote past the end"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(ran >= 150, "{ran} runs");
+        // What the planner picks for SqueezeNet's and ResNet-50's pools on this CPU.
+        for g in [
+            Geom2d::square(64, 111, 111, 3, 2, 1, 0),
+            Geom2d::square(64, 112, 112, 3, 2, 1, 1),
+        ] {
+            assert_eq!(max_pool_isa(&g), Isa::Avx512);
+        }
     }
 
     #[test]
