@@ -7,7 +7,7 @@ machine hits both, and matches their nodes by layer: ORT names a fused node afte
 last output (`.../conv.1/conv.1.2/Clip_output_0_nchwc`, `.../layer3.1/relu/Relu_output_0`),
 millrace after its first node (`.../conv.1/conv.1.0/Conv`, `.../layer3.1/conv1/Conv`).
 The layer keys understood: torchvision's MobileNetV2 (`features.N/conv/conv.K`,
-`features.N`), ResNets (`layerX.Y/conv1..3`, `downsample`; ORT's `relu`, `relu_1` are
+`features.N`, also SqueezeNet's), GoogLeNet (`inception4a` whole, `conv2`, `maxpool3`), ResNets (`layerX.Y/conv1..3`, `downsample`; ORT's `relu`, `relu_1` are
 conv1, conv2) and the classifier (`classifier`, `fc`). Prints both sums of all nodes and,
 per layer, both medians and the median of the rounds' paired ratios, largest loss first.
 
@@ -34,6 +34,14 @@ def key(name):
     if m:
         k = {"relu": "conv1", "relu_1": "conv2", "relu_2": "conv3"}.get(m.group(2), m.group(2))
         return f"{m.group(1)}.{k}"
+    # A GoogLeNet module as a whole: millrace merges its branches' first 1x1 layers into
+    # one node, named after the first.
+    m = re.search(r"(inception\d\w)/", name)
+    if m:
+        return m.group(1)
+    m = re.match(r"/(conv\d|maxpool\d)/", name)
+    if m:
+        return m.group(1)
     if "classifier" in name or "/fc/" in name:
         return "classifier"
     return None
