@@ -1,5 +1,5 @@
 //! In-register transposes shared by the kernels that change a block's orientation, and
-//! the AVX2 lane helpers several kernels share (tail masks, even / odd splits).
+//! the lane helpers several kernels share (tail and row masks, even / odd splits).
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
@@ -39,6 +39,19 @@ pub(crate) mod x86 {
             r[4 + m] = _mm512_shuffle_f32x4::<0x88>(s1, s3);
             r[8 + m] = _mm512_shuffle_f32x4::<0xdd>(s0, s2);
             r[12 + m] = _mm512_shuffle_f32x4::<0xdd>(s1, s3);
+        }
+    }
+
+    /// The AVX-512 mask of lanes `0..16` of a load at column `start` of a row `w` wide
+    /// that lie inside it (`start` may be negative or past the row: no lanes).
+    #[inline(always)]
+    pub(crate) fn row_mask16(start: isize, w: isize) -> __mmask16 {
+        let lo = (-start).clamp(0, 16);
+        let hi = (w - start).clamp(0, 16);
+        if hi <= lo {
+            0
+        } else {
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
         }
     }
 

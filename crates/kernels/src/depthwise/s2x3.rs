@@ -96,19 +96,8 @@ mod x86 {
     use super::VECS;
     use crate::activation::Activation;
     use crate::conv::Geom2d;
+    use crate::transpose::x86::row_mask16 as mask;
     use std::arch::x86_64::*;
-
-    /// Lanes `0..16` of a load at column `start` of a row `w` wide that lie inside it.
-    #[inline(always)]
-    fn mask(start: isize, w: isize) -> __mmask16 {
-        let lo = (-start).clamp(0, 16);
-        let hi = (w - start).clamp(0, 16);
-        if hi <= lo {
-            0
-        } else {
-            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
-        }
-    }
 
     /// The window's constants: tap weights, bias, permute indices, activation bounds.
     struct Consts {

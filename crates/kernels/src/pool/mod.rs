@@ -38,10 +38,10 @@ pub fn max_pool2d(x: &[f32], g: &Geom2d, out: &mut [f32]) -> Result<(), PoolErro
 const AVX512_POOL_PLANE: usize = 56 * 56;
 
 /// The variant a max pool runs with: the detected one, except that on an AVX-512 CPU an
-/// output plane under 56x56 pixels runs the AVX2 kernels, unless AVX-512's stride-2
-/// kernel that reads in place takes it (`s2`: 2x2 and 3x3 windows at stride 2 with
-/// output rows of 16 or more, any plane size) (the
-/// stride-1 3x3 and stride-2 halving kernels, tuned after the AVX-512 paths). Measured
+/// output plane under 56x56 pixels runs the AVX2 kernels (the stride-1 3x3 and stride-2
+/// halving kernels, tuned after the AVX-512 paths), unless AVX-512's stride-2 kernel that
+/// reads in place takes it (`s2`: 2x2 and 3x3 windows at stride 2 with output rows of 16
+/// or more, any plane size; measured in its module). Measured
 /// with `examples/pool_bench.rs` (GoogLeNet's and ResNet-50's max pools, the two
 /// alternating call by call, best of 100-200): at 2 threads the AVX2 kernels took
 /// 0.35-0.88x the AVX-512 ones' time on the 28x28, 14x14 and 7x7 outputs of a Zen 4
@@ -962,6 +962,26 @@ mod tests {
         }
     }
 
+    /// Max pools `g` (bottom and right padding `pb`) on `isa` against the naive window:
+    /// random inputs from `seed` with a lone NaN in the first channel and a run of them at
+    /// the start of the second, and nothing written past the output.
+    fn max_matches_naive(isa: Isa, g: &Geom2d, pb: usize, seed: u64) {
+        let (ip, op) = (g.h * g.w, g.oh * g.ow);
+        let mut x = rnd(g.c * ip, seed);
+        x[(seed as usize * 7) % ip] = f32::NAN;
+        x[ip..ip + g.w.min(3)].fill(f32::NAN);
+        let want = naive(&x, g, pb, pb);
+        let mut mx = vec![2.5f32; g.c * op + 9];
+        max_pool2d_with(isa, &x, g, &mut mx).unwrap();
+        for (j, wv) in want.iter().enumerate() {
+            assert_eq!(mx[j] as f64, wv.0, "{g:?} at {j}");
+        }
+        assert!(
+            mx[g.c * op..].iter().all(|&v| v == 2.5),
+            "wrote past the end"
+        );
+    }
+
     /// The stride-2 halving max pool against the naive window: 2x2 and 3x3 windows, no
     /// padding or one before, floor and ceil rounding, output widths from 16 (two
     /// vectors) to 56 with ragged tails, one-row and odd-height planes, NaN inputs, no write past the output; and
@@ -1006,19 +1026,7 @@ mod tests {
                         }
                         ran += 1;
                         case += 1;
-                        let mut x = rnd(2 * h * w, 900 + case);
-                        x[(case as usize * 7) % (h * w)] = f32::NAN;
-                        x[h * w..h * w + w.min(3)].fill(f32::NAN);
-                        let want = naive(&x, &g, pb, pb);
-                        let mut mx = vec![2.5f32; 2 * oh * ow + 9];
-                        max_pool2d_with(Isa::Avx2, &x, &g, &mut mx).unwrap();
-                        for (j, wv) in want.iter().enumerate() {
-                            assert_eq!(mx[j] as f64, wv.0, "{g:?} at {j}");
-                        }
-                        assert!(
-                            mx[2 * oh * ow..].iter().all(|&v| v == 2.5),
-                            "wrote past the end"
-                        );
+                        max_matches_naive(Isa::Avx2, &g, pb, 900 + case);
                     }
                 }
             }
@@ -1073,19 +1081,7 @@ mod tests {
                         }
                         ran += 1;
                         case += 1;
-                        let mut x = rnd(2 * h * w, 700 + case);
-                        x[(case as usize * 7) % (h * w)] = f32::NAN;
-                        x[h * w..h * w + w.min(3)].fill(f32::NAN);
-                        let want = naive(&x, &g, pb, pb);
-                        let mut mx = vec![2.5f32; 2 * oh * ow + 9];
-                        max_pool2d_with(Isa::Avx512, &x, &g, &mut mx).unwrap();
-                        for (j, wv) in want.iter().enumerate() {
-                            assert_eq!(mx[j] as f64, wv.0, "{g:?} at {j}");
-                        }
-                        assert!(
-                            mx[2 * oh * ow..].iter().all(|&v| v == 2.5),
-                            "wrote past the end"
-                        );
+                        max_matches_naive(Isa::Avx512, &g, pb, 700 + case);
                     }
                 }
             }

@@ -26,13 +26,15 @@ use super::{per_channel, Isa};
 use crate::conv::Geom2d;
 
 /// Narrowest output row taken (see [`applies`]): one full vector. Measured with
-/// `examples/pool_bench.rs` on a Zen 4 EPYC against the kernels that ran before (best of
-/// 200-300, the two alternating call by call): SqueezeNet's 111 -> 55 pool took 0.61x their
-/// time at 2 threads (0.66x at 1), its 55 -> 27 one 0.85x (0.84x), GoogLeNet's 112 -> 56
-/// 0.86x (0.86x) and 56 -> 28 1.0x (0.78x), ResNet-50's 112 -> 56 1.0x (0.97x); but the
-/// rows of 13 and 14 outputs (SqueezeNet's 27 -> 13, GoogLeNet's 28 -> 14) 1.27x and 1.20x
-/// (1.17x and 1.04x), and GoogLeNet's 2x2 14 -> 7 1.11x: those stay on the
-/// channel-blocked path, which fills its lanes whatever the width.
+/// `examples/pool_bench.rs` on a Zen 4 EPYC against the AVX2 kernels (best of 200-300, the
+/// two alternating call by call; they ran these pools before, but for the two 112 -> 56
+/// ones, which ran AVX-512's separable path: 0.75x and 0.86x in the models with
+/// `scripts/nodes_ab.py`): SqueezeNet's 111 -> 55 pool took 0.61x their time at 2 threads
+/// (0.66x at 1), its 55 -> 27 one 0.85x (0.84x), GoogLeNet's 112 -> 56 0.86x (0.86x) and
+/// 56 -> 28 1.0x (0.78x), ResNet-50's 112 -> 56 1.0x (0.97x); but the rows of 13 and 14
+/// outputs (SqueezeNet's 27 -> 13, GoogLeNet's 28 -> 14) 1.27x and 1.20x (1.17x and
+/// 1.04x), and GoogLeNet's 2x2 14 -> 7 1.11x: those stay on the channel-blocked path,
+/// which fills its lanes whatever the width.
 pub(super) const MIN_OW: usize = 16;
 
 /// Whether this kernel takes the pool on `isa`: AVX-512 chosen and present, a 2- or
@@ -83,19 +85,8 @@ pub(super) fn run(x: &[f32], g: &Geom2d, out: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use crate::conv::Geom2d;
+    use crate::transpose::x86::row_mask16 as mask;
     use std::arch::x86_64::*;
-
-    /// Lanes `0..16` of a load at column `start` of a row `w` wide that lie inside it.
-    #[inline(always)]
-    fn mask(start: isize, w: isize) -> __mmask16 {
-        let lo = (-start).clamp(0, 16);
-        let hi = (w - start).clamp(0, 16);
-        if hi <= lo {
-            0
-        } else {
-            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
-        }
-    }
 
     /// One channel: `x` its `h x w` plane, `out` its `oh x ow` plane.
     ///
