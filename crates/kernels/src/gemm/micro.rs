@@ -599,6 +599,88 @@ pub mod x86 {
         super::store_acc(&v[..MR], 1, &super::TileOut { nv: 1, ..*o });
     }
 
+    /// AVX-512F for the last 1 to [`AVX512_COLS_MAX`] columns of a tile (`o.nv` of them,
+    /// one column as [`avx512_col`]): the panel's 14 rows of `A` are one masked vector per
+    /// `k`, times a broadcast of each column's value of `B`, in two chains per column over
+    /// `k` (rounding as [`avx512_col`], not bit-identical to the full kernel). A 14x14
+    /// image is 196 columns, 6 x 32 + 4: the 4 columns as a 16-wide pass cost 14 FMAs per
+    /// `k`, here 4.
+    ///
+    /// # Safety
+    /// As [`avx512`], with `1 <= o.nv <= AVX512_COLS_MAX`; `b` points at the first column's
+    /// value in row 0.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub unsafe fn avx512_cols(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        o: &super::TileOut,
+    ) {
+        match o.nv {
+            1 => avx512_col(kc, a, b, ldb, o),
+            2 => avx512_ncols::<2>(kc, a, b, ldb, o),
+            3 => avx512_ncols::<3>(kc, a, b, ldb, o),
+            4 => avx512_ncols::<4>(kc, a, b, ldb, o),
+            5 => avx512_ncols::<5>(kc, a, b, ldb, o),
+            6 => avx512_ncols::<6>(kc, a, b, ldb, o),
+            7 => avx512_ncols::<7>(kc, a, b, ldb, o),
+            _ => avx512_ncols::<AVX512_COLS_MAX>(kc, a, b, ldb, o),
+        }
+    }
+
+    /// The widest tile edge [`avx512_cols`] computes.
+    pub const AVX512_COLS_MAX: usize = 8;
+
+    /// [`avx512_cols`] for `C` columns.
+    ///
+    /// # Safety
+    /// As [`avx512_cols`], with `o.nv == C`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn avx512_ncols<const C: usize>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        o: &super::TileOut,
+    ) {
+        const MR: usize = AVX512_MR;
+        let m: __mmask16 = (1u16 << MR) - 1;
+        let mut acc = [[_mm512_setzero_ps(); C]; 2];
+        let (mut a, mut b) = (a, b);
+        let mut k = 0;
+        while k + 2 <= kc {
+            for (s, set) in acc.iter_mut().enumerate() {
+                let av = _mm512_maskz_loadu_ps(m, a.add(s * MR));
+                let bs = b.add(s * ldb);
+                for (j, c) in set.iter_mut().enumerate() {
+                    *c = _mm512_fmadd_ps(av, _mm512_set1_ps(*bs.add(j)), *c);
+                }
+            }
+            a = a.add(2 * MR);
+            b = b.add(2 * ldb);
+            k += 2;
+        }
+        if k < kc {
+            let av = _mm512_maskz_loadu_ps(m, a);
+            for (j, c) in acc[0].iter_mut().enumerate() {
+                *c = _mm512_fmadd_ps(av, _mm512_set1_ps(*b.add(j)), *c);
+            }
+        }
+        // Column `j`'s sums are lanes of one vector: lay them out as rows of the tile.
+        let mut cols = [[0.0f32; 16]; C];
+        for (j, col) in cols.iter_mut().enumerate() {
+            _mm512_storeu_ps(col.as_mut_ptr(), _mm512_add_ps(acc[0][j], acc[1][j]));
+        }
+        let mut tile = [0.0f32; AVX512_COLS_MAX * MR];
+        for (i, row) in tile.chunks_exact_mut(C).take(MR).enumerate() {
+            for (x, col) in row.iter_mut().zip(&cols) {
+                *x = col[i];
+            }
+        }
+        super::store_acc(&tile[..MR * C], C, &super::TileOut { nv: C, ..*o });
+    }
+
     /// [`avx512_part`] at full width: entry `r - 1` computes `r` rows (1 to `MR - 1`).
     pub static AVX512_ROWS: [super::MicroFn; AVX512_MR - 1] = [
         avx512_part::<1, 2>,

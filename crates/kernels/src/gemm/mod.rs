@@ -62,15 +62,16 @@ pub struct Kernel {
     /// Kernels for a last column panel at most `nr / 2` wide (entry `r - 1` computes `r`
     /// rows), where the instruction set has them.
     halves: &'static [micro::MicroFn],
-    /// A kernel for one column of a tile, where the instruction set has one: a tile whose
-    /// width is 1 past a multiple of `nr / 2` computes that column with it. More single
-    /// columns cost more than the wider kernel (`pw_bench`, 1 thread: on 512x2304x18 the
-    /// 32-wide kernel took 0.81x the time of 16 columns plus 2 single ones; 4 single
-    /// columns instead of a half-width pass took 1.03-1.05x on N = 196 products). On AVX2
-    /// (Zen 3, `pw_bench`, 2 threads, alternating builds) the single column instead of an
-    /// 8-wide pass took 0.63-0.89x the time on 2048x512x49, 0.77-0.78x on 512x2048x49 and
-    /// 0.87-0.93x on SqueezeNet's 1000x512x169 classifier.
-    col: Option<micro::MicroFn>,
+    /// A kernel for the last `1..=cols_max` columns of a tile (`nv` of them), where the
+    /// instruction set has one: a tile whose width is at most `cols_max` past a multiple
+    /// of `nr / 2` computes those columns with it. On AVX2 it is one column: more single
+    /// columns cost more than the wider kernel (Zen 3, `pw_bench`, 2 threads, alternating
+    /// builds: the single column instead of an 8-wide pass took 0.63-0.89x the time on
+    /// 2048x512x49, 0.77-0.78x on 512x2048x49 and 0.87-0.93x on SqueezeNet's 1000x512x169
+    /// classifier). On AVX-512 up to 8 columns load the panel's rows of `A` once per `k`.
+    cols: Option<micro::MicroFn>,
+    /// The widest edge `cols` computes.
+    cols_max: usize,
     /// Products with `K` at most this walk row panels outermost (see `run_block`). On
     /// AVX2 (Zen 3, `pw_bench`, 1 thread, both orders in one process) with `K` <= 32 that
     /// took 0.71-0.81x the time on 96x16x12544, 144x24x3136 and 32x16x12544 with the
@@ -96,7 +97,8 @@ static GENERIC: Kernel = Kernel {
     f: micro::generic,
     tails: &[],
     halves: &[],
-    col: None,
+    cols: None,
+    cols_max: 0,
     rows_outer_k: 32,
 };
 
@@ -111,7 +113,8 @@ static AVX2: Kernel = Kernel {
     f: micro::x86::avx2,
     tails: &micro::x86::AVX2_ROWS,
     halves: &micro::x86::AVX2_HALF,
-    col: Some(micro::x86::avx2_col),
+    cols: Some(micro::x86::avx2_col),
+    cols_max: 1,
     rows_outer_k: 32,
 };
 
@@ -126,7 +129,8 @@ static AVX512: Kernel = Kernel {
     f: micro::x86::avx512,
     tails: &micro::x86::AVX512_ROWS,
     halves: &micro::x86::AVX512_HALF,
-    col: Some(micro::x86::avx512_col),
+    cols: Some(micro::x86::avx512_cols),
+    cols_max: micro::x86::AVX512_COLS_MAX,
     rows_outer_k: 32,
 };
 
@@ -196,11 +200,11 @@ impl Kernel {
         part.copied().unwrap_or(self.f)
     }
 
-    /// How many of a tile's `nv` columns, at its right edge, the one-column kernel
+    /// How many of a tile's `nv` columns, at its right edge, the narrow kernel `cols`
     /// computes (the rest go to [`Kernel::micro`]).
     fn single_cols(&self, nv: usize) -> usize {
         let r = nv % (self.nr / 2).max(1);
-        if self.col.is_some() && r <= 1 {
+        if self.cols.is_some() && r <= self.cols_max {
             r
         } else {
             0
@@ -1341,17 +1345,16 @@ impl Block<'_> {
                 let ov = micro::TileOut { nv: nvec, ..o };
                 (kernel.micro(t.mv, nvec))(kcb, ap.as_ptr(), bp.as_ptr(), ldb, &ov);
             }
-            if let (Some(col), true) = (kernel.col, nvec < t.nv) {
-                for j in nvec..t.nv {
-                    let oj = micro::TileOut {
-                        c: o.c.add(j),
-                        nv: 1,
-                        bias_col: shift(o.bias_col, j),
-                        res: shift(o.res, j),
-                        ..o
-                    };
-                    col(kcb, ap.as_ptr(), bp[j..].as_ptr(), ldb, &oj);
-                }
+            if let (Some(cols), true) = (kernel.cols, nvec < t.nv) {
+                let j = nvec;
+                let oj = micro::TileOut {
+                    c: o.c.add(j),
+                    nv: t.nv - j,
+                    bias_col: shift(o.bias_col, j),
+                    res: shift(o.res, j),
+                    ..o
+                };
+                cols(kcb, ap.as_ptr(), bp[j..].as_ptr(), ldb, &oj);
             }
             if self.last && self.post_act {
                 for i in 0..t.mv {

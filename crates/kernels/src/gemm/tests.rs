@@ -390,21 +390,24 @@ fn tail_kernels_match_the_full_kernel() {
     }
 }
 
-/// The one-column kernel gives the full kernel's column `j` (to rounding: it sums `k` in
-/// four chains), with the whole epilogue, column bias or none, for every row count, and
-/// writes nothing else.
+/// The narrow kernel gives the full kernel's columns `j..j + w` (to rounding: it sums `k`
+/// in two or four chains), with the whole epilogue, column bias or none, for every row
+/// count and every width it takes, and writes nothing else.
 #[test]
 fn column_kernel_matches_the_full_kernel() {
     for kernel in Kernel::available() {
-        let Some(col) = kernel.col else { continue };
+        let Some(cols) = kernel.cols else { continue };
         let (mr, nr) = (kernel.mr, kernel.nr);
-        for kc in [1, 3, 4, 5, 17, 64] {
+        for (kc, w) in [1, 2, 3, 4, 5, 17, 64]
+            .into_iter()
+            .flat_map(|kc| (1..=kernel.cols_max).map(move |w| (kc, w)))
+        {
             let a = rnd(kc * mr, 21);
             let b = rnd(kc * nr, 22);
             let (bias, bcol) = (rnd(mr, 23), rnd(nr, 24));
             let (res, old) = (rnd(mr * nr, 25), rnd(mr * nr, 26));
             for r in 1..=mr {
-                for j in [0, 1, nr / 2, nr - 1] {
+                for j in [0, 1, nr / 2, nr - w] {
                     for with_col_bias in [false, true] {
                         let out = |c: &mut Vec<f32>, nv: usize, j: usize| micro::TileOut {
                             c: c.as_mut_ptr().wrapping_add(j),
@@ -427,21 +430,21 @@ fn column_kernel_matches_the_full_kernel() {
                         };
                         let mut full = old.clone();
                         let mut one = old.clone();
-                        // SAFETY: panels and tiles sized for the kernel; the column kernel
-                        // gets a one-column tile at column `j` and B's column `j`.
+                        // SAFETY: panels and tiles sized for the kernel; the narrow kernel
+                        // gets a `w`-column tile at column `j <= nr - w` and B from column `j`.
                         unsafe {
                             (kernel.f)(kc, a.as_ptr(), b.as_ptr(), nr, &out(&mut full, nr, 0));
-                            col(kc, a.as_ptr(), b[j..].as_ptr(), nr, &out(&mut one, 1, j));
+                            cols(kc, a.as_ptr(), b[j..].as_ptr(), nr, &out(&mut one, w, j));
                         }
                         for i in 0..mr {
                             for x in 0..nr {
                                 let (got, o) = (one[i * nr + x], old[i * nr + x]);
-                                if i < r && x == j {
+                                if i < r && (j..j + w).contains(&x) {
                                     let want = full[i * nr + x];
                                     let tol = 1e-5 * (1.0 + want.abs());
                                     assert!(
                                         (got - want).abs() <= tol,
-                                        "{} kc {kc} r {r} j {j}: {got} vs {want}",
+                                        "{} kc {kc} w {w} r {r} j {j} x {x}: {got} vs {want}",
                                         kernel.name
                                     );
                                 } else {
