@@ -138,6 +138,23 @@ pub fn preferred_pointwise(m: usize, k: usize, plane: usize) -> bool {
         && (plane <= 7 * 7 || (plane <= 14 * 14 && k >= 2 * POINTWISE_MIN_K))
 }
 
+/// Whether the direct kernel is expected to beat the GEMM on a 1x1, stride-2 convolution
+/// over `k` input channels, whose input the GEMM path first gathers at the output pixels:
+/// on AVX-512, with at least [`STRIDED_POINTWISE_MIN_K`]. There the direct kernel reads
+/// the input in place and streams weights prepacked on 64-byte boundaries, which the
+/// layer, run once per image with its weights out of cache, reads first. In ResNet-50
+/// (`millrace profile`, Zen 5, 2 threads, 8 rounds alternating) its 1024 -> 2048 layer at
+/// 14x14 -> 7x7 took 0.75x the time, 512 -> 1024 at 28x28 -> 14x14 0.89x, but 256 -> 512
+/// at 56x56 -> 28x28 1.13x. Warm, in `examples/direct_bench.rs`, the three were
+/// 0.97x, 1.0x and 1.1x the GEMM's time.
+pub fn preferred_strided_pointwise(k: usize) -> bool {
+    avx512() && k >= STRIDED_POINTWISE_MIN_K
+}
+
+/// The fewest input channels of a 1x1 stride-2 layer [`preferred_strided_pointwise`]
+/// takes.
+pub const STRIDED_POINTWISE_MIN_K: usize = 512;
+
 /// The fewest input channels of a 1x1 layer [`preferred_pointwise`] takes (twice as many
 /// on planes larger than 7x7).
 const POINTWISE_MIN_K: usize = 512;

@@ -192,6 +192,18 @@ fn second_eval_into_allocates_nothing() {
             Activation::None,
             false,
         ),
+        conv_case(
+            "1x1 stride 2 on 512 channels (direct on AVX-512)",
+            if millrace_kernels::direct::preferred_strided_pointwise(512) {
+                "impl=direct"
+            } else {
+                "impl=gemm"
+            },
+            (512, 256, 14),
+            (1, 2, 0, 1),
+            relu,
+            true,
+        ),
         // Winograd where the CPU has no direct kernel (AVX-512 and AVX2 take the direct
         // kernel for this layer, measured faster).
         conv_case(

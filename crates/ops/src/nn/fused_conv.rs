@@ -130,7 +130,10 @@ impl FusedConv {
         };
         let strides = conv.window.strides.as_deref().unwrap_or(&[1, 1]);
         let use_direct = group == 1
-            && kh.saturating_mul(kw) > 1
+            && (kh.saturating_mul(kw) > 1
+                // A 1x1, stride-2 layer with many input channels reads its input in place
+                // rather than gathered for the GEMM (`direct::preferred_strided_pointwise`).
+                || (strides == [2, 2] && direct::preferred_strided_pointwise(k)))
             // Before Winograd too: with its 3x3 tile kernel the direct kernel takes
             // 0.78-0.93x Winograd F(4x4)'s time on the layers that chose it (ResNet-50's
             // 128@28, GoogLeNet's 3b; `examples/direct_bench.rs`, 1 and 2 threads), and
@@ -612,6 +615,11 @@ mod tests {
             (8, 10, 11, 1, 2, 1, 1),
             // 1x1 with many channels on a 7x7 plane: the direct kernel on AVX-512.
             (512, 272, 7, 1, 1, 0, 1),
+            // Strided 1x1 with many input channels: the direct kernel on AVX-512 (odd and
+            // even sizes, padded or not).
+            (512, 40, 14, 1, 2, 0, 1),
+            (512, 24, 9, 1, 2, 0, 1),
+            (512, 24, 9, 1, 2, 1, 1),
         ] {
             let a = attrs(
                 "Conv",
