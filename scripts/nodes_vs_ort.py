@@ -12,6 +12,7 @@ conv1, conv2) and the classifier (`classifier`, `fc`). Prints both sums of all n
 per layer, both medians and the median of the rounds' paired ratios, largest loss first.
 
     python3 scripts/nodes_vs_ort.py 5 2 ../shared/models/mobilenet_v2.onnx target/release/millrace
+    python3 scripts/nodes_vs_ort.py 3 2 ../shared/models/resnet50.onnx target/release/millrace --batch 8
 """
 import collections
 import os
@@ -47,9 +48,9 @@ def key(name):
     return None
 
 
-def ours(binary, model, threads):
+def ours(binary, model, threads, extra):
     out = subprocess.run(
-        [binary, "profile", model, "--threads", threads, "--top", "0", "--iters", "20", "--warmup", "5"],
+        [binary, "profile", model, "--threads", threads, "--top", "0", "--iters", "20", "--warmup", "5"] + extra,
         capture_output=True, text=True, check=True,
     ).stdout
     per, total = collections.defaultdict(float), 0.0
@@ -63,9 +64,9 @@ def ours(binary, model, threads):
     return total, per
 
 
-def theirs(model, threads):
+def theirs(model, threads, extra):
     out = subprocess.run(
-        [sys.executable, os.path.join(HERE, "ort_profile.py"), model, "--threads", threads, "--runs", "20"],
+        [sys.executable, os.path.join(HERE, "ort_profile.py"), model, "--threads", threads, "--runs", "20"] + extra,
         capture_output=True, text=True, check=True,
     ).stdout
     per, total = collections.defaultdict(float), 0.0
@@ -80,12 +81,13 @@ def theirs(model, threads):
 
 
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) not in (5, 7) or (len(sys.argv) == 7 and sys.argv[5] != "--batch"):
         sys.exit(__doc__)
     rounds, threads, model, binary = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    extra = sys.argv[5:]
     a, b = collections.defaultdict(list), collections.defaultdict(list)
     for _ in range(rounds):
-        for side, (total, per) in ((a, ours(binary, model, threads)), (b, theirs(model, threads))):
+        for side, (total, per) in ((a, ours(binary, model, threads, extra)), (b, theirs(model, threads, extra))):
             side["(sum of all nodes)"].append(total)
             for k, v in per.items():
                 side[k].append(v)

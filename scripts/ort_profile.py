@@ -10,7 +10,8 @@ op type. ORT names a fused node after its last output (a Conv fused with its Rel
     python3 scripts/ort_profile.py ../shared/models/resnet50.onnx --threads 2
     target/release/millrace profile ../shared/models/resnet50.onnx --threads 2 --top 0
 
-Symbolic input dimensions are set to 1 unless given: --dim batch=1 --dim seq=128.
+Symbolic input dimensions are set to 1 unless given: --dim batch=1 --dim seq=128;
+--batch N binds a symbolic first dimension of every input to N (as millrace's --batch).
 """
 import argparse
 import collections
@@ -33,6 +34,7 @@ def main():
     ap.add_argument("--warmup-s", type=float, default=1.0)
     ap.add_argument("--dim", action="append", default=[], help="NAME=SIZE for a symbolic input dimension")
     ap.add_argument("--top", type=int, default=0, help="print this many nodes (0: all)")
+    ap.add_argument("--batch", type=int, default=None, help="size for a symbolic first dimension")
     a = ap.parse_args()
     dims = {}
     for d in a.dim:
@@ -55,6 +57,8 @@ def main():
         feeds = {}
         for i in s.get_inputs():
             shape = [d if isinstance(d, int) else dims.get(d, 1) for d in i.shape]
+            if a.batch is not None and i.shape and not isinstance(i.shape[0], int):
+                shape[0] = a.batch
             if "int" in i.type:
                 feeds[i.name] = np.zeros(shape, dtype=np.int64)
             else:
