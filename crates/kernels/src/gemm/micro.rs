@@ -471,8 +471,8 @@ pub mod x86 {
     /// kernel [`avx512`]; the others serve ragged tiles. A
     /// product with 64 rows has a last row panel of 8: 14-row work there costs 8.6% of
     /// the whole product; a matrix-vector product (one row: a classifier at batch 1)
-    /// costs 14x; a 14x14 image (196 columns) ends in a panel of 4 columns, where half
-    /// the width saves 7% of the layer.
+    /// costs 14x; a last column panel at most 16 wide takes half the width (a 14x14
+    /// image's last 4 of 196 columns go to [`avx512_cols`] instead).
     ///
     /// # Safety
     /// As [`avx512`], with `o.mv <= R` and `o.nv <= 16 * V`.
