@@ -982,6 +982,34 @@ mod tests {
         );
     }
 
+    /// Stride-2 pools of two channels over planes `sizes` (h, w) and windows `windows`
+    /// (kh, kw): padding of 0 or 1 before and after, each smaller than the window, floor
+    /// and ceil rounding; each with its padding after. Windows that would not fit the
+    /// padded plane are left out.
+    fn stride2_geoms(sizes: &[(usize, usize)], windows: &[(usize, usize)]) -> Vec<(Geom2d, usize)> {
+        let mut out = Vec::new();
+        for &(h, w) in sizes {
+            for &(kh, kw) in windows {
+                for (pt, pb) in [(0, 0), (1, 1), (1, 0), (0, 1)] {
+                    for ceil in [false, true] {
+                        if pt.max(pb) >= kh.min(kw) || h + pt + pb < kh || w + pt + pb < kw {
+                            continue;
+                        }
+                        let g = Geom2d {
+                            kh,
+                            kw,
+                            oh: out_dim(h, kh, 2, 1, pt, pb, ceil),
+                            ow: out_dim(w, kw, 2, 1, pt, pb, ceil),
+                            ..Geom2d::square(2, h, w, 3, 2, 1, pt)
+                        };
+                        out.push((g, pb));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The stride-2 halving max pool against the naive window: 2x2 and 3x3 windows, no
     /// padding or one before, floor and ceil rounding, output widths from 16 (two
     /// vectors) to 56 with ragged tails, one-row and odd-height planes, NaN inputs, no write past the output; and
@@ -992,8 +1020,7 @@ mod tests {
             return;
         }
         let mut ran = 0;
-        let mut case = 0;
-        for (h, w) in [
+        let sizes = [
             (2, 2),
             (1, 32),
             (5, 34),
@@ -1004,32 +1031,17 @@ mod tests {
             (3, 40),
             (112, 112),
             (4, 50),
-        ] {
-            for k in [2, 3] {
-                for (pt, pb) in [(0, 0), (1, 1), (1, 0), (0, 1)] {
-                    for ceil in [false, true] {
-                        if pt > k - 1 || pb > k - 1 || h + pt + pb < k || w + pt + pb < k {
-                            continue;
-                        }
-                        let (oh, ow) = (
-                            out_dim(h, k, 2, 1, pt, pb, ceil),
-                            out_dim(w, k, 2, 1, pt, pb, ceil),
-                        );
-                        let g = Geom2d {
-                            oh,
-                            ow,
-                            ..Geom2d::square(2, h, w, k, 2, 1, pt)
-                        };
-                        if !halve::applies(Isa::Avx2, &g) {
-                            assert!(ow != w / 2 || ow < 16 || oh * ow > halve::MAX_OUT, "{g:?}");
-                            continue;
-                        }
-                        ran += 1;
-                        case += 1;
-                        max_matches_naive(Isa::Avx2, &g, pb, 900 + case);
-                    }
-                }
+        ];
+        for (g, pb) in stride2_geoms(&sizes, &[(2, 2), (3, 3)]) {
+            if !halve::applies(Isa::Avx2, &g) {
+                assert!(
+                    g.ow != g.w / 2 || g.ow < 16 || g.oh * g.ow > halve::MAX_OUT,
+                    "{g:?}"
+                );
+                continue;
             }
+            ran += 1;
+            max_matches_naive(Isa::Avx2, &g, pb, 900 + ran);
         }
         assert!(ran >= 40, "{ran} runs");
     }
@@ -1045,8 +1057,7 @@ mod tests {
             return;
         }
         let mut ran = 0;
-        let mut case = 0;
-        for (h, w) in [
+        let sizes = [
             (1, 32),
             (5, 33),
             (7, 47),
@@ -1057,34 +1068,15 @@ mod tests {
             (112, 112),
             (3, 130),
             (4, 67),
-        ] {
-            for (kh, kw) in [(3, 3), (2, 2), (1, 3), (3, 2), (2, 3)] {
-                for (pt, pb) in [(0, 0), (1, 1), (1, 0), (0, 1)] {
-                    for ceil in [false, true] {
-                        if pt >= kh || pb >= kh || pt >= kw || pb >= kw || h + pt + pb < kh {
-                            continue;
-                        }
-                        let (oh, ow) = (
-                            out_dim(h, kh, 2, 1, pt, pb, ceil),
-                            out_dim(w, kw, 2, 1, pt, pb, ceil),
-                        );
-                        let g = Geom2d {
-                            kh,
-                            kw,
-                            oh,
-                            ow,
-                            ..Geom2d::square(2, h, w, 3, 2, 1, pt)
-                        };
-                        if !s2::applies(Isa::Avx512, &g) {
-                            assert!(ow < s2::MIN_OW, "{g:?}");
-                            continue;
-                        }
-                        ran += 1;
-                        case += 1;
-                        max_matches_naive(Isa::Avx512, &g, pb, 700 + case);
-                    }
-                }
+        ];
+        let windows = [(3, 3), (2, 2), (1, 3), (3, 2), (2, 3)];
+        for (g, pb) in stride2_geoms(&sizes, &windows) {
+            if !s2::applies(Isa::Avx512, &g) {
+                assert!(g.ow < s2::MIN_OW, "{g:?}");
+                continue;
             }
+            ran += 1;
+            max_matches_naive(Isa::Avx512, &g, pb, 700 + ran);
         }
         assert!(ran >= 150, "{ran} runs");
         // What the planner picks for SqueezeNet's and ResNet-50's pools on this CPU.
