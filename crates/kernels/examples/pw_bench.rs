@@ -7,7 +7,8 @@
 //! (`RK`: row panels outermost for `K` up to this, 0 never; `+res`: with a residual Add and Relu in the epilogue, as ResNet-50's last 1x1 of a block;
 //! `+pack`: B packed into panels instead of read in place; SHAPE: an index or `MxKxN`;
 //! `--cold`: each product reads and writes one of several copies spanning more than the
-//! last-level cache, as a layer of a model finds its input).
+//! last-level cache, as a layer of a model finds its input; `--cold-weights`: the same for
+//! the packed weights, which a model larger than the cache streams from memory).
 use millrace_kernels::activation::Activation;
 use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided, View};
 use std::time::Instant;
@@ -20,7 +21,10 @@ fn main() {
     // `--cold`: each product reads its image from and writes to one of several copies
     // spanning more than the last-level cache, as a model's layer finds its input.
     let cold = args.iter().any(|a| a == "--cold");
-    args.retain(|a| a != "--cold");
+    // `--cold-weights`: each product reads one of several copies of the packed weights
+    // spanning more than the last-level cache, as a model's layer finds its weights.
+    let cold_w = args.iter().any(|a| a == "--cold-weights");
+    args.retain(|a| a != "--cold" && a != "--cold-weights");
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
     // SHAPE: an index into the list below, or `MxKxN`.
     let only: Option<usize> = args.get(2).and_then(|s| s.parse().ok());
@@ -96,9 +100,18 @@ fn main() {
         let sources: Vec<_> = xcopies.iter().map(|x| Strided::cols(x, n, k)).collect();
         let mut ccopies: Vec<Aligned> = (0..copies).map(|_| Aligned::new(m * n)).collect();
         let w: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
-        let packs: Vec<Packed> = kernels
+        let wcopies = if cold_w {
+            (96usize << 20).div_ceil(4 * m * k).max(2)
+        } else {
+            1
+        };
+        let packs: Vec<Vec<Packed>> = kernels
             .iter()
-            .map(|&kr| Packed::lhs_with_kernel(&Strided::rows(&w, m, k).unwrap(), kr))
+            .map(|&kr| {
+                (0..wcopies)
+                    .map(|_| Packed::lhs_with_kernel(&Strided::rows(&w, m, k).unwrap(), kr))
+                    .collect()
+            })
             .collect();
         let mut rb = Aligned::new(m * n);
         rb.iter_mut()
@@ -116,7 +129,7 @@ fn main() {
                         let c = &mut ccopies[it % copies][..];
                         gemm_ex(
                             kr,
-                            Lhs::Packed(pa),
+                            Lhs::Packed(&pa[it % wcopies]),
                             match &sources[it % copies] {
                                 Some(src) if packed_b[vi] => Rhs::Source(src),
                                 _ => Rhs::Direct {
