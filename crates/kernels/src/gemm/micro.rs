@@ -27,6 +27,10 @@ pub struct TileOut {
     pub ldr: usize,
     pub relu: bool,
     pub clamp: Option<(f32, f32)>,
+    /// `A` to bring into L2 while the tile runs, one cache line per step of `k` from here
+    /// (the next row panel, when this one's came from memory); null: none. Only
+    /// prefetched, never read; the AVX-512 kernels use it.
+    pub pf_a: *const f32,
 }
 
 impl TileOut {
@@ -47,6 +51,7 @@ impl TileOut {
             ldr: 0,
             relu: false,
             clamp: None,
+            pf_a: std::ptr::null(),
         }
     }
 }
@@ -531,7 +536,14 @@ pub mod x86 {
             step!();
             p += 1;
         }
+        // The next row panel's lines, two per two steps (a step reads 14 of `A`'s values).
+        let mut pf = o.pf_a as *const i8;
         while p + 2 <= kc {
+            if !pf.is_null() {
+                _mm_prefetch::<_MM_HINT_T1>(pf);
+                _mm_prefetch::<_MM_HINT_T1>(pf.wrapping_add(64));
+                pf = pf.wrapping_add(128);
+            }
             step!();
             step!();
             p += 2;

@@ -352,6 +352,7 @@ unsafe fn band_tiles(
             ldr: plane,
             relu,
             clamp,
+            pf_a: std::ptr::null(),
         };
         let ap = a.data.as_ptr().add(p * mr * k);
         (kernel.micro(mv, nv))(k, ap, b_row.add(j0), owp, &o);

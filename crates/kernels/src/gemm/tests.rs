@@ -372,6 +372,7 @@ fn tail_kernels_match_the_full_kernel() {
                             ldr: nr,
                             relu: true,
                             clamp: None,
+                            pf_a: std::ptr::null(),
                         };
                         // SAFETY: panels and tile sized for the kernel; `r <= mr` rows.
                         unsafe { f(kc, a.as_ptr(), b.as_ptr(), nr, &o) };
@@ -427,6 +428,7 @@ fn column_kernel_matches_the_full_kernel() {
                             ldr: nr,
                             relu: true,
                             clamp: None,
+                            pf_a: std::ptr::null(),
                         };
                         let mut full = old.clone();
                         let mut one = old.clone();
