@@ -50,7 +50,7 @@
 //! planar, and 0.9-1.1x, no gain, once its rows were interleaved.)
 use crate::activation::Activation;
 use crate::conv::{ConvIo, Geom2d};
-use crate::SyncPtr;
+use crate::{prefetch, SyncPtr};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -439,14 +439,11 @@ pub fn conv_direct(
             Some(p) if ob + 1 < nb => &p[..p.len().min(k * w.width(ob + 1))],
             _ => &[],
         };
-        let block_tiles = runs * (b - a).div_ceil(r);
-        let part = next.len().div_ceil(block_tiles.max(1));
+        let run_tiles = (b - a).div_ceil(r);
         for p0 in (a..b).step_by(r) {
             let px = r.min(b - p0);
             let xo = origin(p0);
-            let t = run * (b - a).div_ceil(r) + (p0 - a) / r;
-            let far = next.get(t * part..).unwrap_or(&[]);
-            let far = &far[..far.len().min(part)];
+            let far = prefetch::part(next, runs * run_tiles, run * run_tiles + (p0 - a) / r);
             let dst = Dst {
                 // SAFETY (of the offsets): channel `oc0 + o < m`, pixel `p0 + j < b <= opl`
                 // for `j < px`; each (block, run) is written by one job.

@@ -11,6 +11,7 @@ pub mod direct;
 pub mod gemm;
 pub mod peak;
 pub mod pool;
+mod prefetch;
 pub mod subsample;
 mod transpose;
 pub mod vmath;

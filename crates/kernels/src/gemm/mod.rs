@@ -29,7 +29,7 @@ pub use pack::{Im2col, PanelSource, Strided};
 pub use shifted::{applies as shifted_applies, conv_shifted, ShiftedError, ShiftedWeights};
 
 use crate::activation::Activation;
-use crate::SyncPtr;
+use crate::{prefetch, SyncPtr};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -340,23 +340,25 @@ struct Panels<'a> {
 impl<'a> Panels<'a> {
     /// Panel `jr` of block `pc` (which starts at depth `pc * kc`).
     fn panel(&self, pc: usize, jr: usize) -> &'a [f32] {
-        let (kc, w) = (self.kc, self.width);
-        let panels = self.len.div_ceil(w);
-        let k0 = pc * kc;
-        let kcb = kc.min(self.k - k0);
-        let off = k0 * panels * w + jr * kcb * w;
-        &self.data[off..off + kcb * w]
+        let (off, len) = self.at(pc, jr);
+        &self.data[off..off + len]
     }
 
-    /// Panels `jr..jr + count` of block `pc`, which lie one after another.
+    /// Panels `jr..jr + count` of block `pc`, which lie one after another (those inside
+    /// the data).
     fn panels(&self, pc: usize, jr: usize, count: usize) -> &'a [f32] {
+        let (off, len) = self.at(pc, jr);
+        let end = (off + count * len).min(self.data.len());
+        self.data.get(off..end).unwrap_or(&[])
+    }
+
+    /// Where panel `jr` of block `pc` starts, and its length.
+    fn at(&self, pc: usize, jr: usize) -> (usize, usize) {
         let (kc, w) = (self.kc, self.width);
         let panels = self.len.div_ceil(w);
         let k0 = pc * kc;
         let kcb = kc.min(self.k - k0);
-        let off = k0 * panels * w + jr * kcb * w;
-        let end = (off + count * kcb * w).min(self.data.len());
-        self.data.get(off..end).unwrap_or(&[])
+        (k0 * panels * w + jr * kcb * w, kcb * w)
     }
 }
 
@@ -1213,11 +1215,9 @@ unsafe fn run_block(
                             }
                             _ => &[],
                         };
-                        let part = next.len().div_ceil(je - jc);
                         for q in jc..je {
                             let (bp, ldb, _) = b_panel(q);
-                            let far = next.get((q - jc) * part..).unwrap_or(&[]);
-                            let far = &far[..far.len().min(part)];
+                            let far = prefetch::part(next, je - jc, q - jc);
                             let mut p = ic;
                             if pf > ic && q < qf {
                                 let ap = a_panel(ic);
@@ -1242,7 +1242,7 @@ unsafe fn run_block(
                                 );
                                 p = pf;
                             } else {
-                                prefetch_l2(far);
+                                prefetch::l2(far);
                             }
                             for p in p..ie {
                                 blk.tile(a_panel(p), bp, ldb, p, q, &mut scratch);
@@ -1370,11 +1370,8 @@ impl Block<'_> {
         let f = self.kernel.f;
         let mut o = self.tile_out(p * mr, q * nr, mr, nr);
         let (mut a, mut b) = (a, b);
-        let part = far.len().div_ceil(count.max(1));
         for i in 0..count {
-            if let Some(next) = far.get(i * part..) {
-                prefetch_l2(&next[..next.len().min(part)]);
-            }
+            prefetch::l2(prefetch::part(far, count, i));
             if i > 0 {
                 match along {
                     Along::M => {
@@ -1447,22 +1444,6 @@ impl Block<'_> {
             );
         }
     }
-}
-
-/// Asks for every cache line of `v` to be brought into L2 (a hint: nothing is read).
-#[inline]
-fn prefetch_l2(v: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in v.chunks(16) {
-        // SAFETY: a prefetch reads nothing and cannot fault; SSE is part of x86-64.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
-                line.as_ptr() as *const i8
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
 }
 
 /// `p + j`, keeping a null pointer (an absent operand) null.
