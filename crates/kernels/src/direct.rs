@@ -47,7 +47,14 @@
 //! outermost, so each thread keeps few weight panels in its L2; a plane tiled in raster
 //! order is split into runs of as many tiles as a row has. (Output rows outermost
 //! was 0.67-0.82x the time on ResNet-50's stride-2 layers while the padded copy was
-//! planar, and 0.9-1.1x, no gain, once its rows were interleaved.)
+//! planar, and 0.9-1.1x, no gain, once its rows were interleaved, in `direct_bench`,
+//! whose input is warm in both cores' caches.) In a model, where each core holds the
+//! rows of the image it wrote, output rows go outermost on layers whose weights are
+//! smaller than their input (see [`conv_direct`]).
+//!
+//! A layer that reads no padding (1x1 layers; k x k ones without padding whose tiles
+//! stay inside the image) reads its input in place; the others copy it into padded rows
+//! first.
 use crate::activation::Activation;
 use crate::conv::{ConvIo, Geom2d};
 use crate::{prefetch, SyncPtr};
@@ -351,9 +358,12 @@ pub fn conv_direct(
             .checked_add(1)
     };
     let hp = span(oh, g.sh, g.kh, g.dh).ok_or_else(overflow)?;
-    let wp = span(tiles * r, g.sw, g.kw, g.dw)
-        .and_then(|v| Some(v.max(g.pl.checked_add(g.w)?)))
-        .ok_or_else(overflow)?;
+    let wspan = span(tiles * r, g.sw, g.kw, g.dw).ok_or_else(overflow)?;
+    // A layer that reads no padding (no top or left pad, every tap of every tile inside
+    // the image: 1x1 layers, and k x k ones without padding whose rows the tiles fit)
+    // reads `x` in place, its planes per channel; the others read a padded copy.
+    let in_place = g.pt == 0 && g.pl == 0 && hp <= g.h && wspan <= g.w;
+    let wp = wspan.max(g.pl.checked_add(g.w).ok_or_else(overflow)?);
     let plane = hp.checked_mul(wp).ok_or_else(overflow)?;
     let size = g.c.checked_mul(plane).ok_or_else(overflow)?;
     // The padded rows are interleaved by channel (`[row][channel][column]`): one output
@@ -361,23 +371,30 @@ pub fn conv_direct(
     // (`[channel][row][column]`) with `examples/direct_bench.rs` on 2 threads: 0.91-0.99x
     // the time on most k x k layers of ResNet-50, GoogLeNet and SqueezeNet, 0.81x on
     // SqueezeNet's first layer.
-    let (cstep, rstep) = (wp, g.c * wp);
+    let (cstep, rstep) = if in_place {
+        (g.h * g.w, g.w)
+    } else {
+        (wp, g.c * wp)
+    };
     let mut offs = [0isize; MAX_TAPS];
     for (t, o) in offs.iter_mut().take(g.kh * g.kw).enumerate() {
         *o = ((t / g.kw) * g.dh * rstep + (t % g.kw) * g.dw) as isize;
     }
     let taps = &offs[..g.kh * g.kw];
-    let mut xp = PADDED.with_borrow_mut(|s| s.pop()).unwrap_or_default();
-    if xp.len() < size {
-        xp.resize(size, 0.0);
+    let mut xp = Vec::new();
+    if !in_place {
+        xp = PADDED.with_borrow_mut(|s| s.pop()).unwrap_or_default();
+        if xp.len() < size {
+            xp.resize(size, 0.0);
+        }
+        pad_rows(x, g, wp, &mut xp[..size]);
     }
-    pad_rows(x, g, wp, &mut xp[..size]);
     let bw = w.bw;
     let nb = w.m.div_ceil(bw);
     let k = w.cin * taps.len();
     let yp = SyncPtr(y.as_mut_ptr());
     let (relu, clamp, post) = act.in_tile();
-    let xpr = &xp[..];
+    let xpr = if in_place { x } else { &xp[..] };
     // The tile kernel for a block `pw` channels wide: every block's but the last's, and
     // the last's (narrower on AVX2).
     let pick = |pw: usize| {
@@ -414,8 +431,21 @@ pub fn conv_direct(
     // A job: channel block `ob` over the output pixels `a..b` of its `run`-th run (an
     // output row, or as many tiles as a row has when the plane is tiled in raster order).
     let runs = if flat { chunks } else { oh };
+    // Jobs in order of (channel block, run), or of (run, channel block) where the
+    // weights are smaller than the (padded) image: then each thread reads its band of
+    // rows and all the weights rather than all of the image and its blocks' weights, and
+    // the rows it reads are mostly the ones it wrote as the previous layer's output.
+    // `nodes_ab.py` (ResNet-50, 2 threads, 6 rounds): layer1's 3x3 layers (64 channels,
+    // 56x56) took 0.85-0.95x the time, layer2.0's stride-2 one 0.81x; with the weights
+    // up to three times the image instead, layer3.0's stride-2 3x3 and 1x1 layers took
+    // 1.10-1.13x.
+    let rows_outer = w.panels.len() < size;
     let item = |i: usize| {
-        let (ob, run) = (i / runs, i % runs);
+        let (ob, run) = if rows_outer {
+            (i % nb, i / nb)
+        } else {
+            (i / runs, i % runs)
+        };
         let (a, b) = if flat {
             (run * tiles * r, ((run + 1) * tiles * r).min(opl))
         } else {
@@ -436,7 +466,7 @@ pub fn conv_direct(
         // once per run, from memory). A thread walks consecutive jobs (rayon splits
         // the range), so the next block is mostly its own next.
         let next = match w.panels.get((ob + 1) * k * bw..) {
-            Some(p) if ob + 1 < nb => &p[..p.len().min(k * w.width(ob + 1))],
+            Some(p) if ob + 1 < nb && !rows_outer => &p[..p.len().min(k * w.width(ob + 1))],
             _ => &[],
         };
         let run_tiles = (b - a).div_ceil(r);
@@ -493,7 +523,9 @@ pub fn conv_direct(
     } else {
         (0..items).for_each(item);
     }
-    PADDED.with_borrow_mut(|s| s.push(xp));
+    if !in_place {
+        PADDED.with_borrow_mut(|s| s.push(xp));
+    }
     Ok(())
 }
 
@@ -1222,6 +1254,13 @@ mod tests {
             // Rows tiled in raster order on AVX2 (a tile crossing into the next row),
             // with dilation.
             (3, 10, 10, 3, 1, 2, 2, 20),
+            // Read in place (no padding, every tile's taps inside the image) with
+            // AVX-512's tiles: 1x1 at strides 1 and 2, 3x3 unpadded, and a stride-2 1x1
+            // whose last input rows no tap reads.
+            (32, 14, 14, 1, 1, 1, 0, 40),
+            (16, 28, 28, 1, 2, 1, 0, 33),
+            (8, 16, 16, 3, 1, 1, 0, 20),
+            (5, 30, 28, 1, 2, 1, 0, 17),
         ];
         for (i, &(c, h, wd, k, s, d, p, m)) in cases.iter().enumerate() {
             let g = Geom2d::square(c, h, wd, k, s, d, p);
