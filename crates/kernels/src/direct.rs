@@ -488,11 +488,13 @@ pub fn conv_direct(
                 far: far.as_ptr(),
                 far_end: far.as_ptr_range().end,
             };
-            // SAFETY: the instruction set checked by `supported`; the padded image holds
-            // every tap of `r` pixels from any tile's first pixel along its row (`hp` and
-            // `wp` above), and a tile that crosses rows reads each pixel's own window (a
-            // missing pixel past the plane's end reads pixel `p0`'s); the panel holds
-            // `k * pw` values; `dst` is inside `y` (and `residual`).
+            // SAFETY: the instruction set checked by `supported`; the padded image (or,
+            // read in place, `x`, checked to hold `c * h * w` values, with `hp <= h` and
+            // `wspan <= w`) holds every tap of `r` pixels from any tile's first pixel
+            // along its row (`hp` and `wp` above), and a tile that crosses rows reads
+            // each pixel's own window (a missing pixel past the plane's end reads pixel
+            // `p0`'s); the panel holds `k * pw` values; `dst` is inside `y` (and
+            // `residual`).
             unsafe {
                 let (xs, ws) = (xpr.as_ptr().add(xo), panel.as_ptr());
                 if !flat || p0 % ow + r <= ow {
