@@ -381,20 +381,21 @@ pub fn conv_direct(
         *o = ((t / g.kw) * g.dh * rstep + (t % g.kw) * g.dw) as isize;
     }
     let taps = &offs[..g.kh * g.kw];
-    let mut xp = Vec::new();
-    if !in_place {
-        xp = PADDED.with_borrow_mut(|s| s.pop()).unwrap_or_default();
+    // The padded copy, where the layer needs one.
+    let xp = (!in_place).then(|| {
+        let mut xp = PADDED.with_borrow_mut(|s| s.pop()).unwrap_or_default();
         if xp.len() < size {
             xp.resize(size, 0.0);
         }
         pad_rows(x, g, wp, &mut xp[..size]);
-    }
+        xp
+    });
     let bw = w.bw;
     let nb = w.m.div_ceil(bw);
     let k = w.cin * taps.len();
     let yp = SyncPtr(y.as_mut_ptr());
     let (relu, clamp, post) = act.in_tile();
-    let xpr = if in_place { x } else { &xp[..] };
+    let xpr = xp.as_deref().unwrap_or(x);
     // The tile kernel for a block `pw` channels wide: every block's but the last's, and
     // the last's (narrower on AVX2).
     let pick = |pw: usize| {
@@ -525,7 +526,7 @@ pub fn conv_direct(
     } else {
         (0..items).for_each(item);
     }
-    if !in_place {
+    if let Some(xp) = xp {
         PADDED.with_borrow_mut(|s| s.push(xp));
     }
     Ok(())
