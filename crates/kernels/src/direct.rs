@@ -548,13 +548,14 @@ const PAD_PARALLEL: usize = 1 << 13;
 fn pad_rows(x: &[f32], g: &Geom2d, wp: usize, xp: &mut [f32], avx512: bool) {
     let band = g.c * wp;
     let cols = g.w.min(wp.saturating_sub(g.pl));
+    let vectors = pad_vectors(x.len(), g, cols, wp, avx512);
     let one = |(py, b): (usize, &mut [f32])| {
         let iy = py as isize - g.pt as isize;
         if iy < 0 || iy >= g.h as isize || cols == 0 {
             b.fill(0.0);
             return;
         }
-        pad_band(x, g, iy as usize, cols, wp, b, avx512);
+        pad_band(x, g, iy as usize, cols, wp, b, vectors);
     };
     // Shared out from 8K values (32 KiB) up: against 64K before, `direct_bench` (2 threads,
     // Zen 4, the two builds alternating five times) took 0.90x the time on GoogLeNet's 4a
@@ -567,10 +568,37 @@ fn pad_rows(x: &[f32], g: &Geom2d, wp: usize, xp: &mut [f32], avx512: bool) {
     }
 }
 
+/// The vector kernel that writes [`pad_rows`]' rows (`Some(true)`: AVX-512, `Some(false)`:
+/// AVX2), or `None` for copies and fills: the kernels run where the direct kernels do
+/// (always, as [`conv_direct`] checks [`supported`]) on rows of up to
+/// [`x86::PAD_VECTORS`] vectors, with the image's rows (`cols <= w` of each, `pl + cols
+/// <= wp`) inside `x`'s `x_len` values. Decided once per copy; [`pad_band`] checks only
+/// what changes per row.
+fn pad_vectors(x_len: usize, g: &Geom2d, cols: usize, wp: usize, avx512: bool) -> Option<bool> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx512 = avx512 && self::avx512();
+        let lanes = if avx512 { 16 } else { 8 };
+        let fits = g.c >= 1
+            && cols <= g.w
+            && g.pl + cols <= wp
+            && g.h
+                .checked_mul(g.w)
+                .and_then(|p| p.checked_mul(g.c))
+                .is_some_and(|n| x_len >= n)
+            && wp.div_ceil(lanes) <= x86::PAD_VECTORS;
+        (fits && available()).then_some(avx512)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (x_len, g, cols, wp, avx512);
+        None
+    }
+}
+
 /// Padded row `iy + pt` of every channel into `band` (`c` rows of `wp`): `pl` zeros,
-/// the image's row `iy` (its first `cols` values), zeros to `wp`. In vectors where the
-/// direct kernels run (always: [`conv_direct`] checks [`supported`]) on rows of up to
-/// [`x86::PAD_VECTORS`] vectors, else by copies and fills.
+/// the image's row `iy` (its first `cols` values), zeros to `wp`; with the kernel
+/// [`pad_vectors`] chose, else by copies and fills.
 fn pad_band(
     x: &[f32],
     g: &Geom2d,
@@ -578,37 +606,27 @@ fn pad_band(
     cols: usize,
     wp: usize,
     band: &mut [f32],
-    avx512: bool,
+    vectors: Option<bool>,
 ) {
     let plane = g.h * g.w;
     #[cfg(target_arch = "x86_64")]
-    {
-        let lanes = if avx512 { 16 } else { 8 };
+    if let Some(avx512) = vectors.filter(|_| iy < g.h && band.len() == g.c * wp) {
         // Channel `ci`'s row is `x[ci * plane + iy * w ..][..cols]`: the last one ends at
-        // `(c - 1) * plane + iy * w + cols <= c * h * w` (`iy < h`, `cols <= w`).
-        let fits = g.c >= 1
-            && iy < g.h
-            && cols <= g.w
-            && g.pl + cols <= wp
-            && band.len() == g.c * wp
-            && x.len() >= g.c * plane
-            && wp.div_ceil(lanes) <= x86::PAD_VECTORS;
-        if fits && available() {
-            let src = x[iy * g.w..].as_ptr();
-            // SAFETY: the instruction sets are present (`available`: AVX-512 with AVX2, or
-            // AVX2; AVX-512 only where `avx512()`); the reads are inside `x` and the
-            // writes inside `band` (checked above).
-            unsafe {
-                if avx512 && self::avx512() {
-                    x86::pad_band_avx512(src, plane, g.c, cols, g.pl, band.as_mut_ptr(), wp);
-                } else {
-                    x86::pad_band_avx2(src, plane, g.c, cols, g.pl, band.as_mut_ptr(), wp);
-                }
+        // `(c - 1) * plane + iy * w + cols <= c * h * w <= x.len()` (`iy < h`, `cols <=
+        // w`, checked by `pad_vectors`).
+        let src = x[iy * g.w..].as_ptr();
+        // SAFETY: the instruction sets are present and the rows fit (`pad_vectors`); the
+        // reads are inside `x` and the writes inside `band` (`c * wp` values).
+        unsafe {
+            if avx512 {
+                x86::pad_band_avx512(src, plane, g.c, cols, g.pl, band.as_mut_ptr(), wp);
+            } else {
+                x86::pad_band_avx2(src, plane, g.c, cols, g.pl, band.as_mut_ptr(), wp);
             }
-            return;
         }
+        return;
     }
-    let _ = avx512;
+    let _ = vectors;
     for (ci, row) in band.chunks_exact_mut(wp).enumerate() {
         let s = &x[ci * plane + iy * g.w..][..cols];
         row[..g.pl].fill(0.0);
@@ -684,7 +702,7 @@ mod x86 {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{Dst, TileAtFn, TileFn};
-    use crate::transpose::x86::{lanes, transpose16};
+    use crate::transpose::x86::{lanes, mask8, row_mask16, transpose16};
     use std::arch::x86_64::*;
 
     /// How many `K` steps ahead the weights are prefetched.
@@ -717,11 +735,9 @@ mod x86 {
         let nv = wp.div_ceil(16);
         let mut lm = [0 as __mmask16; PAD_VECTORS];
         for (v, m) in lm.iter_mut().enumerate().take(nv) {
-            let lo = pl.saturating_sub(v * 16).min(16);
-            let hi = (pl + cols).saturating_sub(v * 16).min(16);
-            *m = (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16;
+            *m = row_mask16((v * 16) as isize - pl as isize, cols as isize);
         }
-        let tail = ((1u32 << (wp - (nv - 1) * 16)) - 1) as __mmask16;
+        let tail = row_mask16(((nv - 1) * 16) as isize, wp as isize);
         let mut s = src.wrapping_sub(pl);
         for ci in 0..c {
             let d = dst.add(ci * wp);
@@ -759,18 +775,13 @@ mod x86 {
         wp: usize,
     ) {
         let nv = wp.div_ceil(8);
-        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         let mut lm = [_mm256_setzero_si256(); PAD_VECTORS];
         for (v, m) in lm.iter_mut().enumerate().take(nv) {
-            // Lane `j` lies in the image where `lo <= j < hi` (clamped to 0..=8).
-            let lo = pl.saturating_sub(v * 8).min(8) as i32;
-            let hi = (pl + cols).saturating_sub(v * 8).min(8) as i32;
-            *m = _mm256_andnot_si256(
-                _mm256_cmpgt_epi32(_mm256_set1_epi32(lo), lane),
-                _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lane),
-            );
+            // Lane `j` lies in the image where `lo <= j < hi`.
+            let (lo, hi) = (pl.saturating_sub(v * 8), (pl + cols).saturating_sub(v * 8));
+            *m = _mm256_andnot_si256(mask8(lo), mask8(hi));
         }
-        let tail = _mm256_cmpgt_epi32(_mm256_set1_epi32((wp - (nv - 1) * 8) as i32), lane);
+        let tail = mask8(wp - (nv - 1) * 8);
         let mut s = src.wrapping_sub(pl);
         for ci in 0..c {
             let d = dst.add(ci * wp);
