@@ -660,9 +660,9 @@ fn guess_kind(a: &AttributeProto) -> i32 {
 /// first in the file goes first, so a sorted graph keeps the exporter's order: PyTorch
 /// writes a model in the order its forward pass runs, each branch whole, which is also the
 /// sequential schedule's order. Breadth-first order (the sort before) moved ResNet-50's
-/// projection shortcuts ahead of their blocks' main branch, where their 0.8-3.2 MB
+/// projection shortcuts ahead of their blocks' main branch, where their 0.4-3.2 MB
 /// outputs waited in the caches through three layers and the next stage's first 1x1 layer
-/// read an input written two layers back: `bench_builds.py` (5 x 20, 2 threads) put
+/// read a block output written before the shortcut ran: `bench_builds.py` (5 x 20, 2 threads) put
 /// ResNet-50 at 0.988x the time (4 of 5 rounds faster), the other models 1.0x. Inputs no
 /// one defines are left for the per-node checks to report.
 fn topo_order(
