@@ -982,8 +982,9 @@ mod x86 {
     /// tile ahead, a whole tile's time hides that. `scripts/nodes_ab.py` on ResNet-50
     /// (Zen 5, 2 threads, 8 rounds, the builds alternating): `layer3`'s 1024 -> 256
     /// layers on 14x14 0.88-0.92x the time, `layer4.0.conv1` 0.92x, `layer3`'s
-    /// 512 -> 1024 stride-2 shortcut 0.93x; at 1 thread, where the input is in the
-    /// core's own cache, 0.97-1.0x.
+    /// 512 -> 1024 stride-2 shortcut 0.93x (the same layers 0.89-0.96x in a second,
+    /// 6-round run); at 1 thread, where the input is in the core's own cache, their sum
+    /// 0.99x (single layers 0.97-1.05x, inside the noise).
     #[inline(always)]
     unsafe fn sums_near<const R: usize, const V: usize, const S: usize>(
         cin: usize,
