@@ -488,11 +488,17 @@ pub fn conv_direct(
                 clamp,
                 far: far.as_ptr(),
                 far_end: far.as_ptr_range().end,
-                // The next tile's input on a 1x1 layer: the tile after this one along the
-                // plane (a job's last tile: the next row's first; the plane's last: its
+                // The next tile's input on a 1x1 layer: the tile after this one in the
+                // run, else the next run's first (the plane's last tile: the plane's
                 // first). Only prefetched, never read.
                 near: if w.avx512 && taps.len() == 1 {
-                    let np = if p0 + r < opl { p0 + r } else { 0 };
+                    let np = if p0 + r < b {
+                        p0 + r
+                    } else if b < opl {
+                        b
+                    } else {
+                        0
+                    };
                     xpr.as_ptr().wrapping_add(origin(np))
                 } else {
                     std::ptr::null()
