@@ -17,7 +17,9 @@ use millrace_kernels::gemm::{
     ShiftedWeights, Strided,
 };
 use millrace_kernels::subsample;
-use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
+use millrace_kernels::winograd::{
+    prefer_winograd, preferred_over_direct, winograd3x3, WinogradWeights,
+};
 use std::time::Instant;
 
 mod common;
@@ -94,6 +96,9 @@ fn main() {
         ("resnet50 l3", 256, 256, 14, 3, 1, 1),
         ("resnet50 l4.0", 512, 512, 14, 3, 2, 1),
         ("resnet50 l4", 512, 512, 7, 3, 1, 1),
+        ("vgg16 c2", 128, 128, 112, 3, 1, 1),
+        ("vgg16 c3", 256, 256, 56, 3, 1, 1),
+        ("vgg16 c4", 512, 512, 28, 3, 1, 1),
         ("googlenet conv3", 64, 192, 56, 3, 1, 1),
         ("googlenet 3b", 128, 192, 28, 3, 1, 1),
         ("googlenet 4a", 96, 208, 14, 3, 1, 1),
@@ -160,8 +165,10 @@ fn main() {
         let src = Im2col::new(&x, g).unwrap();
         let (mut yg, mut yd) = (Aligned::new(cout * plane), Aligned::new(cout * plane));
         let (mut tg, mut td, mut tw) = (Vec::new(), Vec::new(), Vec::new());
-        // Winograd where the engine would pick it for this layer.
-        let wino = match prefer_winograd(cin, cout, o, o) {
+        // Winograd where the engine would pick it for this layer (before the direct kernel
+        // on AVX-512, or where the direct kernel does not run).
+        let wino = match preferred_over_direct(cin, cout, o, o).or(prefer_winograd(cin, cout, o, o))
+        {
             Some(v) if k == 3 && s == 1 => Some(WinogradWeights::new(&w, cout, cin, v).unwrap()),
             _ => None,
         };

@@ -14,8 +14,10 @@
 //! of output channels, no im2col packing), except on AVX-512 where a layer has few weights
 //! per output channel and more than 32 channels ([`direct::preferred`]); so do 1x1,
 //! stride-1 layers with many channels on 7x7 and 14x14 planes on AVX-512
-//! ([`direct::preferred_pointwise`]); Winograd serves
-//! the 3x3 stride-1 layers it suits on other CPUs; everything else is a GEMM
+//! ([`direct::preferred_pointwise`]); on AVX-512, Winograd `F(4x4)` takes 3x3 stride-1
+//! layers from 28x28 up with at least 64 channels on each side before the direct kernel
+//! ([`winograd::preferred_over_direct`]), and on CPUs with neither direct kernel it serves
+//! the 3x3 stride-1 layers it suits; everything else is a GEMM
 //! `W[Cout x Cin*kh*kw] x im2col(X)` whose right operand is packed straight from the
 //! image (implicit im2col: no im2col buffer), written as NCHW with the epilogue applied
 //! per register tile.
@@ -33,7 +35,7 @@ use millrace_kernels::gemm::{
     ShiftedWeights, Strided, View,
 };
 use millrace_kernels::subsample;
-use millrace_kernels::winograd::{prefer_winograd, winograd3x3, WinogradWeights};
+use millrace_kernels::winograd::{self, prefer_winograd, winograd3x3, WinogradWeights};
 use rayon::prelude::*;
 use std::any::Any;
 use std::sync::Mutex;
@@ -134,11 +136,8 @@ impl FusedConv {
                 // A 1x1, stride-2 layer with many input channels reads its input in place
                 // rather than gathered for the GEMM (`direct::preferred_strided_pointwise`).
                 || (strides == [2, 2] && direct::preferred_strided_pointwise(k)))
-            // Before Winograd too: with its 3x3 tile kernel the direct kernel takes
-            // 0.78-0.93x Winograd F(4x4)'s time on the layers that chose it (ResNet-50's
-            // 128@28, GoogLeNet's 3b; `examples/direct_bench.rs`, 1 and 2 threads), and
-            // F(2x2) was slower than it before. On AVX2 (Zen 3) the direct kernel took
-            // 0.75-0.93x Winograd's time on those layers, and 0.62-0.94x the implicit-im2col
+            // Before the portable rule's Winograd: on AVX2 (Zen 3) the direct kernel took
+            // 0.75-0.93x Winograd's time on ResNet-50's 128@28 and GoogLeNet's 3b, and 0.62-0.94x the implicit-im2col
             // GEMM's on every k x k layer of the bench. Winograd serves CPUs with neither.
             && matches!(strides, &[s, t] if direct::supported(s, t, kh, kw))
             // Few weights per channel (a first layer on RGB) over several channel blocks:
@@ -174,8 +173,27 @@ impl FusedConv {
         let shifted = group == 1
             && matches!((strides, dilations), (&[sh, sw], &[dh, _])
                 if shifted_applies(m, cg, kh, kw, sh, sw, dh));
+        // On AVX-512, F(4x4) before the direct kernel where its vectorized transforms win
+        // (`winograd::preferred_over_direct`).
+        let winograd_first = match planned {
+            Some(&[_, _, h, w])
+                if group == 1
+                    && kh == 3
+                    && kw == 3
+                    && unit(&conv.window.strides)
+                    && unit(&conv.window.dilations) =>
+            {
+                winograd::preferred_over_direct(cg, m, h, w)
+            }
+            _ => None,
+        };
         let path = if cg == 1 && mg == 1 {
             Path::Depthwise
+        } else if let Some(variant) = winograd_first {
+            Path::Winograd(
+                WinogradWeights::new(weights, m, cg, variant)
+                    .map_err(|e| OpError::invalid(NAME, e.to_string()))?,
+            )
         } else if shifted {
             Path::Shifted(
                 ShiftedWeights::new(weights, m, cg, kh, kw)
@@ -699,6 +717,13 @@ mod tests {
                 other
             }
         };
+        // On AVX-512, F(4x4) before the direct kernel; elsewhere the direct kernel, or
+        // the GEMM (the portable rule keeps 64 input channels off Winograd).
+        let winograd_first = if winograd::preferred_over_direct(64, 64, 28, 28).is_some() {
+            "impl=winograd-F4x4"
+        } else {
+            direct("impl=gemm")
+        };
         let pointwise = if millrace_kernels::direct::preferred_pointwise(256, 512, 49) {
             "impl=direct"
         } else {
@@ -718,6 +743,7 @@ mod tests {
             (8, 70, 5, 3, 1, 1, 1, direct("impl=gemm")),  // 7-pixel tiles
             (128, 32, 12, 3, 1, 1, 1, direct("impl=winograd")),
             (128, 32, 20, 3, 1, 1, 1, direct("impl=winograd-F4x4")),
+            (64, 64, 28, 3, 1, 1, 1, winograd_first),
             (6, 6, 9, 3, 1, 1, 6, "impl=depthwise"),
             (6, 6, 9, 3, 2, 1, 6, "impl=depthwise"),
             (8, 12, 10, 3, 2, 1, 4, "impl=gemm"), // grouped
