@@ -14,8 +14,15 @@
 //!   columns by a 4 x 4 transpose (unpacks within 128-bit lanes, then 128-bit shuffles),
 //!   and bias, residual and activation are applied to whole rows before masked stores.
 //!
-//! On Zen 5 (2 threads, `examples/winograd_bench.rs`) these took the transforms of
-//! ResNet-50's 128@28 layer from ... (filled in below).
+//! On Zen 5 at 1 thread they took ResNet-50's 128@28 layer's input transform from 180 to
+//! 61 us and its output transform from 122 to 34 us, against the portable ones.
+//!
+//! Measured, not kept: running a block of tile rows at a time through all three steps
+//! (input transform, the 36 products, output transform) in per-thread buffers, so the
+//! transformed values stay in L2. On ResNet-50's 64@56 layer it took 1.5-1.9x the time
+//! of the three whole-layer steps at 1 thread (blocks of 14 and 28 tiles: the products
+//! are too narrow for the GEMM, which packs their ragged panel and runs its partial
+//! kernels 250-500 times) and 0.95-1.1x at 2.
 use super::TileGeo;
 use crate::activation::Activation;
 use std::arch::x86_64::*;
