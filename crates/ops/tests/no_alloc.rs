@@ -155,7 +155,7 @@ fn second_eval_into_allocates_nothing() {
         conv_case(
             "3x3 (direct on AVX-512 and AVX2)",
             direct,
-            (64, 64, 28),
+            (64, 64, 14),
             (3, 1, 1, 1),
             relu,
             true,
@@ -204,11 +204,13 @@ fn second_eval_into_allocates_nothing() {
             relu,
             true,
         ),
-        // Winograd where the CPU has no direct kernel (AVX-512 and AVX2 take the direct
-        // kernel for this layer, measured faster).
+        // Winograd F(4x4) on AVX-512; the direct kernel on AVX2 (measured faster there);
+        // Winograd by the portable rule where the CPU has no direct kernel.
         conv_case(
             "winograd",
-            if direct == "impl=direct" {
+            if millrace_kernels::winograd::preferred_over_direct(128, 128, 28, 28).is_some() {
+                "impl=winograd-F4x4"
+            } else if direct == "impl=direct" {
                 direct
             } else {
                 "impl=winograd"
