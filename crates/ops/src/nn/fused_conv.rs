@@ -118,7 +118,9 @@ impl FusedConv {
         }
         let mg = m / group;
         let unit = |v: &Option<Vec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&x| x == 1));
-        let winograd = match planned {
+        // The planned image of a 3x3, stride-1, dilation-1 layer with one group: Winograd
+        // can run it.
+        let winograd_image = match planned {
             Some(&[_, _, h, w])
                 if group == 1
                     && kh == 3
@@ -126,10 +128,11 @@ impl FusedConv {
                     && unit(&conv.window.strides)
                     && unit(&conv.window.dilations) =>
             {
-                prefer_winograd(cg, m, h, w)
+                Some((h, w))
             }
             _ => None,
         };
+        let winograd = winograd_image.and_then(|(h, w)| prefer_winograd(cg, m, h, w));
         let strides = conv.window.strides.as_deref().unwrap_or(&[1, 1]);
         let use_direct = group == 1
             && (kh.saturating_mul(kw) > 1
@@ -175,18 +178,8 @@ impl FusedConv {
                 if shifted_applies(m, cg, kh, kw, sh, sw, dh));
         // On AVX-512, F(4x4) before the direct kernel where its vectorized transforms win
         // (`winograd::preferred_over_direct`).
-        let winograd_first = match planned {
-            Some(&[_, _, h, w])
-                if group == 1
-                    && kh == 3
-                    && kw == 3
-                    && unit(&conv.window.strides)
-                    && unit(&conv.window.dilations) =>
-            {
-                winograd::preferred_over_direct(cg, m, h, w)
-            }
-            _ => None,
-        };
+        let winograd_first =
+            winograd_image.and_then(|(h, w)| winograd::preferred_over_direct(cg, m, h, w));
         let path = if cg == 1 && mg == 1 {
             Path::Depthwise
         } else if let Some(variant) = winograd_first {
