@@ -25,6 +25,7 @@
 //! kernels 250-500 times) and 0.95-1.1x at 2.
 use super::TileGeo;
 use crate::activation::Activation;
+use crate::transpose::x86::{lanes, row_mask16};
 use std::arch::x86_64::*;
 
 /// `B^T d` (6 x 6).
@@ -60,16 +61,6 @@ unsafe fn at6(m: [__m512; 6]) -> [__m512; 4] {
         _mm512_fmadd_ps(_mm512_set1_ps(4.0), s2, s1),
         _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0), d2, d1), m[5]),
     ]
-}
-
-/// Lanes `0..k` set.
-#[inline(always)]
-fn low(k: usize) -> __mmask16 {
-    if k >= 16 {
-        0xffff
-    } else {
-        ((1u32 << k) - 1) as __mmask16
-    }
 }
 
 /// Floats of the vertical-pass buffer [`input_f4`] needs for `geo`.
@@ -115,9 +106,7 @@ pub(super) unsafe fn input_f4(geo: &TileGeo, x: &[f32], v: &mut [f32], vert: &mu
         // Vertical pass: vert[i][c] = (B^T rows)[i] at strip column c (image column
         // c - pl), zero outside the image.
         for cs in (0..wv).step_by(16) {
-            let lo = g.pl.saturating_sub(cs).min(16);
-            let hi = (g.w + g.pl).saturating_sub(cs).min(16);
-            let mask = if hi > lo { low(hi) & !low(lo) } else { 0 };
+            let mask = row_mask16(cs as isize - g.pl as isize, g.w as isize);
             let mut d = [_mm512_setzero_ps(); 6];
             for (r, dr) in d.iter_mut().enumerate() {
                 let y = ty * 4 + r;
@@ -135,7 +124,7 @@ pub(super) unsafe fn input_f4(geo: &TileGeo, x: &[f32], v: &mut [f32], vert: &mu
         let t0 = ty * ntx;
         for b0 in (0..nbh).step_by(4) {
             let n = (ntx - b0 * 4).min(16);
-            let mask = low(n);
+            let mask = lanes(n);
             for i in 0..6 {
                 let row = vert.add(i * wv + b0 * 16);
                 // Blocks past the last hold no tile; their lanes are not stored.
@@ -236,7 +225,7 @@ pub(super) unsafe fn output_f4(
                     if col >= ow {
                         break;
                     }
-                    let mask = low(ow - col);
+                    let mask = lanes(ow - col);
                     let at = y * ow + col;
                     let mut val = _mm512_add_ps(c, vbias);
                     if let Some(rp) = rp {
