@@ -1,5 +1,5 @@
 //! The direct convolution kernel (`millrace_kernels::direct`) against the implicit-im2col
-//! GEMM path on the k x k layers of ResNet-50, GoogLeNet and SqueezeNet, batch 1, with a
+//! GEMM path on the k x k layers of ResNet-50, GoogLeNet, SqueezeNet and VGG-16, batch 1, with a
 //! fused bias and Relu, the two run alternately call by call so that a busy machine slows
 //! them alike.
 //! `cargo run --release -p millrace-kernels --example direct_bench [THREADS] [ROUNDS] [FILTER]`
@@ -8,7 +8,8 @@
 //! difference between the two outputs. Where the AVX2 kernels run, the direct path also
 //! runs with 4-pixel tiles (against the default 6) in the same alternation, and strided
 //! 1x1 layers also run as FusedConv runs them (the input gathered at the output pixels,
-//! then a pointwise GEMM: `gathered`).
+//! then a pointwise GEMM: `gathered`), and every 3x3 stride-1 layer also runs Winograd
+//! (the variant the engine's rules pick, F(4x4) where they take none; the line names it).
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
 use millrace_kernels::direct::{conv_direct, DirectWeights};
@@ -18,7 +19,7 @@ use millrace_kernels::gemm::{
 };
 use millrace_kernels::subsample;
 use millrace_kernels::winograd::{
-    prefer_winograd, preferred_over_direct, winograd3x3, WinogradWeights,
+    prefer_winograd, preferred_over_direct, winograd3x3, WinogradVariant, WinogradWeights,
 };
 use std::time::Instant;
 
@@ -165,13 +166,15 @@ fn main() {
         let src = Im2col::new(&x, g).unwrap();
         let (mut yg, mut yd) = (Aligned::new(cout * plane), Aligned::new(cout * plane));
         let (mut tg, mut td, mut tw) = (Vec::new(), Vec::new(), Vec::new());
-        // Winograd where the engine would pick it for this layer (before the direct kernel
-        // on AVX-512, or where the direct kernel does not run).
-        let wino = match preferred_over_direct(cin, cout, o, o).or(prefer_winograd(cin, cout, o, o))
-        {
-            Some(v) if k == 3 && s == 1 => Some(WinogradWeights::new(&w, cout, cin, v).unwrap()),
-            _ => None,
-        };
+        // Winograd on every 3x3 stride-1 layer: the variant the engine would pick (before
+        // the direct kernel on AVX-512, or where the direct kernel does not run), F(4x4)
+        // where neither rule takes the layer.
+        let wino = (k == 3 && s == 1).then(|| {
+            let v = preferred_over_direct(cin, cout, o, o)
+                .or(prefer_winograd(cin, cout, o, o))
+                .unwrap_or(WinogradVariant::F4x4);
+            WinogradWeights::new(&w, cout, cin, v).unwrap()
+        });
         let mut yw = Aligned::new(cout * plane);
         // The shifted-row GEMM where the engine would take it (first layers on RGB).
         let shifted = shifted_applies(cout, cin, k, k, s, s, 1)
@@ -268,7 +271,10 @@ fn main() {
         }
         if !tw.is_empty() {
             let mw = median(tw);
-            alt_line("winograd", mw, flops, "direct/winograd", md / mw, None);
+            let name = wino
+                .as_ref()
+                .map_or(String::new(), |ww| format!("winograd {:?}", ww.variant()));
+            alt_line(&name, mw, flops, "direct/winograd", md / mw, None);
         }
     }
     println!(
