@@ -2,7 +2,11 @@
 //! GEMM path on the k x k layers of ResNet-50, GoogLeNet, SqueezeNet and VGG-16, batch 1, with a
 //! fused bias and Relu, the two run alternately call by call so that a busy machine slows
 //! them alike.
-//! `cargo run --release -p millrace-kernels --example direct_bench [THREADS] [ROUNDS] [FILTER]`
+//! `cargo run --release -p millrace-kernels --example direct_bench [THREADS] [ROUNDS] [FILTER] [--cold]`
+//!
+//! `--cold`: before every timed call each thread of the pool reads and writes its share of a
+//! 96 MiB buffer (untimed), so that weights, input and scratch come from DRAM as they do for
+//! a layer of a model larger than the last-level cache.
 //!
 //! Prints each path's median time, its GFLOP/s, the ratio direct / GEMM, and the largest
 //! difference between the two outputs. Where the AVX2 kernels run, the direct path also
@@ -80,13 +84,36 @@ fn alt_line(name: &str, secs: f64, flops: f64, ratio_name: &str, ratio: f64, dif
     );
 }
 
+/// Evicts the caches of every thread of the current pool (see `--cold`).
+fn evict(buf: &mut [f32]) {
+    use rayon::prelude::*;
+    buf.par_chunks_mut(1 << 16).for_each(|c| {
+        for v in c.iter_mut() {
+            *v += 1.0;
+        }
+    });
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
+    let cold = std::env::args().any(|a| a == "--cold");
+    let mut flush = if cold {
+        vec![0.0f32; 24 << 20]
+    } else {
+        Vec::new()
+    };
+    let mut args = std::env::args().skip(1).filter(|a| a != "--cold");
     let threads: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2);
     let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(30);
     let only = args.next();
     let pool = common::pool(threads);
-    println!("{threads} thread(s), median of {rounds} alternating calls");
+    println!(
+        "{threads} thread(s), median of {rounds} alternating calls{}",
+        if cold {
+            ", caches evicted before each"
+        } else {
+            ""
+        }
+    );
     // (net, cin, cout, h, k, stride, pad)
     let layers = [
         ("resnet50 stem", 3, 64, 224, 7, 2, 3),
@@ -180,7 +207,13 @@ fn main() {
         let shifted = shifted_applies(cout, cin, k, k, s, s, 1)
             .then(|| ShiftedWeights::new(&w, cout, cin, k, k).unwrap());
         let (mut yq, mut tq) = (Aligned::new(cout * plane), Vec::new());
+        let mut cool = || {
+            if cold {
+                pool.install(|| evict(&mut flush));
+            }
+        };
         for r in 0..rounds + 2 {
+            cool();
             let t = Instant::now();
             pool.install(|| {
                 let rhs = if k == 1 && s == 1 {
@@ -194,6 +227,7 @@ fn main() {
             let a = t.elapsed().as_secs_f64();
             // A strided 1x1 layer as FusedConv runs it: the input gathered at the output
             // pixels, then read in place.
+            cool();
             let t = Instant::now();
             let gathered = pool.install(|| {
                 subsample::with_subsampled(&x, &g, |xs| {
@@ -203,12 +237,14 @@ fn main() {
             if gathered.is_some() && r >= 2 {
                 ts.push(t.elapsed().as_secs_f64());
             }
+            cool();
             let t = Instant::now();
             pool.install(|| {
                 conv_direct(&x, &g, &dw, Some(&bias), None, Activation::Relu, &mut yd).unwrap()
             });
             let b = t.elapsed().as_secs_f64();
             if let Some(d4) = &dw4 {
+                cool();
                 let t = Instant::now();
                 pool.install(|| {
                     conv_direct(&x, &g, d4, Some(&bias), None, Activation::Relu, &mut y4).unwrap()
@@ -218,6 +254,7 @@ fn main() {
                 }
             }
             if let Some(ww) = &wino {
+                cool();
                 let t = Instant::now();
                 pool.install(|| {
                     winograd3x3(&x, &g, ww, Some(&bias), None, Activation::Relu, &mut yw).unwrap()
@@ -227,6 +264,7 @@ fn main() {
                 }
             }
             if let Some(sw) = &shifted {
+                cool();
                 let t = Instant::now();
                 pool.install(|| {
                     conv_shifted(&x, &g, sw, Some(&bias), None, Activation::Relu, &mut yq).unwrap()

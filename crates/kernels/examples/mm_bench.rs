@@ -1,7 +1,8 @@
 //! GFLOP/s of activation x weight products as a transformer's dense layers run them:
 //! activations (M x K, row-major) packed on the fly, weights (K x N) prepacked.
 //! `cargo run --release -p millrace-kernels --example mm_bench [THREADS] [KERNEL ...]`
-//! (kernels named after the first compared with the detected one, alternating run by run)
+//! (kernels named after the first compared with the detected one, alternating run by run).
+//! The classifiers' weights (4-8 MB) stay in the L3 here; in a model they come from memory.
 use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided};
 use std::time::Instant;
 
@@ -24,6 +25,10 @@ fn main() {
         (128, 256, 256),
         (128, 256, 1024),
         (128, 1024, 256),
+        // Classifiers at batch 1 (matrix-vector products): MobileNetV2, GoogLeNet, ResNet-50.
+        (1, 1280, 1000),
+        (1, 1024, 1000),
+        (1, 2048, 1000),
     ] {
         let x: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.01).collect();
         let w: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 * 0.01).collect();

@@ -20,6 +20,7 @@
 //! across the other side, so that the threads' shares come out even. Otherwise (sides
 //! too small, operands too large to pack whole) C is cut statically into one block per
 //! thread.
+mod gemv;
 mod micro;
 mod pack;
 mod shifted;
@@ -634,6 +635,17 @@ pub fn gemm_ex(
             }
         }
         return Ok(());
+    }
+    // One row by prepacked weights (a classifier at batch 1): its own kernel.
+    if let (Lhs::Source(src), Rhs::Packed(pb)) = (a, b) {
+        if gemv::applies(kernel, m, pb) {
+            let mut xbuf = take_shared();
+            // SAFETY: C, the bias and the residual were checked against `1 x n` above;
+            // `applies` checked the kernel (and so the CPU's AVX-512).
+            unsafe { gemv::run(src, pb, out, epi, &mut xbuf) };
+            SHARED.with_borrow_mut(|v| v.push(xbuf));
+            return Ok(());
+        }
     }
     let (mp, np) = (m.div_ceil(kernel.mr), n.div_ceil(kernel.nr));
     let threads = rayon::current_num_threads().max(1);

@@ -85,6 +85,11 @@ fn every_kernel_matches_reference_over_awkward_shapes() {
             // 32-column panels): each cut across the other side (`cuts`).
             (96, 60, 50),
             (30, 300, 50),
+            // One row by prepacked panels (`gemv.rs` on AVX-512): a classifier at batch 1,
+            // `K` over two `kc` blocks, odd `K`, `N` not a multiple of 32.
+            (1, 1000, 1280),
+            (1, 700, 2049),
+            (1, 33, 5),
         ] {
             let a = rnd(m * k, 1);
             let b = rnd(k * n, 2);
@@ -906,4 +911,37 @@ fn units_cover_every_tile_once() {
             }
         }
     }
+}
+
+#[test]
+fn one_row_products_take_a_row_bias() {
+    // `gemv.rs`'s epilogue (AVX-512) and the general driver's (elsewhere): a bias per row
+    // of a one-row product is one value for all of it.
+    let (n, k) = (40, 10);
+    let a = rnd(k, 11);
+    let b = rnd(k * n, 12);
+    let sa = Strided::rows(&a, 1, k).unwrap();
+    let packed = PackedB::new(&Strided::cols(&b, n, k).unwrap());
+    let mut c = vec![0.0; n];
+    gemm_ex(
+        packed.kernel(),
+        Lhs::Source(&sa),
+        Rhs::Packed(&packed),
+        Out {
+            data: &mut c,
+            rs: n,
+            cs: 1,
+        },
+        &Epilogue {
+            bias: Bias::Row(&[2.0]),
+            act: Activation::Relu,
+            ..Epilogue::default()
+        },
+    )
+    .unwrap();
+    let mut want = reference(1, n, k, &a, &b, &c, 1.0, 0.0, None, None, Activation::None);
+    for w in &mut want {
+        *w = (*w + 2.0).max(0.0);
+    }
+    close(&c, &want, k, "one row, row bias");
 }

@@ -1,0 +1,160 @@
+//! One row times prepacked panels: a classifier at batch 1 (`x[1 x K] * W[K x N]`, `W`
+//! packed as the GEMM's `B` at compile time).
+//!
+//! The general driver runs such a product as one-row tiles of the 14 x 32 microkernel: per
+//! step of `k` two loads of `W`, one broadcast of `x` and two FMAs, in two dependent
+//! chains, a 14-row `A` panel packed for one row, and each panel's `K` cut into the
+//! kernel's `kc` blocks with `C` stored and reloaded between them. Every weight is used
+//! once, so the product is a stream of `W` (4 to 8 MB for ImageNet classifiers) from the
+//! L3 or memory, and what matters is how fast one core pulls it.
+//!
+//! Here each job takes whole column panels (every `kc` block of one, one after another in
+//! memory order), sums two steps of `k` into separate accumulators (four chains), asks for
+//! the panel's lines [`AHEAD`] bytes in front of the loads, and applies the epilogue
+//! (`alpha`, `beta`, bias, residual, activation) once per panel on its 32 sums.
+//!
+//! Before: `gemm_ex(Lhs::Source(x: 1 x K), Rhs::Packed(W), ..)` through `run_block`.
+//! After: the same call, through [`run`] where [`applies`] (AVX-512, `m == 1`, `B`
+//! prepacked 32 wide).
+use super::{grab, Bias, Epilogue, Kernel, OutPtr, Packed, PanelSource};
+use rayon::prelude::*;
+use std::sync::atomic::AtomicUsize;
+
+/// Bytes ahead of the loads that a step asks for (a multiple of the 128 bytes a step
+/// reads).
+const AHEAD: usize = 2048;
+
+/// Whether [`run`] takes a product of `m` rows by `b`: one row, `b` prepacked for the
+/// AVX-512 kernel (32-wide panels), `K` no deeper than the thread's shared buffers.
+pub(super) fn applies(kernel: &Kernel, m: usize, b: &Packed) -> bool {
+    m == 1 && kernel.name == "avx512" && b.width == 32 && std::ptr::eq(b.kernel, kernel)
+}
+
+/// `C[0, j] = act(alpha * sum_k x[k] W[k][j] + beta * C[0, j] + bias + residual)` for
+/// `j < n`, `x` the one row of `src`, on the current rayon pool.
+///
+/// # Safety
+/// `out` must cover a `1 x n` result (checked by the caller, as the residual and bias);
+/// [`applies`] must have said yes (so the CPU has AVX-512F).
+pub(super) unsafe fn run(
+    src: &dyn PanelSource,
+    b: &Packed,
+    out: OutPtr,
+    epi: &Epilogue<'_>,
+    xbuf: &mut Vec<f32>,
+) {
+    let (k, n) = (b.k, b.len);
+    if xbuf.len() < k {
+        xbuf.resize(k, 0.0);
+    }
+    // The row, contiguous (a one-wide panel of A).
+    src.pack(0, 1, 0, k, &mut xbuf[..k]);
+    let x: &[f32] = &xbuf[..k];
+    let view = b.view();
+    let panels = n.div_ceil(32);
+    let blocks = k.div_ceil(view.kc);
+    let threads = rayon::current_num_threads().max(1);
+    let job = |q: usize| {
+        // The whole `OutPtr` (Sync), not its raw pointer field alone.
+        let out = &out;
+        let mut acc = [0.0f32; 32];
+        for pc in 0..blocks {
+            let k0 = pc * view.kc;
+            let w = view.panel(pc, q);
+            let kcb = w.len() / 32;
+            // SAFETY: `w` holds `kcb` rows of 32 and `x[k0..]` at least `kcb` values.
+            unsafe { x86::panel_avx512(&x[k0..k0 + kcb], w, &mut acc) };
+        }
+        let j0 = q * 32;
+        let nv = 32.min(n - j0);
+        for (jj, &s) in acc[..nv].iter().enumerate() {
+            let j = j0 + jj;
+            let mut v = epi.alpha * s;
+            // SAFETY: `(0, j)` lies inside C (checked by the caller); this job alone
+            // writes the columns of panel `q`.
+            let c = unsafe { out.ptr.add(j * out.cs) };
+            if epi.beta != 0.0 {
+                v += epi.beta * unsafe { *c };
+            }
+            v += match epi.bias {
+                Bias::None => 0.0,
+                Bias::Row(r) => r[0],
+                Bias::Col(cb) => cb[j],
+            };
+            if let Some(r) = &epi.residual {
+                v += r.data[j * r.cs];
+            }
+            unsafe { *c = epi.act.apply(v) };
+        }
+    };
+    let work = k as u64 * n as u64;
+    if threads == 1 || work < 1 << 18 {
+        (0..panels).for_each(job);
+        return;
+    }
+    // Chunks of panels from a shared counter, as the general driver hands them out.
+    let next = AtomicUsize::new(0);
+    let worker = |_| {
+        while let Some((q0, q1)) = grab(&next, panels, threads) {
+            (q0..q1).for_each(job);
+        }
+    };
+    (0..threads.min(panels)).into_par_iter().for_each(worker);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::AHEAD;
+    use std::arch::x86_64::*;
+
+    /// `acc[j] += sum_kk x[kk] * w[kk * 32 + j]`, `w` one panel block (`x.len()` rows of
+    /// 32), two steps of `k` at a time in separate accumulators.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `w.len() >= 32 * x.len()`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn panel_avx512(x: &[f32], w: &[f32], acc: &mut [f32; 32]) {
+        let kcb = x.len();
+        debug_assert!(w.len() >= 32 * kcb);
+        let (xp, wp) = (x.as_ptr(), w.as_ptr());
+        let mut c = [_mm512_setzero_ps(); 4];
+        let mut kk = 0;
+        while kk + 2 <= kcb {
+            let r = wp.add(kk * 32);
+            // Two lines of the rows `AHEAD` bytes on (a hint: past the end it fetches a
+            // line of whatever follows, and cannot fault).
+            _mm_prefetch::<_MM_HINT_T0>((r as *const i8).wrapping_add(AHEAD));
+            _mm_prefetch::<_MM_HINT_T0>((r as *const i8).wrapping_add(AHEAD + 64));
+            let (x0, x1) = (_mm512_set1_ps(*xp.add(kk)), _mm512_set1_ps(*xp.add(kk + 1)));
+            c[0] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r), c[0]);
+            c[1] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r.add(16)), c[1]);
+            c[2] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(r.add(32)), c[2]);
+            c[3] = _mm512_fmadd_ps(x1, _mm512_loadu_ps(r.add(48)), c[3]);
+            kk += 2;
+        }
+        if kk < kcb {
+            let r = wp.add(kk * 32);
+            let x0 = _mm512_set1_ps(*xp.add(kk));
+            c[0] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r), c[0]);
+            c[1] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r.add(16)), c[1]);
+        }
+        let ap = acc.as_mut_ptr();
+        let lo = _mm512_add_ps(_mm512_add_ps(c[0], c[2]), _mm512_loadu_ps(ap));
+        let hi = _mm512_add_ps(_mm512_add_ps(c[1], c[3]), _mm512_loadu_ps(ap.add(16)));
+        _mm512_storeu_ps(ap, lo);
+        _mm512_storeu_ps(ap.add(16), hi);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod x86 {
+    /// [`super::applies`] is false off x86-64 (no kernel there is named `avx512`); the
+    /// same sums in scalar code, so this module builds everywhere.
+    pub(super) unsafe fn panel_avx512(x: &[f32], w: &[f32], acc: &mut [f32; 32]) {
+        for (xv, row) in x.iter().zip(w.chunks_exact(32)) {
+            for (a, wv) in acc.iter_mut().zip(row) {
+                *a += xv * wv;
+            }
+        }
+    }
+}
