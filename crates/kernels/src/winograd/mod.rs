@@ -891,8 +891,10 @@ fn output_impl<const A: usize, const M: usize>(
 
 /// Whether `F(4x4)` should run a 3x3 stride-1 layer (`cin` inputs, `cout` outputs, an
 /// `h x w` image) before the direct kernel: on AVX-512, whose transforms are vectorized
-/// ([`avx512`]), from 28x28 up with at least 64 channels on each side, and at 14x14 with
-/// at least 256.
+/// ([`avx512`]), from 28x28 up with at least 64 channels on each side. Measured and not
+/// taken: 14x14 layers (ResNet-50's `layer3`, 1.10x the direct kernel's time in the
+/// model), and SqueezeNet 1.1's 16 -> 64 on 55x55 and 32 -> 128 on 27x27 (0.92x and 0.78x
+/// in `direct_bench`, but 0.96-1.20x in the model, `scripts/nodes_ab.py`, 10 rounds).
 pub fn preferred_over_direct(
     cin: usize,
     cout: usize,
