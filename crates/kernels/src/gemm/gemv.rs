@@ -31,7 +31,7 @@ pub(super) fn applies(kernel: &Kernel, m: usize, b: &Packed) -> bool {
 }
 
 /// `C[0, j] = act(alpha * sum_k x[k] W[k][j] + beta * C[0, j] + bias + residual)` for
-/// `j < n`, `x` the one row of `src`, on the current rayon pool.
+/// `j < n`, `x` the one row of `src`, in at most `threads` jobs on the current rayon pool.
 ///
 /// # Safety
 /// `out` must cover a `1 x n` result (checked by the caller, as the residual and bias);
@@ -42,6 +42,7 @@ pub(super) unsafe fn run(
     out: OutPtr,
     epi: &Epilogue<'_>,
     xbuf: &mut Vec<f32>,
+    threads: usize,
 ) {
     let (k, n) = (b.k, b.len);
     if xbuf.len() < k {
@@ -53,7 +54,6 @@ pub(super) unsafe fn run(
     let view = b.view();
     let panels = n.div_ceil(32);
     let blocks = k.div_ceil(view.kc);
-    let threads = rayon::current_num_threads().max(1);
     let job = |q: usize| {
         // The whole `OutPtr` (Sync), not its raw pointer field alone.
         let out = &out;

@@ -550,6 +550,32 @@ pub fn gemm_ex(
     c: Out<'_>,
     epi: &Epilogue<'_>,
 ) -> Result<(), GemmError> {
+    gemm_on(kernel, a, b, c, epi, rayon::current_num_threads().max(1))
+}
+
+/// [`gemm_ex`] on the calling thread alone, for a caller that runs many products side by
+/// side over the pool itself (Winograd's 36 per layer): none of them forks, so none of
+/// them holds a buffer of the thread's shared stack while another product of the same
+/// thread needs one (a nested product would grow that stack in some run after the first).
+pub fn gemm_ex_one_thread(
+    kernel: &'static Kernel,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    c: Out<'_>,
+    epi: &Epilogue<'_>,
+) -> Result<(), GemmError> {
+    gemm_on(kernel, a, b, c, epi, 1)
+}
+
+/// [`gemm_ex`] split over at most `threads` jobs of the current pool (1: no fork).
+fn gemm_on(
+    kernel: &'static Kernel,
+    a: Lhs<'_>,
+    b: Rhs<'_>,
+    c: Out<'_>,
+    epi: &Epilogue<'_>,
+    threads: usize,
+) -> Result<(), GemmError> {
     let (m, k) = a.dims();
     let (kb, n) = b.dims();
     if kb != k {
@@ -642,13 +668,12 @@ pub fn gemm_ex(
             let mut xbuf = take_shared();
             // SAFETY: C, the bias and the residual were checked against `1 x n` above;
             // `applies` checked the kernel (and so the CPU's AVX-512).
-            unsafe { gemv::run(src, pb, out, epi, &mut xbuf) };
+            unsafe { gemv::run(src, pb, out, epi, &mut xbuf, threads) };
             SHARED.with_borrow_mut(|v| v.push(xbuf));
             return Ok(());
         }
     }
     let (mp, np) = (m.div_ceil(kernel.mr), n.div_ceil(kernel.nr));
-    let threads = rayon::current_num_threads().max(1);
     // Small products are not worth a fork.
     let work = m as u64 * n as u64 * k as u64;
     let give = |stores: [Vec<f32>; 2]| {

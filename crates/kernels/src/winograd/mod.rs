@@ -42,7 +42,9 @@
 //! kernel.
 use crate::activation::Activation;
 use crate::conv::Geom2d;
-use crate::gemm::{gemm_ex, Epilogue, GemmError, Kernel, Lhs, Out, Packed, Rhs, Strided};
+use crate::gemm::{
+    gemm_ex_one_thread, Epilogue, GemmError, Kernel, Lhs, Out, Packed, Rhs, Strided,
+};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -346,10 +348,13 @@ pub fn winograd3x3_with_scratch(
     }
 
     // 2. One GEMM per position: M[pos][co][tile] = sum over ci of V[ci][pos][tile] U[pos].
-    // Positions run in parallel (each GEMM may split further), one fork for all of them.
+    // Positions run in parallel, one fork for all of them, each product on its thread
+    // alone (`gemm_ex_one_thread`: a product that forked inside another on the same
+    // thread would take a second buffer of the thread's shared stack, growing it in some
+    // run after the first).
     let vv: &[f32] = v;
     let pos_job = |(pos, mp): (usize, &mut [f32])| -> Result<(), WinogradError> {
-        gemm_ex(
+        gemm_ex_one_thread(
             ww.kernel(),
             Lhs::Packed(&ww.lhs[pos]),
             Rhs::Direct {
