@@ -24,10 +24,10 @@ use std::sync::atomic::AtomicUsize;
 /// reads).
 const AHEAD: usize = 2048;
 
-/// Whether [`run`] takes a product of `m` rows by `b`: one row, `b` prepacked for the
-/// AVX-512 kernel (32-wide panels), `K` no deeper than the thread's shared buffers.
+/// Whether [`run`] takes a product of `m` rows by `b` (already checked to be packed as a
+/// `B` for `kernel`): one row, on the AVX-512 kernel, whose panels are 32 wide.
 pub(super) fn applies(kernel: &Kernel, m: usize, b: &Packed) -> bool {
-    m == 1 && kernel.name == "avx512" && b.width == 32 && std::ptr::eq(b.kernel, kernel)
+    m == 1 && kernel.name == "avx512" && b.width == 32
 }
 
 /// `C[0, j] = act(alpha * sum_k x[k] W[k][j] + beta * C[0, j] + bias + residual)` for

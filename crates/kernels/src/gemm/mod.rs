@@ -662,6 +662,9 @@ fn gemm_on(
         }
         return Ok(());
     }
+    let give = |stores: [Vec<f32>; 2]| {
+        SHARED.with_borrow_mut(|v| v.extend(stores.into_iter().filter(|s| s.capacity() > 0)))
+    };
     // One row by prepacked weights (a classifier at batch 1): its own kernel.
     if let (Lhs::Source(src), Rhs::Packed(pb)) = (a, b) {
         if gemv::applies(kernel, m, pb) {
@@ -669,16 +672,13 @@ fn gemm_on(
             // SAFETY: C, the bias and the residual were checked against `1 x n` above;
             // `applies` checked the kernel (and so the CPU's AVX-512).
             unsafe { gemv::run(src, pb, out, epi, &mut xbuf, threads) };
-            SHARED.with_borrow_mut(|v| v.push(xbuf));
+            give([xbuf, Vec::new()]);
             return Ok(());
         }
     }
     let (mp, np) = (m.div_ceil(kernel.mr), n.div_ceil(kernel.nr));
     // Small products are not worth a fork.
     let work = m as u64 * n as u64 * k as u64;
-    let give = |stores: [Vec<f32>; 2]| {
-        SHARED.with_borrow_mut(|v| v.extend(stores.into_iter().filter(|s| s.capacity() > 0)))
-    };
     // A job packs an `A` given as a source again for every block of `NC_PANELS` column
     // panels it covers; when a job covers more than one block, or several jobs read the
     // same rows, packing it once for all of them is cheaper (bert_small's products at one
