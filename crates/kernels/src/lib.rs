@@ -13,6 +13,8 @@ pub mod peak;
 pub mod pool;
 mod prefetch;
 pub mod subsample;
+#[cfg(test)]
+mod testutil;
 mod transpose;
 pub mod vmath;
 pub mod winograd;

@@ -1315,19 +1315,7 @@ pub(crate) mod tests {
         pub(crate) static S2X3: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
     }
 
-    fn rnd(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::testutil::rnd_lcg as rnd;
 
     fn naive(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Geom2d, act: Activation) -> Vec<f64> {
         let mut out = vec![0.0f64; g.c * g.oh * g.ow];

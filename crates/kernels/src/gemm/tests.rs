@@ -1,16 +1,6 @@
 use super::*;
 
-fn rnd(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use crate::testutil::rnd;
 
 /// f64 reference of `act(alpha A B + beta C + bias + residual)`, A row-major m x k,
 /// B row-major k x n, everything else row-major m x n.

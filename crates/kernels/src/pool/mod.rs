@@ -757,19 +757,7 @@ mod tests {
         }
     }
 
-    fn rnd(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::testutil::rnd_lcg as rnd;
 
     /// Naive (max, sum, valid count, padded count) per output, in f64.
     fn naive(x: &[f32], g: &Geom2d, pb: usize, pr: usize) -> Vec<(f64, f64, usize, usize)> {

@@ -951,17 +951,7 @@ mod tests {
     use super::*;
     use crate::gemm::gemm;
 
-    fn rnd(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::testutil::rnd;
 
     fn geom(c: usize, h: usize, w: usize, pt: usize, pl: usize, pb: usize, pr: usize) -> Geom2d {
         Geom2d {
