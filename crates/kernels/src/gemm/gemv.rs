@@ -11,12 +11,13 @@
 //! Here each job takes whole column panels (every `kc` block of one, one after another in
 //! memory order), sums two steps of `k` into separate accumulators (four chains), asks for
 //! the panel's lines [`AHEAD`] bytes in front of the loads, and applies the epilogue
-//! (`alpha`, `beta`, bias, residual, activation) once per panel on its 32 sums.
+//! (`alpha`, `beta`, bias, residual, activation) once per panel on its 32 sums, through
+//! the general driver's `store_tile`.
 //!
 //! Before: `gemm_ex(Lhs::Source(x: 1 x K), Rhs::Packed(W), ..)` through `run_block`.
 //! After: the same call, through [`run`] where [`applies`] (AVX-512, `m == 1`, `B`
 //! prepacked 32 wide).
-use super::{grab, Bias, Epilogue, Kernel, OutPtr, Packed, PanelSource};
+use super::{grab, store_tile, Epilogue, Kernel, OutPtr, Packed, PanelSource, TileAt};
 use rayon::prelude::*;
 use std::sync::atomic::AtomicUsize;
 
@@ -54,9 +55,9 @@ pub(super) unsafe fn run(
     let view = b.view();
     let panels = n.div_ceil(32);
     let blocks = k.div_ceil(view.kc);
-    let job = |q: usize| {
-        // The whole `OutPtr` (Sync), not its raw pointer field alone.
-        let out = &out;
+    // Panel `q`'s 32 sums, then the driver's epilogue on them (`tt`: its stack buffer for
+    // a column-major C, one per job).
+    let job = |q: usize, tt: &mut [f32; 32 * 32]| {
         let mut acc = [0.0f32; 32];
         for pc in 0..blocks {
             let k0 = pc * view.kc;
@@ -66,37 +67,29 @@ pub(super) unsafe fn run(
             unsafe { x86::panel_avx512(&x[k0..k0 + kcb], w, &mut acc) };
         }
         let j0 = q * 32;
-        let nv = 32.min(n - j0);
-        for (jj, &s) in acc[..nv].iter().enumerate() {
-            let j = j0 + jj;
-            let mut v = epi.alpha * s;
-            // SAFETY: `(0, j)` lies inside C (checked by the caller); this job alone
-            // writes the columns of panel `q`.
-            let c = unsafe { out.ptr.add(j * out.cs) };
-            if epi.beta != 0.0 {
-                v += epi.beta * unsafe { *c };
-            }
-            v += match epi.bias {
-                Bias::None => 0.0,
-                Bias::Row(r) => r[0],
-                Bias::Col(cb) => cb[j],
-            };
-            if let Some(r) = &epi.residual {
-                v += r.data[j * r.cs];
-            }
-            unsafe { *c = epi.act.apply(v) };
-        }
+        let t = TileAt {
+            i0: 0,
+            j0,
+            mv: 1,
+            nv: 32.min(n - j0),
+            ld: 32,
+        };
+        // SAFETY: the tile lies inside C (checked by the caller); this job alone writes
+        // the columns of panel `q`.
+        unsafe { store_tile(&acc, tt, t, out, epi, true, true) };
     };
     let work = k as u64 * n as u64;
     if threads == 1 || work < 1 << 18 {
-        (0..panels).for_each(job);
+        let mut tt = [0.0f32; 32 * 32];
+        (0..panels).for_each(|q| job(q, &mut tt));
         return;
     }
     // Chunks of panels from a shared counter, as the general driver hands them out.
     let next = AtomicUsize::new(0);
     let worker = |_| {
+        let mut tt = [0.0f32; 32 * 32];
         while let Some((q0, q1)) = grab(&next, panels, threads) {
-            (q0..q1).for_each(job);
+            (q0..q1).for_each(|q| job(q, &mut tt));
         }
     };
     (0..threads.min(panels)).into_par_iter().for_each(worker);
