@@ -12,22 +12,9 @@ ratios; then the same for the matched nodes' sum and for the profile's wall time
 import collections
 import re
 import statistics
-import subprocess
 import sys
 
-
-def profile(binary, model, threads, pat):
-    out = subprocess.run(
-        [binary, "profile", model, "--threads", threads, "--top", "0", "--iters", "20", "--warmup", "5"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    wall = float(re.search(r"wall:\s+([\d.]+) ms", out).group(1))
-    nodes = {}
-    for line in out.splitlines():
-        f = line.split()
-        if len(f) > 4 and f[0].isdigit() and pat.search(f[1]):
-            nodes[f[1]] = nodes.get(f[1], 0.0) + float(f[3])
-    return wall, nodes
+from profile_nodes import profile
 
 
 def main():
@@ -37,7 +24,8 @@ def main():
     times = {a: collections.defaultdict(list), b: collections.defaultdict(list)}
     for r in range(rounds):
         for binary in ((a, b) if r % 2 == 0 else (b, a)):
-            wall, nodes = profile(binary, model, threads, pat)
+            wall, nodes = profile(binary, model, threads)
+            nodes = {k: v for k, v in nodes.items() if pat.search(k)}
             times[binary]["(wall)"].append(wall)
             times[binary]["(sum of matched nodes)"].append(sum(nodes.values()))
             for k, v in nodes.items():

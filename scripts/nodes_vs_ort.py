@@ -21,6 +21,8 @@ import statistics
 import subprocess
 import sys
 
+from profile_nodes import profile
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -49,19 +51,13 @@ def key(name):
 
 
 def ours(binary, model, threads, extra):
-    out = subprocess.run(
-        [binary, "profile", model, "--threads", threads, "--top", "0", "--iters", "20", "--warmup", "5"] + extra,
-        capture_output=True, text=True, check=True,
-    ).stdout
-    per, total = collections.defaultdict(float), 0.0
-    for line in out.splitlines():
-        f = line.split()
-        if len(f) > 4 and f[0].isdigit():
-            total += float(f[3])
-            k = key(f[1])
-            if k:
-                per[k] += float(f[3])
-    return total, per
+    _, nodes = profile(binary, model, threads, extra)
+    per = collections.defaultdict(float)
+    for name, ms in nodes.items():
+        k = key(name)
+        if k:
+            per[k] += ms
+    return sum(nodes.values()), per
 
 
 def theirs(model, threads, extra):

@@ -11,24 +11,10 @@ loss first.
     python3 scripts/threads_scaling.py BIN MODEL ROUNDS [TOP] [T1] [T2]
 """
 import collections
-import re
 import statistics
-import subprocess
 import sys
 
-
-def profile(binary, model, threads):
-    out = subprocess.run(
-        [binary, "profile", model, "--threads", str(threads), "--top", "0", "--iters", "20", "--warmup", "5"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    wall = float(re.search(r"wall:\s+([\d.]+) ms", out).group(1))
-    nodes = {}
-    for line in out.splitlines():
-        f = line.split()
-        if len(f) > 4 and f[0].isdigit():
-            nodes[f[1]] = nodes.get(f[1], 0.0) + float(f[3])
-    return wall, nodes
+from profile_nodes import profile
 
 
 def main():
