@@ -107,11 +107,35 @@ mod x86 {
             let iy0 = (2 * oy) as isize - g.pt as isize;
             let (ya, yb) = (iy0.max(0), (iy0 + g.kh as isize).min(h));
             let orow = out.as_mut_ptr().add(oy * g.ow);
+            // A 3x3 window whose three rows are all inside the image (most rows): its
+            // loads unrolled (a loop over a run-time row count kept the accumulators
+            // moving through the stack and spent more on its branches than on the maxes).
+            let rows3 = three && yb - ya == 3;
             let mut ox0 = 0;
             while ox0 < g.ow {
                 let s = 2 * ox0 as isize - g.pl as isize;
                 let (mut l, mut r, mut e) = (ninf, ninf, ninf);
-                if s >= 0 && s + span <= w {
+                let inside = s >= 0 && s + span <= w;
+                if rows3 && inside {
+                    let p0 = x.as_ptr().offset(ya * w + s);
+                    let (p1, p2) = (p0.offset(w), p0.offset(2 * w));
+                    // The three rows' loads unrolled, each as the first operand: `maxps`
+                    // returns the second for NaN, so a NaN is skipped as in the loops
+                    // below. (A macro: a closure would be compiled without AVX-512.)
+                    macro_rules! fold {
+                        ($p:ident => $load:expr) => {{
+                            let $p = p0;
+                            let a = _mm512_max_ps($load, ninf);
+                            let $p = p1;
+                            let a = _mm512_max_ps($load, a);
+                            let $p = p2;
+                            _mm512_max_ps($load, a)
+                        }};
+                    }
+                    l = fold!(p => _mm512_loadu_ps(p));
+                    r = fold!(p => _mm512_loadu_ps(p.add(16)));
+                    e = fold!(p => _mm512_castps128_ps512(_mm_load_ss(p.add(32))));
+                } else if inside {
                     for y in ya..yb {
                         let p = x.as_ptr().offset(y * w + s);
                         l = _mm512_max_ps(_mm512_loadu_ps(p), l);
@@ -145,8 +169,12 @@ mod x86 {
                     ));
                     y = _mm512_max_ps(t2, y);
                 }
-                let n = (g.ow - ox0).min(16);
-                _mm512_mask_storeu_ps(orow.add(ox0), ((1u32 << n) - 1) as __mmask16, y);
+                let n = g.ow - ox0;
+                if n >= 16 {
+                    _mm512_storeu_ps(orow.add(ox0), y);
+                } else {
+                    _mm512_mask_storeu_ps(orow.add(ox0), ((1u32 << n) - 1) as __mmask16, y);
+                }
                 ox0 += 16;
             }
         }
