@@ -153,14 +153,17 @@ pub fn preferred_pointwise(m: usize, k: usize, plane: usize) -> bool {
 /// (`millrace profile`, Zen 5, 2 threads, 8 rounds alternating) its 1024 -> 2048 layer at
 /// 14x14 -> 7x7 took 0.75x the time, 512 -> 1024 at 28x28 -> 14x14 0.89x, but 256 -> 512
 /// at 56x56 -> 28x28 1.13x. Warm, in `examples/direct_bench.rs`, the three were
-/// 0.97x, 1.0x and 1.1x the GEMM's time.
+/// 0.97x, 1.0x and 1.1x the GEMM's time. Since the 1x1 tiles prefetch the next tile's
+/// input (`sums_near`), the 256 -> 512 layer too: `scripts/nodes_ab.py` on ResNet-50
+/// (Zen 5, the builds alternating) 0.908x and 0.933x the time at 2 threads (8 and 6
+/// rounds, every round 0.88-0.95), 0.977x at 1; `direct_bench` 0.84x the gathered GEMM.
 pub fn preferred_strided_pointwise(k: usize) -> bool {
     avx512() && k >= STRIDED_POINTWISE_MIN_K
 }
 
 /// The fewest input channels of a 1x1 stride-2 layer [`preferred_strided_pointwise`]
 /// takes.
-pub const STRIDED_POINTWISE_MIN_K: usize = 512;
+pub const STRIDED_POINTWISE_MIN_K: usize = 256;
 
 /// The fewest input channels of a 1x1 layer [`preferred_pointwise`] takes (twice as many
 /// on planes larger than 7x7).

@@ -187,7 +187,7 @@ fn second_eval_into_allocates_nothing() {
         conv_case(
             "gemm 1x1 stride 2",
             "impl=gemm",
-            (256, 128, 28),
+            (128, 256, 28),
             (1, 2, 0, 1),
             Activation::None,
             false,
