@@ -90,6 +90,20 @@ struct Case {
 fn conv_case(
     name: &'static str,
     want: &str,
+    chm: (usize, usize, usize),
+    window: (usize, usize, usize, usize),
+    act: Activation,
+    residual: bool,
+) -> Case {
+    conv_case_batch(name, want, 1, chm, window, act, residual)
+}
+
+/// [`conv_case`] over a batch of `n` images.
+#[allow(clippy::too_many_arguments)]
+fn conv_case_batch(
+    name: &'static str,
+    want: &str,
+    n: usize,
     (c, m, h): (usize, usize, usize),
     (k, s, p, group): (usize, usize, usize, usize),
     act: Activation,
@@ -105,7 +119,7 @@ fn conv_case(
         ],
     );
     let conv = Conv::parse(&attrs).unwrap();
-    let xs = [1, c, h, h];
+    let xs = [n, c, h, h];
     let ws = [m, c / group, k, k];
     let f = FusedConv::new(
         &conv,
@@ -120,7 +134,7 @@ fn conv_case(
     .unwrap();
     assert!(f.describe().contains(want), "{name}: {}", f.describe());
     let oh = (h + 2 * p - k) / s + 1;
-    let out_shape = vec![1, m, oh, oh];
+    let out_shape = vec![n, m, oh, oh];
     let mut inputs = vec![Tensor::from_vec(xs.to_vec(), rnd(xs.iter().product(), 1)).unwrap()];
     if residual {
         let n = out_shape.iter().product();
@@ -216,6 +230,22 @@ fn second_eval_into_allocates_nothing() {
                 "impl=winograd"
             },
             (128, 128, 28),
+            (3, 1, 1, 1),
+            relu,
+            true,
+        ),
+        // A batch of 14x14 planes: F(4x4) over the images at once on AVX-512.
+        conv_case_batch(
+            "winograd over a batch",
+            if millrace_kernels::winograd::preferred_for_batch(128, 128, 14, 14, 4).is_some() {
+                "impl=winograd-F4x4"
+            } else if direct == "impl=direct" {
+                direct
+            } else {
+                "impl=winograd"
+            },
+            4,
+            (128, 128, 14),
             (3, 1, 1, 1),
             relu,
             true,

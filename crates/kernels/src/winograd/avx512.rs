@@ -89,16 +89,18 @@ unsafe fn hblock(row: *const f32) -> [__m512; 6] {
 /// `geo.tp`), `vert` a buffer of at least [`vert_len`] floats.
 ///
 /// # Safety
-/// The CPU must support AVX-512F. `x` must hold `h * w` values, `v` `36 * geo.tp`, and
-/// `geo` must describe a 3x3 stride-1 layer tiled by 4 (`nty`, `ntx` the tile grid of
-/// the output, `tp >= nty * ntx + 16`).
+/// The CPU must support AVX-512F. `x` must hold `h * w` values, `v` `35 * geo.tp` plus
+/// the tiles, and `geo` must describe a 3x3 stride-1 layer tiled by 4 (`nty`, `ntx` the
+/// tile grid of the output, `tp >= nty * ntx + 16`).
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn input_f4(geo: &TileGeo, x: &[f32], v: &mut [f32], vert: &mut [f32]) {
     let g = &geo.g;
     let (ntx, tp) = (geo.ntx, geo.tp);
     let nbh = ntx.div_ceil(4);
     let wv = (nbh + 1) * 16;
-    debug_assert!(vert.len() >= 6 * wv && x.len() >= g.h * g.w && v.len() >= 36 * tp);
+    debug_assert!(
+        vert.len() >= 6 * wv && x.len() >= g.h * g.w && v.len() >= 35 * tp + geo.nty * ntx
+    );
     let every4 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
     let halves = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
     let (xp, vp, vert) = (x.as_ptr(), v.as_mut_ptr(), vert.as_mut_ptr());
@@ -163,8 +165,8 @@ pub(super) unsafe fn input_f4(geo: &TileGeo, x: &[f32], v: &mut [f32], vert: &mu
 /// applying `act`.
 ///
 /// # Safety
-/// The CPU must support AVX-512F. `mc` must hold `35 * geo.mps + geo.tp` values, `out`
-/// and `res` `oh * ow`.
+/// The CPU must support AVX-512F. `mc` must hold `35 * geo.mps` values plus the tiles
+/// and 15 (the last tile's vector), `out` and `res` `oh * ow`.
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn output_f4(
     geo: &TileGeo,
@@ -177,7 +179,7 @@ pub(super) unsafe fn output_f4(
     let g = &geo.g;
     let (ntx, mps) = (geo.ntx, geo.mps);
     let (oh, ow) = (g.oh, g.ow);
-    debug_assert!(mc.len() >= 35 * mps + geo.tp && out.len() >= oh * ow);
+    debug_assert!(mc.len() >= 35 * mps + geo.nty * ntx + 15 && out.len() >= oh * ow);
     debug_assert!(res.is_none_or(|r| r.len() >= oh * ow));
     let (mp, op) = (mc.as_ptr(), out.as_mut_ptr());
     let rp = res.map(|r| r.as_ptr());

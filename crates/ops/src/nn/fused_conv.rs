@@ -16,7 +16,9 @@
 //! stride-1 layers with many channels on 7x7 and 14x14 planes on AVX-512
 //! ([`direct::preferred_pointwise`]); on AVX-512, Winograd `F(4x4)` takes 3x3 stride-1
 //! layers from 28x28 up with at least 64 channels on each side before the direct kernel
-//! ([`winograd::preferred_over_direct`]), and on CPUs with neither direct kernel it serves
+//! ([`winograd::preferred_over_direct`]), and in a batch also 14x14 planes with 128+
+//! channels, the tiles of several images side by side in each of its products
+//! ([`winograd::preferred_for_batch`]); on CPUs with neither direct kernel it serves
 //! the 3x3 stride-1 layers it suits; everything else is a GEMM
 //! `W[Cout x Cin*kh*kw] x im2col(X)` whose right operand is packed straight from the
 //! image (implicit im2col: no im2col buffer), written as NCHW with the epilogue applied
@@ -35,7 +37,9 @@ use millrace_kernels::gemm::{
     ShiftedWeights, Strided, View,
 };
 use millrace_kernels::subsample;
-use millrace_kernels::winograd::{self, prefer_winograd, winograd3x3, WinogradWeights};
+use millrace_kernels::winograd::{
+    self, prefer_winograd, winograd3x3, winograd3x3_batch, WinogradWeights,
+};
 use rayon::prelude::*;
 use std::any::Any;
 use std::sync::Mutex;
@@ -73,6 +77,10 @@ pub struct FusedConv {
     /// Names of the nodes folded in, for plans and profiles.
     fused: Vec<String>,
     path: Path,
+    /// Images per Winograd call in a batch: 1 runs the images side by side, each alone;
+    /// more puts that many images' tiles side by side in each product
+    /// ([`winograd::preferred_for_batch`]).
+    winograd_images: usize,
     /// The last input shape's resolved geometry: resolving the window allocates, and the
     /// planned path must not, so steady-state runs (one shape) read it from here.
     geom_cache: Mutex<Option<([usize; 4], Geom2d)>>,
@@ -180,6 +188,14 @@ impl FusedConv {
         // (`winograd::preferred_over_direct`).
         let winograd_first =
             winograd_image.and_then(|(h, w)| winograd::preferred_over_direct(cg, m, h, w));
+        // A batch of small planes: F(4x4) over several images at a time.
+        let winograd_batch = match (planned, winograd_image) {
+            (Some(&[n, ..]), Some((h, w))) if winograd_first.is_none() => {
+                winograd::preferred_for_batch(cg, m, h, w, n)
+            }
+            _ => None,
+        };
+        let winograd_first = winograd_first.or(winograd_batch.map(|(v, _)| v));
         let path = if cg == 1 && mg == 1 {
             Path::Depthwise
         } else if let Some(variant) = winograd_first {
@@ -238,6 +254,7 @@ impl FusedConv {
             residual,
             fused,
             path,
+            winograd_images: winograd_batch.map_or(1, |(_, k)| k),
             geom_cache: Mutex::new(None),
         })
     }
@@ -536,7 +553,18 @@ impl Op for FusedConv {
             }
             Ok(())
         };
-        if n > 1 {
+        if let (Path::Winograd(ww), true) = (&self.path, n > 1 && self.winograd_images > 1) {
+            // A batch of small planes: several images' tiles in each product.
+            let k = self.winograd_images;
+            for (ci, yc) in y.chunks_mut(k * out_img).enumerate() {
+                let imgs = yc.len() / out_img;
+                let x0 = ci * k * in_img;
+                let xc = &x[x0..x0 + imgs * in_img];
+                let rc = res.map(|r| &r[ci * k * out_img..][..imgs * out_img]);
+                winograd3x3_batch(xc, imgs, &g, ww, self.bias.as_deref(), rc, self.act, yc)
+                    .map_err(|e| OpError::invalid(NAME, e.to_string()))?;
+            }
+        } else if n > 1 {
             // Images side by side: each thread works through whole images (the kernels
             // inside still share out their work when a thread is free), so a batch does
             // not pay one fork/join per image and layer.
@@ -617,6 +645,9 @@ mod tests {
             (32, 24, 12, 3, 1, 1, 1),
             (128, 32, 12, 3, 1, 1, 1),
             (128, 16, 20, 3, 1, 1, 1),
+            // A batch of 14x14 planes with many channels: on AVX-512, F(4x4) over both
+            // images at once (`winograd::preferred_for_batch`).
+            (128, 128, 14, 3, 1, 1, 1),
             // Strided 1x1: the input gathered at the output pixels, then a pointwise
             // GEMM (odd and even sizes; stride 3).
             (24, 20, 13, 1, 2, 0, 1),
@@ -717,6 +748,12 @@ mod tests {
         } else {
             direct("impl=gemm")
         };
+        // Batch 2 of 14x14 planes: on AVX-512, F(4x4) over both images at once.
+        let winograd_batch = if winograd::preferred_for_batch(128, 128, 14, 14, 2).is_some() {
+            "impl=winograd-F4x4"
+        } else {
+            direct("impl=winograd")
+        };
         let pointwise = if millrace_kernels::direct::preferred_pointwise(256, 512, 49) {
             "impl=direct"
         } else {
@@ -737,6 +774,7 @@ mod tests {
             (128, 32, 12, 3, 1, 1, 1, direct("impl=winograd")),
             (128, 32, 20, 3, 1, 1, 1, direct("impl=winograd-F4x4")),
             (64, 64, 28, 3, 1, 1, 1, winograd_first),
+            (128, 128, 14, 3, 1, 1, 1, winograd_batch),
             (6, 6, 9, 3, 1, 1, 6, "impl=depthwise"),
             (6, 6, 9, 3, 2, 1, 6, "impl=depthwise"),
             (8, 12, 10, 3, 2, 1, 4, "impl=gemm"), // grouped
