@@ -6,7 +6,10 @@ Rust: carry a release `millrace` binary there). Inputs as scripts/bench_vs_ort.p
 them: a symbolic first dimension 1, other symbolic dimensions 128; float inputs standard
 normal, integer inputs named *mask* ones, other integers uniform in [0, 100).
 
-    python3 scripts/check_vs_ort.py target/release/millrace MODEL.onnx [MODEL.onnx ...]
+    python3 scripts/check_vs_ort.py target/release/millrace MODEL.onnx [MODEL.onnx ...] [--batch N]
+
+`--batch N`: the symbolic first dimension is N, and millrace compiles for it (`--batch N`),
+so the batch's own kernel choices (Winograd over several images) are the ones checked.
 
 Exits 1 if any output's relative L2 error is above 1e-4 (issue 4's bound) or millrace fails.
 """
@@ -19,11 +22,11 @@ import numpy as np
 import onnxruntime as ort
 
 
-def feeds_for(sess, rng):
+def feeds_for(sess, rng, batch=1):
     feeds = {}
     for i in sess.get_inputs():
         shape = [
-            d if isinstance(d, int) and d >= 0 else (1 if k == 0 else 128)
+            d if isinstance(d, int) and d >= 0 else (batch if k == 0 else 128)
             for k, d in enumerate(i.shape)
         ]
         if "float" in i.type:
@@ -38,17 +41,28 @@ def feeds_for(sess, rng):
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    millrace, models = sys.argv[1], sys.argv[2:]
+    args = sys.argv[1:]
+    batch = 1
+    if "--batch" in args:
+        i = args.index("--batch")
+        if i + 1 >= len(args):
+            sys.exit(__doc__)
+        batch = int(args[i + 1])
+        del args[i : i + 2]
+    if len(args) < 2:
+        sys.exit(__doc__)
+    millrace, models = args[0], args[1:]
+    extra = ["--batch", str(batch)] if batch != 1 else []
     bad = False
     for path in models:
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        feeds = feeds_for(sess, np.random.default_rng(1))
+        feeds = feeds_for(sess, np.random.default_rng(1), batch)
         ref = sess.run(None, feeds)
         with tempfile.TemporaryDirectory() as d:
             inp, out = os.path.join(d, "in.npz"), os.path.join(d, "out.npz")
             np.savez(inp, **feeds)
             r = subprocess.run(
-                [millrace, "run", path, "--inputs", inp, "--outputs", out],
+                [millrace, "run", path, "--inputs", inp, "--outputs", out] + extra,
                 capture_output=True,
                 text=True,
             )
