@@ -1,6 +1,7 @@
-//! Pseudo-random test data shared by the kernels' unit tests (the same values on every run).
+//! Pseudo-random test data shared by the kernels' unit tests and, through a `#[path]`
+//! module, their benchmarks (`examples/common`): the same values on every run.
 
-/// `n` values in [-1, 1) from `seed` (xorshift): the GEMM and Winograd tests.
+/// `n` values in [-1, 1) from `seed` (xorshift): the GEMM and Winograd tests, the benchmarks.
 pub(crate) fn rnd(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)

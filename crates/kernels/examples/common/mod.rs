@@ -32,18 +32,12 @@ pub fn vector_isas() -> Vec<millrace_kernels::depthwise::Isa> {
     isas
 }
 
-/// `n` pseudo-random values in [-1, 1) from `seed` (xorshift), the same on every run.
-pub fn rnd(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+// The unit tests' pseudo-random data (`rnd`: xorshift, the same on every run), compiled
+// into each example from the crate's source.
+#[path = "../../src/testutil.rs"]
+mod testutil;
+#[allow(unused_imports)] // not every example draws random data
+pub(crate) use testutil::rnd;
 
 /// `n` floats starting on a 64-byte boundary, as the run's arena places activations. A
 /// large `Vec` starts 16 bytes into its page, so every row of a matrix read from one

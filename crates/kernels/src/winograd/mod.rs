@@ -213,15 +213,9 @@ fn grid(g: &Geom2d, m: usize) -> (usize, usize) {
     (g.oh.div_ceil(m), g.ow.div_ceil(m))
 }
 
-/// Scratch floats [`winograd3x3_with_scratch`] needs for geometry `g` and weights `ww`
-/// (`None` on overflow).
-pub fn scratch_len(g: &Geom2d, ww: &WinogradWeights) -> Option<usize> {
-    scratch_len_batch(g, ww, 1)
-}
-
-/// Scratch floats [`winograd3x3_batch_with_scratch`] needs for `images` images of
-/// geometry `g` (`None` on overflow).
-pub fn scratch_len_batch(g: &Geom2d, ww: &WinogradWeights, images: usize) -> Option<usize> {
+/// Scratch floats [`winograd3x3_with_scratch`] needs for `images` images of geometry `g`
+/// and weights `ww` (`None` on overflow).
+pub fn scratch_len(g: &Geom2d, ww: &WinogradWeights, images: usize) -> Option<usize> {
     let (ty, tx) = grid(g, ww.variant.m());
     let a = ww.variant.alpha();
     (a * a)
@@ -264,14 +258,14 @@ pub fn winograd3x3_batch(
     act: Activation,
     out: &mut [f32],
 ) -> Result<(), WinogradError> {
-    let need = scratch_len_batch(g, ww, images).ok_or_else(|| err("scratch size overflows"))?;
+    let need = scratch_len(g, ww, images).ok_or_else(|| err("scratch size overflows"))?;
     // Taken out of the thread-local so a nested call (another model on this thread)
     // cannot alias it.
     let mut buf = SCRATCH.with_borrow_mut(std::mem::take);
     if buf.len() < need {
         buf.resize(need, 0.0);
     }
-    let r = winograd3x3_batch_with_scratch(x, images, g, ww, bias, residual, act, out, &mut buf);
+    let r = winograd3x3_with_scratch(x, images, g, ww, bias, residual, act, out, &mut buf);
     SCRATCH.with_borrow_mut(|s| {
         if s.len() < buf.len() {
             *s = buf;
@@ -280,25 +274,10 @@ pub fn winograd3x3_batch(
     r
 }
 
-/// [`winograd3x3`] with a caller-given scratch of at least [`scratch_len`] floats.
+/// [`winograd3x3_batch`] (one image: [`winograd3x3`]) with a caller-given scratch of at
+/// least [`scratch_len`] floats.
 #[allow(clippy::too_many_arguments)]
 pub fn winograd3x3_with_scratch(
-    x: &[f32],
-    g: &Geom2d,
-    ww: &WinogradWeights,
-    bias: Option<&[f32]>,
-    residual: Option<&[f32]>,
-    act: Activation,
-    out: &mut [f32],
-    scratch: &mut [f32],
-) -> Result<(), WinogradError> {
-    winograd3x3_batch_with_scratch(x, 1, g, ww, bias, residual, act, out, scratch)
-}
-
-/// [`winograd3x3_batch`] with a caller-given scratch of at least [`scratch_len_batch`]
-/// floats.
-#[allow(clippy::too_many_arguments)]
-pub fn winograd3x3_batch_with_scratch(
     x: &[f32],
     images: usize,
     g: &Geom2d,
@@ -354,7 +333,7 @@ pub fn winograd3x3_batch_with_scratch(
             return Err(err(format!("residual holds {}, needs {out_len}", r.len())));
         }
     }
-    let need = scratch_len_batch(g, ww, images).ok_or_else(|| err("scratch size overflows"))?;
+    let need = scratch_len(g, ww, images).ok_or_else(|| err("scratch size overflows"))?;
     if scratch.len() < need {
         return Err(err(format!(
             "scratch holds {}, needs {need}",
@@ -1230,9 +1209,9 @@ mod tests {
                         }
                     }
                     // The scratch a batch needs, checked.
-                    let need = scratch_len_batch(&g, &ww, n).unwrap();
+                    let need = scratch_len(&g, &ww, n).unwrap();
                     let mut small = vec![0.0; need - 1];
-                    let e = winograd3x3_batch_with_scratch(
+                    let e = winograd3x3_with_scratch(
                         &x,
                         n,
                         &g,
@@ -1307,10 +1286,11 @@ mod tests {
             let want = reference(&x, &g, &wt, cout);
             let mut a = vec![0.0; cout * h * w];
             winograd3x3(&x, &g, &ww, None, None, Activation::None, &mut a).unwrap();
-            let mut scratch = vec![f32::NAN; scratch_len(&g, &ww).unwrap()];
+            let mut scratch = vec![f32::NAN; scratch_len(&g, &ww, 1).unwrap()];
             let mut b = vec![0.0; cout * h * w];
             winograd3x3_with_scratch(
                 &x,
+                1,
                 &g,
                 &ww,
                 None,
@@ -1379,6 +1359,7 @@ mod tests {
         let mut sc = vec![0.0; 3];
         assert!(winograd3x3_with_scratch(
             &x,
+            1,
             &g,
             &ww,
             None,
