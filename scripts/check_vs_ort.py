@@ -45,9 +45,10 @@ def main():
     batch = 1
     if "--batch" in args:
         i = args.index("--batch")
-        if i + 1 >= len(args):
-            sys.exit(__doc__)
-        batch = int(args[i + 1])
+        value = args[i + 1] if i + 1 < len(args) else ""
+        if not value.isdigit() or int(value) < 1:
+            sys.exit(f"--batch wants a positive whole number, got {value!r}\n{__doc__}")
+        batch = int(value)
         del args[i : i + 2]
     if len(args) < 2:
         sys.exit(__doc__)
