@@ -33,6 +33,14 @@ rounds, and per round in the log. On a shared VM this is what makes runs minutes
 differ (45% during one 2-thread GEMM benchmark on the AVX2 guest); both sides are slowed
 by it, but not necessarily alike, so ratios from rounds with much steal are weaker.
 
+Core RTT (with 2 or more threads): before each round, `millrace peak --round-trip-only`
+times a cache line passed back and forth between two spinning threads; the table gives
+the rounds' median and range. It tells how far apart the host has put the guest's CPUs
+at that moment: on the 2-vCPU development guest about 80-170 ns (near) or 300-500 ns
+(far), changing from minute to minute, and millrace's two-thread runs of the small
+models are 1.3-1.5x slower in the far state, ORT's less (BENCHMARKS.md, "The machine's
+phases").
+
 --by-op also runs `millrace bench --by-op` once per model and reports the convolutions'
 share of the time and their GFLOP/s against the peak.
 
@@ -168,6 +176,19 @@ def time_ort(sess, feeds, iters, warmup, warmup_s=0.0):
         sess.run(None, feeds)
         samples.append((time.perf_counter() - t) * 1e3)
     return samples
+
+
+def core_rtt_ns(millrace):
+    """The core-to-core round trip `millrace peak --round-trip-only` measures now, in ns,
+    or None (an older binary, or a failure): how far apart the scheduler has put two
+    cores, which on a guest moves from minute to minute (BENCHMARKS.md, "The machine's
+    phases")."""
+    try:
+        p = subprocess.run([millrace, "peak", "--round-trip-only", "--json"],
+                           capture_output=True, text=True, timeout=30)
+        return json.loads(p.stdout).get("core_round_trip_ns") if p.returncode == 0 else None
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
 
 
 def run_millrace_bench(millrace, path, shapes, threads, iters, warmup, extra=()):
@@ -347,9 +368,10 @@ def main():
         feeds = random_feeds(sess, shapes)
         ort_s, mr_s, mr_meta = [], [], []
         first_ticks = cpu_ticks()
-        round_ratios = []
+        round_ratios, rtts = [], []
         for r in range(args.rounds):
             round_ticks = cpu_ticks()
+            rtt = core_rtt_ns(args.millrace) if T > 1 else None
             o0, m0 = len(ort_s), len(mr_s)
             order = ["ort", "millrace"] if r % 2 == 0 else ["millrace", "ort"]
             for side in order:
@@ -367,10 +389,13 @@ def main():
             st = steal_share(round_ticks, cpu_ticks())
             ro, rm = percentile(ort_s[o0:], 50), percentile(mr_s[m0:], 50)
             round_ratios.append(rm / ro)
+            if rtt is not None:
+                rtts.append(rtt)
             log(f"  round {r + 1}/{args.rounds}: ORT p50 {ro:.2f} ms, millrace p50 {rm:.2f} ms "
                 f"(ratio {rm / ro:.2f}; so far {percentile(ort_s, 50):.2f} / "
                 f"{percentile(mr_s, 50):.2f} ms)"
-                + (f", {st:.0f}% of CPU time stolen" if st is not None else ""))
+                + (f", {st:.0f}% of CPU time stolen" if st is not None else "")
+                + (f", core round trip {rtt:.0f} ns" if rtt is not None else ""))
         gflop = mr_meta[0]["gflop"]
         res = {
             "model": label,
@@ -387,6 +412,7 @@ def main():
         }
         res["ratio"] = res["millrace_p50_ms"] / res["ort_p50_ms"]
         res["round_ratios"] = round_ratios
+        res["core_rtt_ns"] = rtts
         res["paired_ratio"] = statistics.median(round_ratios)
         res["millrace_gflops"] = gflop / (res["millrace_p50_ms"] / 1e3)
         res["ort_gflops"] = gflop / (res["ort_p50_ms"] / 1e3)
@@ -445,6 +471,14 @@ def fmt_steal(r):
     return "-" if r.get("steal_pct") is None else f"{r['steal_pct']:.0f}%"
 
 
+def fmt_rtt(r):
+    """The median core-to-core round trip of the rounds and its range, or "-"."""
+    t = r.get("core_rtt_ns") or []
+    if not t:
+        return "-"
+    return f"{statistics.median(t):.0f} ({min(t):.0f}-{max(t):.0f})"
+
+
 def fmt_rounds(r):
     """The median of the per-round ratios and their range."""
     rr = r["round_ratios"]
@@ -463,7 +497,7 @@ def report(args, peak, results):
         print(head + "\n")
         cols = ["model", "ORT p50 ms", "millrace p50 ms", "millrace / ORT",
                 "per round (median, range)", "ORT p90 ms", "millrace p90 ms",
-                "millrace GFLOP/s", "% of peak", "CPU stolen"]
+                "millrace GFLOP/s", "% of peak", "CPU stolen", "core RTT ns"]
         if args.batch > 1:
             cols += ["ORT /s", "millrace /s"]
         if args.by_op:
@@ -474,7 +508,7 @@ def report(args, peak, results):
             row = [r["model"], f"{r['ort_p50_ms']:.2f}", f"{r['millrace_p50_ms']:.2f}",
                    f"**{r['ratio']:.2f}**", fmt_rounds(r), f"{r['ort_p90_ms']:.2f}",
                    f"{r['millrace_p90_ms']:.2f}", f"{r['millrace_gflops']:.1f}",
-                   f"{r['millrace_pct_peak']:.0f}%", fmt_steal(r)]
+                   f"{r['millrace_pct_peak']:.0f}%", fmt_steal(r), fmt_rtt(r)]
             if args.batch > 1:
                 row += [f"{r['ort_per_s']:.1f}", f"{r['millrace_per_s']:.1f}"]
             if args.by_op:
@@ -510,7 +544,8 @@ def report(args, peak, results):
               f"millrace p50 {r['millrace_p50_ms']:8.2f} ms (p90 {r['millrace_p90_ms']:.2f})  "
               f"ratio {r['ratio']:.2f} (per round {fmt_rounds(r)})  "
               f"{r['millrace_gflops']:.1f} GFLOP/s "
-              f"({r['millrace_pct_peak']:.0f}% of peak), {fmt_steal(r)} of CPU time stolen")
+              f"({r['millrace_pct_peak']:.0f}% of peak), {fmt_steal(r)} of CPU time stolen, "
+              f"core round trip {fmt_rtt(r)} ns")
         if args.batch > 1:
             print(f"{'':<16} throughput: ORT {r['ort_per_s']:.1f}/s, "
                   f"millrace {r['millrace_per_s']:.1f}/s")

@@ -8,7 +8,7 @@
 use crate::model_arg::{read_inputs, LoadArgs, Loaded};
 use anyhow::{bail, Result};
 use clap::Args;
-use millrace_kernels::peak::{fma_peak, triad_bandwidth, FmaVariant};
+use millrace_kernels::peak::{core_round_trip_ns, fma_peak, triad_bandwidth, FmaVariant};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -95,7 +95,15 @@ pub struct PeakArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Measure only the core-to-core round trip (a fraction of a second): how far apart
+    /// the scheduler has put two threads right now.
+    #[arg(long)]
+    pub round_trip_only: bool,
 }
+
+/// Round trips per batch and batches of [`core_round_trip_ns`].
+const RTT_TRIPS: u64 = 20_000;
+const RTT_BATCHES: usize = 5;
 
 /// Peak resident memory of this process (VmHWM) in MiB; `None` off Linux.
 pub fn peak_rss_mb() -> Option<f64> {
@@ -120,6 +128,18 @@ pub fn peak(args: &PeakArgs) -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    let rtt = core_round_trip_ns(RTT_TRIPS, RTT_BATCHES);
+    if args.round_trip_only {
+        if args.json {
+            println!("{}", serde_json::json!({ "core_round_trip_ns": rtt }));
+        } else {
+            match rtt {
+                Some(ns) => println!("core-to-core round trip: {ns:.0} ns"),
+                None => println!("core-to-core round trip: not measured (one CPU)"),
+            }
+        }
+        return Ok(());
+    }
     let variant = FmaVariant::detect();
     let one = fma_peak(variant, 1, args.seconds, args.reps);
     let many = fma_peak(variant, threads, args.seconds, args.reps);
@@ -140,6 +160,7 @@ pub fn peak(args: &PeakArgs) -> Result<()> {
             "gflops": many.gflops,
             "triad_gbs": bw,
             "triad_array_mib": args.array_mib,
+            "core_round_trip_ns": rtt,
         });
         if !others.is_empty() {
             v["variants_1t"] = others
@@ -164,6 +185,9 @@ pub fn peak(args: &PeakArgs) -> Result<()> {
             "triad bandwidth, {threads} thread(s), 3 x {} MiB: {bw:.1} GB/s",
             args.array_mib
         );
+        if let Some(ns) = rtt {
+            println!("core-to-core round trip: {ns:.0} ns");
+        }
     }
     Ok(())
 }

@@ -186,6 +186,12 @@ fn peak_json_has_the_documented_keys() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        assert!(v["core_round_trip_ns"].is_null(), "{v}");
+    } else {
+        assert!(v["core_round_trip_ns"].as_f64().unwrap() > 0.0, "{v}");
+    }
     for k in ["gflops_1t", "gflops", "triad_gbs"] {
         assert!(v[k].as_f64().unwrap() > 0.0, "{k}: {v}");
     }
@@ -194,6 +200,26 @@ fn peak_json_has_the_documented_keys() {
     assert!(v["variants_1t"]["portable"].as_f64().unwrap() > 0.0, "{v}");
     let o = millrace(&["peak", "--threads", "0"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}
+
+#[test]
+fn peak_round_trip_only_prints_just_the_round_trip() {
+    let o = millrace(&["peak", "--round-trip-only", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        v["core_round_trip_ns"].as_f64().is_some_and(|ns| ns > 0.0) || cpus < 2,
+        "{v}"
+    );
+    assert_eq!(v.as_object().map(|m| m.len()), Some(1), "{v}");
+    let o = millrace(&["peak", "--round-trip-only"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("core-to-core round trip:"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]

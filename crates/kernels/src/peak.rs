@@ -17,7 +17,16 @@
 //! **Triad bandwidth.** `a[i] = b[i] + s * c[i]` over three arrays much larger than the
 //! last-level cache, split over `threads` threads (each thread first-touches its own part),
 //! counting 3 x 4 bytes per element as STREAM does (write-allocate traffic not counted).
+//!
+//! **Core-to-core round trip.** Two threads pass a counter back and forth through one
+//! shared cache line, each spinning until the other's write arrives; the median over
+//! batches of the time per round trip. It says how far apart the scheduler has put two
+//! cores: on the 2-vCPU development guest it moves between about 80-170 ns and 300-500 ns
+//! from one minute to the next (the host moving the guest's vCPUs between dies), and the
+//! engine's two-thread runs of small models are 1.3-1.5x slower in the far state (see
+//! BENCHMARKS.md, "The machine's phases").
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::Instant;
 
@@ -244,6 +253,53 @@ pub fn fma_peak(variant: FmaVariant, threads: usize, seconds: f64, reps: usize) 
     }
 }
 
+/// Median time in nanoseconds of one round trip of a cache line between two threads
+/// (one spawned, one the caller's), over `batches` batches of `trips` round trips each;
+/// `None` when `trips` or `batches` is 0 or the process may run on one CPU only. Both
+/// threads spin (yielding now and then, so that a busy machine still finishes), so with
+/// fewer than two free CPUs the figure measures the scheduler, not the caches.
+pub fn core_round_trip_ns(trips: u64, batches: usize) -> Option<f64> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if trips == 0 || batches == 0 || cpus < 2 {
+        return None;
+    }
+    fn wait_for(line: &AtomicU64, value: u64) {
+        let mut spins = 0u32;
+        while line.load(Ordering::Acquire) != value {
+            spins += 1;
+            if spins.is_multiple_of(1 << 14) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    // Odd values are the caller's pings, even ones the other thread's answers.
+    #[repr(align(128))]
+    struct Line(AtomicU64);
+    let line = Line(AtomicU64::new(0));
+    let total = trips * batches as u64;
+    let mut times = Vec::with_capacity(batches);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..total {
+                wait_for(&line.0, 2 * i + 1);
+                line.0.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        for b in 0..batches as u64 {
+            let t = Instant::now();
+            for i in b * trips..(b + 1) * trips {
+                line.0.store(2 * i + 1, Ordering::Release);
+                wait_for(&line.0, 2 * i + 2);
+            }
+            times.push(t.elapsed().as_secs_f64() * 1e9 / trips as f64);
+        }
+    });
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied()
+}
+
 /// Measures triad bandwidth (`a = b + s * c`) in GB/s (1e9 bytes) on `threads` threads over
 /// three arrays of `bytes_per_array` bytes each; best of `reps` passes after one warm-up.
 pub fn triad_bandwidth(threads: usize, bytes_per_array: usize, reps: usize) -> f64 {
@@ -294,6 +350,17 @@ pub fn triad_bandwidth(threads: usize, bytes_per_array: usize, reps: usize) -> f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_trip_is_positive_and_rejects_empty_runs() {
+        if let Some(ns) = core_round_trip_ns(2000, 3) {
+            assert!(ns.is_finite() && ns > 0.0, "{ns}");
+        } else {
+            assert!(std::thread::available_parallelism().map_or(1, |n| n.get()) < 2);
+        }
+        assert_eq!(core_round_trip_ns(0, 3), None);
+        assert_eq!(core_round_trip_ns(10, 0), None);
+    }
 
     /// The chains in f64, lane by lane.
     fn reference(iters: u64, lanes: usize, a: f32, b: f32) -> f64 {
