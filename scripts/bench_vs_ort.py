@@ -35,11 +35,10 @@ by it, but not necessarily alike, so ratios from rounds with much steal are weak
 
 Core RTT (with 2 or more threads): before each round, `millrace peak --round-trip-only`
 times a cache line passed back and forth between two spinning threads; the table gives
-the rounds' median and range. It tells how far apart the host has put the guest's CPUs
-at that moment: on the 2-vCPU development guest about 80-170 ns (near) or 300-500 ns
-(far), changing from minute to minute, and millrace's two-thread runs of the small
-models are 1.3-1.5x slower in the far state, ORT's less (BENCHMARKS.md, "The machine's
-phases").
+the rounds' median and range. It tells how far apart two of the machine's CPUs are at
+that moment: on the 2-vCPU development guest it read 41-766 ns over one session,
+changing from minute to minute. It is a snapshot before the round, not a measurement
+during it (BENCHMARKS.md, thirtieth session).
 
 --by-op also runs `millrace bench --by-op` once per model and reports the convolutions'
 share of the time and their GFLOP/s against the peak.
@@ -180,9 +179,8 @@ def time_ort(sess, feeds, iters, warmup, warmup_s=0.0):
 
 def core_rtt_ns(millrace):
     """The core-to-core round trip `millrace peak --round-trip-only` measures now, in ns,
-    or None (an older binary, or a failure): how far apart the scheduler has put two
-    cores, which on a guest moves from minute to minute (BENCHMARKS.md, "The machine's
-    phases")."""
+    or None (one CPU, an older binary, or a failure): how far apart two cores are now,
+    which on a guest changes from minute to minute."""
     try:
         p = subprocess.run([millrace, "peak", "--round-trip-only", "--json"],
                            capture_output=True, text=True, timeout=30)

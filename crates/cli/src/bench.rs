@@ -133,10 +133,7 @@ pub fn peak(args: &PeakArgs) -> Result<()> {
         if args.json {
             println!("{}", serde_json::json!({ "core_round_trip_ns": rtt }));
         } else {
-            match rtt {
-                Some(ns) => println!("core-to-core round trip: {ns:.0} ns"),
-                None => println!("core-to-core round trip: not measured (one CPU)"),
-            }
+            println!("{}", round_trip_line(rtt));
         }
         return Ok(());
     }
@@ -185,11 +182,17 @@ pub fn peak(args: &PeakArgs) -> Result<()> {
             "triad bandwidth, {threads} thread(s), 3 x {} MiB: {bw:.1} GB/s",
             args.array_mib
         );
-        if let Some(ns) = rtt {
-            println!("core-to-core round trip: {ns:.0} ns");
-        }
+        println!("{}", round_trip_line(rtt));
     }
     Ok(())
+}
+
+/// The text line for a measured (or not measured) core-to-core round trip.
+fn round_trip_line(rtt: Option<f64>) -> String {
+    match rtt {
+        Some(ns) => format!("core-to-core round trip: {ns:.0} ns"),
+        None => "core-to-core round trip: not measured (one CPU)".to_string(),
+    }
 }
 
 /// Time and work of one op type in a profile.

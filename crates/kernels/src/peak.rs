@@ -20,11 +20,10 @@
 //!
 //! **Core-to-core round trip.** Two threads pass a counter back and forth through one
 //! shared cache line, each spinning until the other's write arrives; the median over
-//! batches of the time per round trip. It says how far apart the scheduler has put two
-//! cores: on the 2-vCPU development guest it moves between about 80-170 ns and 300-500 ns
-//! from one minute to the next (the host moving the guest's vCPUs between dies), and the
-//! engine's two-thread runs of small models are 1.3-1.5x slower in the far state (see
-//! BENCHMARKS.md, "The machine's phases").
+//! batches of the time per round trip. It says how far apart two cores are right now: on
+//! the 2-vCPU development guest it read from 41 to 766 ns over one session, changing from
+//! one minute to the next (see BENCHMARKS.md, thirtieth session). A snapshot: it does not
+//! say what the state is a second later.
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
@@ -266,7 +265,7 @@ pub fn core_round_trip_ns(trips: u64, batches: usize) -> Option<f64> {
     fn wait_for(line: &AtomicU64, value: u64) {
         let mut spins = 0u32;
         while line.load(Ordering::Acquire) != value {
-            spins += 1;
+            spins = spins.wrapping_add(1);
             if spins.is_multiple_of(1 << 14) {
                 std::thread::yield_now();
             } else {
