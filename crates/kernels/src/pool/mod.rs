@@ -736,7 +736,8 @@ mod tests {
 
     #[test]
     fn max_pool_isa_keeps_avx512_for_large_planes_only() {
-        let small = Geom2d::square(480, 28, 28, 3, 2, 1, 0);
+        // GoogLeNet's 2x2 pool to 7x7 (narrow 3x3 windows take `s2` from `MIN_OW3`).
+        let small = Geom2d::square(832, 14, 14, 2, 2, 1, 0);
         let large = Geom2d::square(64, 112, 112, 3, 2, 1, 1);
         assert!(small.oh * small.ow < AVX512_POOL_PLANE);
         assert!(large.oh * large.ow >= AVX512_POOL_PLANE);
@@ -1056,11 +1057,21 @@ mod tests {
             (112, 112),
             (3, 130),
             (4, 67),
+            (27, 27),
+            (28, 28),
+            (6, 23),
+            (25, 24),
+            (13, 29),
         ];
         let windows = [(3, 3), (2, 2), (1, 3), (3, 2), (2, 3)];
         for (g, pb) in stride2_geoms(&sizes, &windows) {
             if !s2::applies(Isa::Avx512, &g) {
-                assert!(g.ow < s2::MIN_OW, "{g:?}");
+                let min = if (g.kh, g.kw) == (3, 3) {
+                    s2::MIN_OW3
+                } else {
+                    s2::MIN_OW
+                };
+                assert!(g.ow < min, "{g:?}");
                 continue;
             }
             ran += 1;
@@ -1071,6 +1082,7 @@ mod tests {
         for g in [
             Geom2d::square(64, 111, 111, 3, 2, 1, 0),
             Geom2d::square(64, 112, 112, 3, 2, 1, 1),
+            Geom2d::square(256, 27, 27, 3, 2, 1, 0),
         ] {
             assert_eq!(max_pool_isa(&g), Isa::Avx512);
         }
