@@ -46,8 +46,13 @@ pub(crate) mod x86 {
     /// that lie inside it (`start` may be negative or past the row: no lanes).
     #[inline(always)]
     pub(crate) fn row_mask16(start: isize, w: isize) -> __mmask16 {
-        let lo = (-start).clamp(0, 16);
-        let hi = (w - start).clamp(0, 16);
+        lane_range16(-start, w - start)
+    }
+
+    /// The AVX-512 mask of lanes `lo..hi` (clamped to `0..16`; none where `hi <= lo`).
+    #[inline(always)]
+    pub(crate) fn lane_range16(lo: isize, hi: isize) -> __mmask16 {
+        let (lo, hi) = (lo.clamp(0, 16), hi.clamp(0, 16));
         if hi <= lo {
             0
         } else {

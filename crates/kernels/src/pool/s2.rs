@@ -11,7 +11,8 @@
 //! window), folded down the rows; then one permute picks the even columns (tap 0), another
 //! the odd ones (tap 1), and a lane shift of the even ones with the 33rd column gives tap
 //! 2. Columns outside the image are masked out of the loads (they read `-inf`), rows
-//! outside it are skipped; the last vector of a row is a masked store.
+//! outside it are skipped; a row's last vector is a masked store where it cannot be
+//! stored whole (below).
 //!
 //! A 3x3 window whose three rows lie inside the image (every output row but those
 //! touching padding) takes `window3`: its nine loads unrolled and no masked loads. The
@@ -28,11 +29,11 @@
 //! 55 -> 27 one 0.68x, ResNet-50's 112 -> 56 one 0.74-0.78x, and SqueezeNet's 27 -> 13
 //! one 0.89x the AVX2 channel-blocked path that ran it. In the models at 1 thread
 //! (`scripts/nodes_ab.py`, 6 rounds) SqueezeNet's three pools 0.83x, ResNet-50's 0.79x;
-//! at 2 threads the pools are bound by where their input lies: GoogLeNet's 0.85-0.9x and
-//! SqueezeNet's 0.8x while the two vCPUs share a cache (`millrace peak
-//! --round-trip-only` about 45 ns), but SqueezeNet's 27 -> 13 pool 1.2x (0.026 ->
-//! 0.032 ms) while they do not (330-390 ns), and the whole models within 0.5% either
-//! way (`scripts/bench_builds.py`, 8 rounds).
+//! at 2 threads the pools are bound by where their input lies: SqueezeNet's three 0.86x,
+//! GoogLeNet's three stride-2 3x3 ones 0.81x and ResNet-50's 0.81x while the two vCPUs
+//! share a cache (`millrace peak --round-trip-only` about 45 ns), but SqueezeNet's
+//! 27 -> 13 pool 1.2x (0.026 -> 0.031-0.034 ms) while they do not (320-400 ns), and the
+//! whole models within 0.5% either way (`scripts/bench_builds.py`, 8 rounds).
 //!
 //! Before: fold the rows into even and odd half-planes (or transpose channel groups),
 //! then a second pass over the copy. After: one pass, loads, folds and permutes in
@@ -122,7 +123,7 @@ pub(super) fn run(x: &[f32], g: &Geom2d, out: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use crate::conv::Geom2d;
-    use crate::transpose::x86::row_mask16 as mask;
+    use crate::transpose::x86::{lane_range16, lanes, row_mask16 as mask};
     use std::arch::x86_64::*;
 
     /// Where a row of `ow` outputs starts its vectors: every 16 outputs, the last vector
@@ -137,14 +138,33 @@ mod x86 {
     /// Lanes `j` of 16 whose column `s + 2j + t` lies in `0..w`: the outputs whose tap
     /// `t` is inside the row.
     fn tap_mask(s: isize, t: isize, w: isize) -> __mmask16 {
-        // ceil(a / 2) for any sign
+        // 0 <= s + 2j + t < w; ceil(a / 2) for any sign.
         let half_up = |a: isize| (a + 1).div_euclid(2);
-        let lo = half_up(-s - t).clamp(0, 16);
-        let hi = half_up(w - s - t).clamp(0, 16);
-        if hi <= lo {
-            0
+        lane_range16(half_up(-s - t), half_up(w - s - t))
+    }
+
+    /// Taps 0, 1 and 2 of 16 outputs from the window rows' maxima over 32 columns
+    /// (`l`, `r`) and the 33rd (lane 0 of `e`): the even columns, the odd ones, and the
+    /// even ones shifted by a lane with the 33rd after them.
+    #[inline(always)]
+    unsafe fn taps(l: __m512, r: __m512, e: __m512, even: __m512i, odd: __m512i) -> [__m512; 3] {
+        let t0 = _mm512_permutex2var_ps(l, even, r);
+        let t1 = _mm512_permutex2var_ps(l, odd, r);
+        let t2 = _mm512_castsi512_ps(_mm512_alignr_epi32(
+            _mm512_castps_si512(e),
+            _mm512_castps_si512(t0),
+            1,
+        ));
+        [t0, t1, t2]
+    }
+
+    /// Stores the first `n` lanes of `y` at `out` (all 16, unmasked, for `n >= 16`).
+    #[inline(always)]
+    unsafe fn store(out: *mut f32, y: __m512, n: usize) {
+        if n >= 16 {
+            _mm512_storeu_ps(out, y);
         } else {
-            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
+            _mm512_mask_storeu_ps(out, lanes(n), y);
         }
     }
 
@@ -180,26 +200,13 @@ mod x86 {
         let e = _mm512_max_ps(_mm512_castps128_ps512(_mm_load_ss(p.add(32))), ninf);
         let e = _mm512_max_ps(_mm512_castps128_ps512(_mm_load_ss(p1.add(32))), e);
         let e = _mm512_max_ps(_mm512_castps128_ps512(_mm_load_ss(p2.add(32))), e);
-        // Taps 0 and 1: the even and odd columns of the 32; tap 2: lanes 1..16 of tap 0,
-        // then lane 0 of `e`.
-        let mut t0 = _mm512_permutex2var_ps(l, even, r);
-        let mut t1 = _mm512_permutex2var_ps(l, odd, r);
-        let mut t2 = _mm512_castsi512_ps(_mm512_alignr_epi32(
-            _mm512_castps_si512(e),
-            _mm512_castps_si512(t0),
-            1,
-        ));
+        let [mut t0, mut t1, mut t2] = taps(l, r, e, even, odd);
         if EDGE {
             t0 = _mm512_mask_mov_ps(ninf, k[0], t0);
             t1 = _mm512_mask_mov_ps(ninf, k[1], t1);
             t2 = _mm512_mask_mov_ps(ninf, k[2], t2);
         }
-        let y = _mm512_max_ps(t2, _mm512_max_ps(t1, t0));
-        if n >= 16 {
-            _mm512_storeu_ps(out, y);
-        } else {
-            _mm512_mask_storeu_ps(out, ((1u32 << n) - 1) as __mmask16, y);
-        }
+        store(out, _mm512_max_ps(t2, _mm512_max_ps(t1, t0)), n);
     }
 
     /// One channel: `x` its `h x w` plane, `out` its `oh x ow` plane.
@@ -216,15 +223,17 @@ mod x86 {
         let three = g.kw == 3;
         let op = g.oh * g.ow;
         // A 3x3 window's tap masks for the vector from `ox0`, `None` where every output it
-        // stores has its 3 columns inside the row; the first vectors' computed once.
-        let taps = |ox0: usize| {
+        // stores has its 3 columns inside the row; the first 8 vectors' computed once per
+        // plane (computed per vector instead, GoogLeNet's 28 -> 14 pool took 1.35x the
+        // time at 1 thread, `pool_bench`).
+        let edge_masks = |ox0: usize| {
             let n = (g.ow - ox0).min(16) as isize;
             let s = 2 * ox0 as isize - g.pl as isize;
             (s < 0 || s + 2 * n + 1 > w).then(|| [0, 1, 2].map(|t| tap_mask(s, t, w)))
         };
         let mut edges = [None; 8];
         for (e, ox0) in edges.iter_mut().zip(starts(g.ow)) {
-            *e = taps(ox0);
+            *e = edge_masks(ox0);
         }
         let edges = &edges[..g.ow.div_ceil(16).min(8)];
         for oy in 0..g.oh {
@@ -258,7 +267,8 @@ mod x86 {
                     // taps outside the row where a stored output has one.
                     if at < 0 || at + 2 * w + 33 > h * w {
                         general(x, g, ya, yb, ox0, o, even, odd, ninf);
-                    } else if let Some(k) = edges.get(i).copied().unwrap_or_else(|| taps(ox0)) {
+                    } else if let Some(k) = edges.get(i).copied().unwrap_or_else(|| edge_masks(ox0))
+                    {
                         window3::<true>(p, w as usize, o, n, k, even, odd, ninf);
                     } else {
                         window3::<false>(p, w as usize, o, n, [0; 3], even, odd, ninf);
@@ -318,24 +328,12 @@ mod x86 {
                 e = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, m2, p.wrapping_add(32)), e);
             }
         }
-        // Taps 0 and 1: the even and odd columns of the 32.
-        let t0 = _mm512_permutex2var_ps(l, even, r);
-        let mut y = _mm512_max_ps(_mm512_permutex2var_ps(l, odd, r), t0);
+        let [t0, t1, t2] = taps(l, r, e, even, odd);
+        let mut y = _mm512_max_ps(t1, t0);
         if three {
-            // Lanes 1..16 of t0, then lane 0 of e: columns s + 2j + 2.
-            let t2 = _mm512_castsi512_ps(_mm512_alignr_epi32(
-                _mm512_castps_si512(e),
-                _mm512_castps_si512(t0),
-                1,
-            ));
             y = _mm512_max_ps(t2, y);
         }
-        let n = g.ow - ox0;
-        if n >= 16 {
-            _mm512_storeu_ps(out, y);
-        } else {
-            _mm512_mask_storeu_ps(out, ((1u32 << n) - 1) as __mmask16, y);
-        }
+        store(out, y, g.ow - ox0);
     }
 }
 
