@@ -234,6 +234,20 @@ fn second_eval_into_allocates_nothing() {
             relu,
             true,
         ),
+        // Few input channels: on AVX-512, F(4x4) with each thread taking whole panels
+        // of output channels through the three phases (its own scratch).
+        conv_case(
+            "winograd by channels",
+            if millrace_kernels::winograd::preferred_over_direct(32, 128, 27, 27).is_some() {
+                "impl=winograd-F4x4"
+            } else {
+                "impl="
+            },
+            (32, 128, 27),
+            (3, 1, 1, 1),
+            relu,
+            false,
+        ),
         // A batch of 14x14 planes: F(4x4) over the images at once on AVX-512.
         conv_case_batch(
             "winograd over a batch",

@@ -321,8 +321,18 @@ impl Packed {
             kc: self.kernel.kc,
             width: self.width,
             k: self.k,
-            len: self.len,
+            first: 0,
+            stride: self.len.div_ceil(self.width),
             data: &self.data,
+        }
+    }
+
+    /// The rows (an `A`) `rows` as panels, `rows.start` a multiple of the panel width.
+    fn view_rows(&self, start: usize, end: usize) -> Panels<'_> {
+        debug_assert!(start <= end && end <= self.len);
+        Panels {
+            first: start / self.width,
+            ..self.view()
         }
     }
 }
@@ -334,7 +344,10 @@ struct Panels<'a> {
     kc: usize,
     width: usize,
     k: usize,
-    len: usize,
+    /// The view's first panel among those `data` holds ([`Lhs::PackedRows`]).
+    first: usize,
+    /// Panels per `kc` block in `data`.
+    stride: usize,
     data: &'a [f32],
 }
 
@@ -356,10 +369,9 @@ impl<'a> Panels<'a> {
     /// Where panel `jr` of block `pc` starts, and its length.
     fn at(&self, pc: usize, jr: usize) -> (usize, usize) {
         let (kc, w) = (self.kc, self.width);
-        let panels = self.len.div_ceil(w);
         let k0 = pc * kc;
         let kcb = kc.min(self.k - k0);
-        (k0 * panels * w + jr * kcb * w, kcb * w)
+        (k0 * self.stride * w + (self.first + jr) * kcb * w, kcb * w)
     }
 }
 
@@ -376,6 +388,7 @@ impl<'a> AIn<'a> {
     fn of(a: Lhs<'a>) -> AIn<'a> {
         match a {
             Lhs::Packed(p) => AIn::Panels(p.view()),
+            Lhs::PackedRows(p, start, end) => AIn::Panels(p.view_rows(start, end)),
             Lhs::Source(s) => AIn::Source(s),
         }
     }
@@ -417,6 +430,10 @@ impl<'a> BIn<'a> {
 #[derive(Clone, Copy)]
 pub enum Lhs<'a> {
     Packed(&'a Packed),
+    /// Rows `start..end` (the two numbers) of a prepacked `A`, `start` a multiple of the
+    /// kernel's `mr`: a product over some of a layer's output channels, the other rows
+    /// not read.
+    PackedRows(&'a Packed, usize, usize),
     Source(&'a dyn PanelSource),
 }
 
@@ -439,6 +456,7 @@ impl Lhs<'_> {
     fn dims(&self) -> (usize, usize) {
         match self {
             Lhs::Packed(p) => (p.len, p.k),
+            Lhs::PackedRows(p, start, end) => (end.saturating_sub(*start), p.k),
             Lhs::Source(s) => (s.len(), s.depth()),
         }
     }
@@ -581,9 +599,17 @@ fn gemm_on(
     if kb != k {
         return Err(shape_err(format!("A is {m}x{k} but B is {kb}x{n}")));
     }
-    if let Lhs::Packed(p) = a {
+    if let Lhs::Packed(p) | Lhs::PackedRows(p, ..) = a {
         if !std::ptr::eq(p.kernel, kernel) || p.width != kernel.mr {
             return Err(shape_err("A was packed for another kernel or as a B"));
+        }
+    }
+    if let Lhs::PackedRows(p, start, end) = a {
+        if start % p.width != 0 || start > end || end > p.len {
+            return Err(shape_err(format!(
+                "rows {start}..{end} of a packed A of {} rows in panels of {}",
+                p.len, p.width
+            )));
         }
     }
     if let Rhs::Packed(p) = b {
@@ -836,7 +862,8 @@ fn pack_shared<'s>(
         kc: kernel.kc,
         width: nr,
         k,
-        len,
+        first: 0,
+        stride: len.div_ceil(nr),
         data: dst,
     }
 }
@@ -911,7 +938,7 @@ fn self_scheduled_side(
     threads: usize,
 ) -> Option<Side> {
     let cols_free = match a {
-        Lhs::Packed(_) => true,
+        Lhs::Packed(_) | Lhs::PackedRows(..) => true,
         Lhs::Source(_) => mp * mr * k <= SHARED_MAX,
     };
     let rows_free = match b {

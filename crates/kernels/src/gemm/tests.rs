@@ -737,6 +737,91 @@ fn reblocked_kernels_match_reference() {
     }
 }
 
+/// Rows of a prepacked `A` (`Lhs::PackedRows`, from a panel boundary) give those rows of
+/// the whole product, with several `K` blocks and a ragged last panel, on one thread and
+/// several; a start inside a panel or an end past the rows is refused.
+#[test]
+fn packed_rows_match_the_whole_product() {
+    for base in Kernel::available() {
+        let kernel = base.with_blocks(32, 2 * base.mr);
+        let (m, n, k) = (4 * kernel.mr + 5, kernel.nr + 7, 75);
+        let a = rnd(m * k, 31);
+        let b = rnd(k * n, 32);
+        let bias = rnd(m, 33);
+        let pa = Packed::lhs_with_kernel(&Strided::rows(&a, m, k).unwrap(), kernel);
+        let want = reference(m, n, k, &a, &b, &[], 1.0, 0.0, None, None, Activation::None);
+        let mr = kernel.mr;
+        for (start, end) in [
+            (0, m),
+            (0, mr),
+            (mr, 3 * mr),
+            (2 * mr, m),
+            (4 * mr, m),
+            (mr, mr),
+        ] {
+            for threads in [1, 2] {
+                let rows = end - start;
+                let mut c = vec![f32::NAN; rows * n];
+                let out = Out {
+                    data: &mut c,
+                    rs: n,
+                    cs: 1,
+                };
+                let epi = Epilogue {
+                    bias: Bias::Row(&bias[start..end]),
+                    act: Activation::Relu,
+                    ..Epilogue::default()
+                };
+                let rhs = Rhs::Direct {
+                    data: &b,
+                    k,
+                    n,
+                    ld: n,
+                };
+                let lhs = Lhs::PackedRows(&pa, start, end);
+                if threads == 1 {
+                    gemm_ex_one_thread(kernel, lhs, rhs, out, &epi).unwrap();
+                } else {
+                    gemm_ex(kernel, lhs, rhs, out, &epi).unwrap();
+                }
+                let want: Vec<f32> = want[start * n..end * n]
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| (v + bias[start + i / n]).max(0.0))
+                    .collect();
+                close(
+                    &c,
+                    &want,
+                    k,
+                    &format!("{} rows {start}..{end}", kernel.name),
+                );
+            }
+        }
+        for (start, end) in [(1, m), (mr + 1, 2 * mr), (0, m + 1), (2 * mr, mr)] {
+            let mut c = vec![0.0; m * n];
+            let out = Out {
+                data: &mut c,
+                rs: n,
+                cs: 1,
+            };
+            let rhs = Rhs::Direct {
+                data: &b,
+                k,
+                n,
+                ld: n,
+            };
+            let r = gemm_ex(
+                kernel,
+                Lhs::PackedRows(&pa, start, end),
+                rhs,
+                out,
+                &Epilogue::default(),
+            );
+            assert!(r.is_err(), "{} rows {start}..{end} accepted", kernel.name);
+        }
+    }
+}
+
 /// Packing again into a used operand, smaller then larger, gives what a fresh pack gives
 /// (for `A` and `B`, every kernel), old values included nowhere.
 #[test]

@@ -29,6 +29,11 @@
 //! * Output transform per output channel in parallel: `A^T M A`, plus bias and residual,
 //!   then the activation, written straight into the output (partial tiles clipped).
 //!
+//! Each of those phases reads what the other threads wrote in the one before. A layer
+//! with few input channels runs instead [`by_channels`]: each thread takes whole panels
+//! of output channels through all three phases in its own scratch, the input transform
+//! repeated on every thread.
+//!
 //! Scratch (`alpha^2 (tiles + 16) (cin + cout)` floats) is caller-given
 //! ([`winograd3x3_with_scratch`], [`scratch_len`]) or a buffer the calling thread keeps
 //! and grows ([`winograd3x3`]). [`prefer_winograd`] says when to use which variant.
@@ -258,6 +263,10 @@ pub fn winograd3x3_batch(
     act: Activation,
     out: &mut [f32],
 ) -> Result<(), WinogradError> {
+    let parts = rayon::current_num_threads().min(ww.cout.div_ceil(ww.kernel().mr));
+    if images == 1 && parts > 1 && split_by_channels(g, ww) {
+        return by_channels(x, g, ww, bias, residual, act, out, parts);
+    }
     let need = scratch_len(g, ww, images).ok_or_else(|| err("scratch size overflows"))?;
     // Taken out of the thread-local so a nested call (another model on this thread)
     // cannot alias it.
@@ -272,6 +281,122 @@ pub fn winograd3x3_batch(
         }
     });
     r
+}
+
+/// Whether one image runs [`by_channels`] on several threads: where the input transform
+/// that each thread repeats is cheap against the products (fewer than 64 input
+/// channels). ResNet-50's 64- and 128-channel layers by channels took 1.23-1.58x the
+/// time of the phases split across the threads (`scripts/nodes_ab.py`, 2 threads).
+fn split_by_channels(_g: &Geom2d, ww: &WinogradWeights) -> bool {
+    ww.cin < 64
+}
+
+/// One image on `parts` threads, each taking a share of the output channels (whole
+/// panels of the packed weights) through all three phases on its own: it transforms the
+/// whole input (the input transform repeated per thread), runs the products for its
+/// channels and their output transform, in a scratch buffer of its own. No phase reads
+/// what another thread wrote, where the phases of [`winograd3x3_with_scratch`] each
+/// read the other threads' results.
+#[allow(clippy::too_many_arguments)]
+fn by_channels(
+    x: &[f32],
+    g: &Geom2d,
+    ww: &WinogradWeights,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    parts: usize,
+) -> Result<(), WinogradError> {
+    if (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) != (3, 3, 1, 1, 1, 1) || g.c != ww.cin {
+        return Err(err("by_channels: geometry does not match the weights"));
+    }
+    let plane = g.oh * g.ow;
+    let (cin, cout) = (ww.cin, ww.cout);
+    if x.len() < cin * g.h * g.w
+        || out.len() < cout * plane
+        || bias.is_some_and(|b| b.len() < cout)
+        || residual.is_some_and(|r| r.len() < cout * plane)
+    {
+        return Err(err("by_channels: a buffer is too short"));
+    }
+    if plane == 0 {
+        return Ok(());
+    }
+    let isa = Isa::of(ww.kernel());
+    let (m, a) = (ww.variant.m(), ww.variant.alpha());
+    let a2 = a * a;
+    let (nty, ntx) = grid(g, m);
+    let tiles = nty * ntx;
+    let tp = tiles + L;
+    let mr = ww.kernel().mr;
+    let panels = cout.div_ceil(mr);
+    // Output channels per part: whole panels, the last part's last panel ragged.
+    let per = panels.div_ceil(parts) * mr;
+    let chan = g.h * g.w;
+    let out = &mut out[..cout * plane];
+    out.par_chunks_mut(per * plane)
+        .enumerate()
+        .try_for_each(|(t, out_t)| {
+            let c0 = t * per;
+            let rows = out_t.len() / plane;
+            let c1 = c0 + rows;
+            let geo = TileGeo {
+                g: *g,
+                nty,
+                ntx,
+                tp,
+                mps: rows * tp,
+            };
+            let need = a2 * tp * (cin + rows);
+            let mut buf = SCRATCH.with_borrow_mut(std::mem::take);
+            if buf.len() < need {
+                buf.resize(need, 0.0);
+            }
+            let (v, mm) = buf[..need].split_at_mut(a2 * tp * cin);
+            for (ci, vc) in v.chunks_mut(a2 * tp).enumerate() {
+                // SAFETY: `isa` was checked against the CPU when the kernel was chosen.
+                unsafe { input_channel(isa, ww.variant, &geo, &x[ci * chan..][..chan], vc) }
+            }
+            let vv: &[f32] = v;
+            let r = mm
+                .chunks_mut(rows * tp)
+                .enumerate()
+                .try_for_each(|(pos, mp)| {
+                    gemm_ex_one_thread(
+                        ww.kernel(),
+                        Lhs::PackedRows(&ww.lhs[pos], c0, c1),
+                        Rhs::Direct {
+                            data: &vv[pos * tp..],
+                            k: cin,
+                            n: tiles,
+                            ld: a2 * tp,
+                        },
+                        Out {
+                            data: mp,
+                            rs: tp,
+                            cs: 1,
+                        },
+                        &Epilogue::default(),
+                    )
+                });
+            if r.is_ok() {
+                let mm: &[f32] = mm;
+                for (i, oc) in out_t.chunks_mut(plane).enumerate() {
+                    let co = c0 + i;
+                    let b = bias.map_or(0.0, |b| b[co]);
+                    let res = residual.map(|r| &r[co * plane..(co + 1) * plane]);
+                    // SAFETY: as above.
+                    unsafe { output_channel(isa, ww.variant, &geo, &mm[i * tp..], b, res, act, oc) }
+                }
+            }
+            SCRATCH.with_borrow_mut(|s| {
+                if s.len() < buf.len() {
+                    *s = buf;
+                }
+            });
+            r.map_err(WinogradError::from)
+        })
 }
 
 /// [`winograd3x3_batch`] (one image: [`winograd3x3`]) with a caller-given scratch of at
@@ -932,10 +1057,16 @@ fn output_impl<const A: usize, const M: usize>(
 
 /// Whether `F(4x4)` should run a 3x3 stride-1 layer (`cin` inputs, `cout` outputs, an
 /// `h x w` image) before the direct kernel: on AVX-512, whose transforms are vectorized
-/// ([`avx512`]), from 28x28 up with at least 64 channels on each side. Measured and not
-/// taken: 14x14 layers (ResNet-50's `layer3`, 1.10x the direct kernel's time in the
-/// model), and SqueezeNet 1.1's 16 -> 64 on 55x55 and 32 -> 128 on 27x27 (0.92x and 0.78x
-/// in `direct_bench`, but 0.96-1.20x in the model, `scripts/nodes_ab.py`, 10 rounds).
+/// ([`avx512`]), from 28x28 up with at least 64 channels on each side, and from 27x27 up
+/// with 32 inputs and 128 outputs (SqueezeNet 1.1's fire 4 and 5), which run
+/// [`by_channels`] on several threads. Those two layers in the model, Zen 5,
+/// `scripts/nodes_ab.py` (6 rounds, builds alternating): 2 threads 0.80-0.85x the direct
+/// kernel's time while the two vCPUs share a cache (round trip about 45 ns); with the
+/// phases split across the threads instead they took 0.87x then and 1.5x while the vCPUs
+/// do not share one (350 ns). Measured and not taken: 14x14 layers (ResNet-50's
+/// `layer3`, 1.10x the direct kernel's time in the model); SqueezeNet 1.1's 16 -> 64 on
+/// 55x55 (0.92x in `direct_bench`, 1.09-1.12x in the model by channels, 1.7x with the
+/// phases split); its 13x13 layers (1.4-1.7x in `direct_bench`).
 pub fn preferred_over_direct(
     cin: usize,
     cout: usize,
@@ -946,7 +1077,7 @@ pub fn preferred_over_direct(
         return None;
     }
     let side = h.min(w);
-    let wins = side >= 28 && cin >= 64 && cout >= 64;
+    let wins = (side >= 28 && cin >= 64 && cout >= 64) || (side >= 27 && cin >= 32 && cout >= 128);
     wins.then_some(WinogradVariant::F4x4)
 }
 
@@ -1098,63 +1229,80 @@ mod tests {
             // More than 16 tiles across (the AVX-512 transforms' groups of 16 tiles).
             (3, 9, 70, 1, 1, 1, 1, 5),
             (2, 5, 130, 1, 2, 0, 1, 3),
+            // Few input channels and several panels of output channels: on more than one
+            // thread each thread takes whole panels through all three phases
+            // (`by_channels`), the last panel ragged; and the same with 64 inputs, which
+            // splits the phases across the threads.
+            (32, 20, 20, 1, 1, 1, 1, 72),
+            (64, 9, 10, 1, 1, 1, 1, 40),
         ];
-        for kernel in Kernel::available() {
-            for var in [WinogradVariant::F2x2, WinogradVariant::F4x4] {
-                for (si, &(c, h, w, pt, pl, pb, pr, cout)) in shapes.iter().enumerate() {
-                    let g = geom(c, h, w, pt, pl, pb, pr);
-                    let x = rnd(c * h * w, 1 + si as u64);
-                    let wt = rnd(cout * c * 9, 100 + si as u64);
-                    let ww = WinogradWeights::with_kernel(&wt, cout, c, var, kernel).unwrap();
-                    let want = reference(&x, &g, &wt, cout);
-                    let plane = g.oh * g.ow;
-                    let bias = rnd(cout, 7);
-                    let res = rnd(cout * plane, 8);
-                    for (bi, ri, act) in [
-                        (false, false, Activation::None),
-                        (true, false, Activation::Relu),
-                        (true, true, Activation::None),
-                        (false, true, Activation::Relu),
-                        (true, true, Activation::Clip { lo: -0.5, hi: 0.5 }),
-                        (true, false, Activation::Sigmoid),
-                    ] {
-                        let mut out = vec![f32::NAN; cout * plane];
-                        winograd3x3(
-                            &x,
-                            &g,
-                            &ww,
-                            bi.then_some(&bias[..]),
-                            ri.then_some(&res[..]),
-                            act,
-                            &mut out,
-                        )
-                        .unwrap();
-                        let want: Vec<f64> = want
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &v)| {
-                                let mut v = v;
-                                if bi {
-                                    v += bias[i / plane] as f64;
-                                }
-                                if ri {
-                                    v += res[i] as f64;
-                                }
-                                act.apply(v as f32) as f64
-                            })
-                            .collect();
-                        for (i, (&o, &wv)) in out.iter().zip(&want).enumerate() {
-                            let tol = 2e-5 * (c as f64 * 9.0).sqrt() * (1.0 + wv.abs());
-                            assert!(
-                                (o as f64 - wv).abs() <= tol,
-                                "{} {var:?} shape {si} ({c},{h},{w},{pt},{pl},{pb},{pr},{cout}) \
+        // One thread runs the phases one after another; two and three split them.
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                for kernel in Kernel::available() {
+                    for var in [WinogradVariant::F2x2, WinogradVariant::F4x4] {
+                        for (si, &(c, h, w, pt, pl, pb, pr, cout)) in shapes.iter().enumerate() {
+                            let g = geom(c, h, w, pt, pl, pb, pr);
+                            let x = rnd(c * h * w, 1 + si as u64);
+                            let wt = rnd(cout * c * 9, 100 + si as u64);
+                            let ww =
+                                WinogradWeights::with_kernel(&wt, cout, c, var, kernel).unwrap();
+                            let want = reference(&x, &g, &wt, cout);
+                            let plane = g.oh * g.ow;
+                            let bias = rnd(cout, 7);
+                            let res = rnd(cout * plane, 8);
+                            for (bi, ri, act) in [
+                                (false, false, Activation::None),
+                                (true, false, Activation::Relu),
+                                (true, true, Activation::None),
+                                (false, true, Activation::Relu),
+                                (true, true, Activation::Clip { lo: -0.5, hi: 0.5 }),
+                                (true, false, Activation::Sigmoid),
+                            ] {
+                                let mut out = vec![f32::NAN; cout * plane];
+                                winograd3x3(
+                                    &x,
+                                    &g,
+                                    &ww,
+                                    bi.then_some(&bias[..]),
+                                    ri.then_some(&res[..]),
+                                    act,
+                                    &mut out,
+                                )
+                                .unwrap();
+                                let want: Vec<f64> = want
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(i, &v)| {
+                                        let mut v = v;
+                                        if bi {
+                                            v += bias[i / plane] as f64;
+                                        }
+                                        if ri {
+                                            v += res[i] as f64;
+                                        }
+                                        act.apply(v as f32) as f64
+                                    })
+                                    .collect();
+                                for (i, (&o, &wv)) in out.iter().zip(&want).enumerate() {
+                                    let tol = 2e-5 * (c as f64 * 9.0).sqrt() * (1.0 + wv.abs());
+                                    assert!(
+                                        (o as f64 - wv).abs() <= tol,
+                                        "{} {var:?} {threads} threads shape {si} \
+                                 ({c},{h},{w},{pt},{pl},{pb},{pr},{cout}) \
                                  bias {bi} res {ri} {act:?}: element {i} got {o} want {wv}",
-                                kernel.name
-                            );
+                                        kernel.name
+                                    );
+                                }
+                            }
                         }
                     }
                 }
-            }
+            });
         }
     }
 
@@ -1322,7 +1470,9 @@ mod tests {
         assert_eq!(preferred_over_direct(64, 64, 56, 56), on(F4x4));
         assert_eq!(preferred_over_direct(128, 192, 28, 28), on(F4x4));
         assert_eq!(preferred_over_direct(512, 512, 28, 28), on(F4x4));
-        assert_eq!(preferred_over_direct(32, 128, 27, 27), None);
+        assert_eq!(preferred_over_direct(32, 128, 27, 27), on(F4x4));
+        assert_eq!(preferred_over_direct(16, 64, 55, 55), None);
+        assert_eq!(preferred_over_direct(48, 192, 13, 13), None);
         assert_eq!(preferred_over_direct(256, 256, 14, 14), None);
         assert_eq!(preferred_over_direct(64, 32, 56, 56), None);
     }
