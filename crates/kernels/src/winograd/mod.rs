@@ -268,19 +268,56 @@ pub fn winograd3x3_batch(
         return by_channels(x, g, ww, bias, residual, act, out, parts);
     }
     let need = scratch_len(g, ww, images).ok_or_else(|| err("scratch size overflows"))?;
-    // Taken out of the thread-local so a nested call (another model on this thread)
-    // cannot alias it.
+    with_thread_scratch(need, |buf| {
+        winograd3x3_with_scratch(x, images, g, ww, bias, residual, act, out, buf)
+    })
+}
+
+/// `f` on at least `need` floats of the calling thread's [`SCRATCH`], grown if short.
+/// The buffer is taken out of the thread-local for the call, so a nested call (another
+/// model on this thread) cannot alias it.
+fn with_thread_scratch<R>(need: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut buf = SCRATCH.with_borrow_mut(std::mem::take);
     if buf.len() < need {
         buf.resize(need, 0.0);
     }
-    let r = winograd3x3_with_scratch(x, images, g, ww, bias, residual, act, out, &mut buf);
+    let r = f(&mut buf[..need]);
     SCRATCH.with_borrow_mut(|s| {
         if s.len() < buf.len() {
             *s = buf;
         }
     });
     r
+}
+
+/// One transform position's product on the calling thread: `mp = lhs v`, `v` the
+/// transformed input of that position (`ww.cin` rows `ld` apart, `n` tiles), `mp` rows
+/// `rs` apart.
+fn position_product(
+    ww: &WinogradWeights,
+    lhs: Lhs<'_>,
+    v: &[f32],
+    n: usize,
+    ld: usize,
+    mp: &mut [f32],
+    rs: usize,
+) -> Result<(), GemmError> {
+    gemm_ex_one_thread(
+        ww.kernel(),
+        lhs,
+        Rhs::Direct {
+            data: v,
+            k: ww.cin,
+            n,
+            ld,
+        },
+        Out {
+            data: mp,
+            rs,
+            cs: 1,
+        },
+        &Epilogue::default(),
+    )
 }
 
 /// Whether one image runs [`by_channels`] on several threads: where the input transform
@@ -349,38 +386,19 @@ fn by_channels(
                 mps: rows * tp,
             };
             let need = a2 * tp * (cin + rows);
-            let mut buf = SCRATCH.with_borrow_mut(std::mem::take);
-            if buf.len() < need {
-                buf.resize(need, 0.0);
-            }
-            let (v, mm) = buf[..need].split_at_mut(a2 * tp * cin);
-            for (ci, vc) in v.chunks_mut(a2 * tp).enumerate() {
-                // SAFETY: `isa` was checked against the CPU when the kernel was chosen.
-                unsafe { input_channel(isa, ww.variant, &geo, &x[ci * chan..][..chan], vc) }
-            }
-            let vv: &[f32] = v;
-            let r = mm
-                .chunks_mut(rows * tp)
-                .enumerate()
-                .try_for_each(|(pos, mp)| {
-                    gemm_ex_one_thread(
-                        ww.kernel(),
-                        Lhs::PackedRows(&ww.lhs[pos], c0, c1),
-                        Rhs::Direct {
-                            data: &vv[pos * tp..],
-                            k: cin,
-                            n: tiles,
-                            ld: a2 * tp,
-                        },
-                        Out {
-                            data: mp,
-                            rs: tp,
-                            cs: 1,
-                        },
-                        &Epilogue::default(),
-                    )
-                });
-            if r.is_ok() {
+            with_thread_scratch(need, |buf| {
+                let (v, mm) = buf.split_at_mut(a2 * tp * cin);
+                for (ci, vc) in v.chunks_mut(a2 * tp).enumerate() {
+                    // SAFETY: `isa` was checked against the CPU when the kernel was chosen.
+                    unsafe { input_channel(isa, ww.variant, &geo, &x[ci * chan..][..chan], vc) }
+                }
+                let vv: &[f32] = v;
+                mm.chunks_mut(rows * tp)
+                    .enumerate()
+                    .try_for_each(|(pos, mp)| {
+                        let lhs = Lhs::PackedRows(&ww.lhs[pos], c0, c1);
+                        position_product(ww, lhs, &vv[pos * tp..], tiles, a2 * tp, mp, tp)
+                    })?;
                 let mm: &[f32] = mm;
                 for (i, oc) in out_t.chunks_mut(plane).enumerate() {
                     let co = c0 + i;
@@ -389,13 +407,8 @@ fn by_channels(
                     // SAFETY: as above.
                     unsafe { output_channel(isa, ww.variant, &geo, &mm[i * tp..], b, res, act, oc) }
                 }
-            }
-            SCRATCH.with_borrow_mut(|s| {
-                if s.len() < buf.len() {
-                    *s = buf;
-                }
-            });
-            r.map_err(WinogradError::from)
+                Ok(())
+            })
         })
 }
 
@@ -512,23 +525,16 @@ pub fn winograd3x3_with_scratch(
     // run after the first).
     let vv: &[f32] = v;
     let pos_job = |(pos, mp): (usize, &mut [f32])| -> Result<(), WinogradError> {
-        gemm_ex_one_thread(
-            ww.kernel(),
-            Lhs::Packed(&ww.lhs[pos]),
-            Rhs::Direct {
-                data: &vv[pos * tp..],
-                k: cin,
-                n: all,
-                ld: a2 * tp,
-            },
-            Out {
-                data: mp,
-                rs: tp,
-                cs: 1,
-            },
-            &Epilogue::default(),
-        )?;
-        Ok(())
+        let lhs = Lhs::Packed(&ww.lhs[pos]);
+        Ok(position_product(
+            ww,
+            lhs,
+            &vv[pos * tp..],
+            all,
+            a2 * tp,
+            mp,
+            tp,
+        )?)
     };
     let work = (a2 * all) as u64 * cin as u64 * ww.cout as u64;
     if rayon::current_num_threads() == 1 || work < 1 << 20 {
