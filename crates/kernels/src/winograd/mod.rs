@@ -264,7 +264,7 @@ pub fn winograd3x3_batch(
     out: &mut [f32],
 ) -> Result<(), WinogradError> {
     let parts = rayon::current_num_threads().min(ww.cout.div_ceil(ww.kernel().mr));
-    if images == 1 && parts > 1 && split_by_channels(g, ww) {
+    if images == 1 && parts > 1 && split_by_channels(ww) {
         return by_channels(x, g, ww, bias, residual, act, out, parts);
     }
     let need = scratch_len(g, ww, images).ok_or_else(|| err("scratch size overflows"))?;
@@ -324,7 +324,7 @@ fn position_product(
 /// that each thread repeats is cheap against the products (fewer than 64 input
 /// channels). ResNet-50's 64- and 128-channel layers by channels took 1.23-1.58x the
 /// time of the phases split across the threads (`scripts/nodes_ab.py`, 2 threads).
-fn split_by_channels(_g: &Geom2d, ww: &WinogradWeights) -> bool {
+fn split_by_channels(ww: &WinogradWeights) -> bool {
     ww.cin < 64
 }
 
@@ -345,18 +345,9 @@ fn by_channels(
     out: &mut [f32],
     parts: usize,
 ) -> Result<(), WinogradError> {
-    if (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) != (3, 3, 1, 1, 1, 1) || g.c != ww.cin {
-        return Err(err("by_channels: geometry does not match the weights"));
-    }
-    let plane = g.oh * g.ow;
+    // A part's scratch is at most the one-image scratch `check` found not to overflow.
+    let Sizes { plane, .. } = check(x, 1, g, ww, bias, residual, out)?;
     let (cin, cout) = (ww.cin, ww.cout);
-    if x.len() < cin * g.h * g.w
-        || out.len() < cout * plane
-        || bias.is_some_and(|b| b.len() < cout)
-        || residual.is_some_and(|r| r.len() < cout * plane)
-    {
-        return Err(err("by_channels: a buffer is too short"));
-    }
     if plane == 0 {
         return Ok(());
     }
@@ -412,20 +403,28 @@ fn by_channels(
         })
 }
 
-/// [`winograd3x3_batch`] (one image: [`winograd3x3`]) with a caller-given scratch of at
-/// least [`scratch_len`] floats.
+/// Sizes of a call that [`check`] accepted: one image's input and output plane, all the
+/// images' input and output, and the scratch ([`scratch_len`]).
+struct Sizes {
+    img_in: usize,
+    plane: usize,
+    in_len: usize,
+    out_len: usize,
+    scratch: usize,
+}
+
+/// The geometry against the weights and the buffers against the geometry, for `images`
+/// images: an error naming what does not fit, no size overflowing.
 #[allow(clippy::too_many_arguments)]
-pub fn winograd3x3_with_scratch(
+fn check(
     x: &[f32],
     images: usize,
     g: &Geom2d,
     ww: &WinogradWeights,
     bias: Option<&[f32]>,
     residual: Option<&[f32]>,
-    act: Activation,
-    out: &mut [f32],
-    scratch: &mut [f32],
-) -> Result<(), WinogradError> {
+    out: &[f32],
+) -> Result<Sizes, WinogradError> {
     if (g.kh, g.kw, g.sh, g.sw, g.dh, g.dw) != (3, 3, 1, 1, 1, 1) {
         return Err(err(format!(
             "needs a 3x3 kernel, stride 1, dilation 1; got {}x{}, stride {}x{}, dilation {}x{}",
@@ -471,7 +470,37 @@ pub fn winograd3x3_with_scratch(
             return Err(err(format!("residual holds {}, needs {out_len}", r.len())));
         }
     }
-    let need = scratch_len(g, ww, images).ok_or_else(|| err("scratch size overflows"))?;
+    let scratch = scratch_len(g, ww, images).ok_or_else(|| err("scratch size overflows"))?;
+    Ok(Sizes {
+        img_in,
+        plane,
+        in_len,
+        out_len,
+        scratch,
+    })
+}
+
+/// [`winograd3x3_batch`] (one image: [`winograd3x3`]) with a caller-given scratch of at
+/// least [`scratch_len`] floats.
+#[allow(clippy::too_many_arguments)]
+pub fn winograd3x3_with_scratch(
+    x: &[f32],
+    images: usize,
+    g: &Geom2d,
+    ww: &WinogradWeights,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), WinogradError> {
+    let Sizes {
+        img_in,
+        plane,
+        in_len,
+        out_len,
+        scratch: need,
+    } = check(x, images, g, ww, bias, residual, out)?;
     if scratch.len() < need {
         return Err(err(format!(
             "scratch holds {}, needs {need}",
@@ -1488,30 +1517,41 @@ mod tests {
         let wt = rnd(4 * 3 * 9, 1);
         assert!(WinogradWeights::new(&wt, 4, 4, WinogradVariant::F2x2).is_err());
         assert!(WinogradWeights::new(&wt, 0, 3, WinogradVariant::F2x2).is_err());
-        let ww = WinogradWeights::new(&wt, 4, 3, WinogradVariant::F4x4).unwrap();
         let g = geom(3, 5, 5, 1, 1, 1, 1);
         let x = rnd(3 * 25, 2);
+        // 4 output channels on one thread (the phases in turn); 40 on two, where a few
+        // input channels and several panels of outputs take `by_channels`.
+        for (cout, threads) in [(4, 1), (40, 2)] {
+            let wt = rnd(cout * 3 * 9, 1);
+            let ww = WinogradWeights::new(&wt, cout, 3, WinogradVariant::F4x4).unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut out = vec![0.0; cout * 25];
+                let ok = winograd3x3(&x, &g, &ww, None, None, Activation::None, &mut out);
+                assert!(ok.is_ok());
+                let mut short = vec![0.0; cout * 25 - 1];
+                let run = |x: &[f32], g: &Geom2d, bias, res, out: &mut [f32]| {
+                    winograd3x3(x, g, &ww, bias, res, Activation::None, out)
+                };
+                assert!(run(&x, &g, None, None, &mut short).is_err());
+                assert!(run(&x[1..], &g, None, None, &mut out).is_err());
+                assert!(run(&x, &g, Some(&[0.0; 3]), None, &mut out).is_err());
+                assert!(run(&x, &g, None, Some(&x), &mut out).is_err());
+                assert!(run(&x, &Geom2d { sh: 2, ..g }, None, None, &mut out).is_err());
+                assert!(run(&x, &Geom2d { c: 4, ..g }, None, None, &mut out).is_err());
+                let huge = Geom2d {
+                    h: usize::MAX / 2,
+                    oh: usize::MAX / 2,
+                    ..g
+                };
+                assert!(run(&x, &huge, None, None, &mut out).is_err());
+            });
+        }
+        let ww = WinogradWeights::new(&wt, 4, 3, WinogradVariant::F4x4).unwrap();
         let mut out = vec![0.0; 4 * 25];
-        let ok = winograd3x3(&x, &g, &ww, None, None, Activation::None, &mut out);
-        assert!(ok.is_ok());
-        let mut short = vec![0.0; 4 * 25 - 1];
-        assert!(winograd3x3(&x, &g, &ww, None, None, Activation::None, &mut short).is_err());
-        assert!(winograd3x3(&x[1..], &g, &ww, None, None, Activation::None, &mut out).is_err());
-        assert!(winograd3x3(
-            &x,
-            &g,
-            &ww,
-            Some(&[0.0; 3]),
-            None,
-            Activation::None,
-            &mut out
-        )
-        .is_err());
-        assert!(winograd3x3(&x, &g, &ww, None, Some(&x), Activation::None, &mut out).is_err());
-        let g2 = Geom2d { sh: 2, ..g };
-        assert!(winograd3x3(&x, &g2, &ww, None, None, Activation::None, &mut out).is_err());
-        let g3 = Geom2d { c: 4, ..g };
-        assert!(winograd3x3(&x, &g3, &ww, None, None, Activation::None, &mut out).is_err());
         let mut sc = vec![0.0; 3];
         assert!(winograd3x3_with_scratch(
             &x,
