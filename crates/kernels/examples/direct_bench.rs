@@ -14,6 +14,9 @@
 //! 1x1 layers also run as FusedConv runs them (the input gathered at the output pixels,
 //! then a pointwise GEMM: `gathered`), and every 3x3 stride-1 layer also runs Winograd
 //! (the variant the engine's rules pick, F(4x4) where they take none; the line names it).
+//! Layers on few input channels also run the shifted-row GEMM and, on AVX-512, the
+//! shallow kernel (`millrace_kernels::shallow`), whose line gives its time against the
+//! shifted rows'.
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
 use millrace_kernels::direct::{conv_direct, DirectWeights};
@@ -21,6 +24,7 @@ use millrace_kernels::gemm::{
     conv_shifted, gemm_ex, shifted_applies, Bias, Epilogue, Im2col, Lhs, Out, Packed, Rhs,
     ShiftedWeights, Strided,
 };
+use millrace_kernels::shallow::{self, conv_shallow, ShallowWeights};
 use millrace_kernels::subsample;
 use millrace_kernels::winograd::{
     prefer_winograd, preferred_over_direct, winograd3x3, WinogradVariant, WinogradWeights,
@@ -207,6 +211,10 @@ fn main() {
         let shifted = shifted_applies(cout, cin, k, k, s, s, 1)
             .then(|| ShiftedWeights::new(&w, cout, cin, k, k).unwrap());
         let (mut yq, mut tq) = (Aligned::new(cout * plane), Vec::new());
+        // The pixel-vectorized kernel where it applies (first layers on RGB, AVX-512).
+        let shallow = shallow::applies(cin, k, k, s, s, 1, 1)
+            .then(|| ShallowWeights::new(&w, cout, cin, k, k).unwrap());
+        let (mut yv, mut tv) = (Aligned::new(cout * plane), Vec::new());
         let mut cool = || {
             if cold {
                 pool.install(|| evict(&mut flush));
@@ -273,6 +281,16 @@ fn main() {
                     tq.push(t.elapsed().as_secs_f64());
                 }
             }
+            if let Some(sv) = &shallow {
+                cool();
+                let t = Instant::now();
+                pool.install(|| {
+                    conv_shallow(&x, &g, sv, Some(&bias), None, Activation::Relu, &mut yv).unwrap()
+                });
+                if r >= 2 {
+                    tv.push(t.elapsed().as_secs_f64());
+                }
+            }
             if r >= 2 {
                 tg.push(a);
                 td.push(b);
@@ -306,6 +324,11 @@ fn main() {
             let d = max_diff(&yg, &yq);
             alt_line("shifted", mq, flops, "shifted/gemm", mq / mg, Some(d));
             alt_line("shifted", mq, flops, "shifted/direct", mq / md, None);
+            if !tv.is_empty() {
+                let mv = median(tv.clone());
+                let d = max_diff(&yg, &yv);
+                alt_line("shallow", mv, flops, "shallow/shifted", mv / mq, Some(d));
+            }
         }
         if !tw.is_empty() {
             let mw = median(tw);

@@ -12,6 +12,7 @@ pub mod gemm;
 pub mod peak;
 pub mod pool;
 mod prefetch;
+pub mod shallow;
 pub mod subsample;
 #[cfg(test)]
 mod testutil;
@@ -38,8 +39,9 @@ impl SyncPtr {
 
 /// Sizes the calling thread's kernel scratch (GEMM packing buffers at their bound, the
 /// depthwise padded copy at [`depthwise::SCRATCH_RESERVE`], Winograd's transform buffers at
-/// [`winograd::BUFS_RESERVE`], max pooling's padded row at [`pool::ROW_RESERVE`]). Call it
-/// on every thread of a pool that runs kernels, once, so steady-state runs do not allocate
+/// [`winograd::BUFS_RESERVE`], max pooling's padded row at [`pool::ROW_RESERVE`], the
+/// shallow convolution's band at [`shallow::BAND_RESERVE`]). Call it on every thread of a
+/// pool that runs kernels, once, so steady-state runs do not allocate
 /// whichever thread a piece of work lands on. (A GEMM that packs an operand once for all
 /// its chunks keeps that buffer per thread, sized by the largest such product the thread
 /// has started; it grows on first use.)
@@ -48,4 +50,5 @@ pub fn reserve_scratch() {
     depthwise::reserve_scratch();
     winograd::reserve_scratch();
     pool::reserve_scratch();
+    shallow::reserve_scratch();
 }

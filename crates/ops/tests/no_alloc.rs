@@ -175,10 +175,22 @@ fn second_eval_into_allocates_nothing() {
             true,
         ),
         conv_case(
-            "7x7 stride 2 on 3 channels (shifted rows)",
-            "impl=shifted-rows",
+            "7x7 stride 2 on 3 channels (shallow on AVX-512, else shifted rows)",
+            if millrace_kernels::shallow::available() {
+                "impl=shallow"
+            } else {
+                "impl=shifted-rows"
+            },
             (3, 64, 112),
             (7, 2, 3, 1),
+            relu,
+            false,
+        ),
+        conv_case(
+            "3x3 stride 3 on 3 channels (shifted rows)",
+            "impl=shifted-rows",
+            (3, 64, 112),
+            (3, 3, 1, 1),
             relu,
             false,
         ),
