@@ -363,44 +363,102 @@ fn by_channels(
     let per = panels.div_ceil(parts) * mr;
     let chan = g.h * g.w;
     let out = &mut out[..cout * plane];
-    out.par_chunks_mut(per * plane)
-        .enumerate()
-        .try_for_each(|(t, out_t)| {
-            let c0 = t * per;
-            let rows = out_t.len() / plane;
-            let c1 = c0 + rows;
-            let geo = TileGeo {
-                g: *g,
-                nty,
-                ntx,
-                tp,
-                mps: rows * tp,
-            };
-            let need = a2 * tp * (cin + rows);
-            with_thread_scratch(need, |buf| {
-                let (v, mm) = buf.split_at_mut(a2 * tp * cin);
-                for (ci, vc) in v.chunks_mut(a2 * tp).enumerate() {
-                    // SAFETY: `isa` was checked against the CPU when the kernel was chosen.
-                    unsafe { input_channel(isa, ww.variant, &geo, &x[ci * chan..][..chan], vc) }
-                }
-                let vv: &[f32] = v;
-                mm.chunks_mut(rows * tp)
-                    .enumerate()
-                    .try_for_each(|(pos, mp)| {
-                        let lhs = Lhs::PackedRows(&ww.lhs[pos], c0, c1);
-                        position_product(ww, lhs, &vv[pos * tp..], tiles, a2 * tp, mp, tp)
-                    })?;
-                let mm: &[f32] = mm;
-                for (i, oc) in out_t.chunks_mut(plane).enumerate() {
-                    let co = c0 + i;
-                    let b = bias.map_or(0.0, |b| b[co]);
-                    let res = residual.map(|r| &r[co * plane..(co + 1) * plane]);
-                    // SAFETY: as above.
-                    unsafe { output_channel(isa, ww.variant, &geo, &mm[i * tp..], b, res, act, oc) }
-                }
-                Ok(())
+    let need = a2 * tp * (cin + per);
+    // Part `t`: its channels through the three phases, in `buf` (`need` values).
+    let part = |t: usize, out_t: &mut [f32], buf: &mut [f32]| {
+        let c0 = t * per;
+        let rows = out_t.len() / plane;
+        let c1 = c0 + rows;
+        let geo = TileGeo {
+            g: *g,
+            nty,
+            ntx,
+            tp,
+            mps: rows * tp,
+        };
+        let (v, mm) = buf.split_at_mut(a2 * tp * cin);
+        for (ci, vc) in v.chunks_mut(a2 * tp).enumerate() {
+            // SAFETY: `isa` was checked against the CPU when the kernel was chosen.
+            unsafe { input_channel(isa, ww.variant, &geo, &x[ci * chan..][..chan], vc) }
+        }
+        let vv: &[f32] = v;
+        // This part's products: the first `a2 * rows * tp` values (the buffer fits the
+        // largest part).
+        let mm = &mut mm[..a2 * rows * tp];
+        mm.chunks_mut(rows * tp)
+            .enumerate()
+            .try_for_each(|(pos, mp)| {
+                let lhs = Lhs::PackedRows(&ww.lhs[pos], c0, c1);
+                position_product(ww, lhs, &vv[pos * tp..], tiles, a2 * tp, mp, tp)
+            })?;
+        let mm: &[f32] = mm;
+        for (i, oc) in out_t.chunks_mut(plane).enumerate() {
+            let co = c0 + i;
+            let b = bias.map_or(0.0, |b| b[co]);
+            let res = residual.map(|r| &r[co * plane..(co + 1) * plane]);
+            // SAFETY: as above.
+            unsafe { output_channel(isa, ww.variant, &geo, &mm[i * tp..], b, res, act, oc) }
+        }
+        Ok(())
+    };
+    let chunks = out.par_chunks_mut(per * plane).enumerate();
+    // Part `t` in buffer `t` of a pool shared by every layer, held for the call: with
+    // parts going to whichever thread is free, thread-local buffers could grow in a later
+    // call (on a thread that meets a larger part, or its first part); the pool's buffers
+    // grow only on the first call of the largest layer. Where another call holds the pool
+    // (models running at the same time), thread-local buffers.
+    match part_bufs(parts, need) {
+        Some(mut bufs) => {
+            let base = BufsPtr(bufs.as_mut_ptr());
+            chunks.try_for_each(|(t, out_t)| {
+                // SAFETY: `t < parts <= bufs.len()`, each part `t` once: the buffers are
+                // disjoint, and the guard keeps them for the call.
+                let buf = unsafe { &mut *base.get().add(t) };
+                part(t, out_t, &mut buf[..need])
             })
-        })
+        }
+        None => {
+            chunks.try_for_each(|(t, out_t)| with_thread_scratch(need, |buf| part(t, out_t, buf)))
+        }
+    }
+}
+
+/// Scratch buffers of [`by_channels`]' parts, shared by every layer and thread.
+static PART_BUFS: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+
+/// The pool of part buffers, with at least `parts` buffers of at least `need` values
+/// (allocating only where it is short: the first call, or a larger layer's), or `None`
+/// while another call holds it.
+fn part_bufs(parts: usize, need: usize) -> Option<std::sync::MutexGuard<'static, Vec<Vec<f32>>>> {
+    use std::sync::TryLockError;
+    let mut p = match PART_BUFS.try_lock() {
+        Ok(p) => p,
+        // A panic elsewhere while holding the lock leaves only buffers behind.
+        Err(TryLockError::Poisoned(e)) => e.into_inner(),
+        Err(TryLockError::WouldBlock) => return None,
+    };
+    while p.len() < parts {
+        p.push(Vec::new());
+    }
+    for b in p.iter_mut().take(parts) {
+        if b.len() < need {
+            b.resize(need, 0.0);
+        }
+    }
+    Some(p)
+}
+
+/// The part buffers' base pointer, shared by the parts' jobs.
+#[derive(Clone, Copy)]
+struct BufsPtr(*mut Vec<f32>);
+// SAFETY: used only while the pool's guard is held, each job touching its own buffer.
+unsafe impl Sync for BufsPtr {}
+unsafe impl Send for BufsPtr {}
+
+impl BufsPtr {
+    fn get(&self) -> *mut Vec<f32> {
+        self.0
+    }
 }
 
 /// Sizes of a call that [`check`] accepted: one image's input and output plane, all the
@@ -1338,6 +1396,41 @@ mod tests {
                     }
                 }
             });
+        }
+    }
+
+    /// `by_channels` with its shared part buffers held by another call (models running at
+    /// the same time) falls back to thread-local buffers, with the same result.
+    #[test]
+    fn by_channels_while_the_part_buffers_are_held() {
+        let (c, h, w, cout) = (32, 20, 20, 72);
+        let g = geom(c, h, w, 1, 1, 1, 1);
+        let x = rnd(c * h * w, 3);
+        let wt = rnd(cout * c * 9, 4);
+        let bias = rnd(cout, 5);
+        let ww =
+            WinogradWeights::with_kernel(&wt, cout, c, WinogradVariant::F4x4, Kernel::detect())
+                .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let run = |out: &mut [f32]| {
+            pool.install(|| winograd3x3(&x, &g, &ww, Some(&bias), None, Activation::Relu, out))
+                .unwrap()
+        };
+        let n = cout * g.oh * g.ow;
+        let (mut free, mut held) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+        run(&mut free);
+        {
+            let _guard = PART_BUFS.lock().unwrap_or_else(|e| e.into_inner());
+            run(&mut held);
+        }
+        assert_eq!(free, held);
+        let want = reference(&x, &g, &wt, cout);
+        for (i, (&o, &wv)) in free.iter().zip(&want).enumerate() {
+            let wv = (wv + bias[i / (g.oh * g.ow)] as f64).max(0.0);
+            assert!((o as f64 - wv).abs() <= 2e-5 * (c as f64 * 9.0).sqrt() * (1.0 + wv.abs()));
         }
     }
 
