@@ -637,12 +637,16 @@ pub mod x86 {
             5 => avx512_ncols::<5>(kc, a, b, ldb, o),
             6 => avx512_ncols::<6>(kc, a, b, ldb, o),
             7 => avx512_ncols::<7>(kc, a, b, ldb, o),
+            8 => avx512_ncols::<8>(kc, a, b, ldb, o),
+            9 => avx512_ncols::<9>(kc, a, b, ldb, o),
+            10 => avx512_ncols::<10>(kc, a, b, ldb, o),
+            11 => avx512_ncols::<11>(kc, a, b, ldb, o),
             _ => avx512_ncols::<AVX512_COLS_MAX>(kc, a, b, ldb, o),
         }
     }
 
     /// The widest tile edge [`avx512_cols`] computes.
-    pub const AVX512_COLS_MAX: usize = 8;
+    pub const AVX512_COLS_MAX: usize = 12;
 
     /// [`avx512_cols`] for `C` columns.
     ///

@@ -69,7 +69,8 @@ pub struct Kernel {
     /// columns cost more than the wider kernel (Zen 3, `pw_bench`, 2 threads, alternating
     /// builds: the single column instead of an 8-wide pass took 0.63-0.89x the time on
     /// 2048x512x49, 0.77-0.78x on 512x2048x49 and 0.87-0.93x on SqueezeNet's 1000x512x169
-    /// classifier). On AVX-512 up to 8 columns load the panel's rows of `A` once per `k`.
+    /// classifier). On AVX-512 up to 8 columns past a multiple of 16, or up to 12 in a
+    /// tile narrower than 16, load the panel's rows of `A` once per `k`.
     cols: Option<micro::MicroFn>,
     /// The widest edge `cols` computes.
     cols_max: usize,
@@ -205,7 +206,11 @@ impl Kernel {
     /// computes (the rest go to [`Kernel::micro`]).
     fn single_cols(&self, nv: usize) -> usize {
         let r = nv % (self.nr / 2).max(1);
-        if self.cols.is_some() && r <= self.cols_max {
+        // Past 8 columns, only a tile narrower than half the width: SqueezeNet's 13x13
+        // planes (169 = 5 x 32 + 9, the 9 columns in the narrow kernel) took 0.92-0.96x
+        // the time (`pw_bench`, 1000 x 512 x 169); where a half-width pass would run
+        // besides (153 = 4 x 32 + 16 + 9, 729 = 22 x 32 + 16 + 9) 1.01-1.03x.
+        if self.cols.is_some() && r <= self.cols_max && (r <= COLS_ALWAYS || r == nv) {
             r
         } else {
             0
@@ -1025,6 +1030,9 @@ fn unit_spans(
 }
 
 /// Splits `mp x np` panels among `threads` jobs, along one side first.
+/// Leftover columns the narrow kernel takes at the edge of any tile ([`Kernel::single_cols`]).
+const COLS_ALWAYS: usize = 8;
+
 fn split(mp: usize, np: usize, threads: usize, n_first: bool) -> (usize, usize) {
     if n_first {
         let tn = threads.min(np);
