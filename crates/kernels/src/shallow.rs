@@ -253,10 +253,11 @@ pub fn conv_shallow(
                 q.resize(lay.size, 0.0);
             }
             let q = &mut q[..lay.size];
-            // SAFETY: AVX-512F (checked by `applies`); the band's output rows are written
-            // by this job alone; `q` holds the layout's `size` values.
+            // SAFETY: AVX-512F (checked by `applies`, false elsewhere than x86-64); the
+            // band's output rows are written by this job alone; `q` holds the layout's
+            // `size` values.
+            #[cfg(target_arch = "x86_64")]
             unsafe {
-                #[cfg(target_arch = "x86_64")]
                 x86::band(
                     x,
                     g,
@@ -270,8 +271,10 @@ pub fn conv_shallow(
                     residual,
                     (relu, clamp),
                     yp,
-                );
-            }
+                )
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (q, offs, relu, clamp, rows, bias, residual, &yp);
         });
         if post {
             for ch in 0..w.m {
