@@ -527,45 +527,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn naive(x: &[f32], w: &[f32], bias: &[f32], g: &Geom2d, m: usize) -> Vec<f32> {
-        let mut y = vec![0.0; m * g.oh * g.ow];
-        for o in 0..m {
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let mut acc = bias[o] as f64;
-                    for c in 0..g.c {
-                        for ky in 0..g.kh {
-                            for kx in 0..g.kw {
-                                let iy = (oy * g.sh + ky) as isize - g.pt as isize;
-                                let ix = (ox * g.sw + kx) as isize - g.pl as isize;
-                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
-                                    continue;
-                                }
-                                let xv = x[(c * g.h + iy as usize) * g.w + ix as usize];
-                                let wv = w[((o * g.c + c) * g.kh + ky) * g.kw + kx];
-                                acc += xv as f64 * wv as f64;
-                            }
-                        }
-                    }
-                    y[(o * g.oh + oy) * g.ow + ox] = acc as f32;
-                }
-            }
-        }
-        y
-    }
-
-    fn rnd(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::testutil::{conv_naive as naive, rnd};
 
     /// (c, h, w, m, kh, kw, stride, pad top, pad left): the first layers of MobileNetV2,
     /// SqueezeNet 1.1 (no padding) and ResNet-50 (7x7) at reduced size, with ragged widths
@@ -609,11 +571,11 @@ mod tests {
                 oh: out(h, kh, pt),
                 ow: out(wd, kw, pl),
             };
-            let x = rnd(c * h * wd, 1 + i as u32);
-            let w = rnd(m * c * kh * kw, 2 + i as u32);
-            let bias = rnd(m, 3 + i as u32);
+            let x = rnd(c * h * wd, 1 + i as u64);
+            let w = rnd(m * c * kh * kw, 2 + i as u64);
+            let bias = rnd(m, 3 + i as u64);
             let n = m * g.oh * g.ow;
-            let res = rnd(n, 4 + i as u32);
+            let res = rnd(n, 4 + i as u64);
             let mut want = naive(&x, &w, &bias, &g, m);
             if with_res {
                 want.iter_mut().zip(&res).for_each(|(a, r)| *a += r);

@@ -371,45 +371,7 @@ unsafe fn band_tiles(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn naive(x: &[f32], w: &[f32], bias: &[f32], g: &Geom2d, m: usize) -> Vec<f32> {
-        let mut y = vec![0.0; m * g.oh * g.ow];
-        for o in 0..m {
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let mut acc = bias[o] as f64;
-                    for c in 0..g.c {
-                        for ky in 0..g.kh {
-                            for kx in 0..g.kw {
-                                let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
-                                let ix = (ox * g.sw + kx * g.dw) as isize - g.pl as isize;
-                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
-                                    continue;
-                                }
-                                let xv = x[(c * g.h + iy as usize) * g.w + ix as usize];
-                                let wv = w[((o * g.c + c) * g.kh + ky) * g.kw + kx];
-                                acc += xv as f64 * wv as f64;
-                            }
-                        }
-                    }
-                    y[(o * g.oh + oy) * g.ow + ox] = acc as f32;
-                }
-            }
-        }
-        y
-    }
-
-    fn rnd(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s % 2000) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::testutil::{conv_naive as naive, rnd};
 
     #[test]
     fn matches_naive() {
