@@ -34,6 +34,14 @@ use std::time::Instant;
 mod common;
 use common::{rnd, Aligned};
 
+/// Seconds of one call of `f` inside `pool`, after `cool` (the `--cold` eviction).
+fn timed(pool: &rayon::ThreadPool, cool: &mut impl FnMut(), f: impl FnOnce() + Send) -> f64 {
+    cool();
+    let t = Instant::now();
+    pool.install(f);
+    t.elapsed().as_secs_f64()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -252,43 +260,35 @@ fn main() {
             });
             let b = t.elapsed().as_secs_f64();
             if let Some(d4) = &dw4 {
-                cool();
-                let t = Instant::now();
-                pool.install(|| {
+                let s = timed(&pool, &mut cool, || {
                     conv_direct(&x, &g, d4, Some(&bias), None, Activation::Relu, &mut y4).unwrap()
                 });
                 if r >= 2 {
-                    t4.push(t.elapsed().as_secs_f64());
+                    t4.push(s);
                 }
             }
             if let Some(ww) = &wino {
-                cool();
-                let t = Instant::now();
-                pool.install(|| {
+                let s = timed(&pool, &mut cool, || {
                     winograd3x3(&x, &g, ww, Some(&bias), None, Activation::Relu, &mut yw).unwrap()
                 });
                 if r >= 2 {
-                    tw.push(t.elapsed().as_secs_f64());
+                    tw.push(s);
                 }
             }
             if let Some(sw) = &shifted {
-                cool();
-                let t = Instant::now();
-                pool.install(|| {
+                let s = timed(&pool, &mut cool, || {
                     conv_shifted(&x, &g, sw, Some(&bias), None, Activation::Relu, &mut yq).unwrap()
                 });
                 if r >= 2 {
-                    tq.push(t.elapsed().as_secs_f64());
+                    tq.push(s);
                 }
             }
             if let Some(sv) = &shallow {
-                cool();
-                let t = Instant::now();
-                pool.install(|| {
+                let s = timed(&pool, &mut cool, || {
                     conv_shallow(&x, &g, sv, Some(&bias), None, Activation::Relu, &mut yv).unwrap()
                 });
                 if r >= 2 {
-                    tv.push(t.elapsed().as_secs_f64());
+                    tv.push(s);
                 }
             }
             if r >= 2 {
