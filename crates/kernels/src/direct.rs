@@ -9,8 +9,9 @@
 //! for each block of `16 V` output channels. The input is first copied once into a
 //! zero-padded image, its rows interleaved by channel (`[row][channel][column]`, so the
 //! input of one output row is one contiguous block), and every tap of every tile reads
-//! inside it: no tile needs a border case. An output row's tiles are `R` pixels wide (14 for the 56, 28 and 14 wide
-//! images of the common CNNs, 7 for the 7 wide ones); a ragged last tile computes `R`
+//! inside it: no tile needs a border case. An output row's tiles are `R` pixels wide (on AVX-512, 8 to 14 picked per
+//! layer to cover a row with the fewest pixels: 14 for the 56, 28 and 14 wide images of the
+//! common CNNs, 13 for 13 wide ones; 7 for the 7 wide ones); a ragged last tile computes `R`
 //! pixels and stores those that exist.
 //!
 //! The accumulators hold `R` pixels by `16 V` channels; the epilogue transposes them in
@@ -194,8 +195,8 @@ fn avx512() -> bool {
 
 impl DirectWeights {
     /// Packs `weights` (`[m][cin][kh][kw]`, row-major) for output images `ow` wide (the
-    /// planned width picks the tile: 7 pixels by 64 channels when `ow <= 7`, else 14 by
-    /// 32; any width runs with either).
+    /// planned width picks the tile: 7 pixels by 64 channels when `ow <= 7`, else 8 to 14
+    /// by 32 ([`avx512_pixels`]); any width runs with any).
     pub fn new(
         weights: &[f32],
         m: usize,
@@ -220,10 +221,11 @@ impl DirectWeights {
             )));
         }
         let avx512 = avx512();
-        // AVX-512: 14 pixels by 32 channels, or 7 by 64 on images 7 wide. AVX2: 6 pixels
-        // by 16 channels, the last block 8 wide where the channels end there.
+        // AVX-512: 8 to 14 pixels by 32 channels ([`avx512_pixels`]), or 7 by 64 on images
+        // 7 wide. AVX2: 6 pixels by 16 channels, the last block 8 wide where the channels
+        // end there.
         let (bw, r) = match (avx512, ow <= 7) {
-            (true, false) => (AVX512_BLOCK, 14),
+            (true, false) => (AVX512_BLOCK, avx512_pixels(ow)),
             (true, true) => (64, 7),
             (false, _) => (16, AVX2_PIXELS),
         };
@@ -297,6 +299,21 @@ impl DirectWeights {
     fn width(&self, ob: usize) -> usize {
         block_width(self.avx512, self.m, self.bw, ob)
     }
+}
+
+/// Pixels per AVX-512 tile of 32 channels on output rows `ow` wide (more than 7): the
+/// width from 8 to 14 that covers a row in the fewest tiles and, among those, wastes the
+/// fewest pixels (the widest where two waste the same). A row of 13 takes one 13-pixel
+/// tile (a 14-pixel one computed a pixel past the row's end: SqueezeNet's 13x13 layers),
+/// 15 or 16 two of 8 (two of 14 computed 28 pixels), 17 two of 9, 55 and 56 four of 14.
+/// `examples/direct_bench.rs` (1 thread, 64 -> 256 channels, 3x3), 14-pixel tiles on
+/// every width: one row of 13 took the time of one of 14 (1.75 against 1.74 us per
+/// tile), and 15 or 16 wide planes took 2.1x the time of 14 wide ones.
+fn avx512_pixels(ow: usize) -> usize {
+    (8..=14)
+        .rev()
+        .min_by_key(|&r| (ow.div_ceil(r), ow.div_ceil(r) * r))
+        .unwrap_or(14)
 }
 
 /// Channels of block `ob` when `m` output channels are packed in blocks of `bw`: `bw`, but
@@ -403,7 +420,7 @@ pub fn conv_direct(
     // the last's (narrower on AVX2).
     let pick = |pw: usize| {
         if w.avx512 {
-            x86::pick(pw / 16, g.sw, taps.len())
+            x86::pick(pw / 16, g.sw, taps.len(), r)
         } else {
             x86::pick_avx2(pw / 8, g.sw, taps.len(), r)
         }
@@ -685,7 +702,7 @@ type TileAtFn =
 #[cfg(not(target_arch = "x86_64"))]
 mod x86 {
     /// No kernel off x86 ([`super::supported`] is false there, so none is called).
-    pub(super) fn pick(_v: usize, _s: usize, _t: usize) -> super::TileFn {
+    pub(super) fn pick(_v: usize, _s: usize, _t: usize, _r: usize) -> super::TileFn {
         unreachable_tile
     }
 
@@ -912,15 +929,29 @@ mod x86 {
         }};
     }
 
-    /// The tile kernel for `v` vectors of channels (2: 14 pixels; 4: 7), stride `s` and a
-    /// window of `taps` taps: 3x3 windows on 14-pixel tiles take the 9-tap loop of [`sum_k`].
-    pub(super) fn pick(v: usize, s: usize, taps: usize) -> TileFn {
-        match (v, s, taps) {
-            (2, 1, 9) => tile::<14, 2, 1, true>,
-            (2, _, 9) => tile::<14, 2, 2, true>,
-            (2, 1, _) => tile::<14, 2, 1, false>,
-            (2, _, _) => tile::<14, 2, 2, false>,
-            (_, 1, _) => tile::<7, 4, 1, false>,
+    /// The tile kernel for `v` vectors of channels (2: `r` pixels, 8 to 14; 4: 7), stride
+    /// `s` and a window of `taps` taps: 3x3 windows on the 2-vector tiles take the 9-tap
+    /// loop of [`sum_k`].
+    pub(super) fn pick(v: usize, s: usize, taps: usize, r: usize) -> TileFn {
+        macro_rules! two {
+            ($($r:literal)*) => {
+                match (r, s, taps) {
+                    $(
+                        ($r, 1, 9) => tile::<$r, 2, 1, true>,
+                        ($r, _, 9) => tile::<$r, 2, 2, true>,
+                        ($r, 1, _) => tile::<$r, 2, 1, false>,
+                        ($r, _, _) => tile::<$r, 2, 2, false>,
+                    )*
+                    (_, 1, 9) => tile::<14, 2, 1, true>,
+                    (_, _, 9) => tile::<14, 2, 2, true>,
+                    (_, 1, _) => tile::<14, 2, 1, false>,
+                    _ => tile::<14, 2, 2, false>,
+                }
+            };
+        }
+        match (v, s) {
+            (2, _) => two!(8 9 10 11 12 13),
+            (_, 1) => tile::<7, 4, 1, false>,
             _ => tile::<7, 4, 2, false>,
         }
     }
@@ -1507,6 +1538,24 @@ mod tests {
     }
 
     #[test]
+    fn avx512_tiles_cover_rows_in_the_fewest_pixels() {
+        for (ow, r) in [
+            (8, 8),
+            (13, 13),
+            (14, 14),
+            (15, 8),
+            (16, 8),
+            (17, 9),
+            (27, 14),
+        ] {
+            assert_eq!(avx512_pixels(ow), r, "{ow} wide");
+        }
+        assert_eq!(avx512_pixels(55), 14);
+        assert_eq!(avx512_pixels(56), 14);
+        assert_eq!(avx512_pixels(35), 12);
+    }
+
+    #[test]
     fn preferred_leaves_thin_wide_first_layers_to_the_gemm_on_avx512() {
         // SqueezeNet 1.1's first layer (64 channels, 3 x 3 x 3 weights each), MobileNetV2's
         // (32 channels), ResNet-50's (64 channels, 3 x 7 x 7).
@@ -1558,7 +1607,9 @@ mod tests {
             // is compiled for each combination.
             for res in [Some(&r[..]), None] {
                 let want = naive(&x, &g, &wt, m, Some(&b), res);
-                for planned in [g.ow, 7] {
+                // Planned widths 8 to 13 take AVX-512's narrower 32-channel tiles
+                // (`avx512_pixels`), 7 the 64-channel one.
+                for planned in [g.ow, 7, 8, 9, 10, 11, 12, 13] {
                     let pw = DirectWeights::new(&wt, m, c, k, k, planned).unwrap();
                     for pw in tilings(pw) {
                         for act in [
