@@ -90,6 +90,40 @@ impl ConvIo<'_> {
     }
 }
 
+/// Runs `band(i)` for every band `i < bands` of a convolution's output rows, on the
+/// current rayon pool where there are several bands and threads (the first-layer kernels,
+/// `shallow` and `gemm::shifted`, each band one job).
+pub(crate) fn for_each_band(bands: usize, band: impl Fn(usize) + Sync + Send) {
+    if bands > 1 && rayon::current_num_threads() > 1 {
+        (0..bands).into_par_iter().for_each(band);
+    } else {
+        (0..bands).for_each(band);
+    }
+}
+
+/// Applies `act` to output rows `oy0 .. oy0 + rows` (each `ow` wide) of the `m` planes
+/// (`plane` values apart) at `y`: the activations a band's tiles do not fuse.
+///
+/// # Safety
+/// Those rows lie inside the buffer `y` points into, and no other thread touches them
+/// during the call.
+pub(crate) unsafe fn act_rows(
+    act: crate::activation::Activation,
+    y: &crate::SyncPtr,
+    m: usize,
+    plane: usize,
+    ow: usize,
+    (oy0, rows): (usize, usize),
+) {
+    for ch in 0..m {
+        // SAFETY: rows of channel `ch` inside the buffer (the caller's contract).
+        let part = unsafe {
+            std::slice::from_raw_parts_mut(y.get().add(ch * plane + oy0 * ow), rows * ow)
+        };
+        act.apply_slice(part);
+    }
+}
+
 /// Range of output positions `o` in `0..n_out` with `0 <= o * s + off < n_in`.
 #[inline]
 pub fn valid_range(n_out: usize, n_in: usize, s: usize, off: isize) -> (usize, usize) {

@@ -26,9 +26,8 @@
 //! Needs AVX-512F, dilation 1, the same stride (1 or 2) on both axes and at most
 //! [`MAX_CIN`] input channels.
 use crate::activation::Activation;
-use crate::conv::{ConvIo, Geom2d};
+use crate::conv::{act_rows, for_each_band, ConvIo, Geom2d};
 use crate::SyncPtr;
-use rayon::prelude::*;
 use std::cell::RefCell;
 
 /// Invalid geometry, weights or buffers for [`conv_shallow`].
@@ -277,23 +276,11 @@ pub fn conv_shallow(
             let _ = (q, offs, relu, clamp, rows, bias, residual, &yp);
         });
         if post {
-            for ch in 0..w.m {
-                // SAFETY: this job's rows of channel `ch`, inside `y` (checked above).
-                let part = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        yp.get().add(ch * plane + oy0 * g.ow),
-                        rows * g.ow,
-                    )
-                };
-                act.apply_slice(part);
-            }
+            // SAFETY: this job's rows, inside `y` (checked above).
+            unsafe { act_rows(act, &yp, w.m, plane, g.ow, (oy0, rows)) };
         }
     };
-    if bands > 1 && rayon::current_num_threads() > 1 {
-        (0..bands).into_par_iter().for_each(one_band);
-    } else {
-        (0..bands).for_each(one_band);
-    }
+    for_each_band(bands, one_band);
     Ok(())
 }
 

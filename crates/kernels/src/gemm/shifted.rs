@@ -32,9 +32,8 @@ use super::micro::TileOut;
 use super::pack::copy_strided;
 use super::{Kernel, Packed, Strided};
 use crate::activation::Activation;
-use crate::conv::{valid_range, ConvIo, Geom2d};
+use crate::conv::{act_rows, for_each_band, valid_range, ConvIo, Geom2d};
 use crate::SyncPtr;
-use rayon::prelude::*;
 
 /// Invalid geometry, weights or buffers for [`conv_shifted`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -234,23 +233,11 @@ pub fn conv_shifted(
             };
         });
         if post_act {
-            for ch in 0..w.packed.len {
-                // SAFETY: this job's rows of channel `ch`, inside `y` (checked above).
-                let part = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        yp.get().add(ch * plane + oy0 * g.ow),
-                        rows * g.ow,
-                    )
-                };
-                act.apply_slice(part);
-            }
+            // SAFETY: this job's rows, inside `y` (checked above).
+            unsafe { act_rows(act, &yp, w.packed.len, plane, g.ow, (oy0, rows)) };
         }
     };
-    if bands > 1 && rayon::current_num_threads() > 1 {
-        (0..bands).into_par_iter().for_each(one_band);
-    } else {
-        (0..bands).for_each(one_band);
-    }
+    for_each_band(bands, one_band);
     Ok(())
 }
 
