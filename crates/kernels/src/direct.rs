@@ -309,10 +309,11 @@ impl DirectWeights {
 /// `examples/direct_bench.rs` (1 thread, 64 -> 256 channels, 3x3), 14-pixel tiles on
 /// every width: one row of 13 took the time of one of 14 (1.75 against 1.74 us per
 /// tile), and 15 or 16 wide planes took 2.1x the time of 14 wide ones.
+/// An unknown width (`usize::MAX`: FusedConv without a planned shape) takes 14.
 fn avx512_pixels(ow: usize) -> usize {
     (8..=14)
         .rev()
-        .min_by_key(|&r| (ow.div_ceil(r), ow.div_ceil(r) * r))
+        .min_by_key(|&r| (ow.div_ceil(r), ow.div_ceil(r).saturating_mul(r)))
         .unwrap_or(14)
 }
 
@@ -1553,6 +1554,7 @@ mod tests {
         assert_eq!(avx512_pixels(55), 14);
         assert_eq!(avx512_pixels(56), 14);
         assert_eq!(avx512_pixels(35), 12);
+        assert_eq!(avx512_pixels(usize::MAX), 14);
     }
 
     #[test]
