@@ -1382,6 +1382,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::conv_naive;
 
     fn rnd(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
@@ -1479,8 +1480,7 @@ mod tests {
         }
     }
 
-    /// Direct definition in f64.
-    #[allow(clippy::too_many_arguments)]
+    /// The convolution by [`conv_naive`] (summed in f64), plus the residual.
     fn naive(
         x: &[f32],
         g: &Geom2d,
@@ -1489,31 +1489,12 @@ mod tests {
         bias: Option<&[f32]>,
         res: Option<&[f32]>,
     ) -> Vec<f64> {
-        let mut y = vec![0.0f64; m * g.oh * g.ow];
-        for o in 0..m {
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let mut s = bias.map_or(0.0, |b| b[o] as f64);
-                    for c in 0..g.c {
-                        for ky in 0..g.kh {
-                            for kx in 0..g.kw {
-                                let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
-                                let ix = (ox * g.sw + kx * g.dw) as isize - g.pl as isize;
-                                if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
-                                    continue;
-                                }
-                                let xv = x[(c * g.h + iy as usize) * g.w + ix as usize] as f64;
-                                let wv = wt[((o * g.c + c) * g.kh + ky) * g.kw + kx] as f64;
-                                s += xv * wv;
-                            }
-                        }
-                    }
-                    let i = (o * g.oh + oy) * g.ow + ox;
-                    y[i] = s + res.map_or(0.0, |r| r[i] as f64);
-                }
-            }
-        }
-        y
+        let zeros = vec![0.0; m];
+        let conv = conv_naive(x, wt, bias.unwrap_or(&zeros), g, m);
+        conv.iter()
+            .enumerate()
+            .map(|(i, &v)| v as f64 + res.map_or(0.0, |r| r[i] as f64))
+            .collect()
     }
 
     /// `w` with each tile width the instruction set has (AVX2: 6 and 4 pixels).
