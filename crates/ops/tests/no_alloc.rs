@@ -260,6 +260,20 @@ fn second_eval_into_allocates_nothing() {
             relu,
             false,
         ),
+        // Fewer than 32 input channels on a large plane: on AVX-512, F(4x4) with each
+        // thread taking a band of tile rows through the three phases (its own scratch).
+        conv_case(
+            "winograd by bands",
+            if millrace_kernels::winograd::preferred_over_direct(16, 64, 55, 55).is_some() {
+                "impl=winograd-F4x4"
+            } else {
+                "impl="
+            },
+            (16, 64, 55),
+            (3, 1, 1, 1),
+            relu,
+            true,
+        ),
         // A batch of 14x14 planes: F(4x4) over the images at once on AVX-512.
         conv_case_batch(
             "winograd over a batch",

@@ -30,9 +30,11 @@
 //!   then the activation, written straight into the output (partial tiles clipped).
 //!
 //! Each of those phases reads what the other threads wrote in the one before. A layer
-//! with few input channels runs instead [`by_channels`]: each thread takes whole panels
-//! of output channels through all three phases in its own scratch, the input transform
-//! repeated on every thread.
+//! with few input channels runs instead [`by_bands`] where its plane has tile rows for 6
+//! or more per thread (each thread takes a band of tile rows through all three phases
+//! in its own scratch, every output channel) or else [`by_channels`] (each thread takes
+//! whole panels of output channels through all three phases, the input transform
+//! repeated on every thread).
 //!
 //! Scratch (`alpha^2 (tiles + 16) (cin + cout)` floats) is caller-given
 //! ([`winograd3x3_with_scratch`], [`scratch_len`]) or a buffer the calling thread keeps
@@ -263,7 +265,11 @@ pub fn winograd3x3_batch(
     act: Activation,
     out: &mut [f32],
 ) -> Result<(), WinogradError> {
-    let parts = rayon::current_num_threads().min(ww.cout.div_ceil(ww.kernel().mr));
+    let threads = rayon::current_num_threads();
+    if images == 1 && threads > 1 && split_by_bands(g, ww, threads) {
+        return by_bands(x, g, ww, bias, residual, act, out, threads);
+    }
+    let parts = threads.min(ww.cout.div_ceil(ww.kernel().mr));
     if images == 1 && parts > 1 && split_by_channels(ww) {
         return by_channels(x, g, ww, bias, residual, act, out, parts);
     }
@@ -420,6 +426,131 @@ fn by_channels(
         None => {
             chunks.try_for_each(|(t, out_t)| with_thread_scratch(need, |buf| part(t, out_t, buf)))
         }
+    }
+}
+
+/// Whether one image runs [`by_bands`] on `threads` threads: few input channels (the
+/// transforms are cheap against the products) and at least 6 tile rows per thread.
+fn split_by_bands(g: &Geom2d, ww: &WinogradWeights, threads: usize) -> bool {
+    let (nty, _) = grid(g, ww.variant.m());
+    ww.cin < 32 && nty >= 6 * threads
+}
+
+/// One image on `parts` threads, each taking a band of tile rows (the rows of tiles
+/// `bands(nty, parts)` gives it) through all three phases on its own: it transforms the
+/// input rows its tiles read (the 2 rows a band shares with the next read by both), runs
+/// the products of every output channel over its tiles and their output transform into
+/// its rows of each output plane, in a scratch buffer of its own. No phase reads what
+/// another thread wrote.
+#[allow(clippy::too_many_arguments)]
+fn by_bands(
+    x: &[f32],
+    g: &Geom2d,
+    ww: &WinogradWeights,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+    parts: usize,
+) -> Result<(), WinogradError> {
+    let Sizes { plane, .. } = check(x, 1, g, ww, bias, residual, out)?;
+    let (cin, cout) = (ww.cin, ww.cout);
+    if plane == 0 {
+        return Ok(());
+    }
+    let isa = Isa::of(ww.kernel());
+    let (m, a) = (ww.variant.m(), ww.variant.alpha());
+    let a2 = a * a;
+    let (nty, ntx) = grid(g, m);
+    let parts = parts.min(nty);
+    // Tile rows per band, the first `nty % parts` bands one more.
+    let (base, extra) = (nty / parts, nty % parts);
+    let band = |t: usize| {
+        let ty0 = t * base + t.min(extra);
+        (ty0, ty0 + base + usize::from(t < extra))
+    };
+    let most = (base + usize::from(extra > 0)) * ntx + L;
+    let need = a2 * most * (cin + cout);
+    let chan = g.h * g.w;
+    let outp = OutPtr(out.as_mut_ptr());
+    let part = |t: usize, buf: &mut [f32]| -> Result<(), WinogradError> {
+        let (ty0, ty1) = band(t);
+        // The band's output rows, and the input rows from the first its tiles read (the
+        // padding above the image stays in the first band's geometry).
+        let y0 = ty0 * m;
+        let oh = (ty1 * m).min(g.oh) - y0;
+        let (r0, pt) = match y0.checked_sub(g.pt) {
+            Some(r) => (r.min(g.h), 0),
+            None => (0, g.pt - y0),
+        };
+        let bg = Geom2d {
+            h: g.h - r0,
+            pt,
+            oh,
+            ..*g
+        };
+        let tiles = (ty1 - ty0) * ntx;
+        let tp = tiles + L;
+        let geo = TileGeo {
+            g: bg,
+            nty: ty1 - ty0,
+            ntx,
+            tp,
+            mps: cout * tp,
+        };
+        let (v, mm) = buf.split_at_mut(a2 * tp * cin);
+        for (ci, vc) in v.chunks_mut(a2 * tp).take(cin).enumerate() {
+            let xc = &x[ci * chan + r0 * g.w..(ci + 1) * chan];
+            // SAFETY: `isa` was checked against the CPU when the kernel was chosen.
+            unsafe { input_channel(isa, ww.variant, &geo, xc, vc) }
+        }
+        let vv: &[f32] = v;
+        let mm = &mut mm[..a2 * cout * tp];
+        mm.chunks_mut(cout * tp)
+            .enumerate()
+            .try_for_each(|(pos, mp)| {
+                let lhs = Lhs::Packed(&ww.lhs[pos]);
+                position_product(ww, lhs, &vv[pos * tp..], tiles, a2 * tp, mp, tp)
+            })?;
+        let mm: &[f32] = mm;
+        let rows = oh * g.ow;
+        for co in 0..cout {
+            let at = co * plane + y0 * g.ow;
+            let b = bias.map_or(0.0, |b| b[co]);
+            let res = residual.map(|r| &r[at..at + rows]);
+            // SAFETY: `check` found `out` to hold `cout * plane` values; the bands' rows
+            // are disjoint, so this part alone writes rows `y0 .. y0 + oh` of each plane.
+            let oc = unsafe { std::slice::from_raw_parts_mut(outp.get().add(at), rows) };
+            // SAFETY: as above.
+            unsafe { output_channel(isa, ww.variant, &geo, &mm[co * tp..], b, res, act, oc) }
+        }
+        Ok(())
+    };
+    let parts_iter = (0..parts).into_par_iter();
+    match part_bufs(parts, need) {
+        Some(mut bufs) => {
+            let base = BufsPtr(bufs.as_mut_ptr());
+            parts_iter.try_for_each(|t| {
+                // SAFETY: `t < parts <= bufs.len()`, each part `t` once: the buffers are
+                // disjoint, and the guard keeps them for the call.
+                let buf = unsafe { &mut *base.get().add(t) };
+                part(t, &mut buf[..need])
+            })
+        }
+        None => parts_iter.try_for_each(|t| with_thread_scratch(need, |buf| part(t, buf))),
+    }
+}
+
+/// The output's base pointer, shared by [`by_bands`]' parts, which write disjoint rows.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: each part writes only its own band's rows of each plane.
+unsafe impl Sync for OutPtr {}
+unsafe impl Send for OutPtr {}
+
+impl OutPtr {
+    fn get(&self) -> *mut f32 {
+        self.0
     }
 }
 
@@ -1156,10 +1287,13 @@ fn output_impl<const A: usize, const M: usize>(
 /// `scripts/nodes_ab.py` (6 rounds, builds alternating): 2 threads 0.80-0.85x the direct
 /// kernel's time while the two vCPUs share a cache (round trip about 45 ns); with the
 /// phases split across the threads instead they took 0.87x then and 1.5x while the vCPUs
-/// do not share one (350 ns). Measured and not taken: 14x14 layers (ResNet-50's
-/// `layer3`, 1.10x the direct kernel's time in the model); SqueezeNet 1.1's 16 -> 64 on
-/// 55x55 (0.92x in `direct_bench`, 1.09-1.12x in the model by channels, 1.7x with the
-/// phases split); its 13x13 layers (1.4-1.7x in `direct_bench`).
+/// do not share one (350 ns). From 48x48 up with 16 inputs and 64 outputs (SqueezeNet
+/// 1.1's fire 2 and 3, 16 -> 64 on 55x55), which run [`by_bands`] on several threads:
+/// 0.77x the direct kernel's time in the model at 2 threads (0.123 -> 0.097 ms,
+/// `nodes_ab.py 6 2`), 0.68x at 1 (by channels they took 1.09-1.12x, with the phases
+/// split 1.7x). Measured and not taken: 14x14 layers (ResNet-50's `layer3`, 1.10x the
+/// direct kernel's time in the model); SqueezeNet's 13x13 layers (1.4-1.7x in
+/// `direct_bench`).
 pub fn preferred_over_direct(
     cin: usize,
     cout: usize,
@@ -1170,7 +1304,9 @@ pub fn preferred_over_direct(
         return None;
     }
     let side = h.min(w);
-    let wins = (side >= 28 && cin >= 64 && cout >= 64) || (side >= 27 && cin >= 32 && cout >= 128);
+    let wins = (side >= 28 && cin >= 64 && cout >= 64)
+        || (side >= 27 && cin >= 32 && cout >= 128)
+        || (side >= 48 && cin >= 16 && cout >= 64);
     wins.then_some(WinogradVariant::F4x4)
 }
 
@@ -1328,6 +1464,13 @@ mod tests {
             // splits the phases across the threads.
             (32, 20, 20, 1, 1, 1, 1, 72),
             (64, 9, 10, 1, 1, 1, 1, 40),
+            // Fewer than 32 inputs and tile rows for 6 or more per thread: each thread
+            // takes a band of tile rows through all three phases (`by_bands`). Bands
+            // below top padding of 2 and of none, a ragged last tile row, bands of
+            // unequal height (19 tile rows on 3 threads), F(2x2)'s twice as many rows.
+            (16, 50, 20, 1, 1, 1, 1, 40),
+            (5, 74, 9, 2, 0, 1, 2, 19),
+            (8, 49, 17, 0, 1, 0, 1, 12),
         ];
         // One thread runs the phases one after another; two and three split them.
         for threads in [1, 2, 3] {
@@ -1399,11 +1542,18 @@ mod tests {
         }
     }
 
-    /// `by_channels` with its shared part buffers held by another call (models running at
-    /// the same time) falls back to thread-local buffers, with the same result.
+    /// `by_channels` and `by_bands` with their shared part buffers held by another call
+    /// (models running at the same time) fall back to thread-local buffers, with the
+    /// same result.
     #[test]
-    fn by_channels_while_the_part_buffers_are_held() {
-        let (c, h, w, cout) = (32, 20, 20, 72);
+    fn split_runs_while_the_part_buffers_are_held() {
+        // by_channels, then by_bands.
+        for (c, h, w, cout) in [(32, 20, 20, 72), (16, 55, 30, 24)] {
+            held_buffers_case(c, h, w, cout);
+        }
+    }
+
+    fn held_buffers_case(c: usize, h: usize, w: usize, cout: usize) {
         let g = geom(c, h, w, 1, 1, 1, 1);
         let x = rnd(c * h * w, 3);
         let wt = rnd(cout * c * 9, 4);
@@ -1548,7 +1698,13 @@ mod tests {
     #[test]
     fn caller_scratch_and_reuse_across_shapes() {
         // One thread-local scratch serves shapes of different sizes in turn; a caller
-        // scratch gives the same result.
+        // scratch gives the same result. On one thread, where both run the phases one
+        // after another (on more, a split by bands cuts the products' columns
+        // differently, which may round differently).
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
         for &(c, h, w, cout, var) in &[
             (24, 30, 30, 20, WinogradVariant::F4x4),
             (8, 5, 9, 12, WinogradVariant::F2x2),
@@ -1561,7 +1717,8 @@ mod tests {
             let ww = WinogradWeights::new(&wt, cout, c, var).unwrap();
             let want = reference(&x, &g, &wt, cout);
             let mut a = vec![0.0; cout * h * w];
-            winograd3x3(&x, &g, &ww, None, None, Activation::None, &mut a).unwrap();
+            one.install(|| winograd3x3(&x, &g, &ww, None, None, Activation::None, &mut a))
+                .unwrap();
             let mut scratch = vec![f32::NAN; scratch_len(&g, &ww, 1).unwrap()];
             let mut b = vec![0.0; cout * h * w];
             winograd3x3_with_scratch(
@@ -1599,7 +1756,9 @@ mod tests {
         assert_eq!(preferred_over_direct(128, 192, 28, 28), on(F4x4));
         assert_eq!(preferred_over_direct(512, 512, 28, 28), on(F4x4));
         assert_eq!(preferred_over_direct(32, 128, 27, 27), on(F4x4));
-        assert_eq!(preferred_over_direct(16, 64, 55, 55), None);
+        assert_eq!(preferred_over_direct(16, 64, 55, 55), on(F4x4));
+        assert_eq!(preferred_over_direct(8, 64, 55, 55), None);
+        assert_eq!(preferred_over_direct(16, 64, 47, 47), None);
         assert_eq!(preferred_over_direct(48, 192, 13, 13), None);
         assert_eq!(preferred_over_direct(256, 256, 14, 14), None);
         assert_eq!(preferred_over_direct(64, 32, 56, 56), None);

@@ -15,7 +15,8 @@
 //! per output channel and more than 32 channels ([`direct::preferred`]); so do 1x1,
 //! stride-1 layers with many channels on 7x7 and 14x14 planes on AVX-512
 //! ([`direct::preferred_pointwise`]); on AVX-512, Winograd `F(4x4)` takes 3x3 stride-1
-//! layers from 28x28 up with at least 64 channels on each side before the direct kernel
+//! layers from 28x28 up with at least 64 channels on each side (and a few shapes with
+//! fewer input channels) before the direct kernel
 //! ([`winograd::preferred_over_direct`]), and in a batch also 14x14 planes with 128+
 //! channels, the tiles of several images side by side in each of its products
 //! ([`winograd::preferred_for_batch`]); on CPUs with neither direct kernel it serves
