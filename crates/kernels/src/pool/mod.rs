@@ -972,14 +972,19 @@ mod tests {
     }
 
     /// Stride-2 pools of two channels over planes `sizes` (h, w) and windows `windows`
-    /// (kh, kw): padding of 0 or 1 before and after, each smaller than the window, floor
+    /// (kh, kw): padding of 0 to `max_pad` (at most 2) before and after, each smaller than the window, floor
     /// and ceil rounding; each with its padding after. Windows that would not fit the
     /// padded plane are left out.
-    fn stride2_geoms(sizes: &[(usize, usize)], windows: &[(usize, usize)]) -> Vec<(Geom2d, usize)> {
+    fn stride2_geoms(
+        sizes: &[(usize, usize)],
+        windows: &[(usize, usize)],
+        max_pad: usize,
+    ) -> Vec<(Geom2d, usize)> {
         let mut out = Vec::new();
         for &(h, w) in sizes {
             for &(kh, kw) in windows {
-                for (pt, pb) in [(0, 0), (1, 1), (1, 0), (0, 1)] {
+                let pads = [(0, 0), (1, 1), (1, 0), (0, 1), (2, 2), (2, 0)];
+                for (pt, pb) in pads.into_iter().filter(|&(t, b)| t.max(b) <= max_pad) {
                     for ceil in [false, true] {
                         if pt.max(pb) >= kh.min(kw) || h + pt + pb < kh || w + pt + pb < kw {
                             continue;
@@ -1021,7 +1026,7 @@ mod tests {
             (112, 112),
             (4, 50),
         ];
-        for (g, pb) in stride2_geoms(&sizes, &[(2, 2), (3, 3)]) {
+        for (g, pb) in stride2_geoms(&sizes, &[(2, 2), (3, 3)], 1) {
             if !halve::applies(Isa::Avx2, &g) {
                 assert!(
                     g.ow != g.w / 2 || g.ow < 16 || g.oh * g.ow > halve::MAX_OUT,
@@ -1064,7 +1069,7 @@ mod tests {
             (13, 29),
         ];
         let windows = [(3, 3), (2, 2), (1, 3), (3, 2), (2, 3)];
-        for (g, pb) in stride2_geoms(&sizes, &windows) {
+        for (g, pb) in stride2_geoms(&sizes, &windows, 2) {
             if !s2::applies(Isa::Avx512, &g) {
                 let min = if (g.kh, g.kw) == (3, 3) {
                     s2::MIN_OW3

@@ -35,6 +35,17 @@
 //! 27 -> 13 pool 1.2x (0.026 -> 0.031-0.034 ms) while they do not (320-400 ns), and the
 //! whole models within 0.5% either way (`scripts/bench_builds.py`, 8 rounds).
 //!
+//! A 3x3 window's output rows go two at a time (`pair3`) where both windows lie inside
+//! the image: the five input rows are loaded once, the middle one (the first row's third,
+//! the second's first) folded once for both; and where every vector of a row reads
+//! inside it (no left padding, no ceil-mode column past the row: SqueezeNet's odd
+//! widths) the row pair runs without a test per vector. `examples/pool_bench.rs` on the
+//! Zen 5 guest, 2 threads, against one row at a time: SqueezeNet 1.1's 111 -> 55 pool
+//! 32.3 -> 21.1 us, 55 -> 27 16.3 -> 10.4, 27 -> 13 11.5 -> 8.8, GoogLeNet's
+//! 112 -> 56 and 56 -> 28 0.68x and 0.79x, ResNet-50's 0.81x; in the models
+//! (`scripts/nodes_ab.py`, 4-6 rounds) SqueezeNet's three pools 0.77x (0.061 -> 0.048 ms),
+//! GoogLeNet's 0.90x, ResNet-50's unchanged (0.059 ms, bound by where its input lies).
+//!
 //! Before: fold the rows into even and odd half-planes (or transpose channel groups),
 //! then a second pass over the copy. After: one pass, loads, folds and permutes in
 //! registers, one store per 16 outputs.
@@ -209,6 +220,82 @@ mod x86 {
         store(out, _mm512_max_ps(t2, _mm512_max_ps(t1, t0)), n);
     }
 
+    /// The 3x3 window's row maxima of 16 outputs from `p` in `ROWS` rows `w` apart:
+    /// the 32 columns (`l`, `r`) and the 33rd (lane 0 of `e`), folded onto `acc`.
+    #[inline(always)]
+    unsafe fn fold<const ROWS: usize>(p: *const f32, w: usize, acc: [__m512; 3]) -> [__m512; 3] {
+        let [mut l, mut r, mut e] = acc;
+        for k in 0..ROWS {
+            let q = p.add(k * w);
+            // Each load the first operand: `maxps` returns the second for NaN, so a NaN
+            // is skipped as by the other max kernels.
+            l = _mm512_max_ps(_mm512_loadu_ps(q), l);
+            r = _mm512_max_ps(_mm512_loadu_ps(q.add(16)), r);
+            e = _mm512_max_ps(_mm512_castps128_ps512(_mm_load_ss(q.add(32))), e);
+        }
+        [l, r, e]
+    }
+
+    /// 16 outputs of each of two output rows (`out` and `out + ow`) of a 3x3 window at
+    /// stride 2 from the five input rows at `p` (`w` apart), the middle row (the first
+    /// output row's third, the second's first) loaded once; the first `n[0]` and `n[1]`
+    /// lanes stored. With `EDGE`, the taps whose lanes are clear in `k` count as `-inf`,
+    /// as in [`window3`].
+    ///
+    /// # Safety
+    /// AVX-512F; `p .. p + 4w + 33` readable, `out .. out + n[0]` and
+    /// `out + ow .. out + ow + n[1]` writable.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn pair3<const EDGE: bool>(
+        p: *const f32,
+        w: usize,
+        out: *mut f32,
+        ow: usize,
+        n: [usize; 2],
+        k: [__mmask16; 3],
+        even: __m512i,
+        odd: __m512i,
+        ninf: __m512,
+    ) {
+        let mid = fold::<1>(p.add(2 * w), w, [ninf; 3]);
+        for (row, (first, n)) in [(p, n[0]), (p.add(3 * w), n[1])].into_iter().enumerate() {
+            let [l, r, e] = fold::<2>(first, w, mid);
+            let [mut t0, mut t1, mut t2] = taps(l, r, e, even, odd);
+            if EDGE {
+                t0 = _mm512_mask_mov_ps(ninf, k[0], t0);
+                t1 = _mm512_mask_mov_ps(ninf, k[1], t1);
+                t2 = _mm512_mask_mov_ps(ninf, k[2], t2);
+            }
+            store(
+                out.add(row * ow),
+                _mm512_max_ps(t2, _mm512_max_ps(t1, t0)),
+                n,
+            );
+        }
+    }
+
+    /// A 3x3 window's tap masks for the vector from `ox0` of a row, `None` where every
+    /// output it stores has its 3 columns inside the row.
+    fn edge_masks(g: &Geom2d, ox0: usize) -> Option<[__mmask16; 3]> {
+        let w = g.w as isize;
+        let n = (g.ow - ox0).min(16) as isize;
+        let s = 2 * ox0 as isize - g.pl as isize;
+        (s < 0 || s + 2 * n + 1 > w).then(|| [0, 1, 2].map(|t| tap_mask(s, t, w)))
+    }
+
+    /// Lanes stored of the vector from `ox0` of output row `oy`: a narrow row's vector
+    /// stores whole where the plane has room, its lanes past the row going to the next
+    /// row's first outputs, which are stored after it.
+    fn stored(g: &Geom2d, oy: usize, ox0: usize) -> usize {
+        let room = g.oh * g.ow - (oy * g.ow + ox0);
+        if room >= 16 {
+            16
+        } else {
+            g.ow - ox0
+        }
+    }
+
     /// One channel: `x` its `h x w` plane, `out` its `oh x ow` plane.
     ///
     /// # Safety
@@ -220,65 +307,122 @@ mod x86 {
         let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        let three = g.kw == 3;
-        let op = g.oh * g.ow;
-        // A 3x3 window's tap masks for the vector from `ox0`, `None` where every output it
-        // stores has its 3 columns inside the row; the first 8 vectors' computed once per
-        // plane (computed per vector instead, GoogLeNet's 28 -> 14 pool took 1.35x the
-        // time at 1 thread, `pool_bench`).
-        let edge_masks = |ox0: usize| {
-            let n = (g.ow - ox0).min(16) as isize;
-            let s = 2 * ox0 as isize - g.pl as isize;
-            (s < 0 || s + 2 * n + 1 > w).then(|| [0, 1, 2].map(|t| tap_mask(s, t, w)))
-        };
+        // The first 8 vectors' tap masks computed once per plane (computed per vector
+        // instead, GoogLeNet's 28 -> 14 pool took 1.35x the time at 1 thread,
+        // `pool_bench`).
         let mut edges = [None; 8];
         for (e, ox0) in edges.iter_mut().zip(starts(g.ow)) {
-            *e = edge_masks(ox0);
+            *e = edge_masks(g, ox0);
         }
         let edges = &edges[..g.ow.div_ceil(16).min(8)];
-        for oy in 0..g.oh {
-            // The window's rows inside the image (none: the outputs stay `-inf`).
-            let iy0 = (2 * oy) as isize - g.pt as isize;
-            let (ya, yb) = (iy0.max(0), (iy0 + g.kh as isize).min(h));
-            let orow = out.as_mut_ptr().add(oy * g.ow);
-            // A 3x3 window whose three rows are all inside the image (most rows): every
-            // vector of the row through `window3`, the rows' loads unrolled. A vector
-            // whose 33 columns leave the row reads on into the rows before or after
-            // (where those lie in the plane) and masks out the taps that fall outside.
-            if three && yb - ya == 3 {
-                let first = ya * w;
-                for (i, ox0) in starts(g.ow).enumerate() {
-                    // A narrow row's vector stores whole where the plane has room: its
-                    // lanes past the row go to the next row's first outputs, which are
-                    // stored after it.
-                    let room = op - (oy * g.ow + ox0);
-                    let n = if room >= 16 { 16 } else { g.ow - ox0 };
-                    let s = 2 * ox0 as isize - g.pl as isize;
-                    let o = orow.add(ox0);
-                    let at = first + s;
-                    let p = x.as_ptr().wrapping_offset(at);
-                    if s >= 0 && s + 33 <= w {
-                        window3::<false>(p, w as usize, o, n, [0; 3], even, odd, ninf);
-                        continue;
+        let mask_of =
+            |i: usize, ox0: usize| edges.get(i).copied().unwrap_or_else(|| edge_masks(g, ox0));
+        let mut oy = 0;
+        if (g.kh, g.kw) == (3, 3) {
+            // Output rows above the first whose window lies inside the image (top
+            // padding) one at a time, then two at a time while both windows lie inside.
+            let first = g.pt.div_ceil(2).min(g.oh);
+            for oy0 in 0..first {
+                row(x, g, oy0, out, &mask_of, even, odd, ninf);
+            }
+            oy = first;
+            // Every vector's 33 columns inside the row and 16 lanes stored (rows of 16 or
+            // more): no test per vector.
+            let inside = g.ow >= 16 && g.pl == 0 && 2 * (g.ow - 16) + 33 <= g.w;
+            while oy + 1 < g.oh && (2 * oy + 5) as isize - g.pt as isize <= h {
+                let top = (2 * oy - g.pt) as isize * w;
+                let o = out.as_mut_ptr().add(oy * g.ow);
+                if inside {
+                    let p = x.as_ptr().offset(top);
+                    for ox0 in starts(g.ow) {
+                        let (p, o) = (p.add(2 * ox0), o.add(ox0));
+                        pair3::<false>(p, g.w, o, g.ow, [16; 2], [0; 3], even, odd, ninf);
                     }
-                    // The vector's 33 columns leave the row (a row's first or last, or
-                    // all of a narrow row's): where the 3 rows' 33 values lie in the
-                    // plane, read on into the rows before or after, and mask out the
-                    // taps outside the row where a stored output has one.
-                    if at < 0 || at + 2 * w + 33 > h * w {
-                        general(x, g, ya, yb, ox0, o, even, odd, ninf);
-                    } else if let Some(k) = edges.get(i).copied().unwrap_or_else(|| edge_masks(ox0))
-                    {
-                        window3::<true>(p, w as usize, o, n, k, even, odd, ninf);
+                    oy += 2;
+                    continue;
+                }
+                for (i, ox0) in starts(g.ow).enumerate() {
+                    let s = 2 * ox0 as isize - g.pl as isize;
+                    let at = top + s;
+                    let p = x.as_ptr().wrapping_offset(at);
+                    let n = [stored(g, oy, ox0), stored(g, oy + 1, ox0)];
+                    if s >= 0 && s + 33 <= w {
+                        pair3::<false>(p, g.w, o.add(ox0), g.ow, n, [0; 3], even, odd, ninf);
+                    } else if at >= 0 && at + 4 * w + 33 <= h * w {
+                        // The 33 columns leave the row: read on into the rows before or
+                        // after, masking out the taps outside the row.
+                        match mask_of(i, ox0) {
+                            Some(k) => {
+                                pair3::<true>(p, g.w, o.add(ox0), g.ow, n, k, even, odd, ninf)
+                            }
+                            None => {
+                                pair3::<false>(p, g.w, o.add(ox0), g.ow, n, [0; 3], even, odd, ninf)
+                            }
+                        }
                     } else {
-                        window3::<false>(p, w as usize, o, n, [0; 3], even, odd, ninf);
+                        for y in [oy, oy + 1] {
+                            let ya = (2 * y - g.pt) as isize;
+                            let o = out.as_mut_ptr().add(y * g.ow + ox0);
+                            general(x, g, ya, ya + 3, ox0, o, even, odd, ninf);
+                        }
                     }
                 }
-                continue;
+                oy += 2;
             }
-            for ox0 in starts(g.ow) {
-                general(x, g, ya, yb, ox0, orow.add(ox0), even, odd, ninf);
+        }
+        for oy in oy..g.oh {
+            row(x, g, oy, out, &mask_of, even, odd, ninf);
+        }
+    }
+
+    /// Output row `oy` of one channel, as [`plane`] takes it; `mask_of(i, ox0)` the
+    /// row's `i`-th vector's tap masks ([`edge_masks`]).
+    ///
+    /// # Safety
+    /// As [`plane`]'s.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn row(
+        x: &[f32],
+        g: &Geom2d,
+        oy: usize,
+        out: &mut [f32],
+        mask_of: &impl Fn(usize, usize) -> Option<[__mmask16; 3]>,
+        even: __m512i,
+        odd: __m512i,
+        ninf: __m512,
+    ) {
+        let (h, w) = (g.h as isize, g.w as isize);
+        // The window's rows inside the image (none: the outputs stay `-inf`).
+        let iy0 = (2 * oy) as isize - g.pt as isize;
+        let (ya, yb) = (iy0.max(0), (iy0 + g.kh as isize).min(h));
+        let orow = out.as_mut_ptr().add(oy * g.ow);
+        // A 3x3 window whose three rows are all inside the image: every vector of the row
+        // through `window3`, the rows' loads unrolled. A vector whose 33 columns leave
+        // the row reads on into the rows before or after (where those lie in the plane)
+        // and masks out the taps that fall outside.
+        if g.kw == 3 && yb - ya == 3 {
+            let first = ya * w;
+            for (i, ox0) in starts(g.ow).enumerate() {
+                let n = stored(g, oy, ox0);
+                let s = 2 * ox0 as isize - g.pl as isize;
+                let o = orow.add(ox0);
+                let at = first + s;
+                let p = x.as_ptr().wrapping_offset(at);
+                if s >= 0 && s + 33 <= w {
+                    window3::<false>(p, w as usize, o, n, [0; 3], even, odd, ninf);
+                } else if at < 0 || at + 2 * w + 33 > h * w {
+                    general(x, g, ya, yb, ox0, o, even, odd, ninf);
+                } else if let Some(k) = mask_of(i, ox0) {
+                    window3::<true>(p, w as usize, o, n, k, even, odd, ninf);
+                } else {
+                    window3::<false>(p, w as usize, o, n, [0; 3], even, odd, ninf);
+                }
             }
+            return;
+        }
+        for ox0 in starts(g.ow) {
+            general(x, g, ya, yb, ox0, orow.add(ox0), even, odd, ninf);
         }
     }
 
