@@ -382,50 +382,98 @@ fn by_channels(
             tp,
             mps: rows * tp,
         };
-        let (v, mm) = buf.split_at_mut(a2 * tp * cin);
-        for (ci, vc) in v.chunks_mut(a2 * tp).enumerate() {
-            // SAFETY: `isa` was checked against the CPU when the kernel was chosen.
-            unsafe { input_channel(isa, ww.variant, &geo, &x[ci * chan..][..chan], vc) }
-        }
-        let vv: &[f32] = v;
-        // This part's products: the first `a2 * rows * tp` values (the buffer fits the
-        // largest part).
-        let mm = &mut mm[..a2 * rows * tp];
-        mm.chunks_mut(rows * tp)
-            .enumerate()
-            .try_for_each(|(pos, mp)| {
-                let lhs = Lhs::PackedRows(&ww.lhs[pos], c0, c1);
-                position_product(ww, lhs, &vv[pos * tp..], tiles, a2 * tp, mp, tp)
-            })?;
-        let mm: &[f32] = mm;
-        for (i, oc) in out_t.chunks_mut(plane).enumerate() {
-            let co = c0 + i;
-            let b = bias.map_or(0.0, |b| b[co]);
-            let res = residual.map(|r| &r[co * plane..(co + 1) * plane]);
-            // SAFETY: as above.
-            unsafe { output_channel(isa, ww.variant, &geo, &mm[i * tp..], b, res, act, oc) }
-        }
-        Ok(())
+        let mut planes = out_t.chunks_mut(plane);
+        part_phases(
+            ww,
+            &geo,
+            |ci| &x[ci * chan..][..chan],
+            (c0, c1),
+            tiles,
+            buf,
+            |co, mc| {
+                if let Some(oc) = planes.next() {
+                    let b = bias.map_or(0.0, |b| b[co]);
+                    let res = residual.map(|r| &r[co * plane..(co + 1) * plane]);
+                    // SAFETY: `isa` was checked against the CPU when the kernel was chosen.
+                    unsafe { output_channel(isa, ww.variant, &geo, mc, b, res, act, oc) }
+                }
+            },
+        )
     };
-    let chunks = out.par_chunks_mut(per * plane).enumerate();
-    // Part `t` in buffer `t` of a pool shared by every layer, held for the call: with
-    // parts going to whichever thread is free, thread-local buffers could grow in a later
-    // call (on a thread that meets a larger part, or its first part); the pool's buffers
-    // grow only on the first call of the largest layer. Where another call holds the pool
-    // (models running at the same time), thread-local buffers.
+    run_parts(
+        parts,
+        need,
+        out.par_chunks_mut(per * plane).enumerate(),
+        part,
+    )
+}
+
+/// One part of [`by_channels`] or [`by_bands`] in `buf`: the input transform of every
+/// input channel (`xc(ci)`, tiled by `geo`), the products of output channels `c0..c1`
+/// (rows of every position's packed weights) over the part's `tiles` tiles, then
+/// `out(co, mc)` for each of those channels with its transformed products `mc` (rows
+/// `geo.mps` apart, as the output transform takes them).
+fn part_phases<'x>(
+    ww: &WinogradWeights,
+    geo: &TileGeo,
+    xc: impl Fn(usize) -> &'x [f32],
+    (c0, c1): (usize, usize),
+    tiles: usize,
+    buf: &mut [f32],
+    mut out: impl FnMut(usize, &[f32]),
+) -> Result<(), WinogradError> {
+    let isa = Isa::of(ww.kernel());
+    let a2 = ww.variant.alpha() * ww.variant.alpha();
+    let (tp, rows) = (geo.tp, c1 - c0);
+    let (v, mm) = buf.split_at_mut(a2 * tp * ww.cin);
+    for (ci, vc) in v.chunks_mut(a2 * tp).enumerate() {
+        // SAFETY: `isa` was checked against the CPU when the kernel was chosen.
+        unsafe { input_channel(isa, ww.variant, geo, xc(ci), vc) }
+    }
+    let vv: &[f32] = v;
+    // The part's products: the first `a2 * rows * tp` values (the buffer fits the
+    // largest part).
+    let mm = &mut mm[..a2 * rows * tp];
+    mm.chunks_mut(rows * tp)
+        .enumerate()
+        .try_for_each(|(pos, mp)| {
+            let lhs = if rows == ww.cout {
+                Lhs::Packed(&ww.lhs[pos])
+            } else {
+                Lhs::PackedRows(&ww.lhs[pos], c0, c1)
+            };
+            position_product(ww, lhs, &vv[pos * tp..], tiles, a2 * tp, mp, tp)
+        })?;
+    for i in 0..rows {
+        out(c0 + i, &mm[i * tp..]);
+    }
+    Ok(())
+}
+
+/// Runs `part(t, item, buf)` for every `(t, item)` of `items` (each `t < parts` once),
+/// `buf` `need` floats: buffer `t` of a pool shared by every layer, held for the call.
+/// With parts going to whichever thread is free, thread-local buffers could grow in a
+/// later call (on a thread that meets a larger part, or its first part); the pool's
+/// buffers grow only on the first call of the largest layer. Where another call holds
+/// the pool (models running at the same time), thread-local buffers.
+fn run_parts<T: Send>(
+    parts: usize,
+    need: usize,
+    items: impl ParallelIterator<Item = (usize, T)>,
+    part: impl Fn(usize, T, &mut [f32]) -> Result<(), WinogradError> + Sync,
+) -> Result<(), WinogradError> {
     match part_bufs(parts, need) {
         Some(mut bufs) => {
             let base = BufsPtr(bufs.as_mut_ptr());
-            chunks.try_for_each(|(t, out_t)| {
+            items.try_for_each(|(t, item)| {
+                assert!(t < parts, "part {t} of {parts}");
                 // SAFETY: `t < parts <= bufs.len()`, each part `t` once: the buffers are
                 // disjoint, and the guard keeps them for the call.
                 let buf = unsafe { &mut *base.get().add(t) };
-                part(t, out_t, &mut buf[..need])
+                part(t, item, &mut buf[..need])
             })
         }
-        None => {
-            chunks.try_for_each(|(t, out_t)| with_thread_scratch(need, |buf| part(t, out_t, buf)))
-        }
+        None => items.try_for_each(|(t, item)| with_thread_scratch(need, |buf| part(t, item, buf))),
     }
 }
 
@@ -436,8 +484,8 @@ fn split_by_bands(g: &Geom2d, ww: &WinogradWeights, threads: usize) -> bool {
     ww.cin < 32 && nty >= 6 * threads
 }
 
-/// One image on `parts` threads, each taking a band of tile rows (the rows of tiles
-/// `bands(nty, parts)` gives it) through all three phases on its own: it transforms the
+/// One image on `parts` threads, each taking a band of contiguous tile rows (as even as
+/// the rows allow) through all three phases on its own: it transforms the
 /// input rows its tiles read (the 2 rows a band shares with the next read by both), runs
 /// the products of every output channel over its tiles and their output transform into
 /// its rows of each output plane, in a scratch buffer of its own. No phase reads what
@@ -498,47 +546,21 @@ fn by_bands(
             tp,
             mps: cout * tp,
         };
-        let (v, mm) = buf.split_at_mut(a2 * tp * cin);
-        for (ci, vc) in v.chunks_mut(a2 * tp).take(cin).enumerate() {
-            let xc = &x[ci * chan + r0 * g.w..(ci + 1) * chan];
-            // SAFETY: `isa` was checked against the CPU when the kernel was chosen.
-            unsafe { input_channel(isa, ww.variant, &geo, xc, vc) }
-        }
-        let vv: &[f32] = v;
-        let mm = &mut mm[..a2 * cout * tp];
-        mm.chunks_mut(cout * tp)
-            .enumerate()
-            .try_for_each(|(pos, mp)| {
-                let lhs = Lhs::Packed(&ww.lhs[pos]);
-                position_product(ww, lhs, &vv[pos * tp..], tiles, a2 * tp, mp, tp)
-            })?;
-        let mm: &[f32] = mm;
         let rows = oh * g.ow;
-        for co in 0..cout {
+        let xc = |ci: usize| &x[ci * chan + r0 * g.w..(ci + 1) * chan];
+        part_phases(ww, &geo, xc, (0, cout), tiles, buf, |co, mc| {
             let at = co * plane + y0 * g.ow;
             let b = bias.map_or(0.0, |b| b[co]);
             let res = residual.map(|r| &r[at..at + rows]);
             // SAFETY: `check` found `out` to hold `cout * plane` values; the bands' rows
             // are disjoint, so this part alone writes rows `y0 .. y0 + oh` of each plane.
             let oc = unsafe { std::slice::from_raw_parts_mut(outp.get().add(at), rows) };
-            // SAFETY: as above.
-            unsafe { output_channel(isa, ww.variant, &geo, &mm[co * tp..], b, res, act, oc) }
-        }
-        Ok(())
+            // SAFETY: `isa` was checked against the CPU when the kernel was chosen.
+            unsafe { output_channel(isa, ww.variant, &geo, mc, b, res, act, oc) }
+        })
     };
-    let parts_iter = (0..parts).into_par_iter();
-    match part_bufs(parts, need) {
-        Some(mut bufs) => {
-            let base = BufsPtr(bufs.as_mut_ptr());
-            parts_iter.try_for_each(|t| {
-                // SAFETY: `t < parts <= bufs.len()`, each part `t` once: the buffers are
-                // disjoint, and the guard keeps them for the call.
-                let buf = unsafe { &mut *base.get().add(t) };
-                part(t, &mut buf[..need])
-            })
-        }
-        None => parts_iter.try_for_each(|t| with_thread_scratch(need, |buf| part(t, buf))),
-    }
+    let items = (0..parts).into_par_iter().map(|t| (t, ()));
+    run_parts(parts, need, items, |t, (), buf| part(t, buf))
 }
 
 /// The output's base pointer, shared by [`by_bands`]' parts, which write disjoint rows.
