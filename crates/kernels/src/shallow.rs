@@ -288,19 +288,9 @@ pub fn conv_shallow(
 mod x86 {
     use super::{Layout, ShallowWeights, LANES, OC, PV};
     use crate::conv::Geom2d;
+    use crate::transpose::x86::lane_range16 as lanes;
     use crate::SyncPtr;
     use std::arch::x86_64::*;
-
-    /// Mask of the lanes `l < 16` with `lo <= l < hi`.
-    fn lanes(lo: isize, hi: isize) -> u16 {
-        let lo = lo.clamp(0, 16) as u32;
-        let hi = hi.clamp(0, 16) as u32;
-        if hi <= lo {
-            0
-        } else {
-            (((1u32 << (hi - lo)) - 1) << lo) as u16
-        }
-    }
 
     /// Fills the band buffer `q` for the band whose first output row is `oy0`: `rows`
     /// output rows read input rows `oy0 * s - pt ..` (`lay.rows` of them for a full band).
