@@ -199,18 +199,27 @@ mod x86 {
         odd: __m512i,
         ninf: __m512,
     ) {
-        let (p1, p2) = (p.add(w), p.add(2 * w));
-        // Each load the first operand: `maxps` returns the second for NaN, so a NaN is
-        // skipped as by the other max kernels.
-        let l = _mm512_max_ps(_mm512_loadu_ps(p), ninf);
-        let l = _mm512_max_ps(_mm512_loadu_ps(p1), l);
-        let l = _mm512_max_ps(_mm512_loadu_ps(p2), l);
-        let r = _mm512_max_ps(_mm512_loadu_ps(p.add(16)), ninf);
-        let r = _mm512_max_ps(_mm512_loadu_ps(p1.add(16)), r);
-        let r = _mm512_max_ps(_mm512_loadu_ps(p2.add(16)), r);
-        let e = _mm512_max_ps(_mm512_castps128_ps512(_mm_load_ss(p.add(32))), ninf);
-        let e = _mm512_max_ps(_mm512_castps128_ps512(_mm_load_ss(p1.add(32))), e);
-        let e = _mm512_max_ps(_mm512_castps128_ps512(_mm_load_ss(p2.add(32))), e);
+        let acc = fold::<3>(p, w, [ninf; 3]);
+        finish::<EDGE>(acc, k, out, n, even, odd, ninf);
+    }
+
+    /// Stores the first `n` of 16 outputs from the window rows' maxima `[l, r, e]` (see
+    /// [`fold`]): the max of the three taps, those whose lanes are clear in `k` counting
+    /// as `-inf` with `EDGE`.
+    ///
+    /// # Safety
+    /// AVX-512F; `out .. out + n` writable.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn finish<const EDGE: bool>(
+        [l, r, e]: [__m512; 3],
+        k: [__mmask16; 3],
+        out: *mut f32,
+        n: usize,
+        even: __m512i,
+        odd: __m512i,
+        ninf: __m512,
+    ) {
         let [mut t0, mut t1, mut t2] = taps(l, r, e, even, odd);
         if EDGE {
             t0 = _mm512_mask_mov_ps(ninf, k[0], t0);
@@ -260,18 +269,8 @@ mod x86 {
     ) {
         let mid = fold::<1>(p.add(2 * w), w, [ninf; 3]);
         for (row, (first, n)) in [(p, n[0]), (p.add(3 * w), n[1])].into_iter().enumerate() {
-            let [l, r, e] = fold::<2>(first, w, mid);
-            let [mut t0, mut t1, mut t2] = taps(l, r, e, even, odd);
-            if EDGE {
-                t0 = _mm512_mask_mov_ps(ninf, k[0], t0);
-                t1 = _mm512_mask_mov_ps(ninf, k[1], t1);
-                t2 = _mm512_mask_mov_ps(ninf, k[2], t2);
-            }
-            store(
-                out.add(row * ow),
-                _mm512_max_ps(t2, _mm512_max_ps(t1, t0)),
-                n,
-            );
+            let acc = fold::<2>(first, w, mid);
+            finish::<EDGE>(acc, k, out.add(row * ow), n, even, odd, ninf);
         }
     }
 
