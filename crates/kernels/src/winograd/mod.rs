@@ -501,6 +501,7 @@ fn by_bands(
     out: &mut [f32],
     parts: usize,
 ) -> Result<(), WinogradError> {
+    // A part's scratch is at most the one-image scratch `check` found not to overflow.
     let Sizes { plane, .. } = check(x, 1, g, ww, bias, residual, out)?;
     let (cin, cout) = (ww.cin, ww.cout);
     if plane == 0 {
@@ -520,7 +521,7 @@ fn by_bands(
     let most = (base + usize::from(extra > 0)) * ntx + L;
     let need = a2 * most * (cin + cout);
     let chan = g.h * g.w;
-    let outp = OutPtr(out.as_mut_ptr());
+    let outp = crate::SyncPtr(out.as_mut_ptr());
     let part = |t: usize, buf: &mut [f32]| -> Result<(), WinogradError> {
         let (ty0, ty1) = band(t);
         // The band's output rows, and the input rows from the first its tiles read (the
@@ -563,20 +564,8 @@ fn by_bands(
     run_parts(parts, need, items, |t, (), buf| part(t, buf))
 }
 
-/// The output's base pointer, shared by [`by_bands`]' parts, which write disjoint rows.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each part writes only its own band's rows of each plane.
-unsafe impl Sync for OutPtr {}
-unsafe impl Send for OutPtr {}
-
-impl OutPtr {
-    fn get(&self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// Scratch buffers of [`by_channels`]' parts, shared by every layer and thread.
+/// Scratch buffers of [`by_channels`]' and [`by_bands`]' parts, shared by every layer and
+/// thread.
 static PART_BUFS: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
 
 /// The pool of part buffers, with at least `parts` buffers of at least `need` values
