@@ -9,10 +9,10 @@
 //! for each block of `16 V` output channels. The input is first copied once into a
 //! zero-padded image, its rows interleaved by channel (`[row][channel][column]`, so the
 //! input of one output row is one contiguous block), and every tap of every tile reads
-//! inside it: no tile needs a border case. An output row's tiles are `R` pixels wide (on AVX-512, 8 to 14 picked per
-//! layer to cover a row with the fewest pixels: 14 for the 56, 28 and 14 wide images of the
-//! common CNNs, 13 for 13 wide ones; 7 for the 7 wide ones); a ragged last tile computes `R`
-//! pixels and stores those that exist.
+//! inside it: no tile needs a border case. An output row's tiles are `R` pixels wide (on
+//! AVX-512, 8 to 14 picked per layer to cover a row with the fewest pixels: 14 for the
+//! 56, 28 and 14 wide images of the common CNNs, 13 for 13 wide ones; 7 for the 7 wide
+//! ones); a ragged last tile computes `R` pixels and stores those that exist.
 //!
 //! The accumulators hold `R` pixels by `16 V` channels; the epilogue transposes them in
 //! registers (16 x 16 blocks) to rows of pixels per channel, adds the bias and the

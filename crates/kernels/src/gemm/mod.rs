@@ -1029,10 +1029,10 @@ fn unit_spans(
     })
 }
 
-/// Splits `mp x np` panels among `threads` jobs, along one side first.
 /// Leftover columns the narrow kernel takes at the edge of any tile ([`Kernel::single_cols`]).
 const COLS_ALWAYS: usize = 8;
 
+/// Splits `mp x np` panels among `threads` jobs, along one side first.
 fn split(mp: usize, np: usize, threads: usize, n_first: bool) -> (usize, usize) {
     if n_first {
         let tn = threads.min(np);
