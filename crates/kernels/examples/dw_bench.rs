@@ -1,8 +1,9 @@
 //! Depthwise 3x3 convolutions as MobileNetV2 runs them (all 17 layers, bias and Relu6),
 //! microseconds per layer and GFLOP/s, the median of interleaved rounds.
 //! `cargo run --release -p millrace-kernels --example dw_bench [THREADS] [ROUNDS] [--cold]`
-//! (`--cold`: each call reads and writes one of several copies spanning more than the
-//! last-level cache, as a model's layer finds its input).
+//! [--only HxCsS] (`--cold`: each call reads and writes one of several copies spanning
+//! more than the last-level cache, as a model's layer finds its input; `--only 112x96s2`:
+//! one layer, `h x h` with `c` channels at stride `s`, MobileNetV2's or not, for `perf`).
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
 use millrace_kernels::depthwise::depthwise2d_with;
@@ -15,12 +16,20 @@ fn main() {
     let mut args: Vec<String> = std::env::args().collect();
     let cold = args.iter().any(|a| a == "--cold");
     args.retain(|a| a != "--cold");
+    let only = args.iter().position(|a| a == "--only").map(|i| {
+        args.remove(i);
+        if i < args.len() {
+            args.remove(i)
+        } else {
+            String::new()
+        }
+    });
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(15);
     let pool = common::pool(threads);
     pool.broadcast(|_| millrace_kernels::reserve_scratch());
     // (h, c, stride): 3x3, pad 1, in network order.
-    let layers = [
+    let mobilenet_v2 = [
         (112, 32, 1),
         (112, 96, 2),
         (56, 144, 1),
@@ -42,6 +51,17 @@ fn main() {
     let act = Activation::Clip { lo: 0.0, hi: 6.0 };
     let isas = common::vector_isas();
     let mut total = vec![0.0; isas.len()];
+    // `--only HxCsS`: that layer alone, MobileNetV2's or not.
+    let layers = match &only {
+        None => mobilenet_v2.to_vec(),
+        Some(o) => {
+            let n: Vec<usize> = o.split(['x', 's']).filter_map(|v| v.parse().ok()).collect();
+            let [h, c, s] = n[..] else {
+                panic!("--only takes HxCsS (112x96s2), not {o:?}")
+            };
+            vec![(h, c, s)]
+        }
+    };
     for (h, c, s) in layers {
         let g = Geom2d::square(c, h, h, 3, s, 1, 1);
         let (n_in, n_out) = (c * h * h, c * g.oh * g.ow);

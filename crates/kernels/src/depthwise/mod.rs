@@ -27,13 +27,15 @@
 //! general interior loop: two output rows at a time sharing their input rows, the nine
 //! weights in registers (its measurements, and the choice against the channel-blocked path
 //! in `blocked.rs`, are documented there). [`depthwise2d`] runs the AVX2 kernels on
-//! AVX-512 CPUs too ([`Isa::for_depthwise`]).
+//! AVX-512 CPUs too ([`Isa::for_depthwise`]), except for 3x3 windows at stride 1 or 2
+//! on rows of 11-13 outputs or more, which go to the AVX-512 kernel of `inplace3x3.rs`
+//! on either instruction set: it reads each channel in place, 16 outputs per vector.
 //!
 //! Channels are independent and run in parallel on the current rayon pool when the layer
 //! is big enough to pay for it.
 pub(crate) mod blocked;
+mod inplace3x3;
 mod rows3x3;
-mod s2x3;
 
 use crate::activation::Activation;
 use crate::conv::{valid_range, Geom2d};
@@ -154,10 +156,10 @@ pub fn depthwise2d_with(
             )));
         }
     }
-    // The AVX-512 stride-2 kernel, for either x86 ISA asked for: the AVX2 one is what
-    // `depthwise2d` asks for on AVX-512 CPUs (see `Isa::for_depthwise`).
-    if matches!(isa, Isa::Avx512 | Isa::Avx2) && s2x3::applies(g) {
-        s2x3::run(x, w, bias, g, act, out);
+    // The AVX-512 in-place 3x3 kernel, for either x86 ISA asked for: the AVX2 one is
+    // what `depthwise2d` asks for on AVX-512 CPUs (see `Isa::for_depthwise`).
+    if matches!(isa, Isa::Avx512 | Isa::Avx2) && inplace3x3::applies(g) {
+        inplace3x3::run(x, w, bias, g, act, out);
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
@@ -1279,8 +1281,9 @@ pub(crate) mod tests {
     use super::*;
 
     /// On any CPU with AVX2 (AVX-512 ones included) `depthwise2d` runs the AVX2 kernels:
-    /// a 3x3 stride-1 layer on a 56x56 plane goes to the row-pair kernel, and its output
-    /// matches the portable code's.
+    /// a 3x3 stride-1 layer on a 56x56 plane goes to the row-pair kernel where the
+    /// AVX-512 in-place kernel does not take it (kept off here; on AVX-512 CPUs it takes
+    /// the layer, run count 0), and its output matches the portable code's.
     #[test]
     fn depthwise_runs_avx2_kernels_where_the_cpu_has_them() {
         let isa = Isa::for_depthwise();
@@ -1297,6 +1300,12 @@ pub(crate) mod tests {
         let (mut a, mut b) = (vec![0.0; 3 * 56 * 56], vec![0.0; 3 * 56 * 56]);
         ROWS3X3_RUNS.with(|n| n.set(0));
         depthwise2d(&x, &w, None, &g, act, &mut a).unwrap();
+        let inplace = Isa::Avx512.usable();
+        assert_eq!(ROWS3X3_RUNS.with(|n| n.get()), if inplace { 0 } else { 3 });
+        ROWS3X3_RUNS.with(|n| n.set(0));
+        INPLACE.with(|f| f.set(Some(false)));
+        depthwise2d(&x, &w, None, &g, act, &mut a).unwrap();
+        INPLACE.with(|f| f.set(None));
         assert_eq!(ROWS3X3_RUNS.with(|n| n.get()), 3);
         depthwise2d_with(Isa::Portable, &x, &w, None, &g, act, &mut b).unwrap();
         for (p, q) in a.iter().zip(&b) {
@@ -1311,8 +1320,9 @@ pub(crate) mod tests {
         pub(crate) static ROWS3X3_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
         /// Forces the channel-blocked path on (`Some(true)`, wherever it fits) or off.
         pub(crate) static BLOCKED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
-        /// `Some(false)` keeps the stride-2 kernel (`s2x3`) off every layer.
-        pub(crate) static S2X3: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+        /// `Some(false)` keeps the in-place 3x3 kernel (`inplace3x3`) off every layer,
+        /// `Some(true)` puts it on every one it computes, whatever the width.
+        pub(crate) static INPLACE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
     }
 
     use crate::testutil::rnd_lcg as rnd;
@@ -1458,9 +1468,9 @@ pub(crate) mod tests {
                         let bias = (i % 3 != 0).then_some(&b[..]);
                         let mut out = vec![f32::INFINITY; 2 * g.oh * g.ow + 4];
                         ROWS3X3_RUNS.with(|n| n.set(0));
-                        S2X3.with(|f| f.set(Some(false)));
+                        INPLACE.with(|f| f.set(Some(false)));
                         depthwise2d_with(Isa::Avx2, &x, &wt, bias, &g, act, &mut out).unwrap();
-                        S2X3.with(|f| f.set(None));
+                        INPLACE.with(|f| f.set(None));
                         assert_eq!(ROWS3X3_RUNS.with(|n| n.get()), 2, "{g:?}");
                         let want = naive(&x, &wt, bias, &g, act);
                         for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
@@ -1542,13 +1552,16 @@ pub(crate) mod tests {
         );
     }
 
-    /// The AVX-512 stride-2 3x3 kernel against the naive sum: row widths around its
-    /// vectors' edges (interior and masked loads, a partial last vector), pads 0 to 2 and
-    /// uneven ones, an output taller and wider than the windows that fit (ceil mode: rows
-    /// and columns that read only padding), each fused activation and one applied after,
-    /// NaN inputs; and that the kernel took these layers.
+    /// The AVX-512 in-place 3x3 kernel against the naive sum, at stride 1 and 2: row
+    /// widths around its vectors' edges (narrower than one vector, interior and masked
+    /// loads, a last vector overlapping the one before, the stride-1 steps whose next
+    /// vector is partly or wholly past the row), pads 0 to 2 and uneven ones, an output
+    /// taller and wider than the windows that fit (ceil mode: rows and columns that read
+    /// only padding), odd and even output heights (a last row alone), each fused
+    /// activation and one applied after, NaN inputs; and that the kernel took these
+    /// layers (forced on below its width thresholds).
     #[test]
-    fn s2x3_matches_naive() {
+    fn inplace3x3_matches_naive() {
         if !Isa::Avx512.usable() {
             return;
         }
@@ -1559,47 +1572,87 @@ pub(crate) mod tests {
             Activation::Silu,
         ];
         let mut i = 0u64;
-        for w in [97, 98, 111, 112, 113, 129, 130, 160] {
-            for (h, pt, pl, extra) in [
-                (7, 1, 1, 0),
-                (9, 0, 0, 0),
-                (6, 2, 2, 0),
-                (8, 1, 0, 1),
-                (5, 0, 2, 2),
-            ] {
-                let c = 3;
-                let mut g = Geom2d::square(c, h, w, 3, 2, 1, 1);
-                g.pt = pt;
-                g.pl = pl;
-                g.oh = (h + 2 * pt - 3) / 2 + 1 + extra;
-                g.ow = (w + 2 * pl - 3) / 2 + 1 + extra;
-                assert!(s2x3::applies(&g), "{g:?}");
-                let mut x = rnd(c * h * w, i);
-                if i.is_multiple_of(3) {
-                    let at = (i as usize * 7) % x.len();
-                    x[at] = f32::NAN;
-                }
-                let wt = rnd(c * 9, 500 + i);
-                let b = rnd(c, 9);
-                let act = acts[i as usize % acts.len()];
-                let bias = i.is_multiple_of(2).then_some(&b[..]);
-                for isa in [Isa::Avx512, Isa::Avx2] {
-                    let mut out = vec![f32::INFINITY; c * g.oh * g.ow + 5];
-                    depthwise2d_with(isa, &x, &wt, bias, &g, act, &mut out).unwrap();
-                    let want = naive(&x, &wt, bias, &g, act);
-                    for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
-                        assert!(
-                            got.is_nan() == want.is_nan()
-                                && (got.is_nan()
-                                    || (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs())),
-                            "{g:?} {act:?} at {j}: {got} vs {want}"
-                        );
+        INPLACE.with(|f| f.set(Some(true)));
+        for (s, widths) in [
+            (
+                1,
+                &[
+                    1usize, 5, 14, 15, 16, 17, 18, 30, 31, 32, 33, 34, 47, 56, 65,
+                ][..],
+            ),
+            (
+                2,
+                &[
+                    3, 20, 31, 32, 33, 34, 35, 36, 97, 98, 111, 112, 113, 129, 130, 160,
+                ][..],
+            ),
+        ] {
+            for &w in widths {
+                for (h, pt, pl, extra) in [
+                    (7, 1, 1, 0),
+                    (9, 0, 0, 0),
+                    (6, 2, 2, 0),
+                    (8, 1, 0, 1),
+                    (5, 0, 2, 2),
+                    (1, 1, 1, 0),
+                    (4, 1, 1, 0),
+                ] {
+                    let c = 3;
+                    let mut g = Geom2d::square(c, h, w, 3, s, 1, 1);
+                    g.pt = pt;
+                    g.pl = pl;
+                    let (Some(oh), Some(ow)) = (
+                        (h + 2 * pt).checked_sub(3).map(|v| v / s + 1 + extra),
+                        (w + 2 * pl).checked_sub(3).map(|v| v / s + 1 + extra),
+                    ) else {
+                        continue;
+                    };
+                    (g.oh, g.ow) = (oh, ow);
+                    assert!(inplace3x3::applies(&g), "{g:?}");
+                    let mut x = rnd(c * h * w, i);
+                    if i.is_multiple_of(3) {
+                        let at = (i as usize * 7) % x.len();
+                        x[at] = f32::NAN;
                     }
-                    assert!(out[c * g.oh * g.ow..].iter().all(|v| *v == f32::INFINITY));
+                    let wt = rnd(c * 9, 500 + i);
+                    let b = rnd(c, 9);
+                    let act = acts[i as usize % acts.len()];
+                    let bias = i.is_multiple_of(2).then_some(&b[..]);
+                    for isa in [Isa::Avx512, Isa::Avx2] {
+                        let mut out = vec![f32::INFINITY; c * g.oh * g.ow + 5];
+                        depthwise2d_with(isa, &x, &wt, bias, &g, act, &mut out).unwrap();
+                        let want = naive(&x, &wt, bias, &g, act);
+                        for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
+                            assert!(
+                                got.is_nan() == want.is_nan()
+                                    && (got.is_nan()
+                                        || (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs())),
+                                "{g:?} {act:?} at {j}: {got} vs {want}"
+                            );
+                        }
+                        assert!(out[c * g.oh * g.ow..].iter().all(|v| *v == f32::INFINITY));
+                    }
+                    i += 1;
                 }
-                i += 1;
             }
         }
+        INPLACE.with(|f| f.set(None));
+    }
+
+    /// The in-place kernel's width thresholds: MobileNetV2's 7x7 planes stay on the
+    /// channel-blocked path, its 14x14 and wider ones (and 28 -> 14 at stride 2) do not.
+    #[test]
+    fn inplace3x3_takes_rows_from_its_thresholds() {
+        if !Isa::Avx512.usable() {
+            return;
+        }
+        let on = |h: usize, s: usize| inplace3x3::applies(&Geom2d::square(8, h, h, 3, s, 1, 1));
+        assert!(!on(7, 1) && on(14, 1) && on(56, 1) && on(112, 1));
+        assert!(!on(14, 2) && on(28, 2) && on(112, 2));
+        // Not a 3x3 window at stride 1 or 2 without dilation.
+        assert!(!inplace3x3::applies(&Geom2d::square(8, 56, 56, 3, 3, 1, 1)));
+        assert!(!inplace3x3::applies(&Geom2d::square(8, 56, 56, 3, 1, 2, 2)));
+        assert!(!inplace3x3::applies(&Geom2d::square(8, 56, 56, 5, 1, 1, 2)));
     }
 
     /// NaN inputs through the blocked path's fused activations: Relu gives +0, Clip and
