@@ -25,6 +25,12 @@
 //!   rest read zero: the padding) and their stores; the masks are computed once per layer
 //!   ([`Cols`]).
 //!
+//! * Small stride-1 planes whose output rows are as wide as the input's (at most 192
+//!   outputs: MobileNetV2's 7x7 ones) go flat ([`Flat`]): 16 consecutive outputs of
+//!   the plane, whatever rows they span, take one masked load per tap (7x7 planes with
+//!   960 channels at 1 thread: 23.4 us against 27.8 on the channel-blocked path and 39
+//!   by pairs of rows of 7 outputs).
+//!
 //! The activation (none, Relu, Clip) is a compile-time parameter: no test per vector.
 //!
 //! Before (stride 2 only): per output row up to four vectors, each vector's load masks
@@ -34,8 +40,7 @@
 //! AVX2 kernels the model ran before, then this one): 112x112 with 32 channels 104 -> 51
 //! us, 56x56 / 144 121 -> 78, 28x28 / 192 54 -> 35, 14x14 / 384 29 -> 25, 14x14 / 576
 //! 45 -> 38; stride 2 112 -> 56 / 96 139 -> 95, 56 -> 28 / 144 67 -> 39, 28 -> 14 / 192
-//! 21 -> 17. The 7x7 planes lost (28 -> 39 us: one masked vector of 7 outputs per row),
-//! hence [`MIN_OW`].
+//! 21 -> 17.
 //!
 //! Channels run in parallel on the current rayon pool ([`super::per_channel`]).
 use crate::activation::Activation;
@@ -49,7 +54,7 @@ pub(crate) fn applies(g: &Geom2d) -> bool {
     if let Some(on) = super::tests::INPLACE.with(|f| f.get()) {
         return on && available() && geometry(g);
     }
-    available() && geometry(g) && g.ow >= MIN_OW[g.sw - 1]
+    available() && geometry(g) && (g.ow >= MIN_OW[g.sw - 1] || Flat::fits(g))
 }
 
 /// The window this kernel computes, whatever the width.
@@ -147,6 +152,76 @@ fn lane_range16(lo: isize, hi: isize) -> u16 {
     }
 }
 
+/// A small stride-1 plane whose output rows are as wide as its input rows, computed as
+/// one flat array: output `o` (row `o / ow`, column `o % ow`) reads input `o + off[t]`
+/// for tap `t`, 16 consecutive outputs one load per tap whatever the rows they span, the
+/// lanes whose tap falls outside the image (another row's column, a row above or below)
+/// masked off. MobileNetV2's 7x7 planes: 4 vectors of 9 taps per channel, where rows of 7
+/// outputs take 7 vectors.
+#[derive(Clone, Copy, Debug)]
+struct Flat {
+    /// Vectors per plane.
+    n: usize,
+    /// Per vector, the lanes each tap loads (`ky * 3 + kx`) and the lanes stored.
+    m: [([u16; 9], u16); MAX_FLAT],
+    /// Per tap, the input's offset from the output's index.
+    off: [isize; 9],
+}
+
+/// Vectors of the largest plane computed flat (192 outputs). MobileNetV2's 7x7 planes
+/// flat took 0.80x the time by pairs of rows in the model (`nodes_ab.py 6 2`), its 14x14
+/// ones (13 vectors) 1.0-1.08x.
+const MAX_FLAT: usize = 12;
+
+impl Flat {
+    /// Whether [`Flat::new`] takes the layer (without building its masks).
+    fn fits(g: &Geom2d) -> bool {
+        let np = g.oh.saturating_mul(g.ow);
+        g.sw == 1 && g.ow == g.w && np > 0 && np <= 16 * MAX_FLAT
+    }
+
+    /// `None` unless stride 1 with output rows as wide as the input's and at most
+    /// [`MAX_FLAT`] vectors of outputs.
+    fn new(g: &Geom2d) -> Option<Flat> {
+        if !Flat::fits(g) {
+            return None;
+        }
+        let np = g.oh * g.ow;
+        let n = np.div_ceil(16);
+        let (pt, pl) = (g.pt as isize, g.pl as isize);
+        let off = std::array::from_fn(|t| {
+            let (ky, kx) = ((t / 3) as isize, (t % 3) as isize);
+            (ky - pt) * g.w as isize + kx - pl
+        });
+        let mut m = [([0u16; 9], 0u16); MAX_FLAT];
+        for (v, (taps, st)) in m.iter_mut().enumerate().take(n) {
+            for j in 0..16 {
+                let o = 16 * v + j;
+                if o >= np {
+                    break;
+                }
+                *st |= 1 << j;
+                let (oy, ox) = ((o / g.ow) as isize, (o % g.ow) as isize);
+                for (t, lanes) in taps.iter_mut().enumerate() {
+                    let iy = oy - pt + (t / 3) as isize;
+                    let ix = ox - pl + (t % 3) as isize;
+                    if (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix) {
+                        *lanes |= 1 << j;
+                    }
+                }
+            }
+        }
+        Some(Flat { n, m, off })
+    }
+}
+
+/// How a layer's planes are walked: by pairs of rows, or flat.
+#[derive(Clone, Copy, Debug)]
+enum Plan {
+    Rows(Cols),
+    Flat(Flat),
+}
+
 /// `out = act(depthwise3x3(x, w) + bias)` over all channels. The caller has checked the
 /// geometry against the buffers and [`applies`].
 pub(crate) fn run(
@@ -157,14 +232,16 @@ pub(crate) fn run(
     act: Activation,
     out: &mut [f32],
 ) {
-    let Some(cols) = Cols::new(g) else {
-        unreachable!("`applies` checked the columns")
+    let plan = match (Flat::new(g), Cols::new(g)) {
+        (Some(f), _) => Plan::Flat(f),
+        (None, Some(c)) => Plan::Rows(c),
+        (None, None) => unreachable!("`applies` checked the columns"),
     };
     super::per_channel(x, g, out, |ci, xc, oc| {
         let mut wc = [0.0f32; 9];
         wc.copy_from_slice(&w[ci * 9..ci * 9 + 9]);
         let b = bias.map_or(0.0, |b| b[ci]);
-        channel(xc, &wc, b, g, cols, act, oc);
+        channel(xc, &wc, b, g, &plan, act, oc);
     });
 }
 
@@ -174,43 +251,43 @@ fn channel(
     w: &[f32; 9],
     bias: f32,
     g: &Geom2d,
-    cols: Cols,
+    plan: &Plan,
     act: Activation,
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: `applies` found AVX-512F; the caller checked the plane sizes, `cols`
+        // SAFETY: `applies` found AVX-512F; the caller checked the plane sizes, `plan`
         // is `g`'s.
         unsafe {
             // The activation in registers as a constant (0 none, 1 Relu, 2 Clip): no test
             // per vector.
             macro_rules! go {
-                ($s:literal) => {
+                ($f:ident $(::<$s:literal>)?, $p:expr) => {
                     match act.in_tile() {
-                        (true, _, _) => x86::channel::<$s, 1>(x, w, bias, g, cols, act, out),
-                        (_, Some(_), _) => x86::channel::<$s, 2>(x, w, bias, g, cols, act, out),
-                        _ => x86::channel::<$s, 0>(x, w, bias, g, cols, act, out),
+                        (true, _, _) => x86::$f::<$($s,)? 1>(x, w, bias, g, $p, act, out),
+                        (_, Some(_), _) => x86::$f::<$($s,)? 2>(x, w, bias, g, $p, act, out),
+                        _ => x86::$f::<$($s,)? 0>(x, w, bias, g, $p, act, out),
                     }
                 };
             }
-            if g.sw == 1 {
-                go!(1)
-            } else {
-                go!(2)
+            match plan {
+                Plan::Flat(f) => go!(flat, f),
+                Plan::Rows(c) if g.sw == 1 => go!(channel::<1>, c),
+                Plan::Rows(c) => go!(channel::<2>, c),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (x, w, bias, g, cols, act, out);
+        let _ = (x, w, bias, g, plan, act, out);
         unreachable!("inplace3x3 runs only where `applies` found AVX-512")
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{lane_range16, Cols};
+    use super::{lane_range16, Cols, Flat};
     use crate::activation::Activation;
     use crate::conv::Geom2d;
     use std::arch::x86_64::*;
@@ -223,6 +300,84 @@ mod x86 {
         odd: __m512i,
         lo: __m512,
         hi: __m512,
+    }
+
+    impl Consts {
+        /// # Safety
+        /// AVX-512F.
+        #[inline(always)]
+        unsafe fn new(wt: &[f32; 9], bias: f32, act: Activation) -> Consts {
+            let (lo, hi) = act.in_tile().1.unwrap_or((0.0, 0.0));
+            Consts {
+                // Spelled out: `map` or `from_fn` calls a closure that is not compiled
+                // for AVX-512 (a call per weight, 30% of a 7x7 layer's time).
+                w: [
+                    _mm512_set1_ps(wt[0]),
+                    _mm512_set1_ps(wt[1]),
+                    _mm512_set1_ps(wt[2]),
+                    _mm512_set1_ps(wt[3]),
+                    _mm512_set1_ps(wt[4]),
+                    _mm512_set1_ps(wt[5]),
+                    _mm512_set1_ps(wt[6]),
+                    _mm512_set1_ps(wt[7]),
+                    _mm512_set1_ps(wt[8]),
+                ],
+                bias: _mm512_set1_ps(bias),
+                even: _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+                odd: _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
+                lo: _mm512_set1_ps(lo),
+                hi: _mm512_set1_ps(hi),
+            }
+        }
+    }
+
+    /// A plane computed flat ([`Flat`]): per vector of 16 outputs, one masked load and
+    /// one FMA per tap.
+    ///
+    /// # Safety
+    /// AVX-512F; `x` holds `g.h * g.w` values and `out` `g.oh * g.ow`; `f` is
+    /// `Flat::new(g)`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn flat<const ACT: u8>(
+        x: &[f32],
+        wt: &[f32; 9],
+        bias: f32,
+        g: &Geom2d,
+        f: &Flat,
+        act: Activation,
+        out: &mut [f32],
+    ) {
+        let k = Consts::new(wt, bias, act);
+        let z = _mm512_setzero_ps();
+        let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+        for (v, &(m, st)) in f.m.iter().enumerate().take(f.n) {
+            let o = 16 * v as isize;
+            let mut a = [k.bias, z, z];
+            // Spelled out tap by tap: the weights stay in registers. Masked-off lanes are
+            // not read (their addresses may lie outside the plane).
+            macro_rules! tap {
+                ($t:literal) => {
+                    a[$t / 3] = _mm512_fmadd_ps(
+                        _mm512_maskz_loadu_ps(m[$t], xp.wrapping_offset(o + f.off[$t])),
+                        k.w[$t],
+                        a[$t / 3],
+                    );
+                };
+            }
+            tap!(0);
+            tap!(1);
+            tap!(2);
+            tap!(3);
+            tap!(4);
+            tap!(5);
+            tap!(6);
+            tap!(7);
+            tap!(8);
+            _mm512_mask_storeu_ps(op.offset(o), st, activate::<ACT>(sum(a), &k));
+        }
+        if act.in_tile().2 {
+            act.apply_slice(&mut out[..g.oh * g.ow]);
+        }
     }
 
     /// Input rows a pair of output rows reads at stride `S` (rows `S * j + ky` for
@@ -240,20 +395,12 @@ mod x86 {
         wt: &[f32; 9],
         bias: f32,
         g: &Geom2d,
-        cols: Cols,
+        cols: &Cols,
         act: Activation,
         out: &mut [f32],
     ) {
-        let (_, clamp, post) = act.in_tile();
-        let (lo, hi) = clamp.unwrap_or((0.0, 0.0));
-        let k = Consts {
-            w: std::array::from_fn(|i| _mm512_set1_ps(wt[i])),
-            bias: _mm512_set1_ps(bias),
-            even: _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
-            odd: _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31),
-            lo: _mm512_set1_ps(lo),
-            hi: _mm512_set1_ps(hi),
-        };
+        let post = act.in_tile().2;
+        let k = Consts::new(wt, bias, act);
         let (h, w, ow) = (g.h as isize, g.w as isize, g.ow);
         let nr = rows_of_pair(S);
         let mut oy = 0;
@@ -387,7 +534,7 @@ mod x86 {
                 );
                 prev = cur;
                 cur = next;
-                let (ya, yb) = (act::<ACT>(sum(a), k), act::<ACT>(sum(b), k));
+                let (ya, yb) = (activate::<ACT>(sum(a), k), activate::<ACT>(sum(b), k));
                 match $st {
                     None => {
                         _mm512_storeu_ps(o.add(p), ya);
@@ -437,7 +584,7 @@ mod x86 {
 
     /// Relu / Clip in the register (`ACT`: 0 none, 1 Relu, 2 Clip).
     #[inline(always)]
-    unsafe fn act<const ACT: u8>(y: __m512, k: &Consts) -> __m512 {
+    unsafe fn activate<const ACT: u8>(y: __m512, k: &Consts) -> __m512 {
         match ACT {
             // maxps returns its second operand for NaN (and -0): +0.
             1 => _mm512_max_ps(y, _mm512_setzero_ps()),
@@ -550,7 +697,7 @@ mod x86 {
         row!(2);
         row!(3);
         row!(4);
-        (act::<ACT>(sum(a), k), act::<ACT>(sum(b), k))
+        (activate::<ACT>(sum(a), k), activate::<ACT>(sum(b), k))
     }
 
     /// The three taps of one row for 16 outputs whose windows start at column `s`.

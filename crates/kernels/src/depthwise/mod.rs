@@ -1557,9 +1557,9 @@ pub(crate) mod tests {
     /// loads, a last vector overlapping the one before, the stride-1 steps whose next
     /// vector is partly or wholly past the row), pads 0 to 2 and uneven ones, an output
     /// taller and wider than the windows that fit (ceil mode: rows and columns that read
-    /// only padding), odd and even output heights (a last row alone), each fused
-    /// activation and one applied after, NaN inputs; and that the kernel took these
-    /// layers (forced on below its width thresholds).
+    /// only padding), odd and even output heights (a last row alone), small stride-1
+    /// planes computed flat, each fused activation and one applied after, NaN inputs;
+    /// and that the kernel took these layers (forced on below its width thresholds).
     #[test]
     fn inplace3x3_matches_naive() {
         if !Isa::Avx512.usable() {
@@ -1596,6 +1596,11 @@ pub(crate) mod tests {
                     (5, 0, 2, 2),
                     (1, 1, 1, 0),
                     (4, 1, 1, 0),
+                    // Stride 1, output rows as wide as the input's: small planes go
+                    // flat (no padding and two columns past the image; two rows of
+                    // padding above).
+                    (6, 0, 0, 2),
+                    (5, 2, 1, 0),
                 ] {
                     let c = 3;
                     let mut g = Geom2d::square(c, h, w, 3, s, 1, 1);
@@ -1639,15 +1644,21 @@ pub(crate) mod tests {
         INPLACE.with(|f| f.set(None));
     }
 
-    /// The in-place kernel's width thresholds: MobileNetV2's 7x7 planes stay on the
-    /// channel-blocked path, its 14x14 and wider ones (and 28 -> 14 at stride 2) do not.
+    /// The in-place kernel's width thresholds: MobileNetV2's stride-1 planes all go to it
+    /// (the 7x7 ones flat), at stride 2 those with outputs 14 wide or more.
     #[test]
     fn inplace3x3_takes_rows_from_its_thresholds() {
         if !Isa::Avx512.usable() {
             return;
         }
         let on = |h: usize, s: usize| inplace3x3::applies(&Geom2d::square(8, h, h, 3, s, 1, 1));
-        assert!(!on(7, 1) && on(14, 1) && on(56, 1) && on(112, 1));
+        // 7x7 at stride 1 goes flat; 7 wide but taller does not.
+        assert!(on(7, 1) && on(14, 1) && on(56, 1) && on(112, 1));
+        let mut tall = Geom2d::square(8, 30, 7, 3, 1, 1, 1);
+        assert!(!inplace3x3::applies(&tall));
+        tall.h = 27;
+        tall.oh = 27;
+        assert!(inplace3x3::applies(&tall));
         assert!(!on(14, 2) && on(28, 2) && on(112, 2));
         // Not a 3x3 window at stride 1 or 2 without dilation.
         assert!(!inplace3x3::applies(&Geom2d::square(8, 56, 56, 3, 3, 1, 1)));
