@@ -217,6 +217,9 @@ impl Flat {
 
 /// How a layer's planes are walked: by pairs of rows, or flat.
 #[derive(Clone, Copy, Debug)]
+// Built once per call on the stack and lent to the channels: boxing the larger variant
+// would allocate on every call.
+#[allow(clippy::large_enum_variant)]
 enum Plan {
     Rows(Cols),
     Flat(Flat),
