@@ -507,34 +507,17 @@ mod x86 {
                 let next: [__m512; 4] = $next;
                 let mut a = [k.bias, z, z];
                 let mut b = [k.bias, z, z];
-                accumulate::<1>(
-                    0,
-                    shifted::<PL>(prev[0], cur[0], next[0]),
-                    k,
-                    &mut a,
-                    &mut b,
-                );
-                accumulate::<1>(
-                    1,
-                    shifted::<PL>(prev[1], cur[1], next[1]),
-                    k,
-                    &mut a,
-                    &mut b,
-                );
-                accumulate::<1>(
-                    2,
-                    shifted::<PL>(prev[2], cur[2], next[2]),
-                    k,
-                    &mut a,
-                    &mut b,
-                );
-                accumulate::<1>(
-                    3,
-                    shifted::<PL>(prev[3], cur[3], next[3]),
-                    k,
-                    &mut a,
-                    &mut b,
-                );
+                // Input row `r`'s taps into both output rows' sums.
+                macro_rules! row {
+                    ($r:literal) => {
+                        let t = shifted::<PL>(prev[$r], cur[$r], next[$r]);
+                        accumulate::<1>($r, t, k, &mut a, &mut b);
+                    };
+                }
+                row!(0);
+                row!(1);
+                row!(2);
+                row!(3);
                 prev = cur;
                 cur = next;
                 let (ya, yb) = (activate::<ACT>(sum(a), k), activate::<ACT>(sum(b), k));

@@ -1327,6 +1327,18 @@ pub(crate) mod tests {
 
     use crate::testutil::rnd_lcg as rnd;
 
+    /// `got` matches the naive sums `want` (1e-5 relative), NaN where they are NaN.
+    fn assert_close(got: &[f32], want: &[f64], ctx: impl Fn() -> String) {
+        for (j, (&got, &want)) in got.iter().zip(want).enumerate() {
+            assert!(
+                got.is_nan() == want.is_nan()
+                    && (got.is_nan() || (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs())),
+                "{} at {j}: {got} vs {want}",
+                ctx()
+            );
+        }
+    }
+
     fn naive(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Geom2d, act: Activation) -> Vec<f64> {
         let mut out = vec![0.0f64; g.c * g.oh * g.ow];
         for c in 0..g.c {
@@ -1473,14 +1485,7 @@ pub(crate) mod tests {
                         INPLACE.with(|f| f.set(None));
                         assert_eq!(ROWS3X3_RUNS.with(|n| n.get()), 2, "{g:?}");
                         let want = naive(&x, &wt, bias, &g, act);
-                        for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
-                            assert!(
-                                got.is_nan() == want.is_nan()
-                                    && (got.is_nan()
-                                        || (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs())),
-                                "{g:?} act {act:?} at {j}: {got} vs {want}"
-                            );
-                        }
+                        assert_close(&out, &want, || format!("{g:?} act {act:?}"));
                         assert!(
                             out[2 * g.oh * g.ow..].iter().all(|v| *v == f32::INFINITY),
                             "wrote past the end"
@@ -1627,14 +1632,7 @@ pub(crate) mod tests {
                         let mut out = vec![f32::INFINITY; c * g.oh * g.ow + 5];
                         depthwise2d_with(isa, &x, &wt, bias, &g, act, &mut out).unwrap();
                         let want = naive(&x, &wt, bias, &g, act);
-                        for (j, (&got, &want)) in out.iter().zip(&want).enumerate() {
-                            assert!(
-                                got.is_nan() == want.is_nan()
-                                    && (got.is_nan()
-                                        || (got as f64 - want).abs() <= 1e-5 * (1.0 + want.abs())),
-                                "{g:?} {act:?} at {j}: {got} vs {want}"
-                            );
-                        }
+                        assert_close(&out, &want, || format!("{g:?} {act:?}"));
                         assert!(out[c * g.oh * g.ow..].iter().all(|v| *v == f32::INFINITY));
                     }
                     i += 1;
