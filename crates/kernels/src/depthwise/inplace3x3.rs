@@ -194,22 +194,28 @@ impl Flat {
             (ky - pt) * g.w as isize + kx - pl
         });
         let mut m = [([0u16; 9], 0u16); MAX_FLAT];
+        // Output `(oy, ox)` of lane `j`, walked without a division per lane: this runs
+        // on every call.
+        let (mut oy, mut ox) = (0isize, 0isize);
         for (v, (taps, st)) in m.iter_mut().enumerate().take(n) {
-            for j in 0..16 {
-                let o = 16 * v + j;
-                if o >= np {
-                    break;
-                }
+            // Per lane, which tap rows and which tap columns fall inside the image.
+            let (mut rows, mut cols) = ([0u16; 3], [0u16; 3]);
+            for j in 0..(np - 16 * v).min(16) {
                 *st |= 1 << j;
-                let (oy, ox) = ((o / g.ow) as isize, (o % g.ow) as isize);
-                for (t, lanes) in taps.iter_mut().enumerate() {
-                    let iy = oy - pt + (t / 3) as isize;
-                    let ix = ox - pl + (t % 3) as isize;
-                    if (0..g.h as isize).contains(&iy) && (0..g.w as isize).contains(&ix) {
-                        *lanes |= 1 << j;
+                for d in 0..3 {
+                    if (0..g.h as isize).contains(&(oy - pt + d as isize)) {
+                        rows[d] |= 1 << j;
+                    }
+                    if (0..g.w as isize).contains(&(ox - pl + d as isize)) {
+                        cols[d] |= 1 << j;
                     }
                 }
+                ox += 1;
+                if ox == g.ow as isize {
+                    (oy, ox) = (oy + 1, 0);
+                }
             }
+            *taps = std::array::from_fn(|t| rows[t / 3] & cols[t % 3]);
         }
         Some(Flat { n, m, off })
     }
@@ -438,30 +444,27 @@ mod x86 {
                     1 => row_pair_s1::<1, ACT>(&rows, g.w, ow, &k, o0),
                     _ => row_pair_s1::<2, ACT>(&rows, g.w, ow, &k, o0),
                 }
-            } else if inside {
-                for &(kk, m, st) in &cols.edge[..cols.ne] {
-                    let ox = Cols::at(ow, kk);
-                    let s = (S * ox) as isize - g.pl as isize;
-                    store!(ox, st, pair::<S, ACT, true, false>(&rows, s, m, &k));
-                }
-                for kk in cols.lo..cols.hi {
-                    let ox = Cols::at(ow, kk);
-                    let s = (S * ox) as isize - g.pl as isize;
-                    let (a, b) = pair::<S, ACT, false, false>(&rows, s, [!0; 3], &k);
-                    _mm512_storeu_ps(o0.add(ox), a);
-                    _mm512_storeu_ps(o1.add(ox), b);
-                }
             } else {
-                // Rows outside the image: every vector tests them.
-                for &(kk, m, st) in &cols.edge[..cols.ne] {
-                    let ox = Cols::at(ow, kk);
-                    let s = (S * ox) as isize - g.pl as isize;
-                    store!(ox, st, pair::<S, ACT, true, true>(&rows, s, m, &k));
+                // Every vector of the pair: `$nulls` where rows lie outside the image
+                // (each vector tests them).
+                macro_rules! vectors {
+                    ($nulls:literal) => {{
+                        for &(kk, m, st) in &cols.edge[..cols.ne] {
+                            let ox = Cols::at(ow, kk);
+                            let s = (S * ox) as isize - g.pl as isize;
+                            store!(ox, st, pair::<S, ACT, true, $nulls>(&rows, s, m, &k));
+                        }
+                        for kk in cols.lo..cols.hi {
+                            let ox = Cols::at(ow, kk);
+                            let s = (S * ox) as isize - g.pl as isize;
+                            store!(ox, !0, pair::<S, ACT, false, $nulls>(&rows, s, [!0; 3], &k));
+                        }
+                    }};
                 }
-                for kk in cols.lo..cols.hi {
-                    let ox = Cols::at(ow, kk);
-                    let s = (S * ox) as isize - g.pl as isize;
-                    store!(ox, !0, pair::<S, ACT, false, true>(&rows, s, [!0; 3], &k));
+                if inside {
+                    vectors!(false)
+                } else {
+                    vectors!(true)
                 }
             }
             let done = if two { 2 } else { 1 };
