@@ -326,6 +326,43 @@ fn position_product(
     )
 }
 
+/// What [`by_channels`] and [`by_bands`] start from: one image's output plane, the
+/// instruction set, the tile's output size `m` and position count `a2`, the tile grid.
+struct Split {
+    plane: usize,
+    isa: Isa,
+    m: usize,
+    a2: usize,
+    nty: usize,
+    ntx: usize,
+}
+
+/// [`Split`] for one image that [`check`] accepts (a part's scratch is then at most the
+/// one-image scratch it found not to overflow); `None` for an empty output.
+fn split_start(
+    x: &[f32],
+    g: &Geom2d,
+    ww: &WinogradWeights,
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    out: &[f32],
+) -> Result<Option<Split>, WinogradError> {
+    let Sizes { plane, .. } = check(x, 1, g, ww, bias, residual, out)?;
+    if plane == 0 {
+        return Ok(None);
+    }
+    let (m, a) = (ww.variant.m(), ww.variant.alpha());
+    let (nty, ntx) = grid(g, m);
+    Ok(Some(Split {
+        plane,
+        isa: Isa::of(ww.kernel()),
+        m,
+        a2: a * a,
+        nty,
+        ntx,
+    }))
+}
+
 /// Whether one image runs [`by_channels`] on several threads: where the input transform
 /// that each thread repeats is cheap against the products (fewer than 64 input
 /// channels). ResNet-50's 64- and 128-channel layers by channels took 1.23-1.58x the
@@ -351,16 +388,18 @@ fn by_channels(
     out: &mut [f32],
     parts: usize,
 ) -> Result<(), WinogradError> {
-    // A part's scratch is at most the one-image scratch `check` found not to overflow.
-    let Sizes { plane, .. } = check(x, 1, g, ww, bias, residual, out)?;
-    let (cin, cout) = (ww.cin, ww.cout);
-    if plane == 0 {
+    let Some(Split {
+        plane,
+        isa,
+        a2,
+        nty,
+        ntx,
+        ..
+    }) = split_start(x, g, ww, bias, residual, out)?
+    else {
         return Ok(());
-    }
-    let isa = Isa::of(ww.kernel());
-    let (m, a) = (ww.variant.m(), ww.variant.alpha());
-    let a2 = a * a;
-    let (nty, ntx) = grid(g, m);
+    };
+    let (cin, cout) = (ww.cin, ww.cout);
     let tiles = nty * ntx;
     let tp = tiles + L;
     let mr = ww.kernel().mr;
@@ -501,16 +540,18 @@ fn by_bands(
     out: &mut [f32],
     parts: usize,
 ) -> Result<(), WinogradError> {
-    // A part's scratch is at most the one-image scratch `check` found not to overflow.
-    let Sizes { plane, .. } = check(x, 1, g, ww, bias, residual, out)?;
-    let (cin, cout) = (ww.cin, ww.cout);
-    if plane == 0 {
+    let Some(Split {
+        plane,
+        isa,
+        m,
+        a2,
+        nty,
+        ntx,
+    }) = split_start(x, g, ww, bias, residual, out)?
+    else {
         return Ok(());
-    }
-    let isa = Isa::of(ww.kernel());
-    let (m, a) = (ww.variant.m(), ww.variant.alpha());
-    let a2 = a * a;
-    let (nty, ntx) = grid(g, m);
+    };
+    let (cin, cout) = (ww.cin, ww.cout);
     let parts = parts.min(nty);
     // Tile rows per band, the first `nty % parts` bands one more.
     let (base, extra) = (nty / parts, nty % parts);
