@@ -139,12 +139,52 @@ pub fn preferred(m: usize, k: usize) -> bool {
 /// profile`, the builds alternating, 6 rounds at 2 threads) its 1024 -> 256 layers on
 /// 14x14 took 0.94-0.97x the time, 2048 -> 512 on 7x7 0.86-0.88x, 512 -> 2048 on 7x7
 /// 0.97-1.0x.
+///
+/// Those figures for layers with fewer than 16 Ki weights per output channel and pixel
+/// block (`k * plane < 2^14`: 320 -> 1280 on 7x7, every layer above on 28x28 and 14x14
+/// with `k` < 84) came from a serial run: the kernel forked only when one channel block's
+/// work reached 2^20 multiply-adds, not the whole layer's. Run over the pool
+/// (`direct_bench`, Zen 5, 2 threads, three runs; 1 thread alike), direct / GEMM:
+/// 320 -> 1280 on 7x7 0.88x (in MobileNetV2, `nodes_ab.py`, 6 rounds: 0.90x);
+/// 14x14 reductions 576 -> 96 0.93x and 384 -> 64 0.97-0.98x (in MobileNetV2 576 -> 96
+/// 0.89x, 384 -> 96 0.89x, 384 -> 64 0.91-0.96x, 192 -> 64 1.0x); but 160 -> 960 and
+/// 960 -> 160 on 7x7 0.97-0.99x (1.0-1.01x in the model), and the 14x14 expansions
+/// 96 -> 576 and 64 -> 384 1.0-1.03x (1.03-1.06x in the model), where a tile's epilogue
+/// (four 16 x 16 transposes on 7x7) weighs against a short `K`.
+///
+/// So, besides the rule above: on 7x7 planes (tiles of 7 pixels by 64 channels) layers
+/// whose output channels fill whole blocks of 64 ([`SMALL_PLANE_BLOCK`]) with at least
+/// [`SMALL_PLANE_MIN_K`] input channels; on planes up to 14x14 (tiles of up to 14 pixels
+/// by 32 channels, 64 on 7x7) reductions to whole blocks from at least
+/// [`REDUCTION_MIN_K`] channels, twice as many as they write.
 pub fn preferred_pointwise(m: usize, k: usize, plane: usize) -> bool {
-    avx512()
-        && m >= POINTWISE_MIN_M
+    if !avx512() || m == 0 {
+        return false;
+    }
+    let wide = m >= POINTWISE_MIN_M
         && k >= POINTWISE_MIN_K
-        && (plane <= 7 * 7 || (plane <= 14 * 14 && k >= 2 * POINTWISE_MIN_K))
+        && (plane <= 7 * 7 || (plane <= 14 * 14 && k >= 2 * POINTWISE_MIN_K));
+    // The channel block of the planned tile.
+    let block = if plane <= 7 * 7 {
+        SMALL_PLANE_BLOCK
+    } else {
+        AVX512_BLOCK
+    };
+    let small_plane =
+        plane <= 7 * 7 && m >= POINTWISE_MIN_M && m.is_multiple_of(block) && k >= SMALL_PLANE_MIN_K;
+    let reduction =
+        plane <= 14 * 14 && m.is_multiple_of(block) && k >= REDUCTION_MIN_K && k >= 2 * m;
+    wide || small_plane || reduction
 }
+
+/// Output channels per block of the AVX-512 tile on planes 7 wide (7 pixels by 64).
+const SMALL_PLANE_BLOCK: usize = 64;
+/// The fewest input channels of a 7x7 layer [`preferred_pointwise`] takes by whole
+/// blocks of [`SMALL_PLANE_BLOCK`].
+const SMALL_PLANE_MIN_K: usize = 256;
+/// The fewest input channels of a reduction [`preferred_pointwise`] takes on planes up
+/// to 14x14.
+const REDUCTION_MIN_K: usize = 384;
 
 /// Whether the direct kernel is expected to beat the GEMM on a 1x1, stride-2 convolution
 /// over `k` input channels, whose input the GEMM path first gathers at the output pixels:
@@ -556,7 +596,9 @@ pub fn conv_direct(
         }
     };
     let items = nb * runs;
-    let work = (k * opl * bw) as u64;
+    // Forked from 2^20 multiply-adds in the whole layer (it counted one channel block's,
+    // which kept small layers on one thread: see `preferred_pointwise`).
+    let work = (k * opl * w.m) as u64;
     if rayon::current_num_threads() > 1 && work >= 1 << 20 {
         (0..items).into_par_iter().for_each(item);
     } else {
@@ -1547,6 +1589,27 @@ mod tests {
         assert!(preferred(32, 27));
         assert!(preferred(64, 147));
         assert!(preferred(64, AVX512_MIN_K));
+    }
+
+    #[test]
+    fn pointwise_rule_takes_small_planes_by_whole_blocks_and_reductions() {
+        let direct = |m, k, plane| preferred_pointwise(m, k, plane);
+        if !avx512() {
+            assert!(!direct(512, 2048, 49));
+            return;
+        }
+        // ResNet-50's and GoogLeNet's wide layers (the first rule).
+        assert!(direct(512, 2048, 49) && direct(2048, 512, 49) && direct(256, 1024, 196));
+        assert!(direct(624, 832, 49));
+        // MobileNetV2: 320 -> 1280 and 960 -> 320 on 7x7, the 14x14 reductions.
+        assert!(direct(1280, 320, 49) && direct(320, 960, 49));
+        assert!(direct(96, 576, 196) && direct(96, 384, 196) && direct(64, 384, 196));
+        // Left to the GEMM: part-filled 64-channel blocks, short K, 14x14 expansions,
+        // shallow reductions, large planes.
+        assert!(!direct(160, 960, 49) && !direct(960, 160, 49) && !direct(1280, 255, 49));
+        assert!(!direct(576, 96, 196) && !direct(384, 64, 196) && !direct(64, 192, 196));
+        assert!(!direct(296, 512, 196) && !direct(80, 384, 196));
+        assert!(!direct(64, 512, 784) && !direct(0, 512, 49));
     }
 
     #[test]

@@ -800,7 +800,8 @@ mod tests {
             (16, 16, 7, 1, 2, 0, 1, "impl=gemm"),         // 1x1 stride 2
             (512, 256, 7, 1, 1, 0, 1, pointwise),         // 1x1, many channels, 7x7
             (1024, 256, 14, 1, 1, 0, 1, pointwise),       // 1x1, more channels, 14x14
-            (512, 256, 14, 1, 1, 0, 1, "impl=gemm"),      // 1x1, 14x14, fewer channels
+            (512, 296, 14, 1, 1, 0, 1, "impl=gemm"),      // 1x1, 14x14, part blocks
+            (384, 64, 14, 1, 1, 0, 1, pointwise),         // 1x1 reduction, 14x14
             (8, 70, 5, 3, 1, 1, 1, direct("impl=gemm")),  // 7-pixel tiles
             (128, 32, 12, 3, 1, 1, 1, direct("impl=winograd")),
             (128, 32, 20, 3, 1, 1, 1, direct("impl=winograd-F4x4")),
