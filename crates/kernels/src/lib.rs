@@ -21,18 +21,25 @@ pub mod vmath;
 pub mod winograd;
 
 /// A buffer's base pointer shared by parallel jobs that each write a disjoint part of it
-/// while the caller holds the buffer mutably borrowed.
-#[derive(Clone, Copy)]
-pub(crate) struct SyncPtr(pub(crate) *mut f32);
+/// while the caller holds the buffer mutably borrowed (of floats, or of other buffers:
+/// Winograd's part buffers).
+pub(crate) struct SyncPtr<T = f32>(pub(crate) *mut T);
+// Not derived: a derive would ask `T: Copy`, and the pointer is copied whatever `T` is.
+impl<T> Clone for SyncPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SyncPtr<T> {}
 // SAFETY: only used while the buffer is mutably borrowed by the caller, by jobs writing
 // disjoint ranges.
-unsafe impl Sync for SyncPtr {}
-unsafe impl Send for SyncPtr {}
+unsafe impl<T> Sync for SyncPtr<T> {}
+unsafe impl<T> Send for SyncPtr<T> {}
 
-impl SyncPtr {
+impl<T> SyncPtr<T> {
     /// The pointer, through a method so that closures capture the wrapper (which is `Sync`)
     /// and not the bare pointer.
-    pub(crate) fn get(&self) -> *mut f32 {
+    pub(crate) fn get(&self) -> *mut T {
         self.0
     }
 }

@@ -503,7 +503,8 @@ fn run_parts<T: Send>(
 ) -> Result<(), WinogradError> {
     match part_bufs(parts, need) {
         Some(mut bufs) => {
-            let base = BufsPtr(bufs.as_mut_ptr());
+            // Used only while the guard is held, each job touching its own buffer.
+            let base = crate::SyncPtr(bufs.as_mut_ptr());
             items.try_for_each(|(t, item)| {
                 assert!(t < parts, "part {t} of {parts}");
                 // SAFETY: `t < parts <= bufs.len()`, each part `t` once: the buffers are
@@ -629,19 +630,6 @@ fn part_bufs(parts: usize, need: usize) -> Option<std::sync::MutexGuard<'static,
         }
     }
     Some(p)
-}
-
-/// The part buffers' base pointer, shared by the parts' jobs.
-#[derive(Clone, Copy)]
-struct BufsPtr(*mut Vec<f32>);
-// SAFETY: used only while the pool's guard is held, each job touching its own buffer.
-unsafe impl Sync for BufsPtr {}
-unsafe impl Send for BufsPtr {}
-
-impl BufsPtr {
-    fn get(&self) -> *mut Vec<f32> {
-        self.0
-    }
 }
 
 /// Sizes of a call that [`check`] accepted: one image's input and output plane, all the
