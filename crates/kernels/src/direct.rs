@@ -140,11 +140,12 @@ pub fn preferred(m: usize, k: usize) -> bool {
 /// 14x14 took 0.94-0.97x the time, 2048 -> 512 on 7x7 0.86-0.88x, 512 -> 2048 on 7x7
 /// 0.97-1.0x.
 ///
-/// Those figures for layers with fewer than 16 Ki weights per output channel and pixel
-/// block (`k * plane < 2^14`: 320 -> 1280 on 7x7, every layer above on 28x28 and 14x14
-/// with `k` < 84) came from a serial run: the kernel forked only when one channel block's
-/// work reached 2^20 multiply-adds, not the whole layer's. Run over the pool
-/// (`direct_bench`, Zen 5, 2 threads, three runs; 1 thread alike), direct / GEMM:
+/// Those figures for layers whose one channel block had fewer than 2^20 multiply-adds
+/// (`k * plane * 64` on 7x7, `* 32` else: 320 -> 1280 on 7x7, the 14x14 layers with `k`
+/// below 168, the 28x28 ones below 42) came from a serial run: the kernel forked only
+/// when one channel block's work reached 2^20, not the whole layer's. Run over the pool
+/// (`direct_bench`, Zen 5, 2 threads, three runs; 1 thread within 0.04 of these but
+/// 960 -> 160 at 1.05x), direct / GEMM:
 /// 320 -> 1280 on 7x7 0.88x (in MobileNetV2, `nodes_ab.py`, 6 rounds: 0.90x);
 /// 14x14 reductions 576 -> 96 0.93x and 384 -> 64 0.97-0.98x (in MobileNetV2 576 -> 96
 /// 0.89x, 384 -> 96 0.89x, 384 -> 64 0.91-0.96x, 192 -> 64 1.0x); but 160 -> 960 and
@@ -152,35 +153,28 @@ pub fn preferred(m: usize, k: usize) -> bool {
 /// 96 -> 576 and 64 -> 384 1.0-1.03x (1.03-1.06x in the model), where a tile's epilogue
 /// (four 16 x 16 transposes on 7x7) weighs against a short `K`.
 ///
-/// So, besides the rule above: on 7x7 planes (tiles of 7 pixels by 64 channels) layers
-/// whose output channels fill whole blocks of 64 ([`SMALL_PLANE_BLOCK`]) with at least
-/// [`SMALL_PLANE_MIN_K`] input channels; on planes up to 14x14 (tiles of up to 14 pixels
-/// by 32 channels, 64 on 7x7) reductions to whole blocks from at least
-/// [`REDUCTION_MIN_K`] channels, twice as many as they write.
-pub fn preferred_pointwise(m: usize, k: usize, plane: usize) -> bool {
+/// So, besides the rule above: on planes up to 7x7, layers whose output channels fill
+/// whole blocks of the tile [`DirectWeights::new`] plans for `w` ([`avx512_tile`]: 64
+/// channels on rows of 7) with at least [`SMALL_PLANE_MIN_K`] input channels; on planes
+/// up to 14x14, reductions to whole blocks from at least [`REDUCTION_MIN_K`] channels,
+/// twice as many as they write. The layer's output is `h x w`, as its input.
+pub fn preferred_pointwise(m: usize, k: usize, h: usize, w: usize) -> bool {
     if !avx512() || m == 0 {
         return false;
     }
+    let plane = h.saturating_mul(w);
     let wide = m >= POINTWISE_MIN_M
         && k >= POINTWISE_MIN_K
         && (plane <= 7 * 7 || (plane <= 14 * 14 && k >= 2 * POINTWISE_MIN_K));
-    // The channel block of the planned tile.
-    let block = if plane <= 7 * 7 {
-        SMALL_PLANE_BLOCK
-    } else {
-        AVX512_BLOCK
-    };
+    let whole_blocks = m.is_multiple_of(avx512_tile(w).0);
     let small_plane =
-        plane <= 7 * 7 && m >= POINTWISE_MIN_M && m.is_multiple_of(block) && k >= SMALL_PLANE_MIN_K;
-    let reduction =
-        plane <= 14 * 14 && m.is_multiple_of(block) && k >= REDUCTION_MIN_K && k >= 2 * m;
+        plane <= 7 * 7 && m >= POINTWISE_MIN_M && whole_blocks && k >= SMALL_PLANE_MIN_K;
+    let reduction = plane <= 14 * 14 && whole_blocks && k >= REDUCTION_MIN_K && k >= 2 * m;
     wide || small_plane || reduction
 }
 
-/// Output channels per block of the AVX-512 tile on planes 7 wide (7 pixels by 64).
-const SMALL_PLANE_BLOCK: usize = 64;
 /// The fewest input channels of a 7x7 layer [`preferred_pointwise`] takes by whole
-/// blocks of [`SMALL_PLANE_BLOCK`].
+/// channel blocks.
 const SMALL_PLANE_MIN_K: usize = 256;
 /// The fewest input channels of a reduction [`preferred_pointwise`] takes on planes up
 /// to 14x14.
@@ -218,6 +212,9 @@ pub const AVX512_MIN_K: usize = 64;
 
 /// Output channels per block of the AVX-512 kernels' wide tile.
 const AVX512_BLOCK: usize = 32;
+
+/// Output channels per block of the AVX-512 tile on rows of at most 7 (7 pixels).
+const AVX512_NARROW_BLOCK: usize = 64;
 
 /// Packed weight values from which [`DirectWeights::new`] packs on all threads.
 const PARALLEL_PACK: usize = 1 << 16;
@@ -264,10 +261,10 @@ impl DirectWeights {
         // AVX-512: 8 to 14 pixels by 32 channels ([`avx512_pixels`]), or 7 by 64 on images
         // 7 wide. AVX2: 6 pixels by 16 channels, the last block 8 wide where the channels
         // end there.
-        let (bw, r) = match (avx512, ow <= 7) {
-            (true, false) => (AVX512_BLOCK, avx512_pixels(ow)),
-            (true, true) => (64, 7),
-            (false, _) => (16, AVX2_PIXELS),
+        let (bw, r) = if avx512 {
+            avx512_tile(ow)
+        } else {
+            (16, AVX2_PIXELS)
         };
         let nb = m.div_ceil(bw);
         let mut panels = vec![0.0f32; ((nb - 1) * bw + block_width(avx512, m, bw, nb - 1)) * k];
@@ -338,6 +335,17 @@ impl DirectWeights {
     /// Channels of block `ob` in the packed panels ([`block_width`]).
     fn width(&self, ob: usize) -> usize {
         block_width(self.avx512, self.m, self.bw, ob)
+    }
+}
+
+/// Output channels and pixels of the AVX-512 tile on output rows `ow` wide: 7 pixels by
+/// [`AVX512_NARROW_BLOCK`] on rows of at most 7, else [`avx512_pixels`] by
+/// [`AVX512_BLOCK`].
+fn avx512_tile(ow: usize) -> (usize, usize) {
+    if ow <= 7 {
+        (AVX512_NARROW_BLOCK, 7)
+    } else {
+        (AVX512_BLOCK, avx512_pixels(ow))
     }
 }
 
@@ -598,7 +606,9 @@ pub fn conv_direct(
     let items = nb * runs;
     // Forked from 2^20 multiply-adds in the whole layer (it counted one channel block's,
     // which kept small layers on one thread: see `preferred_pointwise`).
-    let work = (k * opl * w.m) as u64;
+    let work = (k as u64)
+        .saturating_mul(opl as u64)
+        .saturating_mul(w.m as u64);
     if rayon::current_num_threads() > 1 && work >= 1 << 20 {
         (0..items).into_par_iter().for_each(item);
     } else {
@@ -1593,23 +1603,27 @@ mod tests {
 
     #[test]
     fn pointwise_rule_takes_small_planes_by_whole_blocks_and_reductions() {
-        let direct = |m, k, plane| preferred_pointwise(m, k, plane);
+        // Square planes `side` wide.
+        let direct = |m, k, side| preferred_pointwise(m, k, side, side);
         if !avx512() {
-            assert!(!direct(512, 2048, 49));
+            assert!(!direct(512, 2048, 7));
             return;
         }
         // ResNet-50's and GoogLeNet's wide layers (the first rule).
-        assert!(direct(512, 2048, 49) && direct(2048, 512, 49) && direct(256, 1024, 196));
-        assert!(direct(624, 832, 49));
+        assert!(direct(512, 2048, 7) && direct(2048, 512, 7) && direct(256, 1024, 14));
+        assert!(direct(624, 832, 7));
         // MobileNetV2: 320 -> 1280 and 960 -> 320 on 7x7, the 14x14 reductions.
-        assert!(direct(1280, 320, 49) && direct(320, 960, 49));
-        assert!(direct(96, 576, 196) && direct(96, 384, 196) && direct(64, 384, 196));
+        assert!(direct(1280, 320, 7) && direct(320, 960, 7));
+        assert!(direct(96, 576, 14) && direct(96, 384, 14) && direct(64, 384, 14));
         // Left to the GEMM: part-filled 64-channel blocks, short K, 14x14 expansions,
         // shallow reductions, large planes.
-        assert!(!direct(160, 960, 49) && !direct(960, 160, 49) && !direct(1280, 255, 49));
-        assert!(!direct(576, 96, 196) && !direct(384, 64, 196) && !direct(64, 192, 196));
-        assert!(!direct(296, 512, 196) && !direct(80, 384, 196));
-        assert!(!direct(64, 512, 784) && !direct(0, 512, 49));
+        assert!(!direct(160, 960, 7) && !direct(960, 160, 7) && !direct(1280, 255, 7));
+        assert!(!direct(576, 96, 14) && !direct(384, 64, 14) && !direct(64, 192, 14));
+        assert!(!direct(296, 512, 14) && !direct(80, 384, 14));
+        assert!(!direct(64, 512, 28) && !direct(0, 512, 7));
+        // The block is the planned tile's: rows of 7 take 64 channels whatever the height.
+        assert!(!preferred_pointwise(96, 384, 28, 7) && preferred_pointwise(128, 384, 28, 7));
+        assert!(!preferred_pointwise(1280, 320, usize::MAX, usize::MAX));
     }
 
     #[test]

@@ -179,7 +179,7 @@ impl FusedConv {
                 r.strides.iter().all(|&s| s == 1)
                     && r.pads_begin.iter().all(|&p| p == 0)
                     && r.output[..] == [*h, *w]
-                    && direct::preferred_pointwise(mg, k, h * w)
+                    && direct::preferred_pointwise(mg, k, *h, *w)
             });
         let dilations = conv.window.dilations.as_deref().unwrap_or(&[1, 1]);
         // Few input channels: the GEMM over shifted rows, before the direct kernel and the
@@ -777,7 +777,7 @@ mod tests {
         } else {
             direct("impl=winograd")
         };
-        let pointwise = if millrace_kernels::direct::preferred_pointwise(256, 512, 49) {
+        let pointwise = if millrace_kernels::direct::preferred_pointwise(256, 512, 7, 7) {
             "impl=direct"
         } else {
             "impl=gemm"
