@@ -2,22 +2,24 @@
 //! activations (M x K, row-major) packed on the fly, weights (K x N) prepacked.
 //! `cargo run --release -p millrace-kernels --example mm_bench [THREADS] [KERNEL ...]`
 //! (kernels named after the first compared with the detected one, alternating run by run).
-//! The classifiers' weights (4-8 MB) stay in the L3 here; in a model they come from memory.
+//! The classifiers' weights (4-8 MB) stay in the L3 here; in a model they come from memory:
+//! `--cold` gives each classifier run its own copy of the packed weights, out of 24
+//! (more than the last-level cache holds), so that they stream from memory as there.
 use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided};
 use std::time::Instant;
 
 mod common;
 
 fn main() {
-    let threads: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
+    let mut args: Vec<String> = std::env::args().collect();
+    let cold = args.iter().any(|a| a == "--cold");
+    args.retain(|a| a != "--cold");
+    let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
     let pool = common::pool(threads);
     // The detected kernel, then any named on the command line, alternating run by run.
     let mut kernels = vec![Kernel::detect()];
-    for name in std::env::args().skip(2) {
-        kernels.push(Kernel::named(&name).expect("kernel name"));
+    for name in args.iter().skip(2) {
+        kernels.push(Kernel::named(name).expect("kernel name"));
     }
     // bert_small at 128 tokens: QKV, attention output, feed-forward in and out.
     for &(m, k, n) in &[
@@ -33,14 +35,20 @@ fn main() {
         let x: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.01).collect();
         let w: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 * 0.01).collect();
         let sx = Strided::rows(&x, m, k).expect("x");
-        let packs: Vec<Packed> = kernels
+        let copies = if cold && m == 1 { 24 } else { 1 };
+        let packs: Vec<Vec<Packed>> = kernels
             .iter()
-            .map(|&kr| Packed::with_kernel(&Strided::cols(&w, n, k).expect("w"), kr))
+            .map(|&kr| {
+                (0..copies)
+                    .map(|_| Packed::with_kernel(&Strided::cols(&w, n, k).expect("w"), kr))
+                    .collect()
+            })
             .collect();
         let mut c = vec![0.0f32; m * n];
         let mut times = vec![Vec::new(); kernels.len()];
-        for _ in 0..200 {
-            for (vi, (&kernel, pw)) in kernels.iter().zip(&packs).enumerate() {
+        for run in 0..200 {
+            for (vi, (&kernel, pws)) in kernels.iter().zip(&packs).enumerate() {
+                let pw = &pws[run % pws.len()];
                 let t = Instant::now();
                 pool.install(|| {
                     let out = Out {

@@ -9,10 +9,18 @@
 //! L3 or memory, and what matters is how fast one core pulls it.
 //!
 //! Here each job takes whole column panels (every `kc` block of one, one after another in
-//! memory order), sums two steps of `k` into separate accumulators (four chains), asks for
-//! the panel's lines [`AHEAD`] bytes in front of the loads, and applies the epilogue
-//! (`alpha`, `beta`, bias, residual, activation) once per panel on its 32 sums, through
-//! the general driver's `store_tile`.
+//! memory order), sums two steps of `k` into separate accumulators (four chains), and
+//! applies the epilogue (`alpha`, `beta`, bias, residual, activation) once per panel on its
+//! 32 sums, through the general driver's `store_tile`.
+//!
+//! A panel is one sequential stream, which the hardware prefetchers follow; software
+//! prefetches of its lines 2 KB ahead of the loads (the first version) slowed it where
+//! the weights come from memory. Zen 4, `mm_bench --cold` (each run reads its own copy of
+//! the weights, out of 24), 1 x 1280 x 1000, three alternating runs: without them 234-238
+//! against 310-321 us at 1 thread, 171-181 against 190-255 us at 2; with the weights in
+//! the L3, 81-82 against 89-106 us (1 thread). In the models (`scripts/nodes_ab.py`, 8
+//! rounds): MobileNetV2's classifier 0.62x the time at 1 thread and 0.73x at 2,
+//! ResNet-50's `fc` 0.75x at 2.
 //!
 //! Before: `gemm_ex(Lhs::Source(x: 1 x K), Rhs::Packed(W), ..)` through `run_block`.
 //! After: the same call, through [`run`] where [`applies`] (AVX-512, `m == 1`, `B`
@@ -20,10 +28,6 @@
 use super::{grab, store_tile, Epilogue, Kernel, OutPtr, Packed, PanelSource, TileAt};
 use rayon::prelude::*;
 use std::sync::atomic::AtomicUsize;
-
-/// Bytes ahead of the loads that a step asks for (a multiple of the 128 bytes a step
-/// reads).
-const AHEAD: usize = 2048;
 
 /// Whether [`run`] takes a product of `m` rows by `b` (already checked to be packed as a
 /// `B` for `kernel`): one row, on the AVX-512 kernel, whose panels are 32 wide.
@@ -97,7 +101,6 @@ pub(super) unsafe fn run(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::AHEAD;
     use std::arch::x86_64::*;
 
     /// `acc[j] += sum_kk x[kk] * w[kk * 32 + j]`, `w` one panel block (`x.len()` rows of
@@ -114,10 +117,6 @@ mod x86 {
         let mut kk = 0;
         while kk + 2 <= kcb {
             let r = wp.add(kk * 32);
-            // Two lines of the rows `AHEAD` bytes on (a hint: past the end it fetches a
-            // line of whatever follows, and cannot fault).
-            _mm_prefetch::<_MM_HINT_T0>((r as *const i8).wrapping_add(AHEAD));
-            _mm_prefetch::<_MM_HINT_T0>((r as *const i8).wrapping_add(AHEAD + 64));
             let (x0, x1) = (_mm512_set1_ps(*xp.add(kk)), _mm512_set1_ps(*xp.add(kk + 1)));
             c[0] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r), c[0]);
             c[1] = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r.add(16)), c[1]);
