@@ -66,7 +66,7 @@ fn main() {
         let g = Geom2d::square(c, h, h, 3, s, 1, 1);
         let (n_in, n_out) = (c * h * h, c * g.oh * g.ow);
         let copies = if cold {
-            (96usize << 20).div_ceil(4 * (n_in + n_out)).max(2)
+            common::cold_copies(n_in + n_out)
         } else {
             1
         };

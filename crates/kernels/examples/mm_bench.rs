@@ -3,8 +3,9 @@
 //! `cargo run --release -p millrace-kernels --example mm_bench [THREADS] [KERNEL ...]`
 //! (kernels named after the first compared with the detected one, alternating run by run).
 //! The classifiers' weights (4-8 MB) stay in the L3 here; in a model they come from memory:
-//! `--cold` gives each classifier run its own copy of the packed weights, out of 24
-//! (more than the last-level cache holds), so that they stream from memory as there.
+//! `--cold` gives each classifier run its own copy of the packed weights, out of copies
+//! spanning 96 MiB (more than the last-level cache holds), so that they stream from memory
+//! as there.
 use millrace_kernels::gemm::{gemm_ex, Epilogue, Kernel, Lhs, Out, Packed, Rhs, Strided};
 use std::time::Instant;
 
@@ -35,7 +36,11 @@ fn main() {
         let x: Vec<f32> = (0..m * k).map(|i| (i % 17) as f32 * 0.01).collect();
         let w: Vec<f32> = (0..k * n).map(|i| (i % 13) as f32 * 0.01).collect();
         let sx = Strided::rows(&x, m, k).expect("x");
-        let copies = if cold && m == 1 { 24 } else { 1 };
+        let copies = if cold && m == 1 {
+            common::cold_copies(k * n)
+        } else {
+            1
+        };
         let packs: Vec<Vec<Packed>> = kernels
             .iter()
             .map(|&kr| {

@@ -230,7 +230,7 @@ fn main() {
         let pa = Packed::lhs_with_kernel(&Strided::rows(&w, m, k).unwrap(), kernel);
         let wb = blocked::pack_w(&w, m, k);
         let copies = if cold {
-            (96usize << 20).div_ceil(4 * (2 * k * n + 2 * m * n)).max(2)
+            common::cold_copies(2 * k * n + 2 * m * n)
         } else {
             1
         };

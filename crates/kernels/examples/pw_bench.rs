@@ -91,7 +91,7 @@ fn main() {
             .enumerate()
             .for_each(|(i, v)| *v = (i % 17) as f32 * 0.01);
         let copies = if cold {
-            (96usize << 20).div_ceil(4 * (k * n + m * n)).max(2)
+            common::cold_copies(k * n + m * n)
         } else {
             1
         };
@@ -101,7 +101,7 @@ fn main() {
         let mut ccopies: Vec<Aligned> = (0..copies).map(|_| Aligned::new(m * n)).collect();
         let w: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.01).collect();
         let wcopies = if cold_w {
-            (96usize << 20).div_ceil(4 * m * k).max(2)
+            common::cold_copies(m * k)
         } else {
             1
         };

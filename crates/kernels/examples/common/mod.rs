@@ -10,6 +10,14 @@ pub fn pool(threads: usize) -> rayon::ThreadPool {
         .expect("thread pool")
 }
 
+/// How many copies of a call's operands (`floats` of them per copy) a `--cold` benchmark
+/// cycles through so that together they span 96 MiB, more than the last-level cache
+/// holds: each call then finds its operands in memory, as a layer of a model does (at
+/// least 2).
+pub fn cold_copies(floats: usize) -> usize {
+    (96usize << 20).div_ceil(4 * floats.max(1)).max(2)
+}
+
 /// Whether the CPU runs the AVX2 + FMA experiment kernels (says so on stderr when not).
 #[cfg(target_arch = "x86_64")]
 pub fn avx2_fma() -> bool {

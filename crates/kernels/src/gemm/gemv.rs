@@ -16,7 +16,7 @@
 //! A panel is one sequential stream, which the hardware prefetchers follow; software
 //! prefetches of its lines 2 KB ahead of the loads (the first version) slowed it where
 //! the weights come from memory. Zen 4, `mm_bench --cold` (each run reads its own copy of
-//! the weights, out of 24), 1 x 1280 x 1000, three alternating runs: without them 234-238
+//! the weights, out of 24 then), 1 x 1280 x 1000, three alternating runs: without them 234-238
 //! against 310-321 us at 1 thread, 171-181 against 190-255 us at 2; with the weights in
 //! the L3, 81-82 against 89-106 us (1 thread). In the models (`scripts/nodes_ab.py`, 8
 //! rounds): MobileNetV2's classifier 0.62x the time at 1 thread and 0.73x at 2,
