@@ -31,6 +31,11 @@ pub struct TileOut {
     /// (the next row panel, when this one's came from memory); null: none. Only
     /// prefetched, never read; the AVX-512 kernels use it.
     pub pf_a: *const f32,
+    /// How far past a step's `B` row the AVX-512 kernels prefetch, in floats; 0:
+    /// [`x86::B_AHEAD`] rows down (`B_AHEAD * ldb`). A run of tiles along `N` over an
+    /// image read in place gives the next tile's columns of the same row (see
+    /// `Block::run_far`).
+    pub pf_b: usize,
 }
 
 impl TileOut {
@@ -52,6 +57,7 @@ impl TileOut {
             relu: false,
             clamp: None,
             pf_a: std::ptr::null(),
+            pf_b: 0,
         }
     }
 }
@@ -502,11 +508,12 @@ pub mod x86 {
         // per layer in `millrace profile` on 1 thread, its layer1 1x1s 0.79-0.84x.
         let nres = if res.is_null() { 0 } else { o.mv };
         let lead = if o.last { kc.min(nres + o.mv) } else { 0 };
+        let pfb = if o.pf_b == 0 { B_AHEAD * ldb } else { o.pf_b };
         macro_rules! step {
             () => {{
                 let mut bv = [_mm512_setzero_ps(); V];
                 for (v, x) in bv.iter_mut().enumerate() {
-                    _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(B_AHEAD * ldb + 16 * v) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(pfb + 16 * v) as *const i8);
                     *x = _mm512_loadu_ps(b.add(16 * v));
                 }
                 for (i, ci) in c.iter_mut().enumerate() {

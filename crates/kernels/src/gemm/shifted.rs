@@ -342,6 +342,7 @@ unsafe fn band_tiles(
             relu,
             clamp,
             pf_a: std::ptr::null(),
+            pf_b: 0,
         };
         let ap = a.data.as_ptr().add(p * mr * k);
         (kernel.micro(mv, nv))(k, ap, b_row.add(j0), owp, &o);

@@ -368,6 +368,7 @@ fn tail_kernels_match_the_full_kernel() {
                             relu: true,
                             clamp: None,
                             pf_a: std::ptr::null(),
+                            pf_b: 0,
                         };
                         // SAFETY: panels and tile sized for the kernel; `r <= mr` rows.
                         unsafe { f(kc, a.as_ptr(), b.as_ptr(), nr, &o) };
@@ -424,6 +425,7 @@ fn column_kernel_matches_the_full_kernel() {
                             relu: true,
                             clamp: None,
                             pf_a: std::ptr::null(),
+                            pf_b: 0,
                         };
                         let mut full = old.clone();
                         let mut one = old.clone();
