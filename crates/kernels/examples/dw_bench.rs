@@ -1,9 +1,14 @@
 //! Depthwise 3x3 convolutions as MobileNetV2 runs them (all 17 layers, bias and Relu6),
 //! microseconds per layer and GFLOP/s, the median of interleaved rounds.
 //! `cargo run --release -p millrace-kernels --example dw_bench [THREADS] [ROUNDS] [--cold]`
-//! [--only HxCsS] (`--cold`: each call reads and writes one of several copies spanning
-//! more than the last-level cache, as a model's layer finds its input; `--only 112x96s2`:
-//! one layer, `h x h` with `c` channels at stride `s`, MobileNetV2's or not, for `perf`).
+//! [--only HxCsS] [--touch MODE] (`--cold`: each call reads and writes one of several
+//! copies spanning more than the last-level cache, as a model's layer finds its input;
+//! `--only 112x96s2`: one layer, `h x h` with `c` channels at stride `s`, MobileNetV2's or
+//! not, for `perf`; `--touch`: before each call, untimed, pool threads rewrite the input
+//! and output as a layer before would leave them in the cores' caches: `own`, pool thread
+//! `t` the `t`-th of equal parts of each, `swap` the next thread's part, `one` all of them
+//! by thread 1 (both threads' channels then sit in one core's cache), `onein` / `oneout`
+//! only the input / the output so).
 use millrace_kernels::activation::Activation;
 use millrace_kernels::conv::Geom2d;
 use millrace_kernels::depthwise::depthwise2d_with;
@@ -16,6 +21,19 @@ fn main() {
     let mut args: Vec<String> = std::env::args().collect();
     let cold = args.iter().any(|a| a == "--cold");
     args.retain(|a| a != "--cold");
+    let touch = args.iter().position(|a| a == "--touch").map(|i| {
+        args.remove(i);
+        let mode = if i < args.len() {
+            args.remove(i)
+        } else {
+            String::new()
+        };
+        assert!(
+            ["own", "swap", "one", "onein", "oneout"].contains(&mode.as_str()),
+            "--touch takes own, swap, one, onein or oneout, not {mode:?}"
+        );
+        mode
+    });
     let only = args.iter().position(|a| a == "--only").map(|i| {
         args.remove(i);
         if i < args.len() {
@@ -81,6 +99,30 @@ fn main() {
         let mut times = vec![Vec::new(); isas.len()];
         for _ in 0..rounds {
             for (ii, &isa) in isas.iter().enumerate() {
+                if let Some(mode) = &touch {
+                    let mut spent = 0.0;
+                    pool.install(|| {
+                        for i in 0..iters {
+                            let x = xs[i % copies].as_ptr() as usize;
+                            let o = outs[i % copies].as_ptr() as usize;
+                            rewrite(mode, &[(x, n_in), (o, n_out)]);
+                            let t = Instant::now();
+                            depthwise2d_with(
+                                isa,
+                                &xs[i % copies],
+                                &w,
+                                Some(&b),
+                                &g,
+                                act,
+                                &mut outs[i % copies],
+                            )
+                            .expect("depthwise");
+                            spent += t.elapsed().as_secs_f64();
+                        }
+                    });
+                    times[ii].push(spent / iters as f64);
+                    continue;
+                }
                 let t = Instant::now();
                 pool.install(|| {
                     for i in 0..iters {
@@ -124,4 +166,47 @@ fn main() {
         .map(|(i, t)| format!("{i:?} {:.1} us", t * 1e6))
         .collect();
     println!("total: {}", t.join(", "));
+}
+
+/// Pool threads rewrite parts of the `(address, floats)` buffers in place, as `--touch
+/// MODE` says (see the file's doc), leaving those lines modified in their cores' caches.
+fn rewrite(mode: &str, bufs: &[(usize, usize)]) {
+    let touch = |p: usize, from: usize, to: usize| {
+        for j in from..to {
+            // SAFETY: `p` is a live buffer of at least `to` floats; the benchmark's other
+            // threads are parked in this broadcast, and each range is rewritten by one
+            // thread at a time.
+            unsafe {
+                let q = (p as *mut f32).add(j);
+                q.write_volatile(q.read_volatile());
+            }
+        }
+    };
+    let sel: Vec<(usize, usize)> = match mode {
+        "onein" => bufs[..1].to_vec(),
+        "oneout" => bufs[1..].to_vec(),
+        _ => bufs.to_vec(),
+    };
+    if mode.starts_with("one") {
+        // Thread 0 first, then thread 1: the lines end up modified in thread 1's core.
+        for who in 0..2 {
+            rayon::broadcast(|ctx| {
+                if ctx.index() == who {
+                    sel.iter().for_each(|&(p, n)| touch(p, 0, n));
+                }
+            });
+        }
+        return;
+    }
+    rayon::broadcast(|ctx| {
+        let n = ctx.num_threads();
+        let t = if mode == "swap" {
+            (ctx.index() + 1) % n
+        } else {
+            ctx.index()
+        };
+        for &(p, len) in &sel {
+            touch(p, len * t / n, len * (t + 1) / n);
+        }
+    });
 }
