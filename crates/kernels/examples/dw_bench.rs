@@ -99,46 +99,31 @@ fn main() {
         let mut times = vec![Vec::new(); isas.len()];
         for _ in 0..rounds {
             for (ii, &isa) in isas.iter().enumerate() {
-                if let Some(mode) = &touch {
-                    let mut spent = 0.0;
-                    pool.install(|| {
-                        for i in 0..iters {
-                            let x = xs[i % copies].as_ptr() as usize;
-                            let o = outs[i % copies].as_ptr() as usize;
-                            rewrite(mode, &[(x, n_in), (o, n_out)]);
-                            let t = Instant::now();
-                            depthwise2d_with(
-                                isa,
-                                &xs[i % copies],
-                                &w,
-                                Some(&b),
-                                &g,
-                                act,
-                                &mut outs[i % copies],
-                            )
-                            .expect("depthwise");
-                            spent += t.elapsed().as_secs_f64();
-                        }
-                    });
-                    times[ii].push(spent / iters as f64);
-                    continue;
-                }
+                let call = |x: &[f32], o: &mut [f32]| {
+                    depthwise2d_with(isa, x, &w, Some(&b), &g, act, o).expect("depthwise")
+                };
+                let mut spent = 0.0;
                 let t = Instant::now();
                 pool.install(|| {
                     for i in 0..iters {
-                        depthwise2d_with(
-                            isa,
-                            &xs[i % copies],
-                            &w,
-                            Some(&b),
-                            &g,
-                            act,
-                            &mut outs[i % copies],
-                        )
-                        .expect("depthwise");
+                        let (x, o) = (&xs[i % copies], &mut outs[i % copies]);
+                        if let Some(mode) = &touch {
+                            rewrite(
+                                mode,
+                                &[(x.as_ptr() as usize, n_in), (o.as_ptr() as usize, n_out)],
+                            );
+                            let t = Instant::now();
+                            call(x, o);
+                            spent += t.elapsed().as_secs_f64();
+                        } else {
+                            call(x, o);
+                        }
                     }
                 });
-                times[ii].push(t.elapsed().as_secs_f64() / iters as f64);
+                if touch.is_none() {
+                    spent = t.elapsed().as_secs_f64();
+                }
+                times[ii].push(spent / iters as f64);
             }
         }
         let mut line = format!("{h:4}x{h:<4} c {c:4} s{s}:");
