@@ -89,7 +89,7 @@ fn main() {
             1
         };
         let x0 = rnd(n_in, 1);
-        let xs: Vec<Aligned> = (0..copies).map(|_| Aligned::from_slice(&x0)).collect();
+        let mut xs: Vec<Aligned> = (0..copies).map(|_| Aligned::from_slice(&x0)).collect();
         let mut outs: Vec<Aligned> = (0..copies).map(|_| Aligned::new(n_out)).collect();
         let w = rnd(c * 9, 2);
         let b = rnd(c, 3);
@@ -106,11 +106,15 @@ fn main() {
                 let t = Instant::now();
                 pool.install(|| {
                     for i in 0..iters {
-                        let (x, o) = (&xs[i % copies], &mut outs[i % copies]);
+                        let (x, o) = (&mut xs[i % copies], &mut outs[i % copies]);
                         if let Some(mode) = &touch {
+                            // Pointers from the mutable borrows: `rewrite` writes through them.
                             rewrite(
                                 mode,
-                                &[(x.as_ptr() as usize, n_in), (o.as_ptr() as usize, n_out)],
+                                &[
+                                    (x.as_mut_ptr() as usize, n_in),
+                                    (o.as_mut_ptr() as usize, n_out),
+                                ],
                             );
                             let t = Instant::now();
                             call(x, o);
@@ -158,9 +162,9 @@ fn main() {
 fn rewrite(mode: &str, bufs: &[(usize, usize)]) {
     let touch = |p: usize, from: usize, to: usize| {
         for j in from..to {
-            // SAFETY: `p` is a live buffer of at least `to` floats; the benchmark's other
-            // threads are parked in this broadcast, and each range is rewritten by one
-            // thread at a time.
+            // SAFETY: `p` comes from a mutable borrow of at least `to` floats that the
+            // caller holds across this call; nothing else touches the buffer meanwhile,
+            // and the threads' ranges do not overlap (in the `one` modes they take turns).
             unsafe {
                 let q = (p as *mut f32).add(j);
                 q.write_volatile(q.read_volatile());

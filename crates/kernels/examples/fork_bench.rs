@@ -21,7 +21,11 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let threads: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
-    let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(15);
+    let rounds: usize = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15)
+        .max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
