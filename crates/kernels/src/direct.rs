@@ -724,6 +724,7 @@ fn pad_band(
 }
 
 /// Where a tile's results go: channel `o < oc`, pixel `j < px` at `y + o * ld + j`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Dst {
     y: *mut f32,
     res: *const f32,

@@ -159,6 +159,7 @@ pub fn reserve_scratch() {
 }
 
 /// The band layout of one layer: output rows per band and the buffer's strides.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
 struct Layout {
     /// Output rows per band.

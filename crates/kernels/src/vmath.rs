@@ -63,6 +63,8 @@ impl Isa {
     }
 
     /// Every instruction set this CPU runs, best first (portable always last).
+    // Off x86-64 only the portable entry is pushed.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(clippy::vec_init_then_push))]
     pub fn available() -> Vec<Isa> {
         #[allow(unused_mut)]
         let mut v = Vec::new();

@@ -87,6 +87,7 @@ fn available() -> bool {
 
 /// Where a row's vectors start, which of them load without masks, and the masks of the
 /// others.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
 struct Cols {
     /// Vectors `lo..hi` read only inside the row and store all 16 lanes.
@@ -158,6 +159,7 @@ fn lane_range16(lo: isize, hi: isize) -> u16 {
 /// lanes whose tap falls outside the image (another row's column, a row above or below)
 /// masked off. MobileNetV2's 7x7 planes: 4 vectors of 9 taps per channel, where rows of 7
 /// outputs take 7 vectors.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
 struct Flat {
     /// Vectors per plane.
@@ -225,6 +227,7 @@ impl Flat {
 #[derive(Clone, Copy, Debug)]
 // Built once per call on the stack and lent to the channels: boxing the larger variant
 // would allocate on every call.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[allow(clippy::large_enum_variant)]
 enum Plan {
     Rows(Cols),

@@ -69,6 +69,8 @@ impl Isa {
     }
 
     /// Every variant this CPU runs, fastest first; `Portable` is always last.
+    // Off x86-64 only the portable entry is pushed.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(clippy::vec_init_then_push))]
     pub fn available() -> Vec<Isa> {
         #[allow(unused_mut)]
         let mut v = Vec::new();
@@ -411,6 +413,7 @@ fn split_row(src: &[f32], pl: usize, fill: f32, row: &mut [f32]) {
     } else {
         (odd, even)
     };
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     {

@@ -905,6 +905,7 @@ mod tests {
     /// lone NaN skipped, a window of NaN only giving -inf as the other kernels), and no
     /// write past the output; and that it, not another path, ran.
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn same3x3_max_matches_naive() {
         if !Isa::Avx2.usable() {
             return;
@@ -1009,6 +1010,7 @@ mod tests {
     /// vectors) to 56 with ragged tails, one-row and odd-height planes, NaN inputs, no write past the output; and
     /// that it, not another path, ran wherever it applies.
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn halve_max_matches_naive() {
         if !Isa::Avx2.usable() {
             return;
