@@ -6,8 +6,10 @@
 //! **FMA peak.** Each thread runs [`CHAINS`] independent chains `acc = acc * a + b` on full
 //! vector registers. A fused multiply-add has a latency of about 4 cycles and modern cores
 //! issue two per cycle, so at least 8 chains are needed to keep both FMA ports busy; 12
-//! cover it with margin and still fit the 16 AVX2 registers next to `a` and `b`. The variant
-//! (AVX-512, AVX2+FMA, portable) is chosen at run time from the CPU's features; every
+//! cover it with margin and still fit the 16 AVX2 registers next to `a` and `b`. On aarch64
+//! each chain is two NEON registers (24 `fmla` in flight, for cores with four FMA pipes).
+//! The variant (AVX-512, AVX2+FMA, NEON, portable) is chosen at run time from the CPU's
+//! features; every
 //! variant is callable on its own for tests. The chains start from distinct values so the
 //! compiler cannot merge them, and `a`, `b` pass through [`std::hint::black_box`]. With
 //! `a < 1` the chains converge to `b / (1 - a)`, so values stay finite for any run length.
@@ -39,6 +41,8 @@ pub enum FmaVariant {
     Avx512,
     /// 256-bit `vfmadd` (8 lanes).
     Avx2Fma,
+    /// 128-bit `fmla` on aarch64, two registers per chain (8 lanes).
+    Neon,
     /// Plain Rust multiply and add on 8-wide arrays (whatever the compiler makes of it).
     Portable,
 }
@@ -57,6 +61,10 @@ impl FmaVariant {
                 v.push(FmaVariant::Avx2Fma);
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            v.push(FmaVariant::Neon);
+        }
         v.push(FmaVariant::Portable);
         v
     }
@@ -70,6 +78,7 @@ impl FmaVariant {
         match self {
             FmaVariant::Avx512 => "avx512",
             FmaVariant::Avx2Fma => "avx2+fma",
+            FmaVariant::Neon => "neon",
             FmaVariant::Portable => "portable",
         }
     }
@@ -78,7 +87,7 @@ impl FmaVariant {
     pub fn lanes(self) -> usize {
         match self {
             FmaVariant::Avx512 => 16,
-            FmaVariant::Avx2Fma | FmaVariant::Portable => 8,
+            FmaVariant::Avx2Fma | FmaVariant::Neon | FmaVariant::Portable => 8,
         }
     }
 
@@ -105,6 +114,11 @@ impl FmaVariant {
                 // SAFETY: the CPU supports AVX2 and FMA (checked just above).
                 unsafe { x86::chains_avx2(iters, a, b) }
             }
+            #[cfg(target_arch = "aarch64")]
+            FmaVariant::Neon if std::arch::is_aarch64_feature_detected!("neon") => {
+                // SAFETY: the CPU supports NEON (checked just above).
+                unsafe { arm::chains_neon(iters, a, b) }
+            }
             _ => chains_portable(iters, a, b),
         }
     }
@@ -115,15 +129,15 @@ pub fn start(k: usize, l: usize) -> f32 {
     1.0 + 0.01 * k as f32 + 0.0001 * l as f32
 }
 
+/// The starting values of all chains, `L` lanes each ([`start`]).
+fn starts<const L: usize>() -> [[f32; L]; CHAINS] {
+    std::array::from_fn(|k| std::array::from_fn(|l| start(k, l)))
+}
+
 #[inline(never)]
 fn chains_portable(iters: u64, a: f32, b: f32) -> f32 {
     let (a, b) = (black_box(a), black_box(b));
-    let mut acc = [[0f32; 8]; CHAINS];
-    for (k, c) in acc.iter_mut().enumerate() {
-        for (l, x) in c.iter_mut().enumerate() {
-            *x = start(k, l);
-        }
-    }
+    let mut acc = starts::<8>();
     for _ in 0..iters {
         for c in acc.iter_mut() {
             for x in c.iter_mut() {
@@ -136,7 +150,7 @@ fn chains_portable(iters: u64, a: f32, b: f32) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{start, CHAINS};
+    use super::{starts, CHAINS};
     use std::arch::x86_64::*;
     use std::hint::black_box;
 
@@ -144,12 +158,7 @@ mod x86 {
     pub unsafe fn chains_avx512(iters: u64, a: f32, b: f32) -> f32 {
         let va = _mm512_set1_ps(black_box(a));
         let vb = _mm512_set1_ps(black_box(b));
-        let mut init = [[0f32; 16]; CHAINS];
-        for (k, c) in init.iter_mut().enumerate() {
-            for (l, x) in c.iter_mut().enumerate() {
-                *x = start(k, l);
-            }
-        }
+        let init = starts::<16>();
         // SAFETY: each `init[k]` holds 16 f32s; loadu has no alignment requirement.
         let mut acc: [__m512; CHAINS] =
             std::array::from_fn(|k| unsafe { _mm512_loadu_ps(init[k].as_ptr()) });
@@ -169,12 +178,7 @@ mod x86 {
     pub unsafe fn chains_avx2(iters: u64, a: f32, b: f32) -> f32 {
         let va = _mm256_set1_ps(black_box(a));
         let vb = _mm256_set1_ps(black_box(b));
-        let mut init = [[0f32; 8]; CHAINS];
-        for (k, c) in init.iter_mut().enumerate() {
-            for (l, x) in c.iter_mut().enumerate() {
-                *x = start(k, l);
-            }
-        }
+        let init = starts::<8>();
         // SAFETY: each `init[k]` holds 8 f32s; loadu has no alignment requirement.
         let mut acc: [__m256; CHAINS] =
             std::array::from_fn(|k| unsafe { _mm256_loadu_ps(init[k].as_ptr()) });
@@ -191,6 +195,39 @@ mod x86 {
         // SAFETY: `out` holds 8 f32s.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
         out.iter().sum()
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::{starts, CHAINS};
+    use std::arch::aarch64::*;
+    use std::hint::black_box;
+
+    #[target_feature(enable = "neon")]
+    pub unsafe fn chains_neon(iters: u64, a: f32, b: f32) -> f32 {
+        let va = vdupq_n_f32(black_box(a));
+        let vb = vdupq_n_f32(black_box(b));
+        let init = starts::<8>();
+        // SAFETY: each `init[k]` holds 8 f32s, two vectors of 4.
+        let mut acc: [[float32x4_t; 2]; CHAINS] = std::array::from_fn(|k| unsafe {
+            [
+                vld1q_f32(init[k].as_ptr()),
+                vld1q_f32(init[k].as_ptr().add(4)),
+            ]
+        });
+        for _ in 0..iters {
+            for c in acc.iter_mut() {
+                // `vfmaq_f32(x, y, z)` is `x + y * z`: the chain's `acc * a + b`.
+                c[0] = vfmaq_f32(vb, c[0], va);
+                c[1] = vfmaq_f32(vb, c[1], va);
+            }
+        }
+        let mut sum = vdupq_n_f32(0.0);
+        for c in acc {
+            sum = vaddq_f32(sum, vaddq_f32(c[0], c[1]));
+        }
+        vaddvq_f32(sum)
     }
 }
 

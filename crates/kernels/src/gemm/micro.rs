@@ -141,6 +141,72 @@ pub unsafe fn generic(kc: usize, a: *const f32, b: *const f32, ldb: usize, out: 
     store_acc(acc.as_flattened(), NR, out);
 }
 
+/// The aarch64 kernel: NEON is part of every ARMv8-A core, so it runs on all of them.
+#[cfg(target_arch = "aarch64")]
+pub mod arm {
+    use std::arch::aarch64::*;
+
+    pub const NEON_MR: usize = 6;
+    pub const NEON_NR: usize = 16;
+
+    /// NEON: 6 x 16, twenty-four 4-lane accumulators. Per step of `k` four vectors of
+    /// the `B` row and the panel's six `A` values (one 4-lane and one 2-lane load), each
+    /// `A` value multiplied in by lane (`fmla v.4s, v.4s, v.s[i]`): 24 `fmla` for 6 loads,
+    /// 30 of the 32 vector registers live. The tile goes through [`super::store_acc`].
+    ///
+    /// # Safety
+    /// See [`super::MicroFn`]; needs NEON.
+    #[target_feature(enable = "neon")]
+    pub unsafe fn neon(kc: usize, a: *const f32, b: *const f32, ldb: usize, o: &super::TileOut) {
+        let z = vdupq_n_f32(0.0);
+        let mut c = [[z; 4]; NEON_MR];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            // SAFETY: `a` holds `kc` groups of 6 values and `b` `kc` rows of 16, `ldb`
+            // apart (the caller's contract); the pointers move on one group / row per step.
+            let (bv, lo, hi) = unsafe {
+                (
+                    [
+                        vld1q_f32(b),
+                        vld1q_f32(b.add(4)),
+                        vld1q_f32(b.add(8)),
+                        vld1q_f32(b.add(12)),
+                    ],
+                    vld1q_f32(a),
+                    vld1_f32(a.add(4)),
+                )
+            };
+            macro_rules! row {
+                ($i:expr, $f:ident, $v:expr, $l:expr) => {
+                    for (cv, bj) in c[$i].iter_mut().zip(bv) {
+                        *cv = $f::<$l>(*cv, bj, $v);
+                    }
+                };
+            }
+            row!(0, vfmaq_laneq_f32, lo, 0);
+            row!(1, vfmaq_laneq_f32, lo, 1);
+            row!(2, vfmaq_laneq_f32, lo, 2);
+            row!(3, vfmaq_laneq_f32, lo, 3);
+            row!(4, vfmaq_lane_f32, hi, 0);
+            row!(5, vfmaq_lane_f32, hi, 1);
+            // SAFETY: see the loads above; one past the last group / row at most.
+            unsafe {
+                a = a.add(NEON_MR);
+                b = b.add(ldb);
+            }
+        }
+        let mut tile = [0.0f32; NEON_MR * NEON_NR];
+        for (i, ci) in c.iter().enumerate() {
+            for (j, v) in ci.iter().enumerate() {
+                // SAFETY: `tile` holds 6 rows of 16; this is row `i`, lanes `4j..4j + 4`.
+                unsafe { vst1q_f32(tile.as_mut_ptr().add(i * NEON_NR + 4 * j), *v) };
+            }
+        }
+        // SAFETY: `o` describes a tile inside C (the caller's contract).
+        unsafe { super::store_acc(&tile, NEON_NR, o) };
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub mod x86 {
     use std::arch::x86_64::*;

@@ -136,6 +136,25 @@ static AVX512: Kernel = Kernel {
     rows_outer_k: 32,
 };
 
+/// aarch64 (NEON). The blocks are the AVX2 kernel's, which has the same tile; not tuned on
+/// an aarch64 machine (none was at hand: its tests run under QEMU, see
+/// `scripts/test_aarch64.sh`).
+#[cfg(target_arch = "aarch64")]
+static NEON: Kernel = Kernel {
+    name: "neon",
+    mr: micro::arm::NEON_MR,
+    nr: micro::arm::NEON_NR,
+    kc: 256,
+    mc: 72,
+    pack_n_max: 0,
+    f: micro::arm::neon,
+    tails: &[],
+    halves: &[],
+    cols: None,
+    cols_max: 0,
+    rows_outer_k: 32,
+};
+
 impl Kernel {
     /// The fastest kernel this CPU runs (detected once).
     pub fn detect() -> &'static Kernel {
@@ -158,6 +177,10 @@ impl Kernel {
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                 v.push(&AVX2);
             }
+        }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            v.push(&NEON);
         }
         v.push(&GENERIC);
         v
