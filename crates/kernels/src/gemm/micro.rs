@@ -189,11 +189,10 @@ pub mod arm {
             row!(3, vfmaq_laneq_f32, lo, 3);
             row!(4, vfmaq_lane_f32, hi, 0);
             row!(5, vfmaq_lane_f32, hi, 1);
-            // SAFETY: see the loads above; one past the last group / row at most.
-            unsafe {
-                a = a.add(NEON_MR);
-                b = b.add(ldb);
-            }
+            // After the last step these point past the panels (`b` by up to a whole row
+            // of an image read in place), so they move without `add`'s in-bounds promise.
+            a = a.wrapping_add(NEON_MR);
+            b = b.wrapping_add(ldb);
         }
         let mut tile = [0.0f32; NEON_MR * NEON_NR];
         for (i, ci) in c.iter().enumerate() {
