@@ -259,8 +259,8 @@ pub mod x86 {
                         *cv = _mm256_fmadd_ps(ai, x, *cv);
                     }
                 }
-                a = a.add(AVX2_MR);
-                b = b.add(ldb);
+                a = a.wrapping_add(AVX2_MR);
+                b = b.wrapping_add(ldb);
             }};
         }
         let mut p = 0;
@@ -485,15 +485,15 @@ pub mod x86 {
                 let av = _mm256_maskload_ps(a.add(j * MR), m);
                 *c = _mm256_fmadd_ps(av, _mm256_broadcast_ss(&*b.add(j * ldb)), *c);
             }
-            a = a.add(4 * MR);
-            b = b.add(4 * ldb);
+            a = a.wrapping_add(4 * MR);
+            b = b.wrapping_add(4 * ldb);
             k += 4;
         }
         while k < kc {
             let av = _mm256_maskload_ps(a, m);
             acc[0] = _mm256_fmadd_ps(av, _mm256_broadcast_ss(&*b), acc[0]);
-            a = a.add(MR);
-            b = b.add(ldb);
+            a = a.wrapping_add(MR);
+            b = b.wrapping_add(ldb);
             k += 1;
         }
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
@@ -587,8 +587,8 @@ pub mod x86 {
                         *cv = _mm512_fmadd_ps(ai, x, *cv);
                     }
                 }
-                a = a.add(AVX512_MR);
-                b = b.add(ldb);
+                a = a.wrapping_add(AVX512_MR);
+                b = b.wrapping_add(ldb);
             }};
         }
         // The steps that prefetch a residual row, then the rest two at a time (one loop
@@ -666,15 +666,15 @@ pub mod x86 {
                 let av = _mm512_maskz_loadu_ps(m, a.add(j * MR));
                 *c = _mm512_fmadd_ps(av, _mm512_set1_ps(*b.add(j * ldb)), *c);
             }
-            a = a.add(4 * MR);
-            b = b.add(4 * ldb);
+            a = a.wrapping_add(4 * MR);
+            b = b.wrapping_add(4 * ldb);
             k += 4;
         }
         while k < kc {
             let av = _mm512_maskz_loadu_ps(m, a);
             acc[0] = _mm512_fmadd_ps(av, _mm512_set1_ps(*b), acc[0]);
-            a = a.add(MR);
-            b = b.add(ldb);
+            a = a.wrapping_add(MR);
+            b = b.wrapping_add(ldb);
             k += 1;
         }
         let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
@@ -745,8 +745,8 @@ pub mod x86 {
                     *c = _mm512_fmadd_ps(av, _mm512_set1_ps(*bs.add(j)), *c);
                 }
             }
-            a = a.add(2 * MR);
-            b = b.add(2 * ldb);
+            a = a.wrapping_add(2 * MR);
+            b = b.wrapping_add(2 * ldb);
             k += 2;
         }
         if k < kc {
