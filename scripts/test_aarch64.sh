@@ -23,6 +23,8 @@ fi
 if ! command -v qemu-aarch64 >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null \
     || [ ! -d "$SYSROOT/lib" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        # A fresh machine's package lists may be empty or stale.
+        apt-get update -q
         apt-get install -y -q qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
     else
         echo "needs qemu-aarch64, aarch64-linux-gnu-gcc and $SYSROOT:" >&2

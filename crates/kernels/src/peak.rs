@@ -9,10 +9,10 @@
 //! cover it with margin and still fit the 16 AVX2 registers next to `a` and `b`. On aarch64
 //! each chain is two NEON registers (24 `fmla` in flight, for cores with four FMA pipes).
 //! The variant (AVX-512, AVX2+FMA, NEON, portable) is chosen at run time from the CPU's
-//! features; every
-//! variant is callable on its own for tests. The chains start from distinct values so the
-//! compiler cannot merge them, and `a`, `b` pass through [`std::hint::black_box`]. With
-//! `a < 1` the chains converge to `b / (1 - a)`, so values stay finite for any run length.
+//! features; every variant is callable on its own for tests. The chains start from
+//! distinct values so the compiler cannot merge them, and `a`, `b` pass through
+//! [`std::hint::black_box`]. With `a < 1` the chains converge to `b / (1 - a)`, so values
+//! stay finite for any run length.
 //! Each of `threads` OS threads runs for about `seconds`; the rate is the total FLOPs over
 //! the slowest thread's time, best of `reps` tries (other processes only ever slow it).
 //!
